@@ -1,0 +1,10 @@
+//! The `saffron` VMM side: the vfio-user front end for the QXL device, launching QEMU for
+//! `saffron run`, and the control socket.
+
+pub mod api;
+pub mod control;
+pub mod intx;
+pub mod memfd;
+pub mod qemu;
+pub mod run;
+pub mod vfio_user;

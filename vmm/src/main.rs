@@ -1,0 +1,189 @@
+//! `saffron`: the QXL display device for VMMs.
+//!
+//! - `saffron run` boots a guest under QEMU with our device attached (the main job);
+//! - `saffron device` serves the device alone, for a VMM someone else starts.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use saffron_device::QxlConfig;
+use saffron_vmm::api::Api;
+use saffron_vmm::control::{ControlHandler, ControlSocket};
+use saffron_vmm::intx::IrqMode;
+use saffron_vmm::qemu::{Accel, Serial, parse_size};
+use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "saffron",
+    version,
+    about = "QXL display device and Spice server for VMMs"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Boot a guest under QEMU with the QXL device attached over vfio-user.
+    Run(RunArgs),
+    /// Serve the QXL device over vfio-user for a VMM started by someone else.
+    Device(DeviceArgs),
+}
+
+#[derive(Args)]
+struct QxlArgs {
+    /// Size of the QXL RAM BAR (BAR0) in MiB: a power of two.
+    #[arg(long, default_value_t = 64)]
+    qxl_ram_mb: u64,
+    /// Size of the QXL VRAM BAR (BAR1) in MiB: a power of two.
+    #[arg(long, default_value_t = 64)]
+    qxl_vram_mb: u64,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// Kernel image (bzImage).
+    #[arg(long)]
+    kernel: PathBuf,
+    /// Initial ramdisk.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line (console=ttyS0 is added unless a console is given).
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Guest RAM, e.g. 512M or 2G.
+    #[arg(long, default_value = "512M", value_parser = parse_size)]
+    memory: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    smp: u32,
+    /// Where the guest's serial console goes: stdio or a file path.
+    #[arg(long, default_value = "stdio")]
+    serial: Serial,
+    /// Control socket (JSON lines).
+    #[arg(long)]
+    api_socket: Option<PathBuf>,
+    /// QEMU binary (default: $SAFFRON_QEMU, then target/qemu from ci/qemu, then $PATH).
+    #[arg(long)]
+    qemu: Option<PathBuf>,
+    /// Accelerator: kvm or tcg (default: kvm when the host has hardware virtualization).
+    #[arg(long)]
+    accel: Option<Accel>,
+    /// Interrupt delivery: intx or polled (default: intx with kvm, polled with tcg).
+    #[arg(long)]
+    irq_mode: Option<IrqMode>,
+    #[command(flatten)]
+    qxl: QxlArgs,
+}
+
+#[derive(Args)]
+struct DeviceArgs {
+    /// The vfio-user socket to listen on.
+    #[arg(long)]
+    socket: PathBuf,
+    /// Control socket (JSON lines).
+    #[arg(long)]
+    api_socket: Option<PathBuf>,
+    /// Interrupt delivery: intx (default) or polled.
+    #[arg(long, default_value = "intx")]
+    irq_mode: IrqMode,
+    #[command(flatten)]
+    qxl: QxlArgs,
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SAFFRON_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Logs go to stderr: with --serial stdio, stdout is the guest's console.
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn start_control(path: Option<&PathBuf>, api: Arc<Api>) -> Result<Option<ControlSocket>, String> {
+    path.map(|p| {
+        ControlSocket::start(p, api as Arc<dyn ControlHandler>)
+            .map_err(|e| format!("control socket {}: {e}", p.display()))
+    })
+    .transpose()
+}
+
+fn run(args: RunArgs) -> Result<u8, String> {
+    let qxl =
+        QxlConfig::from_mb(args.qxl.qxl_ram_mb, args.qxl.qxl_vram_mb).map_err(|e| e.to_string())?;
+    let opts = RunOptions {
+        kernel: args.kernel,
+        initrd: args.initrd,
+        cmdline: args.cmdline,
+        memory: args.memory,
+        smp: args.smp,
+        serial: args.serial,
+        api_socket: args.api_socket,
+        qemu: args.qemu,
+        accel: args.accel,
+        irq_mode: args.irq_mode,
+        qxl,
+    };
+    let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
+    let status = vm
+        .wait_timeout(None)
+        .map_err(|e| e.to_string())?
+        .ok_or("guest did not end")?;
+    if vm.quit_requested() {
+        info!("guest stopped on request");
+        return Ok(0);
+    }
+    match status.code() {
+        Some(0) => {
+            info!("guest powered off");
+            Ok(0)
+        }
+        Some(c) => Err(format!("QEMU exited with status {c}")),
+        None => Err(format!("QEMU was killed ({status})")),
+    }
+}
+
+fn device(args: DeviceArgs) -> Result<u8, String> {
+    let qxl =
+        QxlConfig::from_mb(args.qxl.qxl_ram_mb, args.qxl.qxl_vram_mb).map_err(|e| e.to_string())?;
+    let server = DeviceServer::start(&DeviceServerConfig {
+        socket: args.socket,
+        qxl,
+        irq_mode: args.irq_mode,
+    })
+    .map_err(|e| e.to_string())?;
+    let quit = Arc::new(AtomicBool::new(false));
+    let api = Arc::new(Api::new("device", &server, Arc::clone(&quit)));
+    let _control = start_control(args.api_socket.as_ref(), api)?;
+    while !server.finished() && !quit.load(Ordering::Acquire) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    info!("device server stopping");
+    Ok(0)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Cmd::Run(a) => run(a),
+        Cmd::Device(a) => device(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            error!("{e}");
+            eprintln!("saffron: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

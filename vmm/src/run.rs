@@ -1,0 +1,253 @@
+//! `saffron run`: our device server plus a QEMU that attaches it, as one unit that ends with
+//! the guest.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use saffron_device::QxlConfig;
+use thiserror::Error;
+use tracing::info;
+
+use crate::api::Api;
+use crate::control::ControlSocket;
+use crate::intx::IrqMode;
+use crate::qemu::{self, Accel, QemuConfig, QemuError, Serial};
+use crate::vfio_user::{DeviceServer, DeviceServerConfig, FrontendError, SharedDevice};
+
+/// What `saffron run` was asked to do.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Kernel image.
+    pub kernel: PathBuf,
+    /// Initial ramdisk.
+    pub initrd: Option<PathBuf>,
+    /// The user's kernel command line.
+    pub cmdline: String,
+    /// Guest RAM in bytes.
+    pub memory: u64,
+    /// vCPUs.
+    pub smp: u32,
+    /// Serial target.
+    pub serial: Serial,
+    /// Control socket.
+    pub api_socket: Option<PathBuf>,
+    /// QEMU binary (else searched).
+    pub qemu: Option<PathBuf>,
+    /// Accelerator (else detected).
+    pub accel: Option<Accel>,
+    /// Interrupt mode (else chosen from the accelerator).
+    pub irq_mode: Option<IrqMode>,
+    /// BAR sizes.
+    pub qxl: QxlConfig,
+}
+
+/// Why a run could not start or failed.
+#[derive(Debug, Error)]
+pub enum RunError {
+    /// A file the user named is missing.
+    #[error("{what} {path}: no such file")]
+    Missing {
+        /// What it is.
+        what: &'static str,
+        /// The path.
+        path: PathBuf,
+    },
+    /// QEMU problems.
+    #[error(transparent)]
+    Qemu(#[from] QemuError),
+    /// Device server problems.
+    #[error(transparent)]
+    Frontend(#[from] FrontendError),
+    /// I/O (runtime directory, control socket, spawning).
+    #[error("{0}: {1}")]
+    Io(String, #[source] std::io::Error),
+}
+
+/// A running guest: QEMU plus our device server.
+pub struct Vm {
+    server: DeviceServer,
+    child: Child,
+    _control: Option<ControlSocket>,
+    runtime_dir: PathBuf,
+    quit: Arc<AtomicBool>,
+    accel: Accel,
+    irq_mode: IrqMode,
+    started: Instant,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("accel", &self.accel)
+            .field("irq_mode", &self.irq_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+fn runtime_dir() -> Result<PathBuf, RunError> {
+    use std::os::unix::fs::DirBuilderExt;
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("saffron-{}-{n}", std::process::id()));
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(&dir)
+        .map_err(|e| RunError::Io(format!("cannot create {}", dir.display()), e))?;
+    Ok(dir)
+}
+
+impl Vm {
+    /// Starts the device server, then QEMU attached to it.
+    pub fn launch(opts: &RunOptions) -> Result<Vm, RunError> {
+        for (what, path) in [
+            ("kernel", Some(&opts.kernel)),
+            ("initrd", opts.initrd.as_ref()),
+        ] {
+            if let Some(p) = path.filter(|p| !p.is_file()) {
+                return Err(RunError::Missing {
+                    what,
+                    path: p.clone(),
+                });
+            }
+        }
+        let qemu_bin = qemu::find(opts.qemu.as_deref())?;
+        qemu::check_vfio_user(&qemu_bin)?;
+        let accel = opts.accel.unwrap_or_else(Accel::detect);
+        let irq_mode = opts.irq_mode.unwrap_or(accel.irq_mode());
+        let cmdline = qemu::rig_cmdline(&opts.cmdline, irq_mode);
+        if irq_mode == IrqMode::Polled {
+            info!(
+                "accelerator {accel:?}: polled interrupts; added '{}' to the kernel command line",
+                qemu::POLLED_IRQ_CMDLINE
+            );
+        } else {
+            info!("accelerator {accel:?}: INTx through the VMM's eventfd");
+        }
+        let dir = runtime_dir()?;
+        let server = DeviceServer::start(&DeviceServerConfig {
+            socket: dir.join("qxl.sock"),
+            qxl: opts.qxl,
+            irq_mode,
+        })?;
+        let quit = Arc::new(AtomicBool::new(false));
+        let api = Arc::new(Api::new("run", &server, Arc::clone(&quit)));
+        let control = opts
+            .api_socket
+            .as_ref()
+            .map(|p| {
+                ControlSocket::start(
+                    p,
+                    Arc::clone(&api) as Arc<dyn crate::control::ControlHandler>,
+                )
+                .map_err(|e| RunError::Io(format!("control socket {}", p.display()), e))
+            })
+            .transpose()?;
+        let cfg = QemuConfig {
+            qemu: qemu_bin.clone(),
+            accel,
+            memory: opts.memory,
+            smp: opts.smp,
+            kernel: opts.kernel.clone(),
+            initrd: opts.initrd.clone(),
+            cmdline,
+            serial: opts.serial.clone(),
+            device_socket: server.socket().to_path_buf(),
+            qmp_socket: None,
+        };
+        let mut cmd = Command::new(&qemu_bin);
+        cmd.args(cfg.args());
+        if opts.serial != Serial::Stdio {
+            cmd.stdin(Stdio::null());
+        }
+        info!(qemu = %qemu_bin.display(), "starting QEMU: {:?}", cfg.args());
+        let child = cmd
+            .spawn()
+            .map_err(|e| RunError::Io(format!("cannot start {}", qemu_bin.display()), e))?;
+        api.set_vmm_pid(child.id());
+        Ok(Vm {
+            server,
+            child,
+            _control: control,
+            runtime_dir: dir,
+            quit,
+            accel,
+            irq_mode,
+            started: Instant::now(),
+        })
+    }
+
+    /// The device, for inspection.
+    pub fn device(&self) -> &SharedDevice {
+        self.server.device()
+    }
+
+    /// The device server.
+    pub fn server(&self) -> &DeviceServer {
+        &self.server
+    }
+
+    /// The accelerator in use.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// The interrupt mode in use.
+    pub fn irq_mode(&self) -> IrqMode {
+        self.irq_mode
+    }
+
+    /// Time since QEMU was started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Waits for the guest to end (or a `quit` request, which stops QEMU), up to `timeout`.
+    /// Returns `None` on timeout, with the guest still running.
+    pub fn wait_timeout(
+        &mut self,
+        timeout: Option<Duration>,
+    ) -> Result<Option<ExitStatus>, RunError> {
+        let deadline = timeout.map(|t| Instant::now() + t);
+        loop {
+            if let Some(st) = self
+                .child
+                .try_wait()
+                .map_err(|e| RunError::Io("waiting for QEMU".into(), e))?
+            {
+                return Ok(Some(st));
+            }
+            if self.quit.load(Ordering::Acquire) {
+                info!("quit requested: stopping the guest");
+                self.kill();
+                continue;
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Stops QEMU now.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether `quit` was requested.
+    pub fn quit_requested(&self) -> bool {
+        self.quit.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for Vm {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            self.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+}
