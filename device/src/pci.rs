@@ -212,8 +212,7 @@ impl PciConfig {
 
     fn bar_register_used(&self, index: usize) -> bool {
         self.bars.iter().flatten().any(|b| {
-            b.index == index
-                || (matches!(b.kind, BarKind::Memory64 { .. }) && b.index + 1 == index)
+            b.index == index || (matches!(b.kind, BarKind::Memory64 { .. }) && b.index + 1 == index)
         })
     }
 
@@ -321,7 +320,12 @@ impl PciConfig {
     /// bytes keep this space's values, so a snapshot cannot change the identity or BAR sizes.
     pub fn restore(&mut self, state: &PciConfigState) {
         for (o, &val) in state.regs.iter().enumerate().take(CONFIG_SPACE_SIZE) {
-            let wm = self.wmask[o] | if (STATUS..STATUS + 2).contains(&o) { 0xff } else { 0 };
+            let wm = self.wmask[o]
+                | if (STATUS..STATUS + 2).contains(&o) {
+                    0xff
+                } else {
+                    0
+                };
             self.regs[o] = (self.regs[o] & !wm) | (val & wm);
         }
     }
@@ -435,7 +439,11 @@ mod tests {
         assert_eq!(v & 0x3, 0x1, "I/O indicator bit stays");
         assert_eq!((!(v & !0x3)).wrapping_add(1), 32);
         w32(&mut c, 0x1c, 0xc040);
-        assert_eq!(c.bar_address(3), None, "decode off until command enables it");
+        assert_eq!(
+            c.bar_address(3),
+            None,
+            "decode off until command enables it"
+        );
         w32(&mut c, 4, u32::from(COMMAND_IO_SPACE));
         assert_eq!(c.bar_address(3), Some(0xc040));
     }
@@ -529,7 +537,13 @@ mod tests {
             Err(PciConfigError::BarInUse(0))
         );
         assert_eq!(
-            c.add_bar(bar(5, 4096, BarKind::Memory64 { prefetchable: false })),
+            c.add_bar(bar(
+                5,
+                4096,
+                BarKind::Memory64 {
+                    prefetchable: false
+                }
+            )),
             Err(PciConfigError::BarIndex(5))
         );
         assert!(matches!(

@@ -381,14 +381,18 @@ impl QxlDevice {
     }
 
     fn drive_line(&self) {
-        self.irq
-            .set_level(self.level && !self.pci.intx_disabled());
+        self.irq.set_level(self.level && !self.pci.intx_disabled());
     }
 
     fn log_guest_text(&mut self) {
         let mut buf = vec![0u8; LOG_BUF_SIZE];
         let addr = self.ram_header_addr(RAM_OFF_LOG_BUF);
-        if self.memory.guest_memory().read_slice(&mut buf, addr).is_err() {
+        if self
+            .memory
+            .guest_memory()
+            .read_slice(&mut buf, addr)
+            .is_err()
+        {
             return;
         }
         // The guest need not NUL-terminate: the copy is bounded by the buffer size.

@@ -135,8 +135,10 @@ fn serve(stream: UnixStream, handler: &dyn ControlHandler) {
             continue;
         }
         debug!(request = text, "control");
-        let reply = answer(text, handler);
-        if writeln!(writer, "{reply}").is_err() {
+        // One write per reply, so a reader never sees half a line.
+        let mut reply = answer(text, handler).to_string();
+        reply.push('\n');
+        if writer.write_all(reply.as_bytes()).is_err() {
             return;
         }
     }

@@ -17,7 +17,7 @@ use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial, parse_size};
 use saffron_vmm::run::{RunOptions, Vm};
 use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
-use tracing::{error, info};
+use tracing::info;
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +106,7 @@ fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 
@@ -181,7 +182,6 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            error!("{e}");
             eprintln!("saffron: {e}");
             ExitCode::FAILURE
         }

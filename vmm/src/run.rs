@@ -102,6 +102,15 @@ fn runtime_dir() -> Result<PathBuf, RunError> {
 impl Vm {
     /// Starts the device server, then QEMU attached to it.
     pub fn launch(opts: &RunOptions) -> Result<Vm, RunError> {
+        Self::launch_with(opts, |_| {})
+    }
+
+    /// Like [`Vm::launch`], running `before_vmm` on the device server before QEMU starts (a
+    /// test puts known bytes into BAR memory this way).
+    pub fn launch_with(
+        opts: &RunOptions,
+        before_vmm: impl FnOnce(&DeviceServer),
+    ) -> Result<Vm, RunError> {
         for (what, path) in [
             ("kernel", Some(&opts.kernel)),
             ("initrd", opts.initrd.as_ref()),
@@ -157,6 +166,7 @@ impl Vm {
             device_socket: server.socket().to_path_buf(),
             qmp_socket: None,
         };
+        before_vmm(&server);
         let mut cmd = Command::new(&qemu_bin);
         cmd.args(cfg.args());
         if opts.serial != Serial::Stdio {

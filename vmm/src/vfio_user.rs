@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
-use saffron_device::qxl::bar;
 use saffron_device::{DeviceMemory, QxlConfig, QxlDevice};
 use thiserror::Error;
 use tracing::{debug, info, warn};
@@ -22,9 +21,10 @@ use vfio_bindings::bindings::vfio::{
     VFIO_IRQ_INFO_AUTOMASKED, VFIO_IRQ_INFO_EVENTFD, VFIO_IRQ_INFO_MASKABLE,
     VFIO_IRQ_SET_ACTION_MASK, VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_TYPE_MASK,
     VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD, VFIO_IRQ_SET_DATA_NONE,
-    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS,
-    VFIO_PCI_ROM_REGION_INDEX, VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ,
-    VFIO_REGION_INFO_FLAG_WRITE, vfio_region_info, vfio_region_sparse_mmap_area,
+    VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_ERR_IRQ_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
+    VFIO_PCI_NUM_IRQS, VFIO_PCI_NUM_REGIONS, VFIO_PCI_REQ_IRQ_INDEX, VFIO_PCI_ROM_REGION_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP, VFIO_REGION_INFO_FLAG_READ, VFIO_REGION_INFO_FLAG_WRITE,
+    vfio_region_info, vfio_region_sparse_mmap_area,
 };
 use vfio_user::{IrqInfo, Server, ServerBackend, ServerRegion, SparseArea};
 use vm_memory::FileOffset;
@@ -107,9 +107,7 @@ impl ServerBackend for Backend {
         let mut dev = lock(&self.device);
         match region {
             VFIO_PCI_CONFIG_REGION_INDEX => dev.config_read(offset, data),
-            r if (r as usize) <= bar::IO || r == 4 || r == 5 => {
-                dev.bar_read(r as usize, offset, data)
-            }
+            r if r <= 5 => dev.bar_read(r as usize, offset, data),
             VFIO_PCI_ROM_REGION_INDEX => data.fill(0xff),
             r => {
                 return Err(invalid(format!(
@@ -176,8 +174,14 @@ impl ServerBackend for Backend {
         count: u32,
         fds: Vec<File>,
     ) -> io::Result<()> {
+        if index == VFIO_PCI_ERR_IRQ_INDEX || index == VFIO_PCI_REQ_IRQ_INDEX {
+            // The VMM's error and unplug-request notifiers: accepted so that it can arm them
+            // (QEMU warns otherwise), never signalled: the device has no such events.
+            debug!(index, flags, "notifier eventfd accepted");
+            return Ok(());
+        }
         if index != VFIO_PCI_INTX_IRQ_INDEX {
-            // Only INTx exists (count 0 for the others), so nothing else can be set.
+            // No MSI or MSI-X (count 0), so nothing else can be set.
             return Err(invalid(format!("interrupt index {index} has no vectors")));
         }
         if start != 0 || count > 1 {
@@ -230,6 +234,23 @@ impl std::fmt::Debug for DeviceServer {
     }
 }
 
+/// Whether some process has a listening Unix socket bound at `path`. Asked of
+/// `/proc/net/unix` rather than by connecting: a vfio-user server takes its first connection
+/// as its one client, so a probe would consume the other process's server.
+fn socket_is_listening(path: &Path) -> bool {
+    let Ok(table) = std::fs::read_to_string("/proc/net/unix") else {
+        return false;
+    };
+    let canonical = std::fs::canonicalize(path).ok();
+    table.lines().skip(1).any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        // Num RefCount Protocol Flags Type St Inode Path; St 01 = listening.
+        cols.len() >= 8
+            && cols[5] == "01"
+            && (Path::new(cols[7]) == path || canonical.as_deref() == Some(Path::new(cols[7])))
+    })
+}
+
 /// Removes a stale socket file left by a dead process; refuses a live one or a non-socket.
 fn claim_socket_path(path: &Path) -> Result<(), FrontendError> {
     use std::os::unix::fs::FileTypeExt;
@@ -239,7 +260,7 @@ fn claim_socket_path(path: &Path) -> Result<(), FrontendError> {
     if !meta.file_type().is_socket() {
         return Err(FrontendError::NotASocket(path.to_path_buf()));
     }
-    if std::os::unix::net::UnixStream::connect(path).is_ok() {
+    if socket_is_listening(path) {
         return Err(FrontendError::SocketInUse(path.to_path_buf()));
     }
     warn!("removing stale socket {}", path.display());
@@ -314,7 +335,10 @@ impl DeviceServer {
                     } else {
                         0
                     },
-                count: u32::from(index == VFIO_PCI_INTX_IRQ_INDEX),
+                count: u32::from(matches!(
+                    index,
+                    VFIO_PCI_INTX_IRQ_INDEX | VFIO_PCI_ERR_IRQ_INDEX | VFIO_PCI_REQ_IRQ_INDEX
+                )),
             })
             .collect();
         let server = Server::new(&cfg.socket, true, irqs, regions).map_err(|source| {

@@ -1,0 +1,413 @@
+//! Reading QXLDataChunk chains into one owned buffer.
+//!
+//! Bitmaps, QUIC data, clip lists, paths, glyph strings and cursor shapes are stored by the
+//! guest as linked chunks, each possibly in a different memslot. The chain is guest data:
+//! it can loop, repeat a chunk, point outside the slots, or add up to more than the host
+//! should ever allocate. Every chunk header is read once, every chunk's data range is
+//! translated on its own, the total length is capped before anything is allocated, and the
+//! number of chunks (empty ones included) is capped, which also ends loops.
+
+use thiserror::Error;
+use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError};
+
+use crate::abi::{QXLDataChunk, QXLPHYSICAL};
+use crate::memslot::{MemSlotError, MemSlotTable, phys_add};
+
+/// Most chunks one chain may have.
+///
+/// Linux sends single-chunk data; X and Windows drivers split large images into chunks of
+/// at least a page. 65536 page-sized chunks cover [`MAX_CHUNK_DATA`], so no honest chain
+/// needs more, and a looping chain is cut off after that many header reads.
+pub const MAX_CHUNKS: u32 = 65_536;
+
+/// Most bytes one chain may hold: one 8192 × 8192 image at 32 bpp, the largest frame any
+/// QXL driver sends (Linux caps framebuffers at 8192 × 8192). A chain that repeats chunks
+/// could otherwise make the host copy far more than the BARs contain.
+pub const MAX_CHUNK_DATA: u64 = 256 << 20;
+
+const HEADER_SIZE: u64 = core::mem::size_of::<QXLDataChunk>() as u64;
+
+/// Errors reading a chunk chain.
+#[derive(Debug, Error)]
+pub enum ChunkError {
+    #[error("chunk address does not translate")]
+    Translate(#[from] MemSlotError),
+    #[error("guest memory access at {addr:#x} failed")]
+    Memory {
+        addr: u64,
+        #[source]
+        source: GuestMemoryError,
+    },
+    #[error("chain has more than {limit} chunks (a loop, or a DoS attempt)")]
+    TooManyChunks { limit: u32 },
+    #[error("chain holds more than {limit} bytes (next chunk adds {chunk_size})")]
+    TooLarge { limit: u64, chunk_size: u32 },
+}
+
+/// Caps for one chain; parsers tighten them when the expected size is known.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChunkLimits {
+    pub max_bytes: u64,
+    pub max_chunks: u32,
+}
+
+impl Default for ChunkLimits {
+    fn default() -> Self {
+        ChunkLimits {
+            max_bytes: MAX_CHUNK_DATA,
+            max_chunks: MAX_CHUNKS,
+        }
+    }
+}
+
+impl ChunkLimits {
+    /// The default limits with at most `max_bytes` of data.
+    pub fn bytes(max_bytes: u64) -> Self {
+        ChunkLimits {
+            max_bytes: max_bytes.min(MAX_CHUNK_DATA),
+            ..Self::default()
+        }
+    }
+}
+
+/// Where a chain starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChainStart {
+    /// A pointer to the first chunk header (bitmap data).
+    At(QXLPHYSICAL),
+    /// The first header is embedded in a structure already copied out of guest memory; its
+    /// data follows it at `header_at + 20`, in the structure's slot.
+    Inline {
+        header: QXLDataChunk,
+        header_at: QXLPHYSICAL,
+    },
+}
+
+/// Copies the payload of a chain into one buffer.
+pub fn read_chain<M: GuestMemory>(
+    mem: &M,
+    slots: &MemSlotTable,
+    start: ChainStart,
+    limits: ChunkLimits,
+) -> Result<Vec<u8>, ChunkError> {
+    let (mut header, mut header_at) = match start {
+        ChainStart::At(phys) => (read_header(mem, slots, phys)?, phys),
+        ChainStart::Inline { header, header_at } => (header, header_at),
+    };
+    let mut data = Vec::new();
+    let mut chunks = 0u32;
+    loop {
+        chunks += 1;
+        if chunks > limits.max_chunks {
+            return Err(ChunkError::TooManyChunks {
+                limit: limits.max_chunks,
+            });
+        }
+        let chunk_size = header.data_size;
+        let total = (data.len() as u64).checked_add(u64::from(chunk_size));
+        match total {
+            Some(total) if total <= limits.max_bytes => {}
+            _ => {
+                return Err(ChunkError::TooLarge {
+                    limit: limits.max_bytes,
+                    chunk_size,
+                });
+            }
+        }
+        if chunk_size != 0 {
+            let data_at = phys_add(header_at, HEADER_SIZE)?;
+            let addr = slots.translate(data_at, u64::from(chunk_size))?;
+            let old_len = data.len();
+            // chunk_size ≤ max_bytes ≤ MAX_CHUNK_DATA, far below usize::MAX.
+            data.resize(old_len + chunk_size as usize, 0);
+            let dst = data.get_mut(old_len..).unwrap_or_default();
+            mem.read_slice(dst, addr).map_err(mem_err(addr))?;
+        }
+        let next = header.next_chunk;
+        if next == 0 {
+            return Ok(data);
+        }
+        header = read_header(mem, slots, next)?;
+        header_at = next;
+    }
+}
+
+/// Copies `len` contiguous bytes at `phys` (data that is not chunked, e.g. DIRECT bitmaps).
+pub fn read_flat<M: GuestMemory>(
+    mem: &M,
+    slots: &MemSlotTable,
+    phys: QXLPHYSICAL,
+    len: u64,
+    max_bytes: u64,
+) -> Result<Vec<u8>, ChunkError> {
+    if len > max_bytes.min(MAX_CHUNK_DATA) {
+        return Err(ChunkError::TooLarge {
+            limit: max_bytes,
+            chunk_size: u32::try_from(len).unwrap_or(u32::MAX),
+        });
+    }
+    let addr = slots.translate(phys, len)?;
+    // len ≤ MAX_CHUNK_DATA.
+    let mut data = vec![0u8; len as usize];
+    mem.read_slice(&mut data, addr).map_err(mem_err(addr))?;
+    Ok(data)
+}
+
+fn read_header<M: GuestMemory>(
+    mem: &M,
+    slots: &MemSlotTable,
+    phys: QXLPHYSICAL,
+) -> Result<QXLDataChunk, ChunkError> {
+    let addr = slots.translate(phys, HEADER_SIZE)?;
+    mem.read_obj(addr).map_err(mem_err(addr))
+}
+
+fn mem_err(addr: GuestAddress) -> impl FnOnce(GuestMemoryError) -> ChunkError {
+    move |source| ChunkError::Memory {
+        addr: addr.0,
+        source,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::abi::QXLMemSlot;
+    use crate::memslot::{BarRange, make_phys};
+    use proptest::prelude::*;
+    use vm_memory::GuestMemoryMmap;
+
+    /// A BAR of 1 MiB at 1 MiB, registered as slot 1 (offset 0 = BAR start), and a second
+    /// BAR at 4 MiB as slot 2.
+    pub(crate) const BAR: u64 = 0x10_0000;
+    pub(crate) const BAR2: u64 = 0x40_0000;
+
+    pub(crate) fn setup() -> (GuestMemoryMmap, MemSlotTable) {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x80_0000)]).unwrap();
+        let bars = [
+            BarRange {
+                base: GuestAddress(BAR),
+                len: 0x10_0000,
+            },
+            BarRange {
+                base: GuestAddress(BAR2),
+                len: 0x10_0000,
+            },
+        ];
+        let mut slots = MemSlotTable::new();
+        slots
+            .add(
+                1,
+                QXLMemSlot {
+                    mem_start: BAR,
+                    mem_end: BAR + 0x10_0000,
+                },
+                &bars,
+            )
+            .unwrap();
+        slots
+            .add(
+                2,
+                QXLMemSlot {
+                    mem_start: BAR2,
+                    mem_end: BAR2 + 0x10_0000,
+                },
+                &bars,
+            )
+            .unwrap();
+        (mem, slots)
+    }
+
+    /// Slot 1 pointer to BAR offset `offset`.
+    pub(crate) fn p(offset: u64) -> QXLPHYSICAL {
+        make_phys(1, 0, offset).unwrap()
+    }
+
+    /// Writes a chunk with `data` at BAR offset `offset` of slot 1, linked to `next`.
+    pub(crate) fn put_chunk(mem: &GuestMemoryMmap, offset: u64, data: &[u8], next: QXLPHYSICAL) {
+        let header = QXLDataChunk {
+            data_size: data.len() as u32,
+            prev_chunk: 0,
+            next_chunk: next,
+        };
+        mem.write_obj(header, GuestAddress(BAR + offset)).unwrap();
+        mem.write_slice(data, GuestAddress(BAR + offset + 20))
+            .unwrap();
+    }
+
+    #[test]
+    fn concatenates_chunks_across_slots() {
+        let (mem, slots) = setup();
+        put_chunk(&mem, 0x100, b"hello ", p(0x200));
+        put_chunk(&mem, 0x200, b"", make_phys(2, 0, 0x10).unwrap());
+        let header = QXLDataChunk {
+            data_size: 5,
+            prev_chunk: 0,
+            next_chunk: 0,
+        };
+        mem.write_obj(header, GuestAddress(BAR2 + 0x10)).unwrap();
+        mem.write_slice(b"world", GuestAddress(BAR2 + 0x10 + 20))
+            .unwrap();
+        let data = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::default(),
+        );
+        assert_eq!(data.unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn inline_start_uses_the_given_header() {
+        let (mem, slots) = setup();
+        mem.write_slice(b"abc", GuestAddress(BAR + 0x40 + 20))
+            .unwrap();
+        // Memory holds a different header; the copy we were given wins (no double fetch).
+        put_chunk(&mem, 0x40, b"zzzzzzzz", 0);
+        mem.write_slice(b"abc", GuestAddress(BAR + 0x40 + 20))
+            .unwrap();
+        let header = QXLDataChunk {
+            data_size: 3,
+            prev_chunk: 0,
+            next_chunk: 0,
+        };
+        let start = ChainStart::Inline {
+            header,
+            header_at: p(0x40),
+        };
+        assert_eq!(
+            read_chain(&mem, &slots, start, ChunkLimits::default()).unwrap(),
+            b"abc"
+        );
+    }
+
+    #[test]
+    fn loops_are_cut_off() {
+        let (mem, slots) = setup();
+        put_chunk(&mem, 0x100, b"x", p(0x100));
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::bytes(1 << 30),
+        );
+        assert!(matches!(
+            err,
+            Err(ChunkError::TooManyChunks { limit: MAX_CHUNKS })
+        ));
+        // Empty chunks count too.
+        put_chunk(&mem, 0x100, b"", p(0x100));
+        let limits = ChunkLimits {
+            max_bytes: 10,
+            max_chunks: 7,
+        };
+        let err = read_chain(&mem, &slots, ChainStart::At(p(0x100)), limits);
+        assert!(matches!(err, Err(ChunkError::TooManyChunks { limit: 7 })));
+    }
+
+    #[test]
+    fn size_caps_apply_before_reading() {
+        let (mem, slots) = setup();
+        put_chunk(&mem, 0x100, &[1; 64], p(0x100));
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::bytes(100),
+        );
+        assert!(matches!(
+            err,
+            Err(ChunkError::TooLarge {
+                limit: 100,
+                chunk_size: 64
+            })
+        ));
+        let header = QXLDataChunk {
+            data_size: u32::MAX,
+            prev_chunk: 0,
+            next_chunk: 0,
+        };
+        mem.write_obj(header, GuestAddress(BAR)).unwrap();
+        let err = read_chain(&mem, &slots, ChainStart::At(p(0)), ChunkLimits::default());
+        assert!(matches!(err, Err(ChunkError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn each_chunk_must_fit_its_slot() {
+        let (mem, slots) = setup();
+        // Data would run past the end of slot 1.
+        let header = QXLDataChunk {
+            data_size: 64,
+            prev_chunk: 0,
+            next_chunk: 0,
+        };
+        mem.write_obj(header, GuestAddress(BAR + 0x10_0000 - 40))
+            .unwrap();
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x10_0000 - 40)),
+            ChunkLimits::default(),
+        );
+        assert!(matches!(
+            err,
+            Err(ChunkError::Translate(MemSlotError::OutOfSlot { .. }))
+        ));
+        // A header pointer into an unregistered slot.
+        put_chunk(&mem, 0, b"a", make_phys(5, 0, 0).unwrap());
+        let err = read_chain(&mem, &slots, ChainStart::At(p(0)), ChunkLimits::default());
+        assert!(matches!(
+            err,
+            Err(ChunkError::Translate(MemSlotError::SlotInactive { .. }))
+        ));
+    }
+
+    #[test]
+    fn flat_reads_are_bounded() {
+        let (mem, slots) = setup();
+        mem.write_slice(b"pixels", GuestAddress(BAR + 8)).unwrap();
+        assert_eq!(read_flat(&mem, &slots, p(8), 6, 100).unwrap(), b"pixels");
+        assert!(read_flat(&mem, &slots, p(8), 200, 100).is_err());
+        assert!(read_flat(&mem, &slots, p(0x10_0000 - 2), 6, 100).is_err());
+    }
+
+    proptest! {
+        /// Random chunk graphs written into a slot: the reader either returns exactly the
+        /// concatenation along next_chunk (when the walk ends within the caps) or an error,
+        /// and never more than the byte cap.
+        #[test]
+        fn random_chains(
+            nodes in proptest::collection::vec((0u32..300, 0usize..12), 1..12),
+            max_bytes in 0u64..2000,
+            max_chunks in 1u32..20,
+        ) {
+            let (mem, slots) = setup();
+            // Node i lives at offset i * 0x400; next index ≥ len means end of chain.
+            for (i, &(size, next)) in nodes.iter().enumerate() {
+                let next_phys = if next < nodes.len() { p(next as u64 * 0x400) } else { 0 };
+                let data = vec![i as u8; size as usize];
+                put_chunk(&mem, i as u64 * 0x400, &data, next_phys);
+            }
+            let limits = ChunkLimits { max_bytes, max_chunks };
+            let result = read_chain(&mem, &slots, ChainStart::At(p(0)), limits);
+            // Model walk.
+            let mut expect = Vec::new();
+            let mut at = 0usize;
+            let mut count = 0u32;
+            let model = loop {
+                count += 1;
+                if count > max_chunks { break None; }
+                let (size, next) = nodes[at];
+                if expect.len() as u64 + u64::from(size) > max_bytes { break None; }
+                expect.extend(std::iter::repeat_n(at as u8, size as usize));
+                if next >= nodes.len() { break Some(expect); }
+                at = next;
+            };
+            match (result, model) {
+                (Ok(data), Some(expect)) => prop_assert_eq!(data, expect),
+                (Err(_), None) => {}
+                (r, m) => prop_assert!(false, "reader {:?} vs model {:?}", r.map(|d| d.len()), m.map(|d| d.len())),
+            }
+        }
+    }
+}

@@ -1,0 +1,272 @@
+//! Harness for real-guest tests: boots the test guest (built by `ci/build-guest`) under the
+//! QEMU that `ci/qemu` provides, with our device attached over vfio-user in this process, and
+//! reads back what the guest printed on its serial console.
+//!
+//! The guest reports through lines of the form `SAFFRON-<TAG> key=value ...`, printed by the
+//! `saffron-guest` tool and the guest's `/init`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use saffron_device::QxlConfig;
+use saffron_vmm::intx::IrqMode;
+use saffron_vmm::qemu::{Accel, Serial};
+use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::vfio_user::DeviceServer;
+use sha2::{Digest, Sha256};
+
+/// The workspace root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+/// The guest kernel and initrd. Panics with the command to run when they are missing: a
+/// real-guest test never skips.
+pub fn guest_image() -> (PathBuf, PathBuf) {
+    let dir = std::env::var_os("SAFFRON_GUEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/guest"));
+    let kernel = dir.join("vmlinuz");
+    let initrd = dir.join("initrd.img");
+    assert!(
+        kernel.is_file() && initrd.is_file(),
+        "test guest missing in {}: run ci/build-guest first",
+        dir.display()
+    );
+    (kernel, initrd)
+}
+
+/// The QEMU that ci/qemu installs (or `$SAFFRON_QEMU`).
+pub fn qemu_binary() -> PathBuf {
+    if let Some(q) = std::env::var_os("SAFFRON_QEMU") {
+        return PathBuf::from(q);
+    }
+    let q = repo_root().join("target/qemu/bin/qemu-system-x86_64");
+    assert!(
+        q.is_file(),
+        "QEMU missing at {}: run ci/qemu first",
+        q.display()
+    );
+    q
+}
+
+/// Guests share two cores: boot one at a time so each gets predictable time.
+pub fn serial_guard() -> MutexGuard<'static, ()> {
+    static GUARD: Mutex<()> = Mutex::new(());
+    GUARD.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The reference pattern the guest tool writes: xorshift32 words, little endian.
+pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
+    let mut state = if seed == 0 { 0x9E37_79B9 } else { seed };
+    let mut out = Vec::with_capacity(len + 4);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// Lower-case hex SHA-256.
+pub fn sha256_hex(data: &[u8]) -> String {
+    Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// One `SAFFRON-<TAG> k=v ...` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    /// The part after `SAFFRON-`, e.g. `PCI`.
+    pub tag: String,
+    /// The fields.
+    pub fields: BTreeMap<String, String>,
+}
+
+impl Record {
+    /// A field, panicking with the record when missing (tests want a clear failure).
+    pub fn get(&self, key: &str) -> &str {
+        self.fields
+            .get(key)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("field {key} missing in {self:?}"))
+    }
+
+    /// A numeric field (decimal or 0x-hex).
+    pub fn num(&self, key: &str) -> u64 {
+        let v = self.get(key);
+        let parsed = match v.strip_prefix("0x") {
+            Some(hex) => u64::from_str_radix(hex, 16),
+            None => v.parse(),
+        };
+        parsed.unwrap_or_else(|_| panic!("field {key}={v} is not a number"))
+    }
+}
+
+/// Every `SAFFRON-` record in the serial output.
+pub fn records(serial: &str) -> Vec<Record> {
+    serial
+        .lines()
+        .filter_map(|l| {
+            let start = l.find("SAFFRON-")?;
+            let mut words = l[start + "SAFFRON-".len()..].split_whitespace();
+            let tag = words.next()?.trim_end_matches(':').to_string();
+            let fields = words
+                .filter_map(|w| w.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Some(Record { tag, fields })
+        })
+        .collect()
+}
+
+/// The records with `tag`.
+pub fn with_tag<'a>(recs: &'a [Record], tag: &str) -> Vec<&'a Record> {
+    recs.iter().filter(|r| r.tag == tag).collect()
+}
+
+/// How to boot a test guest.
+#[derive(Clone, Debug)]
+pub struct GuestOptions {
+    /// `saffron.workload=` value.
+    pub workload: String,
+    /// Interrupt mode.
+    pub irq_mode: IrqMode,
+    /// Extra kernel parameters.
+    pub extra_cmdline: String,
+    /// BAR sizes.
+    pub qxl: QxlConfig,
+    /// Give up after this long.
+    pub timeout: Duration,
+}
+
+impl GuestOptions {
+    /// Defaults for `workload`: polled interrupts (the TCG rig), default BARs, 10 minutes.
+    pub fn new(workload: &str) -> Self {
+        GuestOptions {
+            workload: workload.into(),
+            irq_mode: IrqMode::Polled,
+            extra_cmdline: String::new(),
+            qxl: QxlConfig::default(),
+            timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// A finished guest run.
+pub struct GuestRun {
+    /// Everything the guest printed on its serial port.
+    pub serial: String,
+    /// The VM, ended, with its device still inspectable.
+    pub vm: Vm,
+    /// Wall time from launch to the end of the guest.
+    pub elapsed: Duration,
+}
+
+impl GuestRun {
+    /// The guest's `SAFFRON-` records.
+    pub fn records(&self) -> Vec<Record> {
+        records(&self.serial)
+    }
+
+    /// Panics unless the workload ran and exited 0, showing the serial log.
+    pub fn assert_workload_ok(&self, workload: &str) {
+        let recs = self.records();
+        let end = recs
+            .iter()
+            .find(|r| r.tag == "GUEST" && r.fields.get("status").is_some());
+        match end {
+            Some(r) if r.get("status") == "0" => {}
+            _ => panic!(
+                "workload {workload} did not finish with status 0; serial:\n{}",
+                self.serial
+            ),
+        }
+    }
+}
+
+/// Boots the test guest with `opts`, with `prepare` run on the device before QEMU starts
+/// (e.g. to put a pattern into BAR memory), and waits for it to power off.
+pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> GuestRun {
+    let (kernel, initrd) = guest_image();
+    let log = std::env::temp_dir().join(format!(
+        "saffron-serial-{}-{}.log",
+        std::process::id(),
+        opts.workload
+    ));
+    let _ = std::fs::remove_file(&log);
+    let run = RunOptions {
+        kernel,
+        initrd: Some(initrd),
+        cmdline: format!(
+            "quiet saffron.workload={} {}",
+            opts.workload, opts.extra_cmdline
+        ),
+        memory: 512 << 20,
+        smp: 1,
+        serial: Serial::File(log.clone()),
+        api_socket: None,
+        qemu: Some(qemu_binary()),
+        accel: Some(Accel::Tcg),
+        irq_mode: Some(opts.irq_mode),
+        qxl: opts.qxl,
+    };
+    let started = Instant::now();
+    let mut vm =
+        Vm::launch_with(&run, prepare).unwrap_or_else(|e| panic!("cannot launch the guest: {e}"));
+    let status = vm
+        .wait_timeout(Some(opts.timeout))
+        .expect("waiting for QEMU");
+    let serial = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    match status {
+        Some(s) if s.success() => {}
+        Some(s) => panic!("QEMU exited with {s}; serial:\n{serial}"),
+        None => {
+            vm.kill();
+            panic!(
+                "guest still running after {:?}; serial:\n{serial}",
+                opts.timeout
+            );
+        }
+    }
+    GuestRun {
+        serial,
+        vm,
+        elapsed: started.elapsed(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_parse() {
+        let r = records(
+            "junk\n[  1.0] SAFFRON-PCI slot=0000:00:03.0 vendor=0x1b36\nSAFFRON-GUEST: workload x end status=0\n",
+        );
+        assert_eq!(r.len(), 2);
+        assert_eq!(r[0].tag, "PCI");
+        assert_eq!(r[0].num("vendor"), 0x1b36);
+        assert_eq!(r[1].tag, "GUEST");
+        assert_eq!(r[1].get("status"), "0");
+    }
+
+    #[test]
+    fn pattern_is_xorshift32() {
+        let p = pattern(1, 8);
+        assert_eq!(&p[..4], &270_369u32.to_le_bytes());
+        assert_eq!(pattern(0, 4), pattern(0x9E37_79B9, 4));
+        assert_eq!(pattern(7, 6).len(), 6);
+    }
+}
