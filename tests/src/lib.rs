@@ -141,6 +141,8 @@ pub struct GuestOptions {
     pub workload: String,
     /// Interrupt mode.
     pub irq_mode: IrqMode,
+    /// Arguments for the workload (`saffron.args=`).
+    pub args: Vec<String>,
     /// Extra kernel parameters.
     pub extra_cmdline: String,
     /// BAR sizes.
@@ -155,6 +157,7 @@ impl GuestOptions {
         GuestOptions {
             workload: workload.into(),
             irq_mode: IrqMode::Polled,
+            args: Vec::new(),
             extra_cmdline: String::new(),
             qxl: QxlConfig::default(),
             timeout: Duration::from_secs(600),
@@ -183,7 +186,7 @@ impl GuestRun {
         let recs = self.records();
         let end = recs
             .iter()
-            .find(|r| r.tag == "GUEST" && r.fields.get("status").is_some());
+            .find(|r| r.tag == "GUEST" && r.fields.contains_key("status"));
         match end {
             Some(r) if r.get("status") == "0" => {}
             _ => panic!(
@@ -208,8 +211,10 @@ pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> G
         kernel,
         initrd: Some(initrd),
         cmdline: format!(
-            "quiet saffron.workload={} {}",
-            opts.workload, opts.extra_cmdline
+            "quiet panic=-1 saffron.workload={} saffron.args={} {}",
+            opts.workload,
+            opts.args.join(","),
+            opts.extra_cmdline
         ),
         memory: 512 << 20,
         smp: 1,

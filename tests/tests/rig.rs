@@ -48,10 +48,16 @@ fn guest_enumerates_the_device() {
         assert_eq!(bar(i).num("size"), size, "BAR{i}");
         assert_eq!(bar(i).num("prefetch"), 0, "BAR{i}");
     }
-    assert!(
-        bars.iter().all(|b| b.num("index") < 4),
-        "no BARs beyond 3 and no expansion ROM: {bars:?}"
-    );
+    // No BAR beyond 3 and no expansion ROM of ours. Linux shows the boot VGA device's
+    // legacy shadow ROM (0xc0000, 128 KiB) as resource 6 of a VGA-class device; that one is
+    // the firmware's, not ours, so it is the only index-6 entry allowed.
+    for b in &bars {
+        let i = b.num("index");
+        assert!(
+            i < 4 || (i == 6 && b.num("start") == 0xc0000 && b.num("size") == 0x20000),
+            "unexpected resource {b:?}"
+        );
+    }
     println!("boot to powered-off guest: {:?}", run.elapsed);
 }
 
@@ -61,6 +67,14 @@ fn rig(mode: IrqMode) {
     let host_pattern = pattern(HOST_PATTERN_SEED, PATTERN_LEN);
     let mut opts = GuestOptions::new("rig");
     opts.irq_mode = mode;
+    if mode == IrqMode::Intx {
+        // Under TCG the first INTx makes QEMU trap the BARs for good: no closing bulk copy.
+        opts.args = vec!["0".into()];
+    }
+    if mode == IrqMode::Intx {
+        // Under TCG the first INTx makes QEMU trap the BARs for good: no closing bulk copy.
+        opts.args = vec!["0".into()];
+    }
     let run = boot_guest(&opts, |server| {
         lock(server.device())
             .memory()

@@ -47,6 +47,8 @@ pub mod cfg {
     pub const COMMAND_IO: u16 = 1 << 0;
     /// Command: memory space decoding.
     pub const COMMAND_MEMORY: u16 = 1 << 1;
+    /// Command: INTx disable (PCI 2.3).
+    pub const COMMAND_INTX_DISABLE: u16 = 1 << 10;
     /// Status: INTx asserted by the function, independent of INTx disable (PCI 2.3).
     pub const STATUS_INTERRUPT: u16 = 1 << 3;
 }
@@ -331,6 +333,25 @@ impl ConfigSpace {
     /// Reads a little-endian u16 (sysfs does a single 16-bit config access when aligned).
     pub fn read_u16(&self, offset: u64) -> Result<u16> {
         Ok(u16::from_le_bytes(self.read_exact(offset)?))
+    }
+
+    /// Writes a little-endian u16 (one aligned 16-bit config access).
+    pub fn write_u16(&self, offset: u64, value: u16) -> Result<()> {
+        let buf = value.to_le_bytes();
+        let done = self
+            .file
+            .write_at(&buf, offset)
+            .map_err(|e| Error::io("write", &self.path, e))?;
+        if done != buf.len() {
+            return Err(Error::ShortIo {
+                op: "write",
+                path: self.path.clone(),
+                offset,
+                done,
+                wanted: buf.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Reads the 24-bit class code (base class, subclass, prog-if) as `0xBBSSPP`.

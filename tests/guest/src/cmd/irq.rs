@@ -3,12 +3,12 @@
 //!
 //! uio_pci_generic relies on PCI 2.3 INTx masking: its handler claims the interrupt only if
 //! config status bit 3 (interrupt status) is set, and then sets command bit 10 (INTx disable)
-//! so a level-triggered line cannot storm; user space re-enables with a write of 1 to
-//! `/dev/uioN`. So one round checks the whole chain: UPDATE_IRQ raises the line, the status bit
+//! so a level-triggered line cannot storm. It has no irqcontrol (a write to `/dev/uioN` fails
+//! with ENOSYS): user space re-enables by clearing INTx disable in config space itself. So one round checks the whole chain: UPDATE_IRQ raises the line, the status bit
 //! follows it, the kernel sees the interrupt, UPDATE_IRQ with nothing pending lowers it again.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::Read;
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::thread::sleep;
@@ -89,13 +89,12 @@ impl Uio {
             }
         }
     }
+}
 
-    /// Clears INTx disable (uio_pci_generic's irqcontrol) so the next interrupt can arrive.
-    fn unmask(&mut self) -> Result<()> {
-        self.file
-            .write_all(&1u32.to_ne_bytes())
-            .map_err(|e| Error::io("write", &self.path, e))
-    }
+/// Clears INTx disable in the command register so the next interrupt can arrive.
+fn unmask(config: &ConfigSpace) -> Result<()> {
+    let command = config.read_u16(cfg::COMMAND)?;
+    config.write_u16(cfg::COMMAND, command & !cfg::COMMAND_INTX_DISABLE)
 }
 
 /// Polls config status bit 3 until it equals `asserted` or `timeout` passes.
@@ -141,7 +140,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     qxl.set_int_pending(0)?;
     qxl.out(port::UPDATE_IRQ, 0)?;
     let _ = uio.wait_event(Duration::ZERO)?;
-    uio.unmask()?;
+    unmask(&config)?;
 
     let (mut delivered, mut asserted, mut lowered, mut late) = (0u64, 0u64, 0u64, 0u64);
     let mut latencies = Vec::new();
@@ -167,7 +166,7 @@ pub fn run(mut opts: Options) -> Result<()> {
         if wait_status(&config, false, timeout)? {
             lowered += 1;
         }
-        uio.unmask()?;
+        unmask(&config)?;
     }
     qxl.set_int_mask(0)?;
     qxl.out(port::UPDATE_IRQ, 0)?;

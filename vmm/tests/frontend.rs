@@ -1,0 +1,277 @@
+//! The vfio-user front end against an in-process vfio-user client (the `vfio_user` crate's
+//! own): what a VMM sees before any guest runs.
+
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+use saffron_device::QxlConfig;
+use saffron_vmm::intx::IrqMode;
+use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig, lock};
+use vfio_bindings::bindings::vfio::{
+    VFIO_IRQ_SET_ACTION_TRIGGER, VFIO_IRQ_SET_ACTION_UNMASK, VFIO_IRQ_SET_DATA_EVENTFD,
+    VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_CONFIG_REGION_INDEX, VFIO_PCI_INTX_IRQ_INDEX,
+    VFIO_REGION_INFO_FLAG_MMAP,
+};
+use vfio_user::Client;
+use vm_memory::{Bytes, GuestAddress, GuestRegionMmap, MemoryRegionAddress, mmap::MmapRegion};
+use vmm_sys_util::eventfd::EventFd;
+
+const SMALL: QxlConfig = QxlConfig {
+    ram_size: 1 << 20,
+    vram_size: 1 << 16,
+};
+const RAM_HEADER: u64 = (1 << 20) - 8192;
+
+fn socket_path(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("saffron-fe-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir.join("qxl.sock")
+}
+
+fn start(name: &str, irq_mode: IrqMode) -> (DeviceServer, Client) {
+    let server = DeviceServer::start(&DeviceServerConfig {
+        socket: socket_path(name),
+        qxl: SMALL,
+        irq_mode,
+    })
+    .unwrap();
+    let client = Client::new(server.socket()).unwrap();
+    (server, client)
+}
+
+/// The client's own mapping of BAR0, as a VMM would map it into the guest.
+fn client_map(fo: vm_memory::FileOffset) -> GuestRegionMmap<()> {
+    let map = MmapRegion::<()>::from_file(fo, SMALL.ram_size as usize).unwrap();
+    GuestRegionMmap::new(map, GuestAddress(0)).unwrap()
+}
+
+fn read_u32(client: &mut Client, region: u32, offset: u64) -> u32 {
+    let mut b = [0u8; 4];
+    client.region_read(region, offset, &mut b).unwrap();
+    u32::from_le_bytes(b)
+}
+
+#[test]
+fn identity_and_regions() {
+    let (_server, mut client) = start("identity", IrqMode::Intx);
+    assert_eq!(
+        read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 0),
+        0x0100_1b36
+    );
+    assert_eq!(
+        read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 8),
+        0x0300_0005
+    );
+    for (index, size, mapped) in [
+        (0u32, SMALL.ram_size, true),
+        (1, SMALL.vram_size, true),
+        (2, 8192, false),
+        (3, 32, false),
+        (4, 0, false),
+        (6, 0, false),
+        (7, 256, false),
+    ] {
+        let r = client.region(index).unwrap();
+        assert_eq!(r.size, size, "region {index}");
+        assert_eq!(
+            r.flags & VFIO_REGION_INFO_FLAG_MMAP != 0,
+            mapped,
+            "region {index}"
+        );
+        assert_eq!(r.file_offset.is_some(), mapped, "region {index} fd");
+        if mapped {
+            assert_eq!(r.sparse_areas.len(), 1, "one area covering the BAR");
+        }
+    }
+    // BAR sizing through config space, as cloud-hypervisor does it.
+    client
+        .region_write(VFIO_PCI_CONFIG_REGION_INDEX, 0x10, &u32::MAX.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 0x10),
+        !((SMALL.ram_size as u32) - 1)
+    );
+    client
+        .region_write(VFIO_PCI_CONFIG_REGION_INDEX, 0x1c, &u32::MAX.to_le_bytes())
+        .unwrap();
+    assert_eq!(
+        read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 0x1c),
+        !31u32 | 1
+    );
+}
+
+#[test]
+fn mapped_bar_is_the_device_memory() {
+    let (server, client) = start("mapped", IrqMode::Intx);
+    let region = client.region(0).unwrap();
+    let fo = region.file_offset.clone().unwrap();
+    let map = client_map(fo);
+    map.write_slice(b"from the client", MemoryRegionAddress(0x1000))
+        .unwrap();
+    let mut seen = [0u8; 15];
+    lock(server.device())
+        .memory()
+        .read(saffron_device::memory::MemoryBar::Ram, 0x1000, &mut seen)
+        .unwrap();
+    assert_eq!(&seen, b"from the client");
+    // The RAM header the device wrote at reset is visible through the client's mapping.
+    let magic: u32 = map.read_obj(MemoryRegionAddress(RAM_HEADER)).unwrap();
+    assert_eq!(magic, 0x4152_5851);
+}
+
+fn raise_via_ports(client: &mut Client, map: &GuestRegionMmap<()>, pending: u32) {
+    map.write_obj(1u32, MemoryRegionAddress(RAM_HEADER + 8))
+        .unwrap();
+    map.write_obj(pending, MemoryRegionAddress(RAM_HEADER + 4))
+        .unwrap();
+    client.region_write(3, 3, &[0]).unwrap(); // UPDATE_IRQ
+}
+
+#[test]
+fn intx_eventfd_follows_the_level() {
+    let (server, mut client) = start("intx", IrqMode::Intx);
+    let map = client_map(client.region(0).unwrap().file_offset.clone().unwrap());
+    let efd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    client
+        .set_irqs(
+            VFIO_PCI_INTX_IRQ_INDEX,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            0,
+            1,
+            &[efd.as_raw_fd()],
+        )
+        .unwrap();
+    raise_via_ports(&mut client, &map, 1);
+    assert_eq!(efd.read().unwrap(), 1, "rising level signals the eventfd");
+    let status = read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 4) >> 16;
+    assert_eq!(status & 0x8, 0x8, "status bit 3 mirrors the level");
+    // Still high at the end of interrupt: the unmask re-delivers it.
+    client
+        .set_irqs(
+            VFIO_PCI_INTX_IRQ_INDEX,
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+            0,
+            1,
+            &[],
+        )
+        .unwrap();
+    assert_eq!(efd.read().unwrap(), 1);
+    // Acked: pending cleared, UPDATE_IRQ lowers the line; an unmask then delivers nothing.
+    raise_via_ports(&mut client, &map, 0);
+    client
+        .set_irqs(
+            VFIO_PCI_INTX_IRQ_INDEX,
+            VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+            0,
+            1,
+            &[],
+        )
+        .unwrap();
+    assert!(efd.read().is_err(), "no signal for a low line");
+    let status = read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 4) >> 16;
+    assert_eq!(status & 0x8, 0);
+    assert_eq!(server.intx().signals(), 2);
+}
+
+#[test]
+fn polled_mode_shows_the_level_but_never_signals() {
+    let (server, mut client) = start("polled", IrqMode::Polled);
+    let map = client_map(client.region(0).unwrap().file_offset.clone().unwrap());
+    let efd = EventFd::new(libc::EFD_NONBLOCK).unwrap();
+    client
+        .set_irqs(
+            VFIO_PCI_INTX_IRQ_INDEX,
+            VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER,
+            0,
+            1,
+            &[efd.as_raw_fd()],
+        )
+        .unwrap();
+    raise_via_ports(&mut client, &map, 1);
+    assert!(efd.read().is_err());
+    let status = read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 4) >> 16;
+    assert_eq!(status & 0x8, 0x8);
+    assert_eq!(server.intx().signals(), 0);
+}
+
+/// Sends one raw vfio-user message and returns the reply header's flags and the payload.
+/// (The crate's client cannot read error replies, so this speaks the wire format itself.)
+fn raw_request(stream: &mut UnixStream, id: u16, command: u16, payload: &[u8]) -> (u32, Vec<u8>) {
+    let size = (16 + payload.len()) as u32;
+    let mut msg = Vec::new();
+    msg.extend_from_slice(&id.to_le_bytes());
+    msg.extend_from_slice(&command.to_le_bytes());
+    msg.extend_from_slice(&size.to_le_bytes());
+    msg.extend_from_slice(&0u32.to_le_bytes());
+    msg.extend_from_slice(&0u32.to_le_bytes());
+    msg.extend_from_slice(payload);
+    stream.write_all(&msg).unwrap();
+    let mut hdr = [0u8; 16];
+    stream.read_exact(&mut hdr).unwrap();
+    assert_eq!(
+        u16::from_le_bytes([hdr[0], hdr[1]]),
+        id,
+        "reply to our message"
+    );
+    let size = u32::from_le_bytes(hdr[4..8].try_into().unwrap()) as usize;
+    let flags = u32::from_le_bytes(hdr[8..12].try_into().unwrap());
+    let mut rest = vec![0u8; size - 16];
+    stream.read_exact(&mut rest).unwrap();
+    (flags, rest)
+}
+
+fn region_access(region: u32, offset: u64, count: u32) -> Vec<u8> {
+    let mut p = Vec::new();
+    p.extend_from_slice(&offset.to_le_bytes());
+    p.extend_from_slice(&region.to_le_bytes());
+    p.extend_from_slice(&count.to_le_bytes());
+    p
+}
+
+const REGION_READ: u16 = 9;
+const REGION_WRITE: u16 = 10;
+const SET_IRQS: u16 = 8;
+const REPLY_ERROR: u32 = 1 << 5;
+
+#[test]
+fn bad_requests_get_errors_not_a_dead_server() {
+    let server = DeviceServer::start(&DeviceServerConfig {
+        socket: socket_path("bad"),
+        qxl: SMALL,
+        irq_mode: IrqMode::Intx,
+    })
+    .unwrap();
+    let mut s = UnixStream::connect(server.socket()).unwrap();
+    // A region the device lacks (VGA, index 8): error reply.
+    let (flags, _) = raw_request(&mut s, 1, REGION_READ, &region_access(8, 0, 4));
+    assert_ne!(flags & REPLY_ERROR, 0);
+    // MSI (index 1) has no vectors: error reply.
+    let mut irqs = Vec::new();
+    for v in [
+        20u32,
+        VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER,
+        1,
+        0,
+        1,
+    ] {
+        irqs.extend_from_slice(&v.to_le_bytes());
+    }
+    let (flags, _) = raw_request(&mut s, 2, SET_IRQS, &irqs);
+    assert_ne!(flags & REPLY_ERROR, 0);
+    // Accesses outside a BAR or of the wrong width are absorbed by the device.
+    let mut w = region_access(0, SMALL.ram_size - 2, 4);
+    w.extend_from_slice(&[1, 2, 3, 4]);
+    let (flags, _) = raw_request(&mut s, 3, REGION_WRITE, &w);
+    assert_eq!(flags & REPLY_ERROR, 0);
+    let mut w = region_access(3, 31, 2);
+    w.extend_from_slice(&[0, 0]);
+    raw_request(&mut s, 4, REGION_WRITE, &w);
+    // The server still answers, with the right data.
+    let (flags, data) = raw_request(&mut s, 5, REGION_READ, &region_access(7, 0, 4));
+    assert_eq!(flags & REPLY_ERROR, 0);
+    assert_eq!(&data[16..], &[0x36, 0x1b, 0x00, 0x01]);
+    assert_eq!(lock(server.device()).stats().io_ignored, 1);
+}
