@@ -1,15 +1,33 @@
-//! The QXL device shell: PCI identity, BAR layout, trapped BAR accesses and the interrupt
-//! level. The QXL behaviour behind the I/O ports (memslots, surfaces, rings) grows here.
+//! The QXL device: PCI identity, BAR layout, the ROM, the RAM header, the I/O ports of
+//! revision 5, memslots, the primary surface, async operations and the guest-bug state.
+//! Commands on the rings are the worker's; the device hands it requests through
+//! [`QxlWorker`] and the worker reaches back through [`DeviceInterface`].
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
+use saffron_ring::abi::{
+    QXL_IO_ATTACH_PRIMARY, QXL_IO_CREATE_PRIMARY, QXL_IO_CREATE_PRIMARY_ASYNC,
+    QXL_IO_DESTROY_ALL_SURFACES, QXL_IO_DESTROY_ALL_SURFACES_ASYNC, QXL_IO_DESTROY_PRIMARY,
+    QXL_IO_DESTROY_PRIMARY_ASYNC, QXL_IO_DESTROY_SURFACE_ASYNC, QXL_IO_DESTROY_SURFACE_WAIT,
+    QXL_IO_DETACH_PRIMARY, QXL_IO_FLUSH_RELEASE, QXL_IO_FLUSH_SURFACES_ASYNC, QXL_IO_LOG,
+    QXL_IO_MEMSLOT_ADD, QXL_IO_MEMSLOT_ADD_ASYNC, QXL_IO_MEMSLOT_DEL, QXL_IO_MONITORS_CONFIG_ASYNC,
+    QXL_IO_NOTIFY_CMD, QXL_IO_NOTIFY_CURSOR, QXL_IO_NOTIFY_OOM, QXL_IO_RESET, QXL_IO_SET_MODE,
+    QXL_IO_UPDATE_AREA, QXL_IO_UPDATE_AREA_ASYNC, QXL_IO_UPDATE_IRQ, QXLMemSlot,
+};
+use saffron_ring::memslot::{BarRange, MemSlotTable};
+use saffron_ring::parse::{Context, PrimarySurface, Rect, parse_primary};
+use saffron_rom::ram::RamHeader;
+use saffron_rom::rom::{Rom, RomConfig};
+use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
 use thiserror::Error;
-use tracing::{debug, info, warn};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryBackend, VolatileMemory};
+use tracing::{debug, error, info, warn};
 
 use crate::irq::IrqLine;
-use crate::memory::{DeviceMemory, MemoryBar, MemoryError};
+use crate::memory::{DeviceMemory, MemoryBar, MemoryError, RAM_BASE, VRAM_BASE};
 use crate::pci::{BarKind, BarSpec, PciConfig, PciConfigError, PciIdentity};
+use crate::shared::{DeviceInterface, Shared};
 
 /// Red Hat, Inc. (QEMU's paravirtual devices).
 pub const QXL_VENDOR_ID: u16 = 0x1b36;
@@ -25,6 +43,11 @@ pub const QXL_ROM_SIZE: u64 = 8192;
 pub const QXL_IO_SIZE: u64 = 32;
 /// The RAM header occupies the last 8 KiB of BAR0.
 pub const RAM_HEADER_SIZE: u64 = 8192;
+/// Surfaces offered to the guest (ids 0..N-1), as QEMU's default.
+pub const N_SURFACES: u32 = 1024;
+/// How long a synchronous port waits for the worker before giving up on it: a worker that
+/// hangs must not hang the guest's vCPU (and the VMM's message loop) for ever.
+const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// BAR numbers; Linux's qxl driver hard-codes them.
 pub mod bar {
@@ -38,23 +61,12 @@ pub mod bar {
     pub const IO: usize = 3;
 }
 
-/// I/O port numbers the shell itself acts on (offsets in the I/O BAR).
+/// Port numbers (offsets in the I/O BAR), re-exported for front ends and tests.
 pub mod port {
-    /// Recompute the interrupt line from int_pending & int_mask.
-    pub const UPDATE_IRQ: u8 = 3;
-    /// Hard reset of the QXL state.
-    pub const RESET: u8 = 5;
-    /// Print the guest's log buffer.
-    pub const LOG: u8 = 7;
+    pub use saffron_ring::abi::{
+        QXL_IO_LOG as LOG, QXL_IO_RESET as RESET, QXL_IO_UPDATE_IRQ as UPDATE_IRQ,
+    };
 }
-
-// Offsets inside the RAM header (QXLRam) used by the shell.
-const RAM_MAGIC: u32 = 0x4152_5851; // "QXRA"
-const RAM_OFF_MAGIC: u64 = 0;
-const RAM_OFF_INT_PENDING: u64 = 4;
-const RAM_OFF_INT_MASK: u64 = 8;
-const RAM_OFF_LOG_BUF: u64 = 12;
-const LOG_BUF_SIZE: usize = 4096;
 
 /// Sizes of the device's BARs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +107,13 @@ impl QxlConfig {
         }
         Ok(())
     }
+
+    /// The surface-0 area: QEMU's default vgamem (16 MiB), at most a quarter of BAR0 so the
+    /// driver's heap keeps room.
+    fn surface0_area_size(&self) -> u32 {
+        let quarter = self.ram_size / 4;
+        u32::try_from(quarter.min(16 << 20)).unwrap_or(16 << 20)
+    }
 }
 
 /// Errors building or driving the device.
@@ -121,6 +140,12 @@ pub enum QxlError {
     /// A BAR access outside memory.
     #[error("device memory: {0}")]
     Memory(#[from] MemoryError),
+    /// The ROM could not be built.
+    #[error("ROM: {0}")]
+    Rom(#[from] saffron_rom::rom::RomError),
+    /// The RAM header could not be placed.
+    #[error("RAM header: {0}")]
+    Ram(#[from] saffron_rom::ram::RamError),
 }
 
 /// Counters a front end or the control socket can report.
@@ -130,14 +155,37 @@ pub struct QxlStats {
     pub io_writes: [u64; QXL_IO_SIZE as usize],
     /// I/O BAR accesses that were not 1-byte writes (dropped, as QEMU does).
     pub io_ignored: u64,
+    /// Port writes ignored because the device was in its error state.
+    pub io_while_broken: u64,
     /// Trapped accesses per BAR (for BAR0/1 these are only the ones the VMM did not map).
     pub bar_accesses: [u64; 4],
     /// Times the interrupt level went from low to high.
     pub irq_raised: u64,
     /// Device resets (PCI reset or the RESET port).
     pub resets: u64,
+    /// Commands popped from the command ring.
+    pub commands: u64,
+    /// Commands popped from the cursor ring.
+    pub cursor_commands: u64,
+    /// Commands handed back through the release ring.
+    pub releases: u64,
+    /// Async operations completed.
+    pub async_completions: u64,
+    /// Guest bugs detected.
+    pub guest_bugs: u64,
+    /// What the last guest bug was.
+    pub last_guest_bug: String,
     /// The last text the guest logged through the LOG port.
     pub last_log: String,
+}
+
+/// How the guest drives the display (QEMU's qxl modes; no VGA emulation here).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// No primary surface.
+    Undefined,
+    /// A primary surface exists.
+    Native,
 }
 
 /// The QXL PCI function.
@@ -145,9 +193,14 @@ pub struct QxlDevice {
     cfg: QxlConfig,
     pci: PciConfig,
     memory: DeviceMemory,
-    rom: Vec<u8>,
-    irq: Box<dyn IrqLine>,
-    level: bool,
+    rom: Rom,
+    rom_bytes: Vec<u8>,
+    slots: MemSlotTable,
+    mode: Mode,
+    primary: Option<PrimarySurface>,
+    shared: Arc<Shared>,
+    worker: Option<Box<dyn QxlWorker>>,
+    next_cookie: u64,
     stats: QxlStats,
 }
 
@@ -155,14 +208,21 @@ impl std::fmt::Debug for QxlDevice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("QxlDevice")
             .field("cfg", &self.cfg)
-            .field("level", &self.level)
+            .field("mode", &self.mode)
             .finish_non_exhaustive()
     }
 }
 
+/// How a request's completion is awaited.
+enum Done {
+    None,
+    Sync,
+    Async(u64),
+}
+
 impl QxlDevice {
     /// Builds the device over `memory` (which must have the configured BAR sizes), driving
-    /// `irq`.
+    /// `irq`. Until a worker is attached, requests complete at once.
     pub fn new(
         cfg: QxlConfig,
         memory: DeviceMemory,
@@ -196,17 +256,54 @@ impl QxlDevice {
         ] {
             pci.add_bar(BarSpec { index, size, kind })?;
         }
+        let rom = Rom::new(&RomConfig {
+            bar0_size: cfg.ram_size,
+            surface0_area_size: cfg.surface0_area_size(),
+            n_surfaces: N_SURFACES,
+            ..RomConfig::default()
+        })?;
+        let ram = RamHeader::new(memory.address(
+            MemoryBar::Ram,
+            cfg.ram_size - RAM_HEADER_SIZE,
+            RAM_HEADER_SIZE as usize,
+        )?)?;
+        let shared = Arc::new(Shared::new(
+            memory.guest_memory().clone(),
+            ram,
+            N_SURFACES,
+            irq,
+        )?);
         let mut dev = QxlDevice {
             cfg,
             pci,
             memory,
-            rom: vec![0; QXL_ROM_SIZE as usize],
-            irq,
-            level: false,
+            rom_bytes: rom.to_bytes(),
+            rom,
+            slots: MemSlotTable::new(),
+            mode: Mode::Undefined,
+            primary: None,
+            shared,
+            worker: None,
+            next_cookie: 1,
             stats: QxlStats::default(),
         };
         dev.reset_qxl();
+        dev.stats.resets = 0;
         Ok(dev)
+    }
+
+    /// The worker's handle on this device.
+    pub fn interface(&self) -> DeviceInterface {
+        DeviceInterface(Arc::clone(&self.shared))
+    }
+
+    /// Connects the worker that consumes the rings.
+    pub fn attach_worker(&mut self, worker: Box<dyn QxlWorker>) {
+        worker.submit(
+            WorkerRequest::Memslots(Box::new(self.slots.clone())),
+            Completion::None,
+        );
+        self.worker = Some(worker);
     }
 
     /// The configured sizes.
@@ -224,14 +321,55 @@ impl QxlDevice {
         &self.memory
     }
 
+    /// The ROM (e.g. to offer a preferred resolution).
+    pub fn rom_mut(&mut self) -> &mut Rom {
+        &mut self.rom
+    }
+
+    /// Re-reads the ROM image after a change through [`QxlDevice::rom_mut`].
+    pub fn rom_changed(&mut self) {
+        self.rom_bytes = self.rom.to_bytes();
+    }
+
+    /// The current display mode.
+    pub fn mode(&self) -> Mode {
+        self.mode
+    }
+
+    /// The primary surface, if the guest created one.
+    pub fn primary(&self) -> Option<&PrimarySurface> {
+        self.primary.as_ref()
+    }
+
+    /// Whether the device is in its error state (until reset).
+    pub fn in_guest_bug(&self) -> bool {
+        self.shared.in_guest_bug()
+    }
+
     /// Counters since start.
-    pub fn stats(&self) -> &QxlStats {
-        &self.stats
+    pub fn stats(&self) -> QxlStats {
+        let s = &self.shared.stats;
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        QxlStats {
+            irq_raised: get(&s.irq_raised),
+            commands: get(&s.commands),
+            cursor_commands: get(&s.cursor_commands),
+            releases: get(&s.releases),
+            async_completions: get(&s.async_completions),
+            guest_bugs: get(&s.guest_bugs),
+            last_guest_bug: self
+                .shared
+                .last_bug
+                .lock()
+                .map(|b| b.clone())
+                .unwrap_or_default(),
+            ..self.stats.clone()
+        }
     }
 
     /// The current interrupt level (int_pending & int_mask != 0 at the last evaluation).
     pub fn irq_level(&self) -> bool {
-        self.level
+        self.shared.level()
     }
 
     /// Size of `bar` as exposed in config space (0 if the device has no such BAR).
@@ -239,19 +377,16 @@ impl QxlDevice {
         self.pci.bar(bar).map_or(0, |b| b.size)
     }
 
-    /// A configuration space read.
-    pub fn config_read(&self, offset: u64, data: &mut [u8]) {
+    /// A configuration space read; status bit 3 shows the current interrupt level.
+    pub fn config_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.pci.set_interrupt_status(self.shared.level());
         self.pci.read(offset, data);
     }
 
-    /// A configuration space write. The INTx disable bit gates the line, so the level is
-    /// re-driven after every write.
+    /// A configuration space write. The INTx disable bit gates the line.
     pub fn config_write(&mut self, offset: u64, data: &[u8]) {
-        let was_disabled = self.pci.intx_disabled();
         self.pci.write(offset, data);
-        if was_disabled != self.pci.intx_disabled() {
-            self.drive_line();
-        }
+        self.shared.set_intx_disabled(self.pci.intx_disabled());
     }
 
     /// A trapped BAR read. Reads outside a BAR or of a BAR the device lacks return 0xff, like
@@ -265,7 +400,7 @@ impl QxlDevice {
             bar::VRAM => self.memory.read(MemoryBar::Vram, offset, data).is_ok(),
             bar::ROM => usize::try_from(offset)
                 .ok()
-                .and_then(|o| self.rom.get(o..o.checked_add(data.len())?))
+                .and_then(|o| self.rom_bytes.get(o..o.checked_add(data.len())?))
                 .map(|src| data.copy_from_slice(src))
                 .is_some(),
             _ => false,
@@ -301,103 +436,330 @@ impl QxlDevice {
     /// PCI function reset: config space back to power-on values and a QXL hard reset.
     pub fn reset(&mut self) {
         self.pci.reset();
+        self.shared.set_intx_disabled(false);
         self.reset_qxl();
+    }
+
+    /// Raises interrupt bits (e.g. CLIENT_MONITORS_CONFIG from the host side).
+    pub fn raise(&mut self, bits: u32) {
+        self.shared.raise(bits);
+    }
+
+    fn guest_bug(&mut self, what: &str) {
+        self.shared.set_guest_bug(what);
+        // The rejected operation will never complete; a later RESET clears the slot anyway.
+        if let Ok(mut op) = self.shared.async_op.lock() {
+            *op = None;
+        }
+    }
+
+    fn submit(&mut self, request: WorkerRequest, done: Done) {
+        let Some(worker) = &self.worker else {
+            if let Done::Async(cookie) = done {
+                self.interface().async_complete(cookie);
+            }
+            return;
+        };
+        match done {
+            Done::None => worker.submit(request, Completion::None),
+            Done::Async(cookie) => worker.submit(request, Completion::Async(cookie)),
+            Done::Sync => {
+                let (tx, rx) = crossbeam_channel::bounded(1);
+                worker.submit(request, Completion::Sync(tx));
+                if rx.recv_timeout(SYNC_TIMEOUT).is_err() {
+                    error!("the worker did not finish a synchronous request in {SYNC_TIMEOUT:?}");
+                }
+            }
+        }
+    }
+
+    /// Claims the async slot for `port`; a second async operation before the first completed
+    /// is a guest bug.
+    fn begin_async(&mut self, port: u8) -> Option<Done> {
+        let busy = {
+            let mut op = self
+                .shared
+                .async_op
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
+            match *op {
+                Some(pending) => Some(pending),
+                None => {
+                    *op = Some(port);
+                    None
+                }
+            }
+        };
+        if let Some(pending) = busy {
+            self.guest_bug(&format!(
+                "async port {port} while async port {pending} is still pending"
+            ));
+            return None;
+        }
+        let cookie = self.next_cookie;
+        self.next_cookie = self.next_cookie.wrapping_add(1);
+        Some(Done::Async(cookie))
+    }
+
+    /// Completion mode for a port that has a sync and an async variant.
+    fn done_for(&mut self, port: u8, is_async: bool) -> Option<Done> {
+        if is_async {
+            self.begin_async(port)
+        } else {
+            Some(Done::Sync)
+        }
     }
 
     fn io_write(&mut self, port: u8, val: u8) {
         if let Some(n) = self.stats.io_writes.get_mut(usize::from(port)) {
             *n += 1;
         }
+        if self.shared.in_guest_bug() && port != QXL_IO_RESET {
+            self.stats.io_while_broken += 1;
+            return;
+        }
         match port {
-            port::UPDATE_IRQ => self.update_irq(),
-            port::RESET => self.reset_qxl(),
-            port::LOG => self.log_guest_text(),
-            _ => debug!(port, val, "I/O port not handled by the device shell yet"),
+            QXL_IO_NOTIFY_CMD | QXL_IO_NOTIFY_CURSOR => {
+                self.submit(WorkerRequest::Wakeup, Done::None)
+            }
+            QXL_IO_UPDATE_AREA | QXL_IO_UPDATE_AREA_ASYNC => {
+                self.update_area(port, port == QXL_IO_UPDATE_AREA_ASYNC)
+            }
+            QXL_IO_UPDATE_IRQ => self.shared.update_irq(),
+            QXL_IO_NOTIFY_OOM => self.submit(WorkerRequest::Oom, Done::Sync),
+            QXL_IO_RESET => self.reset_qxl(),
+            QXL_IO_SET_MODE => {
+                self.guest_bug("SET_MODE: the qxl-1 compat mode is not supported by this device")
+            }
+            QXL_IO_LOG => self.log_guest_text(),
+            QXL_IO_MEMSLOT_ADD | QXL_IO_MEMSLOT_ADD_ASYNC => {
+                self.memslot_add(port, val, port == QXL_IO_MEMSLOT_ADD_ASYNC)
+            }
+            QXL_IO_MEMSLOT_DEL => self.memslot_del(val),
+            QXL_IO_DETACH_PRIMARY | QXL_IO_ATTACH_PRIMARY => self.guest_bug(&format!(
+                "port {port} (detach/attach primary) does not exist"
+            )),
+            QXL_IO_CREATE_PRIMARY | QXL_IO_CREATE_PRIMARY_ASYNC => {
+                self.create_primary(port, val, port == QXL_IO_CREATE_PRIMARY_ASYNC)
+            }
+            QXL_IO_DESTROY_PRIMARY | QXL_IO_DESTROY_PRIMARY_ASYNC => {
+                self.destroy_primary(port, val, port == QXL_IO_DESTROY_PRIMARY_ASYNC)
+            }
+            QXL_IO_DESTROY_SURFACE_WAIT | QXL_IO_DESTROY_SURFACE_ASYNC => {
+                self.destroy_surface(port, val, port == QXL_IO_DESTROY_SURFACE_ASYNC)
+            }
+            QXL_IO_DESTROY_ALL_SURFACES | QXL_IO_DESTROY_ALL_SURFACES_ASYNC => {
+                if let Some(done) = self.done_for(port, port == QXL_IO_DESTROY_ALL_SURFACES_ASYNC) {
+                    self.primary = None;
+                    self.mode = Mode::Undefined;
+                    self.submit(WorkerRequest::DestroyAllSurfaces, done);
+                }
+            }
+            QXL_IO_FLUSH_SURFACES_ASYNC => {
+                if let Some(done) = self.begin_async(port) {
+                    self.submit(WorkerRequest::FlushSurfaces, done);
+                }
+            }
+            QXL_IO_FLUSH_RELEASE => self.submit(WorkerRequest::FlushRelease, Done::Sync),
+            QXL_IO_MONITORS_CONFIG_ASYNC => {
+                if let Some(done) = self.begin_async(port) {
+                    let phys = self
+                        .shared
+                        .ram
+                        .monitors_config(&self.shared.mem)
+                        .unwrap_or(0);
+                    self.submit(WorkerRequest::MonitorsConfig(phys), done);
+                }
+            }
+            _ => self.guest_bug(&format!("write to unknown I/O port {port}")),
         }
     }
 
-    fn ram_header(&self) -> u64 {
-        self.cfg.ram_size - RAM_HEADER_SIZE
+    fn update_area(&mut self, port: u8, is_async: bool) {
+        let mem = &self.shared.mem;
+        let (Ok(surface_id), Ok(area)) = (
+            self.shared.ram.update_surface(mem),
+            self.shared.ram.update_area(mem),
+        ) else {
+            return;
+        };
+        let area = Rect::from(area);
+        if surface_id >= N_SURFACES {
+            return self.guest_bug(&format!(
+                "UPDATE_AREA of surface {surface_id} (max {})",
+                N_SURFACES - 1
+            ));
+        }
+        if area.left < 0 || area.top < 0 || area.left > area.right || area.top > area.bottom {
+            return self.guest_bug(&format!("UPDATE_AREA with a bad rectangle {area:?}"));
+        }
+        let Some(done) = self.done_for(port, is_async) else {
+            return;
+        };
+        if area.left == area.right || area.top == area.bottom {
+            // An empty area is tolerated: nothing to do, but an async caller waits for IO_CMD.
+            if let Done::Async(cookie) = done {
+                self.interface().async_complete(cookie);
+            }
+            return;
+        }
+        self.submit(WorkerRequest::UpdateArea { surface_id, area }, done);
     }
 
-    fn ram_header_addr(&self, field: u64) -> GuestAddress {
-        // In range by construction: the RAM header lies inside BAR0 (validated sizes).
-        GuestAddress(crate::memory::RAM_BASE.0 + self.ram_header() + field)
+    /// Device-address ranges of the memory BARs, which memslots translate into.
+    fn device_bars(&self) -> [BarRange; 2] {
+        [
+            BarRange {
+                base: RAM_BASE,
+                len: self.cfg.ram_size,
+            },
+            BarRange {
+                base: VRAM_BASE,
+                len: self.cfg.vram_size,
+            },
+        ]
     }
 
-    /// Re-initialises the RAM header's interrupt state and drops the line.
+    fn memslot_add(&mut self, port: u8, id: u8, is_async: bool) {
+        let slot = match self.shared.ram.mem_slot(&self.shared.mem) {
+            Ok(s) => s,
+            Err(e) => return self.guest_bug(&format!("MEMSLOT_ADD: {e}")),
+        };
+        let (start, end) = (slot.mem_start, slot.mem_end);
+        // The guest names guest-physical addresses inside a memory BAR; the worker only sees
+        // device addresses, so the slot is rebased onto the BAR it lies in, now.
+        let rebased = [(bar::RAM, RAM_BASE), (bar::VRAM, VRAM_BASE)]
+            .into_iter()
+            .find_map(|(index, dev_base)| {
+                let base = self.pci.bar_address(index)?;
+                let size = self.bar_size(index);
+                let within = start >= base && start <= end && end <= base.checked_add(size)?;
+                within.then(|| dev_base.0 + (start - base))
+            });
+        let Some(dev_start) = rebased else {
+            return self.guest_bug(&format!(
+                "MEMSLOT_ADD {id}: [{start:#x}, {end:#x}) is not inside a memory BAR"
+            ));
+        };
+        let dev_slot = QXLMemSlot {
+            mem_start: dev_start,
+            mem_end: dev_start + (end - start),
+        };
+        if let Err(e) = self.slots.add(u32::from(id), dev_slot, &self.device_bars()) {
+            return self.guest_bug(&format!("MEMSLOT_ADD {id}: {e}"));
+        }
+        self.rom.set_slot_generation(self.slots.generation());
+        self.rom_changed();
+        debug!(id, start, end, "memslot added");
+        if let Some(done) = self.done_for(port, is_async) {
+            self.submit(WorkerRequest::Memslots(Box::new(self.slots.clone())), done);
+        }
+    }
+
+    fn memslot_del(&mut self, id: u8) {
+        if let Err(e) = self.slots.del(u32::from(id)) {
+            return self.guest_bug(&format!("MEMSLOT_DEL {id}: {e}"));
+        }
+        self.submit(
+            WorkerRequest::Memslots(Box::new(self.slots.clone())),
+            Done::Sync,
+        );
+    }
+
+    fn create_primary(&mut self, port: u8, val: u8, is_async: bool) {
+        if val != 0 {
+            return self.guest_bug(&format!("CREATE_PRIMARY with surface id {val}"));
+        }
+        if self.mode == Mode::Native {
+            return self.guest_bug("CREATE_PRIMARY while a primary surface exists");
+        }
+        let create = match self.shared.ram.create_surface(&self.shared.mem) {
+            Ok(c) => c,
+            Err(e) => return self.guest_bug(&format!("CREATE_PRIMARY: {e}")),
+        };
+        let (stride, height) = (create.stride, create.height);
+        let bytes = u64::from(stride.unsigned_abs()) * u64::from(height);
+        if stride % 4 != 0 || bytes > u64::from(self.rom.header().surface0_area_size) {
+            return self.guest_bug(&format!(
+                "CREATE_PRIMARY: stride {stride} × height {height} does not fit the surface 0 area"
+            ));
+        }
+        let ctx = Context::new(&self.shared.mem, &self.slots, N_SURFACES);
+        let primary = match parse_primary(&ctx, &create) {
+            Ok(p) => p,
+            Err(e) => return self.guest_bug(&format!("CREATE_PRIMARY: {e}")),
+        };
+        let Some(done) = self.done_for(port, is_async) else {
+            return;
+        };
+        info!(
+            width = primary.create.width,
+            height = primary.create.height,
+            stride = primary.create.stride,
+            "primary surface created"
+        );
+        self.primary = Some(primary);
+        self.mode = Mode::Native;
+        self.submit(WorkerRequest::CreatePrimary(primary), done);
+    }
+
+    fn destroy_primary(&mut self, port: u8, val: u8, is_async: bool) {
+        if val != 0 {
+            return self.guest_bug(&format!("DESTROY_PRIMARY with surface id {val}"));
+        }
+        let Some(done) = self.done_for(port, is_async) else {
+            return;
+        };
+        if self.mode == Mode::Undefined {
+            // Nothing to destroy; QEMU ignores it, and an async caller still gets IO_CMD.
+            if let Done::Async(cookie) = done {
+                self.interface().async_complete(cookie);
+            }
+            return;
+        }
+        self.primary = None;
+        self.mode = Mode::Undefined;
+        self.submit(WorkerRequest::DestroyPrimary, done);
+    }
+
+    fn destroy_surface(&mut self, port: u8, val: u8, is_async: bool) {
+        let id = u32::from(val);
+        if id >= N_SURFACES {
+            return self.guest_bug(&format!("DESTROY_SURFACE of surface {id}"));
+        }
+        if let Some(done) = self.done_for(port, is_async) {
+            self.submit(WorkerRequest::DestroySurface(id), done);
+        }
+    }
+
+    /// Hard reset: ROM, memslots, surfaces, RAM header, interrupt, error state.
     fn reset_qxl(&mut self) {
         self.stats.resets += 1;
-        let mem = self.memory.guest_memory();
-        let writes = [
-            (RAM_OFF_MAGIC, RAM_MAGIC),
-            (RAM_OFF_INT_PENDING, 0),
-            (RAM_OFF_INT_MASK, 0),
-        ];
-        for (field, val) in writes {
-            if let Err(e) = mem.write_obj(val, self.ram_header_addr(field)) {
-                warn!("cannot reset RAM header: {e}");
-            }
+        self.rom.reset();
+        self.rom_changed();
+        self.slots.reset();
+        self.primary = None;
+        self.mode = Mode::Undefined;
+        if let Err(e) = self.shared.ram.reset(&self.shared.mem) {
+            warn!("cannot reset the RAM header: {e}");
         }
-        self.update_irq();
-    }
-
-    /// Sets bits in int_pending (atomically: the guest clears it with xchg concurrently) and
-    /// re-evaluates the line.
-    pub fn raise(&mut self, bits: u32) {
-        let addr = self.ram_header_addr(RAM_OFF_INT_PENDING);
-        let result = self
-            .memory
-            .guest_memory()
-            .get_slice(addr, 4)
-            .map_err(|e| e.to_string())
-            .and_then(|s| {
-                s.get_atomic_ref::<AtomicU32>(0)
-                    .map(|p| {
-                        p.fetch_or(bits, Ordering::AcqRel);
-                    })
-                    .map_err(|e| e.to_string())
-            });
-        if let Err(e) = result {
-            warn!("cannot raise interrupt bits {bits:#x}: {e}");
+        self.shared.guest_bug.store(false, Ordering::Release);
+        if let Ok(mut op) = self.shared.async_op.lock() {
+            *op = None;
         }
-        self.update_irq();
-    }
-
-    /// Line = (int_pending & int_mask) != 0, read fresh from the RAM header.
-    fn update_irq(&mut self) {
-        let mem = self.memory.guest_memory();
-        let read = |field| {
-            mem.load::<u32>(self.ram_header_addr(field), Ordering::Acquire)
-                .unwrap_or(0)
-        };
-        let level = read(RAM_OFF_INT_PENDING) & read(RAM_OFF_INT_MASK) != 0;
-        if level && !self.level {
-            self.stats.irq_raised += 1;
-        }
-        self.level = level;
-        self.pci.set_interrupt_status(level);
-        self.drive_line();
-    }
-
-    fn drive_line(&self) {
-        self.irq.set_level(self.level && !self.pci.intx_disabled());
+        self.submit(WorkerRequest::Reset, Done::Sync);
+        self.submit(
+            WorkerRequest::Memslots(Box::new(self.slots.clone())),
+            Done::None,
+        );
+        self.shared.update_irq();
     }
 
     fn log_guest_text(&mut self) {
-        let mut buf = vec![0u8; LOG_BUF_SIZE];
-        let addr = self.ram_header_addr(RAM_OFF_LOG_BUF);
-        if self
-            .memory
-            .guest_memory()
-            .read_slice(&mut buf, addr)
-            .is_err()
-        {
+        let Ok(bytes) = self.shared.ram.log_message(&self.shared.mem) else {
             return;
-        }
-        // The guest need not NUL-terminate: the copy is bounded by the buffer size.
-        let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-        let text = String::from_utf8_lossy(&buf[..end]).trim_end().to_string();
+        };
+        let text = String::from_utf8_lossy(&bytes).trim_end().to_string();
         info!(target: "saffron::guest", "{text}");
         self.stats.last_log = text;
     }
@@ -408,6 +770,14 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use super::*;
+
+    // RAM header offsets (QXLRam), spelled out so the tests check the layout independently.
+    const RAM_MAGIC: u32 = 0x4152_5851;
+    const RAM_OFF_MAGIC: u64 = 0;
+    const RAM_OFF_INT_PENDING: u64 = 4;
+    const RAM_OFF_INT_MASK: u64 = 8;
+    const RAM_OFF_LOG_BUF: u64 = 12;
+    const LOG_BUF_SIZE: usize = 4096;
 
     /// Records every level the device drives.
     #[derive(Clone, Default)]
@@ -437,6 +807,12 @@ mod tests {
         (dev, line)
     }
 
+    fn status_bit(dev: &mut QxlDevice) -> bool {
+        let mut s = [0u8; 2];
+        dev.config_read(6, &mut s);
+        u16::from_le_bytes(s) & crate::pci::STATUS_INTERRUPT != 0
+    }
+
     fn put_header(dev: &mut QxlDevice, field: u64, val: u32) {
         let off = SMALL.ram_size - RAM_HEADER_SIZE + field;
         dev.bar_write(bar::RAM, off, &val.to_le_bytes());
@@ -451,7 +827,7 @@ mod tests {
 
     #[test]
     fn identity_and_bars() {
-        let (dev, _) = device();
+        let (mut dev, _) = device();
         let mut id = [0; 12];
         dev.config_read(0, &mut id);
         assert_eq!(&id[..4], &[0x36, 0x1b, 0x00, 0x01]);
@@ -481,11 +857,11 @@ mod tests {
         put_header(&mut dev, RAM_OFF_INT_MASK, 1);
         dev.bar_write(bar::IO, port::UPDATE_IRQ.into(), &[0]);
         assert!(line.last());
-        assert!(dev.pci().interrupt_status());
+        assert!(status_bit(&mut dev));
         put_header(&mut dev, RAM_OFF_INT_PENDING, 0);
         dev.bar_write(bar::IO, port::UPDATE_IRQ.into(), &[0]);
         assert!(!line.last());
-        assert!(!dev.pci().interrupt_status());
+        assert!(!status_bit(&mut dev));
         assert_eq!(dev.stats().irq_raised, 1);
         assert_eq!(dev.stats().io_writes[usize::from(port::UPDATE_IRQ)], 3);
     }
@@ -497,7 +873,7 @@ mod tests {
         dev.config_write(5, &[0x04]);
         dev.raise(1);
         assert!(!line.last());
-        assert!(dev.pci().interrupt_status());
+        assert!(status_bit(&mut dev));
         dev.config_write(5, &[0x00]);
         assert!(line.last(), "re-enabling INTx re-asserts a pending level");
     }
@@ -553,7 +929,7 @@ mod tests {
         dev.bar_read(9, 0, &mut b);
         dev.bar_write(bar::ROM, 0, &[1, 2, 3, 4]);
         dev.bar_read(bar::ROM, 0, &mut b);
-        assert_eq!(b, [0; 4], "ROM is read-only");
+        assert_eq!(&b, b"QXRO", "ROM is read-only");
         dev.bar_write(bar::VRAM, u64::MAX - 1, &[1, 2, 3]);
     }
 
