@@ -200,13 +200,30 @@ impl GuestRun {
 /// Boots the test guest with `opts`, with `prepare` run on the device before QEMU starts
 /// (e.g. to put a pattern into BAR memory), and waits for it to power off.
 pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> GuestRun {
+    boot_guest_with_sync(opts, prepare, |_, _| {})
+}
+
+/// Like [`boot_guest`], talking to the guest's console: when the guest prints
+/// `SAFFRON-SYNC ...` and waits, `on_sync` runs (typically a screendump while the guest holds
+/// still) and then the guest is told to go on with a line `go`.
+pub fn boot_guest_with_sync(
+    opts: &GuestOptions,
+    prepare: impl FnOnce(&DeviceServer),
+    mut on_sync: impl FnMut(&Record, &Vm),
+) -> GuestRun {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::unix::net::UnixStream;
+
     let (kernel, initrd) = guest_image();
-    let log = std::env::temp_dir().join(format!(
-        "saffron-serial-{}-{}.log",
+    let dir = std::env::temp_dir().join(format!(
+        "saffron-test-{}-{}-{}",
         std::process::id(),
-        opts.workload
+        opts.workload,
+        NEXT_RUN.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     ));
-    let _ = std::fs::remove_file(&log);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("test run directory");
+    let console = dir.join("console.sock");
     let run = RunOptions {
         kernel,
         initrd: Some(initrd),
@@ -218,7 +235,7 @@ pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> G
         ),
         memory: 512 << 20,
         smp: 1,
-        serial: Serial::File(log.clone()),
+        serial: Serial::Socket(console.clone()),
         api_socket: None,
         qemu: Some(qemu_binary()),
         accel: Some(Accel::Tcg),
@@ -226,13 +243,66 @@ pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> G
         qxl: opts.qxl,
     };
     let started = Instant::now();
+    let deadline = started + opts.timeout;
     let mut vm =
         Vm::launch_with(&run, prepare).unwrap_or_else(|e| panic!("cannot launch the guest: {e}"));
-    let status = vm
-        .wait_timeout(Some(opts.timeout))
-        .expect("waiting for QEMU");
-    let serial = std::fs::read_to_string(&log).unwrap_or_default();
-    let _ = std::fs::remove_file(&log);
+    // QEMU creates the socket early and waits for us before it starts the guest.
+    let stream = loop {
+        match UnixStream::connect(&console) {
+            Ok(s) => break s,
+            Err(_) if Instant::now() < started + Duration::from_secs(30) => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => panic!(
+                "cannot connect to the guest console {}: {e}",
+                console.display()
+            ),
+        }
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("socket timeout");
+    let mut writer = stream.try_clone().expect("console writer");
+    let mut reader = BufReader::new(stream);
+    let mut serial = String::new();
+    let mut line = Vec::new();
+    loop {
+        if Instant::now() > deadline {
+            vm.kill();
+            panic!(
+                "guest still running after {:?}; serial:\n{serial}",
+                opts.timeout
+            );
+        }
+        match reader.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) if line.ends_with(b"\n") => {
+                let text = String::from_utf8_lossy(&line).replace('\r', "");
+                serial.push_str(&text);
+                if let Some(rec) = records(&text).into_iter().find(|r| r.tag == "SYNC") {
+                    on_sync(&rec, &vm);
+                    let _ = writer.write_all(b"go\n");
+                }
+                line.clear();
+            }
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                if matches!(vm.wait_timeout(Some(Duration::ZERO)), Ok(Some(_))) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    serial.push_str(&String::from_utf8_lossy(&line));
+    let left = deadline.saturating_duration_since(Instant::now());
+    let status = vm.wait_timeout(Some(left)).expect("waiting for QEMU");
+    let _ = std::fs::remove_dir_all(&dir);
     match status {
         Some(s) if s.success() => {}
         Some(s) => panic!("QEMU exited with {s}; serial:\n{serial}"),
@@ -250,6 +320,8 @@ pub fn boot_guest(opts: &GuestOptions, prepare: impl FnOnce(&DeviceServer)) -> G
         elapsed: started.elapsed(),
     }
 }
+
+static NEXT_RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
 
 #[cfg(test)]
 mod tests {

@@ -65,7 +65,8 @@ struct RunArgs {
     /// Number of vCPUs.
     #[arg(long, default_value_t = 1)]
     smp: u32,
-    /// Where the guest's serial console goes: stdio or a file path.
+    /// Where the guest's serial console goes: stdio, a file path, or unix:PATH (a socket QEMU
+    /// listens on and waits for a client).
     #[arg(long, default_value = "stdio")]
     serial: Serial,
     /// Control socket (JSON lines).

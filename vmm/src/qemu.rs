@@ -100,6 +100,10 @@ pub enum Serial {
     Stdio,
     /// Appended to a file.
     File(PathBuf),
+    /// A Unix socket QEMU listens on (`unix:PATH`); QEMU waits for one client before it
+    /// starts the guest, so nothing the guest prints is lost. For programs that talk to the
+    /// guest's console (tests).
+    Socket(PathBuf),
 }
 
 impl std::str::FromStr for Serial {
@@ -109,6 +113,7 @@ impl std::str::FromStr for Serial {
         match s {
             "" => Err("empty serial target".into()),
             "stdio" => Ok(Serial::Stdio),
+            s if s.starts_with("unix:") => Ok(Serial::Socket(PathBuf::from(&s[5..]))),
             path => Ok(Serial::File(PathBuf::from(path))),
         }
     }
@@ -239,10 +244,18 @@ impl QemuConfig {
             match &self.serial {
                 Serial::Stdio => "stdio".into(),
                 Serial::File(p) => format!("file:{}", p.display()),
+                Serial::Socket(_) => "chardev:saffron-serial".into(),
             },
             "-device".into(),
             device.to_string(),
         ];
+        if let Serial::Socket(path) = &self.serial {
+            a.push("-chardev".into());
+            a.push(format!(
+                "socket,id=saffron-serial,path={},server=on,wait=on",
+                path.display()
+            ));
+        }
         if let Some(initrd) = &self.initrd {
             a.push("-initrd".into());
             a.push(initrd.display().to_string());
