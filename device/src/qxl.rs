@@ -175,6 +175,10 @@ pub struct QxlStats {
     pub guest_bugs: u64,
     /// What the last guest bug was.
     pub last_guest_bug: String,
+    /// Primary surfaces created.
+    pub primary_creates: u64,
+    /// Width and height of the last primary surface created.
+    pub last_primary_size: Option<(u32, u32)>,
     /// The last text the guest logged through the LOG port.
     pub last_log: String,
 }
@@ -700,6 +704,8 @@ impl QxlDevice {
         );
         self.primary = Some(primary);
         self.mode = Mode::Native;
+        self.stats.primary_creates += 1;
+        self.stats.last_primary_size = Some((primary.create.width, primary.create.height));
         self.submit(WorkerRequest::CreatePrimary(primary), done);
     }
 

@@ -25,17 +25,28 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or_default()
 }
 
+/// Which Debian kernel the test guest runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestKernel {
+    /// Debian 12's 6.1 (the default guest, `ci/build-guest`).
+    Bookworm,
+    /// Debian 13's 6.12 (`ci/build-guest --kernel trixie`).
+    Trixie,
+}
+
 /// The guest kernel and initrd. Panics with the command to run when they are missing: a
 /// real-guest test never skips.
-pub fn guest_image() -> (PathBuf, PathBuf) {
-    let dir = std::env::var_os("SAFFRON_GUEST_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/guest"));
+pub fn guest_image(kernel: GuestKernel) -> (PathBuf, PathBuf) {
+    let default_dir = match kernel {
+        GuestKernel::Bookworm => "target/guest",
+        GuestKernel::Trixie => "target/guest-trixie",
+    };
+    let dir = repo_root().join(default_dir);
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
     assert!(
         kernel.is_file() && initrd.is_file(),
-        "test guest missing in {}: run ci/build-guest first",
+        "test guest missing in {}: run ci/build-guest (--kernel trixie for 6.12) first",
         dir.display()
     );
     (kernel, initrd)
@@ -149,6 +160,8 @@ pub struct GuestOptions {
     pub qxl: QxlConfig,
     /// Give up after this long.
     pub timeout: Duration,
+    /// The guest kernel.
+    pub kernel: GuestKernel,
 }
 
 impl GuestOptions {
@@ -161,6 +174,7 @@ impl GuestOptions {
             extra_cmdline: String::new(),
             qxl: QxlConfig::default(),
             timeout: Duration::from_secs(600),
+            kernel: GuestKernel::Bookworm,
         }
     }
 }
@@ -214,7 +228,7 @@ pub fn boot_guest_with_sync(
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
 
-    let (kernel, initrd) = guest_image();
+    let (kernel, initrd) = guest_image(opts.kernel);
     let dir = std::env::temp_dir().join(format!(
         "saffron-test-{}-{}-{}",
         std::process::id(),
