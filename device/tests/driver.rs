@@ -1,0 +1,387 @@
+//! A Rust "driver" that performs the Linux qxl driver's bring-up sequence on the device, with
+//! no VMM and no guest: BAR programming as a BIOS does, the ROM checks, RESET, the interrupt
+//! mask, both memslots, the primary surface, the monitors config, each async port completing
+//! with exactly one IO_CMD. Then every guest-bug path the device itself detects.
+
+use std::mem::offset_of;
+use std::sync::{Arc, Mutex};
+
+use saffron_device::memory::MemoryBar;
+use saffron_device::qxl::{Mode, bar};
+use saffron_device::{DeviceMemory, IrqLine, QxlConfig, QxlDevice};
+use saffron_ring::abi::*;
+use saffron_ring::memslot::make_phys;
+use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
+use vm_memory::ByteValued;
+
+const CFG: QxlConfig = QxlConfig {
+    ram_size: 4 << 20,
+    vram_size: 1 << 20,
+};
+const BAR0_ADDR: u32 = 0xf400_0000;
+const BAR1_ADDR: u32 = 0xf800_0000;
+const IO_ADDR: u32 = 0xc040;
+
+#[derive(Clone, Default)]
+struct Line(Arc<Mutex<bool>>);
+
+impl IrqLine for Line {
+    fn set_level(&self, asserted: bool) {
+        *self.0.lock().unwrap() = asserted;
+    }
+}
+
+struct Driver {
+    dev: QxlDevice,
+    line: Line,
+    ram_header: u64,
+}
+
+impl Driver {
+    /// Programs the BARs and enables decoding, as firmware does before the driver loads.
+    fn new() -> Self {
+        let line = Line::default();
+        let mem = DeviceMemory::anonymous(CFG.ram_size, CFG.vram_size).unwrap();
+        let mut dev = QxlDevice::new(CFG, mem, Box::new(line.clone())).unwrap();
+        dev.config_write(0x10, &BAR0_ADDR.to_le_bytes());
+        dev.config_write(0x14, &BAR1_ADDR.to_le_bytes());
+        dev.config_write(0x1c, &IO_ADDR.to_le_bytes());
+        dev.config_write(0x04, &0x0007u16.to_le_bytes());
+        let mut rom = QXLRom::default();
+        dev.bar_read(bar::ROM, 0, rom.as_mut_slice());
+        assert_eq!({ rom.magic }, QXL_ROM_MAGIC);
+        assert!({ rom.n_surfaces } >= 2);
+        assert_eq!(rom.slots_start, 1);
+        let ram_header = u64::from(rom.ram_header_offset);
+        assert_eq!(ram_header, CFG.ram_size - 8192);
+        Driver {
+            dev,
+            line,
+            ram_header,
+        }
+    }
+
+    fn out(&mut self, port: u8, val: u8) {
+        self.dev.bar_write(bar::IO, u64::from(port), &[val]);
+    }
+
+    fn put<T: ByteValued>(&mut self, field: usize, v: T) {
+        self.dev
+            .bar_write(bar::RAM, self.ram_header + field as u64, v.as_slice());
+    }
+
+    fn get_u32(&mut self, field: usize) -> u32 {
+        let mut b = [0u8; 4];
+        self.dev
+            .bar_read(bar::RAM, self.ram_header + field as u64, &mut b);
+        u32::from_le_bytes(b)
+    }
+
+    /// The guest's interrupt handler: takes int_pending, acks with UPDATE_IRQ.
+    fn isr(&mut self) -> u32 {
+        if !*self.line.0.lock().unwrap() {
+            return 0;
+        }
+        let pending = self.get_u32(offset_of!(QXLRam, int_pending));
+        self.put(offset_of!(QXLRam, int_pending), 0u32);
+        self.out(QXL_IO_UPDATE_IRQ, 0);
+        pending
+    }
+
+    /// An async port and the one IO_CMD that must follow it.
+    fn async_op(&mut self, port: u8, val: u8) {
+        self.out(port, val);
+        let pending = self.isr();
+        assert_eq!(
+            pending & QXL_INTERRUPT_IO_CMD,
+            QXL_INTERRUPT_IO_CMD,
+            "port {port}"
+        );
+        assert_eq!(self.isr(), 0, "exactly one IO_CMD for port {port}");
+    }
+
+    fn memslot(&mut self, id: u8, start: u64, end: u64) {
+        self.put(
+            offset_of!(QXLRam, mem_slot),
+            QXLMemSlot {
+                mem_start: start,
+                mem_end: end,
+            },
+        );
+        self.async_op(QXL_IO_MEMSLOT_ADD_ASYNC, id);
+    }
+
+    /// RESET, interrupt mask, both memslots: what qxl_device_init does.
+    fn bring_up(&mut self) {
+        self.out(QXL_IO_RESET, 0);
+        self.put(offset_of!(QXLRam, int_mask), 0x27u32);
+        self.memslot(
+            1,
+            u64::from(BAR0_ADDR),
+            u64::from(BAR0_ADDR) + self.ram_header,
+        );
+        self.memslot(
+            2,
+            u64::from(BAR1_ADDR),
+            u64::from(BAR1_ADDR) + CFG.vram_size,
+        );
+    }
+
+    fn primary(&mut self, width: u32, height: u32, stride: i32) {
+        let mem = make_phys(2, 0, 0).unwrap();
+        self.put(
+            offset_of!(QXLRam, create_surface),
+            QXLSurfaceCreate {
+                width,
+                height,
+                stride,
+                format: SPICE_SURFACE_FMT_32_xRGB,
+                position: 0,
+                mouse_mode: 0,
+                flags: QXL_SURF_FLAG_KEEP_DATA,
+                type_: QXL_SURF_TYPE_PRIMARY,
+                mem,
+            },
+        );
+    }
+
+    fn assert_guest_bug(&mut self, what: &str) {
+        assert!(
+            self.dev.in_guest_bug(),
+            "{what}: device should be in its error state"
+        );
+        let pending = self.get_u32(offset_of!(QXLRam, int_pending));
+        assert_ne!(pending & QXL_INTERRUPT_ERROR, 0, "{what}: ERROR pending");
+        assert_eq!(self.dev.stats().guest_bugs, 1, "{what}");
+        // Everything but RESET is ignored now.
+        let before = self.dev.stats().io_while_broken;
+        self.out(QXL_IO_MEMSLOT_ADD_ASYNC, 1);
+        assert_eq!(self.dev.stats().io_while_broken, before + 1, "{what}");
+        // RESET clears it.
+        self.out(QXL_IO_RESET, 0);
+        assert!(
+            !self.dev.in_guest_bug(),
+            "{what}: RESET clears the error state"
+        );
+    }
+}
+
+#[test]
+fn linux_bring_up_sequence() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.primary(256, 256, 256 * 4);
+    d.async_op(QXL_IO_CREATE_PRIMARY_ASYNC, 0);
+    assert_eq!(d.dev.mode(), Mode::Native);
+    d.put(offset_of!(QXLRam, monitors_config), 0u64);
+    d.async_op(QXL_IO_MONITORS_CONFIG_ASYNC, 0);
+    d.async_op(QXL_IO_DESTROY_PRIMARY_ASYNC, 0);
+    assert_eq!(d.dev.mode(), Mode::Undefined);
+    // A second destroy in undefined mode is ignored but still completes.
+    d.async_op(QXL_IO_DESTROY_PRIMARY_ASYNC, 0);
+    d.put(offset_of!(QXLRam, update_surface), 0u32);
+    d.put(
+        offset_of!(QXLRam, update_area),
+        QXLRect {
+            top: 0,
+            left: 0,
+            bottom: 0,
+            right: 0,
+        },
+    );
+    d.async_op(QXL_IO_UPDATE_AREA_ASYNC, 0);
+    d.async_op(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    let stats = d.dev.stats();
+    assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
+    assert_eq!(stats.async_completions, 8);
+    // The ROM tells the guest which generation its addresses must carry.
+    let mut rom = QXLRom::default();
+    d.dev.bar_read(bar::ROM, 0, rom.as_mut_slice());
+    assert_eq!(rom.slot_generation, 0);
+}
+
+#[test]
+fn memslot_outside_the_bars_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.put(
+        offset_of!(QXLRam, mem_slot),
+        QXLMemSlot {
+            mem_start: 0x1000,
+            mem_end: 0x10_0000,
+        },
+    );
+    d.out(QXL_IO_MEMSLOT_ADD, 3);
+    d.assert_guest_bug("memslot over guest RAM");
+}
+
+#[test]
+fn memslot_id_out_of_range_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.put(
+        offset_of!(QXLRam, mem_slot),
+        QXLMemSlot {
+            mem_start: u64::from(BAR0_ADDR),
+            mem_end: u64::from(BAR0_ADDR) + 4096,
+        },
+    );
+    d.out(QXL_IO_MEMSLOT_ADD, 200);
+    d.assert_guest_bug("memslot id 200");
+}
+
+/// A worker that never finishes anything: async operations stay pending.
+struct StuckWorker(Mutex<Vec<Completion>>);
+
+impl QxlWorker for StuckWorker {
+    fn submit(&self, _request: WorkerRequest, done: Completion) {
+        if let Completion::Sync(tx) = done {
+            let _ = tx.send(());
+        } else {
+            self.0.lock().unwrap().push(done);
+        }
+    }
+}
+
+#[test]
+fn async_while_one_is_pending_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.dev
+        .attach_worker(Box::new(StuckWorker(Mutex::new(Vec::new()))));
+    d.out(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    assert_eq!(d.isr(), 0, "not completed yet");
+    assert!(!d.dev.in_guest_bug());
+    d.out(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    d.assert_guest_bug("second async op while the first is pending");
+}
+
+#[test]
+fn primary_larger_than_its_memory_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    // 1024x768x4 = 3 MiB does not fit the 1 MiB surface slot.
+    d.primary(1024, 768, 1024 * 4);
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.assert_guest_bug("primary larger than its memory");
+}
+
+#[test]
+fn primary_with_a_bad_stride_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.primary(64, 64, 255);
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.assert_guest_bug("stride not a multiple of 4");
+}
+
+#[test]
+fn primary_with_an_unknown_memslot_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.primary(64, 64, 256);
+    let bad = make_phys(5, 0, 0).unwrap();
+    d.put(
+        offset_of!(QXLRam, create_surface) + offset_of!(QXLSurfaceCreate, mem),
+        bad,
+    );
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.assert_guest_bug("unknown memslot");
+}
+
+#[test]
+fn primary_with_a_stale_generation_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.primary(64, 64, 256);
+    let stale = make_phys(2, 7, 0).unwrap();
+    d.put(
+        offset_of!(QXLRam, create_surface) + offset_of!(QXLSurfaceCreate, mem),
+        stale,
+    );
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.assert_guest_bug("stale generation");
+}
+
+#[test]
+fn second_primary_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.primary(64, 64, 256);
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.out(QXL_IO_CREATE_PRIMARY, 0);
+    d.assert_guest_bug("create primary twice");
+}
+
+#[test]
+fn bad_surface_id_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.put(offset_of!(QXLRam, update_surface), 5000u32);
+    d.out(QXL_IO_UPDATE_AREA, 0);
+    d.assert_guest_bug("update area of surface 5000");
+}
+
+#[test]
+fn inverted_update_area_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    d.put(
+        offset_of!(QXLRam, update_area),
+        QXLRect {
+            top: 10,
+            left: 10,
+            bottom: 5,
+            right: 20,
+        },
+    );
+    d.out(QXL_IO_UPDATE_AREA, 0);
+    d.assert_guest_bug("inverted update area");
+}
+
+#[test]
+fn unknown_and_unimplemented_ports_are_guest_bugs() {
+    for port in [
+        QXL_IO_DETACH_PRIMARY,
+        QXL_IO_ATTACH_PRIMARY,
+        QXL_IO_SET_MODE,
+        25,
+        31,
+    ] {
+        let mut d = Driver::new();
+        d.bring_up();
+        d.out(port, 0);
+        d.assert_guest_bug(&format!("port {port}"));
+    }
+}
+
+#[test]
+fn ring_index_out_of_range_is_a_guest_bug() {
+    let mut d = Driver::new();
+    d.bring_up();
+    let iface = d.dev.interface();
+    // The guest claims 1000 commands on a 32-entry ring.
+    let prod = offset_of!(QXLRam, cmd_ring) + offset_of!(QXLRingHeader, prod);
+    d.put(prod, 1000u32);
+    assert!(iface.get_command().is_err());
+    d.assert_guest_bug("producer far ahead of the consumer");
+}
+
+#[test]
+fn guest_memory_is_never_reached_outside_the_bars() {
+    // The device memory holds only the BARs; a slot can only be added inside them, so every
+    // translated address is inside the device's own mappings.
+    let mut d = Driver::new();
+    d.bring_up();
+    let mut b = [0u8; 4];
+    d.dev
+        .memory()
+        .read(MemoryBar::Vram, CFG.vram_size - 4, &mut b)
+        .unwrap();
+    assert!(
+        d.dev
+            .memory()
+            .read(MemoryBar::Vram, CFG.vram_size - 3, &mut b)
+            .is_err()
+    );
+}
