@@ -1,14 +1,20 @@
 //! `saffron-guest`: a static probe that runs inside the test VM.
 //!
-//! It reaches the QXL device only through sysfs (no driver bound, or `uio_pci_generic`), and
-//! reports on stdout, which the test VM wires to its serial console. The host-side test greps
+//! It reaches the QXL device either directly through sysfs (no driver bound, or
+//! `uio_pci_generic`) or, once the kernel's qxl driver owns it, as a client of that driver
+//! (`/dev/fb0`, `/dev/dri/card0`), and reports on stdout, which the test VM wires to its serial console. The host-side test greps
 //! for lines starting with `SAFFRON-`, each made of `key=value` fields separated by spaces.
 //! Failures print `SAFFRON-ERROR cmd=<subcommand> msg=<text>` (msg is last and runs to the end
 //! of the line) and exit non-zero, so a broken step can never be mistaken for a silent success.
 
 mod args;
 mod cmd;
+mod console;
+mod drm;
 mod error;
+mod fbdev;
+mod image;
+mod map;
 mod mmio;
 mod pattern;
 mod pci;
@@ -19,8 +25,8 @@ use std::process::ExitCode;
 use args::Options;
 use error::{Error, Result};
 
-const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash> \
-                     [--option value]...";
+const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
+                     fbcon-off|settle|sync|kms> [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -35,7 +41,12 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "irq" => cmd::irq::run(opts),
         "bench-memcpy" => cmd::bench::memcpy(opts),
         "bench-ioport" => cmd::bench::ioport(opts),
-        "fbhash" => cmd::fb::run(opts),
+        "fbhash" => cmd::fb::hash(opts),
+        "fbfill" => cmd::fb::fill(opts),
+        "fbcon-off" => cmd::fb::console_off(opts),
+        "settle" => cmd::fb::settle(opts),
+        "sync" => cmd::sync::run(opts),
+        "kms" => cmd::kms::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }

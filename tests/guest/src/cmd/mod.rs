@@ -5,7 +5,9 @@ pub mod bench;
 pub mod fb;
 pub mod find;
 pub mod irq;
+pub mod kms;
 pub mod log;
+pub mod sync;
 
 use sha2::{Digest, Sha256};
 
@@ -20,21 +22,9 @@ fn find_device(slot: Option<String>) -> Result<PciDevice> {
     PciDevice::find(&pci::devices_dir(), slot.as_deref())
 }
 
-/// Lower-case hex of a byte string.
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            // Writing to a String cannot fail.
-            let _ = write!(s, "{b:02x}");
-            s
-        })
-}
-
 /// Hex SHA-256 of `data`, the form the host test compares.
 fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    crate::image::hex(&Sha256::digest(data))
 }
 
 #[cfg(test)]
