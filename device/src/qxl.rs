@@ -75,6 +75,9 @@ pub struct QxlConfig {
     pub ram_size: u64,
     /// BAR1 size in bytes (power of two, ≥ 4 KiB).
     pub vram_size: u64,
+    /// A resolution offered to the guest as its preferred mode (through the ROM's client
+    /// monitors config, as QEMU's xres/yres do); `None` leaves the driver's 1024x768.
+    pub preferred_resolution: Option<(u32, u32)>,
 }
 
 impl Default for QxlConfig {
@@ -82,6 +85,7 @@ impl Default for QxlConfig {
         QxlConfig {
             ram_size: 64 << 20,
             vram_size: 64 << 20,
+            preferred_resolution: None,
         }
     }
 }
@@ -92,6 +96,7 @@ impl QxlConfig {
         let cfg = QxlConfig {
             ram_size: ram_mb.saturating_mul(1 << 20),
             vram_size: vram_mb.saturating_mul(1 << 20),
+            preferred_resolution: None,
         };
         cfg.validate()?;
         Ok(cfg)
@@ -266,6 +271,10 @@ impl QxlDevice {
             n_surfaces: N_SURFACES,
             ..RomConfig::default()
         })?;
+        let mut rom = rom;
+        if let Some((w, h)) = cfg.preferred_resolution {
+            rom.set_preferred_resolution(w, h)?;
+        }
         let ram = RamHeader::new(memory.address(
             MemoryBar::Ram,
             cfg.ram_size - RAM_HEADER_SIZE,
@@ -804,6 +813,7 @@ mod tests {
     const SMALL: QxlConfig = QxlConfig {
         ram_size: 1 << 20,
         vram_size: 1 << 16,
+        preferred_resolution: None,
     };
 
     fn device() -> (QxlDevice, FakeLine) {

@@ -17,6 +17,7 @@ use vm_memory::ByteValued;
 const CFG: QxlConfig = QxlConfig {
     ram_size: 4 << 20,
     vram_size: 1 << 20,
+    preferred_resolution: None,
 };
 const BAR0_ADDR: u32 = 0xf400_0000;
 const BAR1_ADDR: u32 = 0xf800_0000;

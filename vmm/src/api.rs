@@ -8,11 +8,13 @@ use serde_json::{Value, json};
 use crate::control::ControlHandler;
 use crate::intx::Intx;
 use crate::vfio_user::{DeviceServer, FrontendStats, SharedDevice, lock};
+use saffron_worker::red::WorkerControl;
 
 /// What the control socket can see and do.
 pub struct Api {
     mode: &'static str,
     device: SharedDevice,
+    worker: WorkerControl,
     intx: Arc<Intx>,
     frontend: Arc<FrontendStats>,
     quit: Arc<AtomicBool>,
@@ -26,6 +28,7 @@ impl Api {
         Api {
             mode,
             device: Arc::clone(server.device()),
+            worker: server.worker().clone(),
             intx: Arc::clone(server.intx()),
             frontend: Arc::clone(server.stats()),
             quit,
@@ -66,7 +69,19 @@ impl Api {
         })
     }
 
+    fn screendump(&self, request: &Value) -> Result<Value, String> {
+        let path = request
+            .get("path")
+            .and_then(Value::as_str)
+            .ok_or("screendump needs \"path\"")?;
+        let (width, height, rgb) = self.worker.screendump()?;
+        let png = saffron_worker::encode_png(width, height, &rgb).map_err(|e| e.to_string())?;
+        std::fs::write(path, png).map_err(|e| format!("cannot write {path}: {e}"))?;
+        Ok(json!({"path": path, "width": width, "height": height}))
+    }
+
     fn stats(&self) -> Value {
+        let worker = self.worker.stats();
         let dev = lock(&self.device);
         let s = dev.stats();
         let regions: Vec<u64> = self
@@ -85,20 +100,45 @@ impl Api {
             "region_messages": regions,
             "dma_maps": self.frontend.dma_maps.load(Ordering::Relaxed),
             "last_guest_log": s.last_log,
+            "commands": s.commands,
+            "cursor_commands": s.cursor_commands,
+            "releases": s.releases,
+            "async_completions": s.async_completions,
+            "guest_bugs": s.guest_bugs,
+            "last_guest_bug": s.last_guest_bug,
+            "primary_creates": s.primary_creates,
+            "worker": worker.map(|w| json!({
+                "draws": w.draws,
+                "dropped_draws": w.dropped_draws,
+                "surface_commands": w.surface_commands,
+                "cursor_commands": w.cursor_commands,
+                "other_commands": w.other_commands,
+                "bad_commands": w.bad_commands,
+                "render": w.render.iter().map(|(k, c)| json!({
+                    "kind": k,
+                    "rendered": c.rendered,
+                    "approximated": c.approximated,
+                    "unsupported": c.unsupported,
+                    "failed": c.failed,
+                })).collect::<Vec<_>>(),
+            })),
         })
     }
 }
 
 impl ControlHandler for Api {
-    fn handle(&self, cmd: &str, _request: &Value) -> Result<Value, String> {
+    fn handle(&self, cmd: &str, request: &Value) -> Result<Value, String> {
         match cmd {
             "status" => Ok(self.status()),
             "stats" => Ok(self.stats()),
+            "screendump" => self.screendump(request),
             "quit" => {
                 self.quit.store(true, Ordering::Release);
                 Ok(json!({}))
             }
-            other => Err(format!("unknown command '{other}' (status, stats, quit)")),
+            other => Err(format!(
+                "unknown command '{other}' (status, stats, screendump, quit)"
+            )),
         }
     }
 }

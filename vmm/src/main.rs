@@ -46,6 +46,29 @@ struct QxlArgs {
     /// Size of the QXL VRAM BAR (BAR1) in MiB: a power of two.
     #[arg(long, default_value_t = 64)]
     qxl_vram_mb: u64,
+    /// Preferred display resolution offered to the guest, e.g. 1280x800.
+    #[arg(long, value_parser = parse_resolution)]
+    resolution: Option<(u32, u32)>,
+}
+
+impl QxlArgs {
+    fn config(&self) -> Result<QxlConfig, String> {
+        let mut cfg =
+            QxlConfig::from_mb(self.qxl_ram_mb, self.qxl_vram_mb).map_err(|e| e.to_string())?;
+        cfg.preferred_resolution = self.resolution;
+        Ok(cfg)
+    }
+}
+
+/// Parses `WIDTHxHEIGHT`.
+fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
+    let bad = || format!("bad resolution '{s}' (e.g. 1280x800)");
+    let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
+    let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
+    if w == 0 || h == 0 || w > 8192 || h > 8192 {
+        return Err(format!("resolution {w}x{h} out of range (1..=8192 each)"));
+    }
+    Ok((w, h))
 }
 
 #[derive(Args)]
@@ -120,8 +143,7 @@ fn start_control(path: Option<&PathBuf>, api: Arc<Api>) -> Result<Option<Control
 }
 
 fn run(args: RunArgs) -> Result<u8, String> {
-    let qxl =
-        QxlConfig::from_mb(args.qxl.qxl_ram_mb, args.qxl.qxl_vram_mb).map_err(|e| e.to_string())?;
+    let qxl = args.qxl.config()?;
     let opts = RunOptions {
         kernel: args.kernel,
         initrd: args.initrd,
@@ -155,8 +177,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
 }
 
 fn device(args: DeviceArgs) -> Result<u8, String> {
-    let qxl =
-        QxlConfig::from_mb(args.qxl.qxl_ram_mb, args.qxl.qxl_vram_mb).map_err(|e| e.to_string())?;
+    let qxl = args.qxl.config()?;
     let server = DeviceServer::start(&DeviceServerConfig {
         socket: args.socket,
         qxl,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 
 use saffron_device::{DeviceMemory, QxlConfig, QxlDevice};
+use saffron_worker::red::WorkerControl;
 use thiserror::Error;
 use tracing::{debug, info, warn};
 use vfio_bindings::bindings::vfio::{
@@ -220,6 +221,7 @@ pub struct DeviceServerConfig {
 /// A running vfio-user server for one QXL device.
 pub struct DeviceServer {
     device: SharedDevice,
+    worker: WorkerControl,
     intx: Arc<Intx>,
     stats: Arc<FrontendStats>,
     socket: PathBuf,
@@ -308,7 +310,10 @@ impl DeviceServer {
             cfg.qxl.vram_size,
         )?;
         let intx = Intx::new(cfg.irq_mode);
-        let device = QxlDevice::new(cfg.qxl, memory, Box::new(IntxLine(Arc::clone(&intx))))?;
+        let mut device = QxlDevice::new(cfg.qxl, memory, Box::new(IntxLine(Arc::clone(&intx))))?;
+        let (dispatcher, worker) =
+            saffron_worker::red::spawn(device.interface()).map_err(FrontendError::Thread)?;
+        device.attach_worker(Box::new(dispatcher));
         let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         let mut regions = Vec::new();
         for index in 0..VFIO_PCI_NUM_REGIONS {
@@ -371,6 +376,7 @@ impl DeviceServer {
         info!(socket = %socket.display(), irq_mode = ?cfg.irq_mode, "vfio-user device server listening");
         Ok(DeviceServer {
             device,
+            worker,
             intx,
             stats,
             socket,
@@ -381,6 +387,11 @@ impl DeviceServer {
     /// The device, for the control socket and tests.
     pub fn device(&self) -> &SharedDevice {
         &self.device
+    }
+
+    /// The red worker (screendumps, counters).
+    pub fn worker(&self) -> &WorkerControl {
+        &self.worker
     }
 
     /// The INTx line.
@@ -406,6 +417,7 @@ impl DeviceServer {
 
 impl Drop for DeviceServer {
     fn drop(&mut self) {
+        self.worker.stop();
         // The server thread may still be waiting in accept(); it owns the listener and removes
         // the socket when it returns. Remove it here too, so no stale path is left behind.
         if self.thread.as_ref().is_some_and(|t| !t.is_finished()) {

@@ -21,6 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 const SMALL: QxlConfig = QxlConfig {
     ram_size: 1 << 20,
     vram_size: 1 << 16,
+    preferred_resolution: None,
 };
 const RAM_HEADER: u64 = (1 << 20) - 8192;
 

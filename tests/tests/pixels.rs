@@ -1,0 +1,118 @@
+//! Pixel-exact oracle: what the guest believes is on its screen (its own `/dev/fb0` or KMS
+//! dumb buffer, hashed inside the guest as packed RGB) equals what our worker rendered into
+//! the primary surface (a screendump taken while the guest holds still).
+
+use std::collections::BTreeMap;
+
+use saffron_tests::{
+    GuestOptions, Record, boot_guest_with_sync, serial_guard, sha256_hex, with_tag,
+};
+use saffron_vmm::vfio_user::lock;
+
+/// Screendumps by sync id: width, height, sha256 of the RGB bytes.
+type Dumps = BTreeMap<u64, (u32, u32, String)>;
+
+/// Boots `workload`, takes a screendump at every `SAFFRON-SYNC`, and returns the guest's
+/// records, the screendumps and the serial log.
+fn run_with_screendumps(opts: &GuestOptions) -> (Vec<Record>, Dumps, String) {
+    let mut dumps = BTreeMap::new();
+    let run = boot_guest_with_sync(
+        opts,
+        |_| {},
+        |sync, vm| {
+            let id = sync.num("id");
+            match vm.server().worker().screendump() {
+                Ok((w, h, rgb)) => {
+                    dumps.insert(id, (w, h, sha256_hex(&rgb)));
+                }
+                Err(e) => panic!("screendump at sync {id} failed: {e}"),
+            }
+        },
+    );
+    run.assert_workload_ok(&opts.workload);
+    let stats = lock(run.vm.device()).stats();
+    assert_eq!(
+        stats.guest_bugs, 0,
+        "no guest bug: {}",
+        stats.last_guest_bug
+    );
+    let worker = run.vm.server().worker().stats();
+    println!(
+        "{}: {:?}, device {stats:?}, worker {worker:?}",
+        opts.workload, run.elapsed
+    );
+    (run.records(), dumps, run.serial)
+}
+
+#[test]
+fn fbdev_images_are_rendered_pixel_exact() {
+    let _g = serial_guard();
+    let (recs, dumps, serial) = run_with_screendumps(&GuestOptions::new("qxl-fb"));
+    let fbs = with_tag(&recs, "FB");
+    let syncs = with_tag(&recs, "SYNC");
+    assert_eq!(syncs.len(), 5, "five patterns; serial:\n{serial}");
+    assert_eq!(fbs.len(), syncs.len(), "serial:\n{serial}");
+    for (fb, sync) in fbs.iter().zip(&syncs) {
+        let (w, h, digest) = &dumps[&sync.num("id")];
+        assert_eq!(
+            (u64::from(*w), u64::from(*h)),
+            (fb.num("width"), fb.num("height"))
+        );
+        assert_eq!(
+            digest,
+            fb.get("sha256"),
+            "pattern {}: the screendump differs from the guest's /dev/fb0",
+            sync.get("label")
+        );
+    }
+}
+
+#[test]
+fn fbcon_text_is_rendered_pixel_exact() {
+    let _g = serial_guard();
+    let (recs, dumps, serial) = run_with_screendumps(&GuestOptions::new("qxl-fbcon"));
+    let fb = with_tag(&recs, "FB");
+    let sync = with_tag(&recs, "SYNC");
+    assert_eq!((fb.len(), sync.len()), (1, 1), "serial:\n{serial}");
+    assert_eq!(dumps[&sync[0].num("id")].2, fb[0].get("sha256"));
+}
+
+fn kms(width: u32, height: u32, resolution: Option<(u32, u32)>) {
+    let _g = serial_guard();
+    let mut opts = GuestOptions::new("qxl-kms");
+    opts.args = vec![width.to_string(), height.to_string(), "30".into()];
+    opts.qxl.preferred_resolution = resolution;
+    let (recs, dumps, serial) = run_with_screendumps(&opts);
+    let result = with_tag(&recs, "KMS")
+        .into_iter()
+        .find(|r| r.fields.contains_key("sha256"))
+        .unwrap_or_else(|| panic!("no KMS result; serial:\n{serial}"));
+    assert_eq!(
+        (result.num("width"), result.num("height")),
+        (u64::from(width), u64::from(height))
+    );
+    assert!(
+        result.num("partial") > 0,
+        "partial-rectangle updates were made"
+    );
+    let sync = with_tag(&recs, "SYNC");
+    assert_eq!(sync.len(), 1, "serial:\n{serial}");
+    let (w, h, digest) = &dumps[&sync[0].num("id")];
+    assert_eq!((*w, *h), (width, height));
+    assert_eq!(
+        digest,
+        result.get("sha256"),
+        "the screendump differs from the dumb buffer"
+    );
+    println!("KMS {width}x{height}: {result:?}");
+}
+
+#[test]
+fn kms_dumb_buffer_at_1024x768_is_rendered_pixel_exact() {
+    kms(1024, 768, None);
+}
+
+#[test]
+fn kms_dumb_buffer_at_the_resolution_mode_is_rendered_pixel_exact() {
+    kms(1280, 800, Some((1280, 800)));
+}

@@ -1,0 +1,199 @@
+//! Cursor state kept from the cursor ring, ready for a cursor channel.
+//!
+//! Mirrors spice-server's cursor channel bookkeeping: SET replaces the shape and sets the
+//! position and visibility the command carries; MOVE moves the cursor and shows it; HIDE
+//! hides it; TRAIL records the trail parameters (which clients ignore).
+
+use saffron_ring::parse::{CursorCmd, CursorCmdKind, CursorShape, CursorType, Point};
+
+/// The guest's cursor as the cursor ring left it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CursorState {
+    /// Hot spot position on the primary surface.
+    pub position: Point,
+    pub visible: bool,
+    /// The last shape set, owned (the command it came from may be released).
+    pub shape: Option<CursorShape>,
+    /// Trail length and frequency from the last TRAIL.
+    pub trail: (u16, u16),
+    /// Bumped whenever the shape changes, so a channel can tell when to resend it.
+    pub shape_generation: u64,
+}
+
+/// What a cursor command changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CursorChange {
+    Shape,
+    Position,
+    Visibility,
+    Trail,
+}
+
+impl CursorState {
+    pub fn new() -> Self {
+        CursorState::default()
+    }
+
+    /// Applies one cursor command and says what changed.
+    pub fn apply(&mut self, cmd: &CursorCmd) -> CursorChange {
+        match &cmd.kind {
+            CursorCmdKind::Set {
+                position,
+                visible,
+                shape,
+            } => {
+                self.position = *position;
+                self.visible = *visible;
+                self.shape = Some(shape.clone());
+                self.shape_generation = self.shape_generation.wrapping_add(1);
+                CursorChange::Shape
+            }
+            CursorCmdKind::Move { position } => {
+                self.position = *position;
+                self.visible = true;
+                CursorChange::Position
+            }
+            CursorCmdKind::Hide => {
+                self.visible = false;
+                CursorChange::Visibility
+            }
+            CursorCmdKind::Trail { length, frequency } => {
+                self.trail = (*length, *frequency);
+                CursorChange::Trail
+            }
+        }
+    }
+
+    /// Forgets everything (device reset, DESTROY_PRIMARY).
+    pub fn reset(&mut self) {
+        let generation = self.shape_generation.wrapping_add(1);
+        *self = CursorState {
+            shape_generation: generation,
+            ..CursorState::default()
+        };
+    }
+}
+
+/// The shape as premultiplied-free ARGB pixels (row-major, top row first), for ALPHA and
+/// MONO shapes; `None` for the colour types, whose layouts no current driver uses.
+///
+/// MONO shapes are an AND mask then an XOR mask, each row `ceil(width / 8)` bytes, most
+/// significant bit first: AND 1 / XOR 0 is transparent, AND 0 gives black (XOR 0) or white
+/// (XOR 1); AND 1 / XOR 1 inverts the screen, which ARGB cannot say: it becomes opaque
+/// black.
+pub fn shape_argb(shape: &CursorShape) -> Option<Vec<u32>> {
+    let (w, h) = (usize::from(shape.width), usize::from(shape.height));
+    match shape.kind {
+        CursorType::Alpha => {
+            let bytes = shape.data.get(..w * h * 4)?;
+            Some(
+                bytes
+                    .chunks_exact(4)
+                    .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
+                    .collect(),
+            )
+        }
+        CursorType::Mono => {
+            let row = w.div_ceil(8);
+            let and = shape.data.get(..row * h)?;
+            let xor = shape.data.get(row * h..2 * row * h)?;
+            let bit = |plane: &[u8], x: usize, y: usize| {
+                plane
+                    .get(y * row + x / 8)
+                    .is_some_and(|b| b & (0x80 >> (x % 8)) != 0)
+            };
+            let mut out = Vec::with_capacity(w * h);
+            for y in 0..h {
+                for x in 0..w {
+                    out.push(match (bit(and, x, y), bit(xor, x, y)) {
+                        (true, false) => 0,
+                        (false, true) => 0xffff_ffff,
+                        _ => 0xff00_0000,
+                    });
+                }
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use saffron_ring::parse::ReleaseInfo;
+    use vm_memory::GuestAddress;
+
+    fn cmd(kind: CursorCmdKind) -> CursorCmd {
+        CursorCmd {
+            release: ReleaseInfo {
+                id: 1,
+                addr: GuestAddress(0),
+            },
+            kind,
+        }
+    }
+
+    fn shape(kind: CursorType, w: u16, h: u16, data: Vec<u8>) -> CursorShape {
+        CursorShape {
+            unique: 7,
+            kind,
+            width: w,
+            height: h,
+            hot_spot_x: 1,
+            hot_spot_y: 2,
+            data,
+        }
+    }
+
+    #[test]
+    fn set_move_hide_trail() {
+        let mut c = CursorState::new();
+        let s = shape(CursorType::Alpha, 1, 1, vec![1, 2, 3, 4]);
+        let change = c.apply(&cmd(CursorCmdKind::Set {
+            position: Point { x: 5, y: 6 },
+            visible: false,
+            shape: s.clone(),
+        }));
+        assert_eq!(change, CursorChange::Shape);
+        assert_eq!(
+            (c.position, c.visible, c.shape_generation),
+            (Point { x: 5, y: 6 }, false, 1)
+        );
+        assert_eq!(c.shape.as_ref(), Some(&s));
+        c.apply(&cmd(CursorCmdKind::Move {
+            position: Point { x: 9, y: 9 },
+        }));
+        assert_eq!((c.position, c.visible), (Point { x: 9, y: 9 }, true));
+        c.apply(&cmd(CursorCmdKind::Hide));
+        assert!(!c.visible);
+        c.apply(&cmd(CursorCmdKind::Trail {
+            length: 3,
+            frequency: 4,
+        }));
+        assert_eq!(c.trail, (3, 4));
+        c.reset();
+        assert_eq!(
+            (c.shape.is_none(), c.visible, c.shape_generation),
+            (true, false, 2)
+        );
+    }
+
+    #[test]
+    fn shapes_as_argb() {
+        let s = shape(CursorType::Alpha, 2, 1, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(shape_argb(&s), Some(vec![0x0403_0201, 0x0807_0605]));
+        // 4x1 mono: AND 0b1010, XOR 0b1100 → transparent? no: pixel by pixel.
+        let s = shape(CursorType::Mono, 4, 1, vec![0b1010_0000, 0b1100_0000]);
+        assert_eq!(
+            shape_argb(&s),
+            Some(vec![0xff00_0000, 0xffff_ffff, 0, 0xff00_0000])
+        );
+        let short = shape(CursorType::Alpha, 2, 2, vec![0; 4]);
+        assert_eq!(shape_argb(&short), None);
+        assert_eq!(
+            shape_argb(&shape(CursorType::Color8, 1, 1, vec![0; 8])),
+            None
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! The red worker thread and its dispatcher.
+//!
+//! The dispatcher ([`Dispatcher`], the device's [`QxlWorker`]) turns each request into a
+//! message; the thread answers it, then drains both rings: every command is copied out of
+//! guest memory once and validated (`saffron_ring::parse`), applied (surfaces, renderer,
+//! cursor), and handed back through the release ring. Rendering is eager, so an UPDATE_AREA
+//! only has to drain the rings before it answers.
+
+use std::thread;
+
+use crossbeam_channel::{Receiver, Sender, unbounded};
+use saffron_ring::memslot::MemSlotTable;
+use saffron_ring::parse::{Command, Context, SurfaceCmdKind, parse_command, parse_monitors_config};
+use tracing::{debug, info, warn};
+
+use crate::cursor::CursorState;
+use crate::render::{DrawKind, Renderer};
+use crate::screendump;
+use crate::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
+use crate::surface::{Surface, SurfaceTable};
+
+/// Commands handled per ring before the release batch is pushed, so a guest waiting on
+/// releases is not starved by a long stream of drawing.
+const RELEASE_BATCH: u32 = 32;
+
+/// A screendump: (width, height, packed RGB), or why there is none.
+pub type Screendump = Result<(u32, u32, Vec<u8>), String>;
+
+/// What the host side can ask the worker (the control socket).
+pub enum Query {
+    /// The primary surface as packed RGB.
+    Screendump(Sender<Screendump>),
+    /// Counters.
+    Stats(Sender<WorkerStats>),
+}
+
+enum Msg {
+    Request(WorkerRequest, Completion),
+    Query(Query),
+    Stop,
+}
+
+/// Counters of the worker.
+#[derive(Clone, Debug, Default)]
+pub struct WorkerStats {
+    /// Draw commands received.
+    pub draws: u64,
+    /// Draw commands the renderer refused (no such surface, bbox outside it): dropped and
+    /// released, as spice-server does.
+    pub dropped_draws: u64,
+    /// Surface commands (create, destroy).
+    pub surface_commands: u64,
+    /// Cursor commands.
+    pub cursor_commands: u64,
+    /// Update and message commands.
+    pub other_commands: u64,
+    /// Commands that failed to parse (each is a guest bug).
+    pub bad_commands: u64,
+    /// Per draw kind: rendered, approximated, unsupported (logged once), failed.
+    pub render: Vec<(String, crate::render::DrawCounts)>,
+}
+
+/// The device's [`QxlWorker`]: sends requests to the worker thread.
+#[derive(Clone, Debug)]
+pub struct Dispatcher {
+    tx: Sender<Msg>,
+}
+
+impl QxlWorker for Dispatcher {
+    fn submit(&self, request: WorkerRequest, done: Completion) {
+        if self.tx.send(Msg::Request(request, done)).is_err() {
+            warn!("the worker thread is gone; request dropped");
+        }
+    }
+}
+
+/// Host-side access to a running worker.
+#[derive(Clone, Debug)]
+pub struct WorkerControl {
+    tx: Sender<Msg>,
+}
+
+impl WorkerControl {
+    /// Asks the worker something and waits for the answer.
+    pub fn query(&self, q: Query) -> bool {
+        self.tx.send(Msg::Query(q)).is_ok()
+    }
+
+    /// The primary surface as RGB.
+    pub fn screendump(&self) -> Screendump {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Screendump(tx)) {
+            return Err("the worker thread is gone".into());
+        }
+        rx.recv()
+            .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// The worker's counters.
+    pub fn stats(&self) -> Option<WorkerStats> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Stats(tx)) {
+            return None;
+        }
+        rx.recv().ok()
+    }
+
+    /// Stops the thread.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Msg::Stop);
+    }
+}
+
+/// Starts the worker thread for the device behind `iface`.
+pub fn spawn<I: QxlInterface>(iface: I) -> std::io::Result<(Dispatcher, WorkerControl)> {
+    let (tx, rx) = unbounded();
+    thread::Builder::new()
+        .name("saffron-worker".into())
+        .spawn(move || RedWorker::new(iface).run(rx))?;
+    Ok((Dispatcher { tx: tx.clone() }, WorkerControl { tx }))
+}
+
+struct RedWorker<I> {
+    iface: I,
+    slots: MemSlotTable,
+    surfaces: SurfaceTable,
+    renderer: Renderer,
+    cursor: CursorState,
+    stats: WorkerStats,
+    broken: bool,
+}
+
+impl<I: QxlInterface> RedWorker<I> {
+    fn new(iface: I) -> Self {
+        let n = iface.n_surfaces();
+        RedWorker {
+            iface,
+            slots: MemSlotTable::new(),
+            surfaces: SurfaceTable::new(n),
+            renderer: Renderer::new(),
+            cursor: CursorState::new(),
+            stats: WorkerStats::default(),
+            broken: false,
+        }
+    }
+
+    fn run(mut self, rx: Receiver<Msg>) {
+        while let Ok(msg) = rx.recv() {
+            match msg {
+                Msg::Request(req, done) => {
+                    self.handle(req);
+                    match done {
+                        Completion::None => {}
+                        Completion::Sync(tx) => {
+                            let _ = tx.send(());
+                        }
+                        Completion::Async(cookie) => self.iface.async_complete(cookie),
+                    }
+                }
+                Msg::Query(q) => self.answer(q),
+                Msg::Stop => break,
+            }
+        }
+        debug!("worker thread ends");
+    }
+
+    fn answer(&mut self, q: Query) {
+        match q {
+            Query::Screendump(tx) => {
+                let result = match self.surfaces.primary() {
+                    Some(s) => {
+                        screendump::surface_rgb(self.iface.memory(), s).map_err(|e| e.to_string())
+                    }
+                    None => Err("no primary surface".to_string()),
+                };
+                let _ = tx.send(result);
+            }
+            Query::Stats(tx) => {
+                let mut s = self.stats.clone();
+                s.render = self
+                    .renderer
+                    .stats()
+                    .iter()
+                    .filter(|(_, c)| *c != crate::render::DrawCounts::default())
+                    .map(|(k, c)| (format!("{k:?}"), c))
+                    .collect();
+                let _ = tx.send(s);
+            }
+        }
+    }
+
+    fn handle(&mut self, req: WorkerRequest) {
+        match req {
+            WorkerRequest::Wakeup => self.process_rings(),
+            WorkerRequest::Oom | WorkerRequest::FlushRelease => {
+                self.process_rings();
+                self.iface.flush_resources();
+            }
+            WorkerRequest::Memslots(slots) => self.slots = *slots,
+            WorkerRequest::CreatePrimary(p) => {
+                let created =
+                    Surface::from_create(&p.create).and_then(|s| self.surfaces.create(0, s));
+                if let Err(e) = created {
+                    self.iface.guest_bug(&format!("primary surface: {e}"));
+                }
+            }
+            WorkerRequest::DestroyPrimary => {
+                self.process_rings();
+                let _ = self.surfaces.destroy(0);
+            }
+            WorkerRequest::DestroySurface(id) => {
+                self.process_rings();
+                let _ = self.surfaces.destroy(id);
+            }
+            WorkerRequest::DestroyAllSurfaces => {
+                self.process_rings();
+                self.surfaces.clear();
+            }
+            WorkerRequest::UpdateArea { .. } | WorkerRequest::FlushSurfaces => self.process_rings(),
+            WorkerRequest::MonitorsConfig(phys) => {
+                let ctx = Context::new(self.iface.memory(), &self.slots, self.iface.n_surfaces());
+                match parse_monitors_config(&ctx, phys) {
+                    Ok(cfg) => info!("guest monitors config: {cfg:?}"),
+                    Err(e) => warn!("unreadable monitors config: {e}"),
+                }
+            }
+            WorkerRequest::Reset => {
+                self.surfaces.clear();
+                self.cursor.reset();
+                self.slots = MemSlotTable::new();
+                self.broken = false;
+            }
+        }
+    }
+
+    /// Drains both rings until the guest has nothing more, then pushes the releases.
+    fn process_rings(&mut self) {
+        if self.broken {
+            return;
+        }
+        let mut handled = 0u32;
+        loop {
+            let cmd = match self.iface.get_command() {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => match self.iface.req_cmd_notification() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(_) => return self.stop_processing(),
+                },
+                Err(_) => return self.stop_processing(),
+            };
+            if !self.execute(&cmd) {
+                return self.stop_processing();
+            }
+            handled += 1;
+            if handled.is_multiple_of(RELEASE_BATCH) {
+                self.iface.flush_resources();
+            }
+        }
+        loop {
+            let cmd = match self.iface.get_cursor_command() {
+                Ok(Some(cmd)) => cmd,
+                Ok(None) => match self.iface.req_cursor_notification() {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(_) => return self.stop_processing(),
+                },
+                Err(_) => return self.stop_processing(),
+            };
+            if !self.execute(&cmd) {
+                return self.stop_processing();
+            }
+        }
+        self.iface.flush_resources();
+    }
+
+    fn stop_processing(&mut self) {
+        self.broken = true;
+        self.iface.flush_resources();
+    }
+
+    /// Applies one ring entry; false when it was a guest bug (processing stops).
+    fn execute(&mut self, cmd: &saffron_ring::abi::QXLCommand) -> bool {
+        let mem = self.iface.memory();
+        let ctx = Context::new(mem, &self.slots, self.iface.n_surfaces());
+        let parsed = match parse_command(&ctx, cmd) {
+            Ok(c) => c,
+            Err(e) => {
+                self.stats.bad_commands += 1;
+                if let Some(rel) = e.release {
+                    self.iface.release_resource(rel.addr, rel.id);
+                }
+                self.iface.guest_bug(&format!("{e}: {}", e.error));
+                return false;
+            }
+        };
+        let release = parsed.release();
+        let ok = match &parsed {
+            Command::Draw(d) => {
+                self.stats.draws += 1;
+                if let Err(e) = self.renderer.draw(mem, &self.surfaces, d) {
+                    // Like spice-server: a drawable on a missing surface or outside it is
+                    // dropped (and counted per kind), the guest keeps going.
+                    self.stats.dropped_draws += 1;
+                    debug!("{:?} drawable dropped: {e}", DrawKind::of(&d.body));
+                }
+                true
+            }
+            Command::Surface(s) => {
+                self.stats.surface_commands += 1;
+                match &s.kind {
+                    SurfaceCmdKind::Create(c) => {
+                        match Surface::from_create(c)
+                            .and_then(|surface| self.surfaces.create(s.surface_id, surface))
+                        {
+                            Ok(()) => true,
+                            Err(e) => {
+                                self.iface.guest_bug(&format!("surface create: {e}"));
+                                false
+                            }
+                        }
+                    }
+                    SurfaceCmdKind::Destroy => {
+                        let _ = self.surfaces.destroy(s.surface_id);
+                        true
+                    }
+                }
+            }
+            Command::Cursor(c) => {
+                self.stats.cursor_commands += 1;
+                let _ = self.cursor.apply(c);
+                true
+            }
+            Command::Update(_) | Command::Message(_) => {
+                self.stats.other_commands += 1;
+                true
+            }
+        };
+        self.iface.release_resource(release.addr, release.id);
+        ok
+    }
+}
