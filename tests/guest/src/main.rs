@@ -26,7 +26,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbcon-off|settle|sync|kms> [--option value]...";
+                     fbbench|fbcon-off|settle|sync|kms> [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -43,6 +43,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "bench-ioport" => cmd::bench::ioport(opts),
         "fbhash" => cmd::fb::hash(opts),
         "fbfill" => cmd::fb::fill(opts),
+        "fbbench" => cmd::fbbench::run(opts),
         "fbcon-off" => cmd::fb::console_off(opts),
         "settle" => cmd::fb::settle(opts),
         "sync" => cmd::sync::run(opts),

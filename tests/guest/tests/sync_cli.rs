@@ -77,6 +77,8 @@ fn usage_errors_exit_2_before_touching_devices() {
         &["fbfill", "--pattern", "solid:red"],
         &["fbhash", "--format", "bgr"],
         &["kms", "--width", "800"],
+        &["kms", "--phase", "a b"],
+        &["fbbench", "--frames", "0"],
         &["fbcon-off", "--kd", "vga"],
         &["settle"],
     ] {

@@ -22,7 +22,7 @@ const DEFAULT_SETTLE_MS: u64 = 500;
 const MAX_SETTLE_MS: u64 = 600_000;
 
 /// `/dev/<name>`, or `name` itself if it is a path.
-fn fb_path(name: &str) -> PathBuf {
+pub(super) fn fb_path(name: &str) -> PathBuf {
     if name.contains('/') {
         PathBuf::from(name)
     } else {

@@ -175,12 +175,15 @@ fn upload(
 }
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--frames 60] [--pattern hgrad]
-/// [--sync ID] [--sync-timeout-ms 60000]`.
+/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME]`.
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
 /// clips= dirtyfb=ok|unsupported elapsed_ms=`; with `--sync`, then `SAFFRON-SYNC id=ID
 /// label=kms` and (after the host's `go`) `SAFFRON-GO`, before the buffer is released.
+/// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
+/// right around the timed frames, so that the host can sample its own counters over exactly
+/// that stretch (without the mode set, the first upload and the read-back).
 pub fn run(mut opts: Options) -> Result<()> {
     let card_path = PathBuf::from(
         opts.take("card")
@@ -196,6 +199,7 @@ pub fn run(mut opts: Options) -> Result<()> {
         super::sync::DEFAULT_TIMEOUT_MS,
         3_600_000,
     )?;
+    let phase = opts.take("phase");
     opts.finish()?;
     let want = match (width, height) {
         (None, None) => None,
@@ -209,6 +213,9 @@ pub fn run(mut opts: Options) -> Result<()> {
     };
     if let Some(id) = &sync_id {
         super::sync::check_token("sync", id)?;
+    }
+    if let Some(p) = &phase {
+        super::sync::check_token("phase", p)?;
     }
 
     let card = Card::open(&card_path)?;
@@ -311,6 +318,9 @@ pub fn run(mut opts: Options) -> Result<()> {
         }
     };
     let (mut n_full, mut n_partial, mut n_clips) = (0usize, 0usize, 0usize);
+    if let Some(p) = &phase {
+        println!("SAFFRON-PHASE name={p} begin");
+    }
     let start = Instant::now();
     for i in 0..frames {
         let rects = draw_frame(i, &base, &mut img);
@@ -327,6 +337,9 @@ pub fn run(mut opts: Options) -> Result<()> {
         n_clips += clips.len();
     }
     let elapsed = start.elapsed();
+    if let Some(p) = &phase {
+        println!("SAFFRON-PHASE name={p} end");
+    }
     let fps = if frames == 0 {
         0.0
     } else {
@@ -459,6 +472,8 @@ mod tests {
         let opts = Options::parse(["--pattern", "plaid"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--sync", "a b"]).unwrap();
+        assert!(matches!(run(opts), Err(Error::Usage(_))));
+        let opts = Options::parse(["--phase", "a b"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--card", "/nonexistent/card0"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Io { .. })));

@@ -3,6 +3,7 @@
 pub mod bar_rw;
 pub mod bench;
 pub mod fb;
+pub mod fbbench;
 pub mod find;
 pub mod irq;
 pub mod kms;

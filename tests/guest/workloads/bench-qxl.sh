@@ -1,0 +1,101 @@
+#!/bin/sh
+# The helpers below are called through step's "$@", which shellcheck cannot follow.
+# shellcheck disable=SC2317
+# bench-qxl: display throughput through the stock qxl DRM driver, for ci/bench-qxl (which runs it
+# on our device and on QEMU's own qxl-vga, and samples host CPU time around each phase).
+# Loads qxl first thing and prints the kernel's "Initialized qxl" line at once (with `quiet` the
+# kernel does not put it on the console itself; the host takes its time stamp when it sees it),
+# waits for /dev/fb0, puts the VT in graphics mode so fbcon draws nothing, then runs phases
+# bracketed by
+#   SAFFRON-PHASE name=NAME begin / SAFFRON-PHASE name=NAME end
+# printed by saffron-guest right around the timed work:
+#   idle            2 s of nothing (the host's idle cost, for reference)
+#   fb              saffron-guest fbbench: full-screen frames into /dev/fb0 (mmap + msync)
+#                   -> SAFFRON-BENCH fb_frames= fb_fps= width= height= ...
+#   kms-WxH         saffron-guest kms: dumb buffer + DIRTYFB frames at WxH (half full-frame,
+#                   half small clips) -> SAFFRON-KMS width= height= frames= fps= ...
+# A pause between phases lets the device drain the previous one before the next begins.
+# Runs every step, prints SAFFRON-STEP after each, and exits 1 if any failed.
+# saffron.args=FB_FRAMES,KMS_FRAMES,WxH,WxH...: default 60,120,1024x768,1920x1080.
+
+fb_frames=${1:-60}
+kms_frames=${2:-120}
+if [ "$#" -gt 2 ]; then
+    shift 2
+else
+    set --
+fi
+if [ "$#" -eq 0 ]; then
+    set -- 1024x768 1920x1080
+fi
+
+failed=0
+
+# step NAME CMD...: runs CMD and reports its status.
+step() {
+    step_name=$1
+    shift
+    "$@"
+    step_rc=$?
+    if [ "$step_rc" -eq 0 ]; then
+        echo "SAFFRON-STEP name=$step_name status=ok rc=0"
+    else
+        echo "SAFFRON-STEP name=$step_name status=fail rc=$step_rc"
+        failed=1
+    fi
+}
+
+# skip NAME WHY: reports a step that could not run; counts as a failure.
+skip() {
+    echo "SAFFRON-STEP name=$1 status=skip rc=- why=$2"
+    failed=1
+}
+
+# wait_for PATH SECONDS: waits for PATH to exist, polling ten times a second.
+wait_for() {
+    wait_i=0
+    while [ "$wait_i" -lt $(($2 * 10)) ]; do
+        [ -e "$1" ] && return 0
+        saffron-guest settle --ms 100
+        wait_i=$((wait_i + 1))
+    done
+    [ -e "$1" ] && return 0
+    echo "SAFFRON-ERROR cmd=wait msg=no $1 after $2 s"
+    return 1
+}
+
+# idle_phase MS: a phase in which the guest does nothing.
+idle_phase() {
+    echo "SAFFRON-PHASE name=idle begin"
+    saffron-guest settle --ms "$1"
+    echo "SAFFRON-PHASE name=idle end"
+}
+
+step modprobe modprobe qxl
+# One line, printed as soon as modprobe returns (the probe runs synchronously inside it).
+echo "SAFFRON-QXL $(dmesg | grep -m 1 'Initialized qxl')"
+step wait-fb0 wait_for /dev/fb0 20
+dmesg | grep -E "qxl|fbcon"
+if [ -e /dev/fb0 ]; then
+    step fbcon-off saffron-guest fbcon-off --kd graphics
+    # fbcon's first full-screen drawing is still on its way to the device: let it drain.
+    step settle saffron-guest settle --ms 1000
+    step idle idle_phase 2000
+    step settle saffron-guest settle --ms 500
+    step fb saffron-guest fbbench --frames "$fb_frames" --phase fb
+    step settle saffron-guest settle --ms 1000
+else
+    skip fb no-fb0
+fi
+if [ -e /dev/dri/card0 ]; then
+    for size in "$@"; do
+        w=${size%x*}
+        h=${size#*x}
+        step "kms-$size" saffron-guest kms --width "$w" --height "$h" --frames "$kms_frames" \
+            --pattern hgrad --phase "kms-$size"
+        step settle saffron-guest settle --ms 1000
+    done
+else
+    skip kms no-card0
+fi
+exit "$failed"
