@@ -92,6 +92,11 @@ impl Driver {
     /// An async port and the one IO_CMD that must follow it.
     fn async_op(&mut self, port: u8, val: u8) {
         self.out(port, val);
+        // With a worker thread the completion comes later; Linux waits for it (5 s).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !*self.line.0.lock().unwrap() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         let pending = self.isr();
         assert_eq!(
             pending & QXL_INTERRUPT_IO_CMD,
@@ -385,4 +390,131 @@ fn guest_memory_is_never_reached_outside_the_bars() {
             .read(MemoryBar::Vram, CFG.vram_size - 3, &mut b)
             .is_err()
     );
+}
+
+/// The driver with the real red worker thread attached.
+fn with_worker() -> Driver {
+    let mut d = Driver::new();
+    let (dispatcher, _control) = saffron_worker::red::spawn(d.dev.interface()).unwrap();
+    d.dev.attach_worker(Box::new(dispatcher));
+    d.bring_up();
+    d
+}
+
+/// Pushes `cmd` on the command ring as Linux does, and kicks the device if it asked for it.
+fn push_command(d: &mut Driver, cmd: QXLCommand) {
+    let ring = offset_of!(QXLRam, cmd_ring);
+    let prod = d.get_u32(ring + offset_of!(QXLRingHeader, prod));
+    let slot = (prod % QXL_COMMAND_RING_SIZE) as usize;
+    let item = ring + offset_of!(QXLCommandRing, items) + slot * std::mem::size_of::<QXLCommand>();
+    d.put(item, cmd);
+    d.put(ring + offset_of!(QXLRingHeader, prod), prod + 1);
+    if prod + 1 == d.get_u32(ring + offset_of!(QXLRingHeader, notify_on_prod)) {
+        d.out(QXL_IO_NOTIFY_CMD, 0);
+    }
+}
+
+fn wait_for(mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::time::Instant::now() < deadline {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    false
+}
+
+#[test]
+fn worker_consumes_the_ring_and_releases_commands() {
+    let mut d = with_worker();
+    // Three MESSAGE commands in BAR0 (slot 1 = BAR0 from offset 0), release ids 0x10..0x12.
+    for (i, id) in [0x10u64, 0x11, 0x12].into_iter().enumerate() {
+        let off = 0x1000 + i as u64 * 0x100;
+        d.dev.bar_write(
+            bar::RAM,
+            off,
+            QXLMessage {
+                release_info: QXLReleaseInfo { id },
+            }
+            .as_slice(),
+        );
+        // Linux asks for a DISPLAY interrupt when releases arrive.
+        let rel = offset_of!(QXLRam, release_ring) + offset_of!(QXLRingHeader, notify_on_prod);
+        d.put(rel, 1u32);
+        push_command(
+            &mut d,
+            QXLCommand {
+                data: make_phys(1, 0, off).unwrap(),
+                type_: QXL_CMD_MESSAGE,
+                ..Default::default()
+            },
+        );
+    }
+    let release_prod = offset_of!(QXLRam, release_ring) + offset_of!(QXLRingHeader, prod);
+    assert!(
+        wait_for(|| d.get_u32(release_prod) >= 1),
+        "a release batch was pushed"
+    );
+    let stats = d.dev.stats();
+    assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
+    assert_eq!(stats.commands, 3);
+    assert_eq!(stats.releases, 3);
+    // The batch at item 0 chains the three ids through each command's release_info.
+    let items = offset_of!(QXLRam, release_ring) + offset_of!(QXLReleaseRing, items);
+    let mut head = [0u8; 8];
+    d.dev
+        .bar_read(bar::RAM, d.ram_header + items as u64, &mut head);
+    let mut seen = Vec::new();
+    let mut id = u64::from_le_bytes(head);
+    while id != 0 && seen.len() < 8 {
+        seen.push(id);
+        let off = 0x1000 + (id - 0x10) * 0x100;
+        let mut next = [0u8; 8];
+        d.dev.bar_read(bar::RAM, off, &mut next);
+        id = u64::from_le_bytes(next);
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, [0x10, 0x11, 0x12]);
+    assert_ne!(
+        d.isr() & QXL_INTERRUPT_DISPLAY,
+        0,
+        "DISPLAY raised for the release"
+    );
+}
+
+#[test]
+fn command_in_an_unknown_memslot_is_a_guest_bug() {
+    let mut d = with_worker();
+    push_command(
+        &mut d,
+        QXLCommand {
+            data: make_phys(6, 0, 0x1000).unwrap(),
+            type_: QXL_CMD_DRAW,
+            ..Default::default()
+        },
+    );
+    assert!(
+        wait_for(|| d.dev.in_guest_bug()),
+        "the worker reported a guest bug"
+    );
+    let pending = d.get_u32(offset_of!(QXLRam, int_pending));
+    assert_ne!(pending & QXL_INTERRUPT_ERROR, 0);
+    // RESET brings the device back; the worker processes again.
+    d.out(QXL_IO_RESET, 0);
+    assert!(!d.dev.in_guest_bug());
+}
+
+#[test]
+fn unknown_command_type_is_a_guest_bug() {
+    let mut d = with_worker();
+    push_command(
+        &mut d,
+        QXLCommand {
+            data: make_phys(1, 0, 0x1000).unwrap(),
+            type_: 77,
+            ..Default::default()
+        },
+    );
+    assert!(wait_for(|| d.dev.in_guest_bug()));
 }
