@@ -26,8 +26,35 @@ const RELEASE_BATCH: u32 = 32;
 /// A screendump: (width, height, packed RGB), or why there is none.
 pub type Screendump = Result<(u32, u32, Vec<u8>), String>;
 
+/// The primary surface for a display client.
+#[derive(Clone, Debug)]
+pub enum FrameReply {
+    /// No primary surface.
+    NoPrimary,
+    /// Nothing was drawn since the generation the caller has.
+    Unchanged,
+    /// The primary's pixels as B,G,R,X bytes, with the generation they show.
+    Frame {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Changes whenever the primary may have changed.
+        generation: u64,
+        /// `width × height × 4` bytes.
+        bgrx: Vec<u8>,
+    },
+}
+
 /// What the host side can ask the worker (the control socket).
 pub enum Query {
+    /// The primary as B,G,R,X unless nothing changed since `since`.
+    Frame {
+        /// The generation the caller already has.
+        since: u64,
+        /// Where the answer goes.
+        reply: Sender<FrameReply>,
+    },
     /// The primary surface as packed RGB.
     Screendump(Sender<Screendump>),
     /// Counters.
@@ -96,6 +123,15 @@ impl WorkerControl {
             .map_err(|_| "the worker thread is gone".to_string())?
     }
 
+    /// The primary surface if it changed since generation `since`.
+    pub fn frame(&self, since: u64) -> Option<FrameReply> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Frame { since, reply: tx }) {
+            return None;
+        }
+        rx.recv().ok()
+    }
+
     /// The worker's counters.
     pub fn stats(&self) -> Option<WorkerStats> {
         let (tx, rx) = crossbeam_channel::bounded(1);
@@ -128,6 +164,8 @@ struct RedWorker<I> {
     cursor: CursorState,
     stats: WorkerStats,
     broken: bool,
+    /// Bumped by everything that may change what the primary shows.
+    generation: u64,
 }
 
 impl<I: QxlInterface> RedWorker<I> {
@@ -141,6 +179,7 @@ impl<I: QxlInterface> RedWorker<I> {
             cursor: CursorState::new(),
             stats: WorkerStats::default(),
             broken: false,
+            generation: 1,
         }
     }
 
@@ -166,6 +205,25 @@ impl<I: QxlInterface> RedWorker<I> {
 
     fn answer(&mut self, q: Query) {
         match q {
+            Query::Frame { since, reply } => {
+                let answer = match self.surfaces.primary() {
+                    None => FrameReply::NoPrimary,
+                    Some(_) if since == self.generation => FrameReply::Unchanged,
+                    Some(s) => match screendump::surface_bgrx(self.iface.memory(), s) {
+                        Ok((width, height, bgrx)) => FrameReply::Frame {
+                            width,
+                            height,
+                            generation: self.generation,
+                            bgrx,
+                        },
+                        Err(e) => {
+                            warn!("cannot read the primary surface: {e}");
+                            FrameReply::NoPrimary
+                        }
+                    },
+                };
+                let _ = reply.send(answer);
+            }
             Query::Screendump(tx) => {
                 let result = match self.surfaces.primary() {
                     Some(s) => {
@@ -190,6 +248,7 @@ impl<I: QxlInterface> RedWorker<I> {
     }
 
     fn handle(&mut self, req: WorkerRequest) {
+        self.generation = self.generation.wrapping_add(1);
         match req {
             WorkerRequest::Wakeup => self.process_rings(),
             WorkerRequest::Oom | WorkerRequest::FlushRelease => {
@@ -298,6 +357,7 @@ impl<I: QxlInterface> RedWorker<I> {
         let ok = match &parsed {
             Command::Draw(d) => {
                 self.stats.draws += 1;
+                self.generation = self.generation.wrapping_add(1);
                 if let Err(e) = self.renderer.draw(mem, &self.surfaces, d) {
                     // Like spice-server: a drawable on a missing surface or outside it is
                     // dropped (and counted per kind), the guest keeps going.

@@ -47,6 +47,27 @@ pub fn surface_rgb<M: GuestMemory>(
     Ok((w, h, rgb))
 }
 
+/// The surface as `width × height` pixels of 32-bit xRGB in little-endian byte order
+/// (B, G, R, X), top row first: the layout of a Spice 32BIT bitmap, so a display channel can
+/// send rows as they are. The X byte is 0.
+pub fn surface_bgrx<M: GuestMemory>(
+    mem: &M,
+    surface: &Surface,
+) -> Result<(u32, u32, Vec<u8>), ScreendumpError> {
+    let (w, h) = (surface.width, surface.height);
+    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    let mut row = vec![0u32; w as usize];
+    let mut scratch = Vec::new();
+    for y in 0..h {
+        surface.read_pixels(mem, 0, y, &mut row, &mut scratch)?;
+        for v in &row {
+            let argb = native_to_argb(surface.format, *v) & 0x00ff_ffff;
+            out.extend_from_slice(&argb.to_le_bytes());
+        }
+    }
+    Ok((w, h, out))
+}
+
 /// Encodes `rgb` (`width × height` RGB triplets, top row first) as an 8-bit RGB PNG with
 /// exactly those pixels.
 pub fn encode_png(width: u32, height: u32, rgb: &[u8]) -> Result<Vec<u8>, ScreendumpError> {
