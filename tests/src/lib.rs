@@ -14,6 +14,7 @@ use saffron_device::QxlConfig;
 use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial};
 use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::spice::SpiceOptions;
 use saffron_vmm::vfio_user::DeviceServer;
 use sha2::{Digest, Sha256};
 
@@ -162,6 +163,8 @@ pub struct GuestOptions {
     pub timeout: Duration,
     /// The guest kernel.
     pub kernel: GuestKernel,
+    /// The Spice server, if the test wants one.
+    pub spice: SpiceOptions,
 }
 
 impl GuestOptions {
@@ -175,6 +178,7 @@ impl GuestOptions {
             qxl: QxlConfig::default(),
             timeout: Duration::from_secs(600),
             kernel: GuestKernel::Bookworm,
+            spice: SpiceOptions::default(),
         }
     }
 }
@@ -255,6 +259,7 @@ pub fn boot_guest_with_sync(
         accel: Some(Accel::Tcg),
         irq_mode: Some(opts.irq_mode),
         qxl: opts.qxl,
+        spice: opts.spice.clone(),
     };
     let started = Instant::now();
     let deadline = started + opts.timeout;

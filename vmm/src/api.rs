@@ -19,6 +19,7 @@ pub struct Api {
     frontend: Arc<FrontendStats>,
     quit: Arc<AtomicBool>,
     vmm_pid: AtomicU32,
+    spice: std::sync::OnceLock<Arc<saffron_server::ServerHandle>>,
 }
 
 impl Api {
@@ -33,12 +34,50 @@ impl Api {
             frontend: Arc::clone(server.stats()),
             quit,
             vmm_pid: AtomicU32::new(0),
+            spice: std::sync::OnceLock::new(),
         }
     }
 
     /// Records the pid of the VMM we started (shown by `status`).
     pub fn set_vmm_pid(&self, pid: u32) {
         self.vmm_pid.store(pid, Ordering::Relaxed);
+    }
+
+    /// Gives the API the Spice server, for the password commands.
+    pub fn set_spice(&self, handle: Arc<saffron_server::ServerHandle>) {
+        let _ = self.spice.set(handle);
+    }
+
+    fn set_password(&self, request: &Value) -> Result<Value, String> {
+        let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
+        let password = request
+            .get("password")
+            .and_then(Value::as_str)
+            .ok_or("set_password needs \"password\"")?;
+        let lifetime = request
+            .get("expiry_seconds")
+            .and_then(Value::as_u64)
+            .map(std::time::Duration::from_secs);
+        spice
+            .set_ticket(password, lifetime)
+            .map_err(|e| e.to_string())?;
+        Ok(json!({}))
+    }
+
+    fn expire_password(&self) -> Result<Value, String> {
+        let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
+        // A password nobody knows, already expired: no new link succeeds until set_password.
+        let nonce = format!(
+            "{:x}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        );
+        spice
+            .set_ticket(&nonce, Some(std::time::Duration::ZERO))
+            .map_err(|e| e.to_string())?;
+        Ok(json!({}))
     }
 
     fn status(&self) -> Value {
@@ -58,6 +97,7 @@ impl Api {
             "mode": self.mode,
             "state": "running",
             "vmm_pid": (pid != 0).then_some(pid),
+            "spice": self.spice.get().map(|s| s.local_addr().to_string()),
             "device": {
                 "vendor_id": saffron_device::qxl::QXL_VENDOR_ID,
                 "device_id": saffron_device::qxl::QXL_DEVICE_ID,
@@ -132,12 +172,14 @@ impl ControlHandler for Api {
             "status" => Ok(self.status()),
             "stats" => Ok(self.stats()),
             "screendump" => self.screendump(request),
+            "set_password" => self.set_password(request),
+            "expire_password" => self.expire_password(),
             "quit" => {
                 self.quit.store(true, Ordering::Release);
                 Ok(json!({}))
             }
             other => Err(format!(
-                "unknown command '{other}' (status, stats, screendump, quit)"
+                "unknown command '{other}' (status, stats, screendump, set_password, expire_password, quit)"
             )),
         }
     }

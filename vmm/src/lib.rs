@@ -6,5 +6,7 @@ pub mod control;
 pub mod intx;
 pub mod memfd;
 pub mod qemu;
+pub mod qmp;
 pub mod run;
+pub mod spice;
 pub mod vfio_user;

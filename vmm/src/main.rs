@@ -16,6 +16,7 @@ use saffron_vmm::control::{ControlHandler, ControlSocket};
 use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial, parse_size};
 use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::spice::{LazyInput, SpiceOptions, WorkerDisplay, connect_qmp_later};
 use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
 use tracing::info;
 
@@ -72,6 +73,33 @@ fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
 }
 
 #[derive(Args)]
+struct SpiceArgs {
+    /// Serve the display over Spice on ADDR:PORT (e.g. 127.0.0.1:5900).
+    #[arg(long, value_name = "ADDR:PORT")]
+    spice: Option<std::net::SocketAddr>,
+    /// File whose first line is the Spice ticket password.
+    #[arg(long, value_name = "PATH")]
+    spice_password_file: Option<PathBuf>,
+    /// Let Spice clients in without a password (loopback only, unless --spice-insecure).
+    #[arg(long)]
+    disable_ticketing: bool,
+    /// Allow --disable-ticketing on a non-loopback address.
+    #[arg(long)]
+    spice_insecure: bool,
+}
+
+impl SpiceArgs {
+    fn options(&self) -> SpiceOptions {
+        SpiceOptions {
+            addr: self.spice,
+            password_file: self.spice_password_file.clone(),
+            disable_ticketing: self.disable_ticketing,
+            insecure: self.spice_insecure,
+        }
+    }
+}
+
+#[derive(Args)]
 struct RunArgs {
     /// Kernel image (bzImage).
     #[arg(long)]
@@ -106,6 +134,8 @@ struct RunArgs {
     irq_mode: Option<IrqMode>,
     #[command(flatten)]
     qxl: QxlArgs,
+    #[command(flatten)]
+    spice: SpiceArgs,
 }
 
 #[derive(Args)]
@@ -119,8 +149,13 @@ struct DeviceArgs {
     /// Interrupt delivery: intx (default) or polled.
     #[arg(long, default_value = "intx")]
     irq_mode: IrqMode,
+    /// The VMM's QMP socket, for Spice client input (`input-send-event`).
+    #[arg(long, value_name = "PATH")]
+    qmp: Option<PathBuf>,
     #[command(flatten)]
     qxl: QxlArgs,
+    #[command(flatten)]
+    spice: SpiceArgs,
 }
 
 fn init_logging() {
@@ -156,6 +191,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         accel: args.accel,
         irq_mode: args.irq_mode,
         qxl,
+        spice: args.spice.options(),
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = vm
@@ -186,6 +222,22 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
     .map_err(|e| e.to_string())?;
     let quit = Arc::new(AtomicBool::new(false));
     let api = Arc::new(Api::new("device", &server, Arc::clone(&quit)));
+    let _spice = match args.spice.spice {
+        None => None,
+        Some(addr) => {
+            let display = WorkerDisplay::new(server.worker().clone());
+            let input = LazyInput::new(false);
+            if let Some(qmp) = &args.qmp {
+                connect_qmp_later(Arc::clone(&input), qmp.clone(), false, Arc::clone(&display));
+            }
+            let cfg = args.spice.options().config(addr, "saffron")?;
+            let handle = saffron_server::start(cfg, display, input).map_err(|e| e.to_string())?;
+            info!("Spice server listening on {}", handle.local_addr());
+            let handle = Arc::new(handle);
+            api.set_spice(Arc::clone(&handle));
+            Some(handle)
+        }
+    };
     let _control = start_control(args.api_socket.as_ref(), api)?;
     while !server.finished() && !quit.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));

@@ -208,6 +208,8 @@ pub struct QemuConfig {
     pub device_socket: PathBuf,
     /// QMP socket, if any.
     pub qmp_socket: Option<PathBuf>,
+    /// Add an absolute pointer (virtio tablet) for the Spice client mouse mode.
+    pub tablet: bool,
 }
 
 impl QemuConfig {
@@ -259,6 +261,10 @@ impl QemuConfig {
         if let Some(initrd) = &self.initrd {
             a.push("-initrd".into());
             a.push(initrd.display().to_string());
+        }
+        if self.tablet {
+            a.push("-device".into());
+            a.push("virtio-tablet-pci".into());
         }
         if let Some(qmp) = &self.qmp_socket {
             a.push("-qmp".into());
@@ -328,6 +334,7 @@ mod tests {
             serial: Serial::Stdio,
             device_socket: "/tmp/s.sock".into(),
             qmp_socket: None,
+            tablet: false,
         };
         let args = cfg.args();
         let dev = args.iter().position(|a| a == "-device").unwrap();

@@ -15,6 +15,7 @@ use crate::api::Api;
 use crate::control::ControlSocket;
 use crate::intx::IrqMode;
 use crate::qemu::{self, Accel, QemuConfig, QemuError, Serial};
+use crate::spice::{LazyInput, SpiceOptions, WorkerDisplay, connect_qmp_later};
 use crate::vfio_user::{DeviceServer, DeviceServerConfig, FrontendError, SharedDevice};
 
 /// What `saffron run` was asked to do.
@@ -42,6 +43,8 @@ pub struct RunOptions {
     pub irq_mode: Option<IrqMode>,
     /// BAR sizes.
     pub qxl: QxlConfig,
+    /// The Spice server, if any.
+    pub spice: SpiceOptions,
 }
 
 /// Why a run could not start or failed.
@@ -64,11 +67,15 @@ pub enum RunError {
     /// I/O (runtime directory, control socket, spawning).
     #[error("{0}: {1}")]
     Io(String, #[source] std::io::Error),
+    /// The Spice server could not start.
+    #[error("Spice server: {0}")]
+    Spice(String),
 }
 
 /// A running guest: QEMU plus our device server.
 pub struct Vm {
     server: DeviceServer,
+    spice: Option<Arc<saffron_server::ServerHandle>>,
     child: Child,
     _control: Option<ControlSocket>,
     runtime_dir: PathBuf,
@@ -143,6 +150,29 @@ impl Vm {
         })?;
         let quit = Arc::new(AtomicBool::new(false));
         let api = Arc::new(Api::new("run", &server, Arc::clone(&quit)));
+        let mut qmp_socket = None;
+        let spice = match opts.spice.addr {
+            None => None,
+            Some(addr) => {
+                let display = WorkerDisplay::new(server.worker().clone());
+                // The guest gets a virtio tablet so the client mouse mode has an absolute
+                // pointer; keys and relative motion go to QEMU's PS/2 devices.
+                let input = LazyInput::new(true);
+                let qmp = dir.join("qmp.sock");
+                connect_qmp_later(Arc::clone(&input), qmp.clone(), true, Arc::clone(&display));
+                qmp_socket = Some(qmp);
+                let cfg = opts
+                    .spice
+                    .config(addr, "saffron")
+                    .map_err(RunError::Spice)?;
+                let handle = saffron_server::start(cfg, display, input)
+                    .map_err(|e| RunError::Spice(e.to_string()))?;
+                info!("Spice server listening on {}", handle.local_addr());
+                let handle = Arc::new(handle);
+                api.set_spice(Arc::clone(&handle));
+                Some(handle)
+            }
+        };
         let control = opts
             .api_socket
             .as_ref()
@@ -164,7 +194,8 @@ impl Vm {
             cmdline,
             serial: opts.serial.clone(),
             device_socket: server.socket().to_path_buf(),
-            qmp_socket: None,
+            tablet: qmp_socket.is_some(),
+            qmp_socket,
         };
         before_vmm(&server);
         let mut cmd = Command::new(&qemu_bin);
@@ -179,6 +210,7 @@ impl Vm {
         api.set_vmm_pid(child.id());
         Ok(Vm {
             server,
+            spice,
             child,
             _control: control,
             runtime_dir: dir,
@@ -197,6 +229,11 @@ impl Vm {
     /// The device server.
     pub fn server(&self) -> &DeviceServer {
         &self.server
+    }
+
+    /// The Spice server, if one was asked for.
+    pub fn spice(&self) -> Option<&Arc<saffron_server::ServerHandle>> {
+        self.spice.as_ref()
     }
 
     /// The accelerator in use.

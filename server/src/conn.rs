@@ -1,0 +1,333 @@
+//! A linked channel connection: the bounded per-client send queue drained by a writer thread,
+//! Spice ACK flow control, and bounded reads of client messages.
+//!
+//! Each client connection has its own writer thread, so a client that reads slowly only ever
+//! blocks itself. Its queue is bounded in bytes: when an update would exceed the bound, the
+//! queued *droppable* messages (display updates) are thrown away and the producer is told, so
+//! it can resend the whole surface later instead of buffering without limit.
+
+use std::collections::VecDeque;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+
+use thiserror::Error;
+
+use crate::wire::{FULL_HEADER_SIZE, MINI_HEADER_SIZE, Reader, Writer, frame_message, msg};
+
+/// Connection errors after the link stage.
+#[derive(Debug, Error)]
+pub enum ConnError {
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("message type {ty} of {size} bytes exceeds this channel's limit of {max}")]
+    TooLarge { ty: u16, size: u32, max: u32 },
+    #[error("malformed message type {ty}: {source}")]
+    Malformed {
+        ty: u16,
+        source: crate::wire::WireError,
+    },
+    #[error("the peer disconnected")]
+    Closed,
+}
+
+/// The queue would exceed its byte bound; queued droppable messages were discarded.
+#[derive(Debug)]
+pub struct Overflow;
+
+struct Queued {
+    ty: u16,
+    body: Vec<u8>,
+    droppable: bool,
+}
+
+struct QueueState {
+    msgs: VecDeque<Queued>,
+    bytes: usize,
+    limit: usize,
+    closed: bool,
+    /// ACK flow control (spec §2.2); window 0 = off.
+    ack_window: u32,
+    ack_generation: u32,
+    client_generation: u32,
+    unacked: u32,
+}
+
+/// The outgoing half of a channel connection.
+pub struct SendQueue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+/// Default byte bound of a client's queue.
+pub const DEFAULT_QUEUE_LIMIT: usize = 16 << 20;
+
+impl SendQueue {
+    pub fn new(limit: usize) -> Arc<SendQueue> {
+        Arc::new(SendQueue {
+            state: Mutex::new(QueueState {
+                msgs: VecDeque::new(),
+                bytes: 0,
+                limit,
+                closed: false,
+                ack_window: 0,
+                ack_generation: 0,
+                client_generation: 0,
+                unacked: 0,
+            }),
+            ready: Condvar::new(),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // A poisoned lock means a panic elsewhere; the state is still plain data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Raises the byte bound (a full frame must always fit twice).
+    pub fn set_limit(&self, limit: usize) {
+        self.lock().limit = limit;
+    }
+
+    /// Queues a message. A non-droppable message is always queued. A droppable one that would
+    /// push the queue past its bound empties the queue of droppable messages and fails.
+    pub fn push(&self, ty: u16, body: Vec<u8>, droppable: bool) -> Result<(), Overflow> {
+        let mut s = self.lock();
+        if s.closed {
+            return Ok(());
+        }
+        if droppable
+            && s.bytes.saturating_add(body.len()) > s.limit
+            && s.msgs.iter().any(|m| m.droppable)
+        {
+            s.msgs.retain(|m| !m.droppable);
+            s.bytes = s.msgs.iter().map(|m| m.body.len()).sum();
+            return Err(Overflow);
+        }
+        s.bytes = s.bytes.saturating_add(body.len());
+        s.msgs.push_back(Queued {
+            ty,
+            body,
+            droppable,
+        });
+        self.ready.notify_all();
+        Ok(())
+    }
+
+    /// Bytes waiting to be written.
+    pub fn queued_bytes(&self) -> usize {
+        self.lock().bytes
+    }
+
+    /// Whether the connection is finished.
+    pub fn is_closed(&self) -> bool {
+        self.lock().closed
+    }
+
+    /// Stops the writer; queued messages are dropped.
+    pub fn close(&self) {
+        let mut s = self.lock();
+        s.closed = true;
+        s.msgs.clear();
+        s.bytes = 0;
+        self.ready.notify_all();
+    }
+
+    /// Starts ACK flow control: queues SET_ACK and resets the unacked count.
+    pub fn set_ack(&self, window: u32) {
+        let generation = {
+            let mut s = self.lock();
+            s.ack_generation = s.ack_generation.wrapping_add(1);
+            s.ack_window = window;
+            s.unacked = 0;
+            s.ack_generation
+        };
+        let mut w = Writer::default();
+        w.u32(generation).u32(window);
+        let _ = self.push(msg::SET_ACK, w.buf, false);
+    }
+
+    fn on_ack_sync(&self, generation: u32) {
+        self.lock().client_generation = generation;
+    }
+
+    fn on_ack(&self) {
+        let mut s = self.lock();
+        if s.client_generation == s.ack_generation {
+            s.unacked = s.unacked.saturating_sub(s.ack_window);
+            self.ready.notify_all();
+        }
+    }
+
+    /// Blocks until a message may be sent; `None` once closed.
+    fn next(&self) -> Option<Queued> {
+        let mut s = self.lock();
+        loop {
+            if s.closed {
+                return None;
+            }
+            let blocked = s.ack_window > 0 && s.unacked > s.ack_window.saturating_mul(2);
+            if !blocked && let Some(m) = s.msgs.pop_front() {
+                s.bytes = s.bytes.saturating_sub(m.body.len());
+                if s.ack_window > 0 {
+                    s.unacked = s.unacked.saturating_add(1);
+                }
+                return Some(m);
+            }
+            s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// Starts the writer thread of a connection. It ends (and shuts the socket down, which also
+/// ends the reader) when the queue is closed or a write fails.
+pub fn spawn_writer(
+    stream: TcpStream,
+    queue: Arc<SendQueue>,
+    mini: bool,
+    span: tracing::Span,
+) -> io::Result<thread::JoinHandle<()>> {
+    thread::Builder::new()
+        .name("spice-writer".into())
+        .spawn(move || {
+            let _e = span.enter();
+            let mut stream = stream;
+            let mut serial: u64 = 0;
+            while let Some(m) = queue.next() {
+                serial = serial.wrapping_add(1);
+                let bytes = frame_message(mini, serial, m.ty, &m.body);
+                if let Err(e) = stream.write_all(&bytes) {
+                    tracing::debug!(%e, "write failed; closing");
+                    break;
+                }
+            }
+            queue.close();
+            let _ = stream.shutdown(Shutdown::Both);
+        })
+}
+
+/// Reads one client message, refusing bodies larger than `max_body` before allocating.
+pub fn read_message(
+    stream: &mut impl Read,
+    mini: bool,
+    max_body: u32,
+) -> Result<(u16, Vec<u8>), ConnError> {
+    let mut hdr = [0u8; FULL_HEADER_SIZE];
+    let hdr_len = if mini {
+        MINI_HEADER_SIZE
+    } else {
+        FULL_HEADER_SIZE
+    };
+    let hdr = hdr.get_mut(..hdr_len).ok_or(ConnError::Closed)?;
+    stream.read_exact(hdr).map_err(eof_is_closed)?;
+    let mut r = Reader::new(hdr);
+    let malformed = |source| ConnError::Malformed { ty: 0, source };
+    if !mini {
+        r.u64().map_err(malformed)?;
+    }
+    let ty = r.u16().map_err(malformed)?;
+    let size = r.u32().map_err(malformed)?;
+    if size > max_body {
+        return Err(ConnError::TooLarge {
+            ty,
+            size,
+            max: max_body,
+        });
+    }
+    let mut body = vec![0u8; size as usize];
+    stream.read_exact(&mut body).map_err(eof_is_closed)?;
+    Ok((ty, body))
+}
+
+fn eof_is_closed(e: io::Error) -> ConnError {
+    if e.kind() == io::ErrorKind::UnexpectedEof {
+        ConnError::Closed
+    } else {
+        ConnError::Io(e)
+    }
+}
+
+/// What a common (all-channel) client message meant to the caller.
+pub enum Common {
+    /// Handled here.
+    Handled,
+    /// A PONG: the ping id and timestamp it echoes.
+    Pong { id: u32, timestamp: u64 },
+    /// The client says it is leaving.
+    Disconnecting,
+    /// Not a common message; the channel handles it.
+    NotCommon,
+}
+
+/// Handles messages 1..=6 shared by all channels.
+pub fn handle_common(queue: &SendQueue, ty: u16, body: &[u8]) -> Result<Common, ConnError> {
+    let malformed = |source| ConnError::Malformed { ty, source };
+    let mut r = Reader::new(body);
+    Ok(match ty {
+        msg::MSGC_ACK_SYNC => {
+            queue.on_ack_sync(r.u32().map_err(malformed)?);
+            Common::Handled
+        }
+        msg::MSGC_ACK => {
+            queue.on_ack();
+            Common::Handled
+        }
+        msg::MSGC_PONG => Common::Pong {
+            id: r.u32().map_err(malformed)?,
+            timestamp: r.u64().map_err(malformed)?,
+        },
+        msg::MSGC_DISCONNECTING => Common::Disconnecting,
+        4 | 5 => Common::Handled, // migration: not supported, ignored
+        _ => Common::NotCommon,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overflow_drops_only_droppable() {
+        let q = SendQueue::new(10);
+        q.push(1, vec![0; 4], false).unwrap();
+        q.push(2, vec![0; 4], true).unwrap();
+        assert!(q.push(3, vec![0; 4], true).is_err());
+        assert_eq!(q.queued_bytes(), 4);
+        // An update into a queue holding nothing droppable still goes in.
+        q.push(4, vec![0; 40], true).unwrap();
+    }
+
+    #[test]
+    fn ack_window_blocks_and_releases() {
+        let q = SendQueue::new(1 << 20);
+        q.set_ack(1);
+        for _ in 0..5 {
+            q.push(9, vec![], true).unwrap();
+        }
+        // SET_ACK + 2 more go out (unacked reaches 3 > 2), then the writer must wait.
+        assert!(q.next().is_some());
+        assert!(q.next().is_some());
+        assert!(q.next().is_some());
+        assert!(q.lock().unacked > 2);
+        q.on_ack_sync(1);
+        q.on_ack();
+        assert!(q.next().is_some());
+    }
+
+    #[test]
+    fn read_limits() {
+        let mut w = Writer::default();
+        w.u16(101).u32(1000);
+        assert!(matches!(
+            read_message(&mut &w.buf[..], true, 100),
+            Err(ConnError::TooLarge { .. })
+        ));
+        let mut w = Writer::default();
+        w.u16(101).u32(2).u8(7);
+        assert!(matches!(
+            read_message(&mut &w.buf[..], true, 100),
+            Err(ConnError::Closed)
+        ));
+    }
+}

@@ -1,0 +1,404 @@
+//! The display channel (spec §4, §8): one primary surface fed from the [`DisplaySource`].
+//!
+//! Each client has an updater thread that polls the source, diffs the new frame with the last
+//! frame queued for *that* client, and queues the bounding box of what changed as raw 32-bit
+//! top-down BITMAP DRAW_COPYs, cut into row bands under [`MAX_DRAW_BODY`] (except the first
+//! draw on a new surface, which is whole). Raw bitmaps are the one image format every Spice
+//! client decodes.
+
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::thread;
+
+use tracing::{debug, warn};
+
+use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::link::LinkRequest;
+use crate::server::Shared;
+use crate::session::Session;
+use crate::source::Frame;
+use crate::wire::{Writer, has_cap, msg};
+
+/// Largest DRAW_COPY body we build; bigger areas are split into row bands.
+pub const MAX_DRAW_BODY: usize = 1 << 20;
+/// ACK window announced with SET_ACK (spice-server's value).
+const ACK_WINDOW: u32 = 20;
+/// Largest client message on the display channel (INIT is 14 bytes; reports are small).
+const MAX_DISPLAY_MESSAGE: u32 = 4096;
+/// Client display cap MONITORS_CONFIG.
+const CAP_MONITORS_CONFIG: u32 = 1;
+/// Surface format 32_xRGB; surface flag PRIMARY.
+const SURFACE_FMT_32_XRGB: u32 = 32;
+const SURFACE_FLAG_PRIMARY: u32 = 1;
+/// Offset of the image from the start of a DRAW_COPY body with clip NONE and no mask.
+const DRAW_COPY_IMAGE_OFFSET: u32 = 57;
+/// Header bytes of a DRAW_COPY body before the pixel data.
+pub const DRAW_COPY_HEADER: usize = 93;
+
+/// A rectangle in surface pixels, edges exclusive at bottom/right (Spice order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Rect {
+    pub top: u32,
+    pub left: u32,
+    pub bottom: u32,
+    pub right: u32,
+}
+
+impl Rect {
+    pub fn full(frame: &Frame) -> Rect {
+        Rect {
+            top: 0,
+            left: 0,
+            bottom: frame.height,
+            right: frame.width,
+        }
+    }
+}
+
+/// The bounding box of the pixels that differ between two same-sized frames.
+pub fn changed_rect(old: &Frame, new: &Frame) -> Option<Rect> {
+    if old.width != new.width || old.height != new.height {
+        return Some(Rect::full(new));
+    }
+    let stride = new.width as usize * 4;
+    let rows = old
+        .pixels
+        .chunks_exact(stride)
+        .zip(new.pixels.chunks_exact(stride));
+    let mut rect: Option<Rect> = None;
+    for (y, (a, b)) in rows.enumerate() {
+        if a == b {
+            continue;
+        }
+        let px = |(p, q): (&[u8], &[u8])| p != q;
+        let pairs = || a.chunks_exact(4).zip(b.chunks_exact(4));
+        let left = pairs().position(px).unwrap_or(0) as u32;
+        let right = (new.width as usize - pairs().rev().position(px).unwrap_or(0)) as u32;
+        let y = y as u32;
+        rect = Some(match rect {
+            None => Rect {
+                top: y,
+                left,
+                bottom: y + 1,
+                right,
+            },
+            Some(r) => Rect {
+                top: r.top,
+                left: r.left.min(left),
+                bottom: y + 1,
+                right: r.right.max(right),
+            },
+        });
+    }
+    rect
+}
+
+/// Cuts `rect` into row bands whose DRAW_COPY bodies stay under `max_body` (at least one row).
+pub fn bands(rect: Rect, max_body: usize) -> impl Iterator<Item = Rect> {
+    let row_bytes = ((rect.right - rect.left) as usize * 4).max(1);
+    let rows = u32::try_from((max_body.saturating_sub(DRAW_COPY_HEADER) / row_bytes).max(1))
+        .unwrap_or(u32::MAX);
+    (rect.top..rect.bottom)
+        .step_by(rows as usize)
+        .map(move |top| Rect {
+            top,
+            bottom: top.saturating_add(rows).min(rect.bottom),
+            ..rect
+        })
+}
+
+/// A DRAW_COPY body drawing `rect` of `frame` onto surface 0 from a raw top-down 32BIT bitmap.
+/// `rect` must lie inside the frame (callers derive it from the frame).
+pub fn draw_copy(frame: &Frame, rect: Rect, image_id: u64) -> Vec<u8> {
+    let (w, h) = (rect.right - rect.left, rect.bottom - rect.top);
+    let stride = w as usize * 4;
+    let mut out = Writer::with_capacity(DRAW_COPY_HEADER + stride * h as usize);
+    out.u32(0) // surface
+        .i32(rect.top as i32)
+        .i32(rect.left as i32)
+        .i32(rect.bottom as i32)
+        .i32(rect.right as i32)
+        .u8(0) // clip NONE
+        .u32(DRAW_COPY_IMAGE_OFFSET)
+        .i32(0) // src_area: the whole image
+        .i32(0)
+        .i32(h as i32)
+        .i32(w as i32)
+        .u16(8) // rop OP_PUT
+        .u8(0) // scale mode
+        .u8(0) // mask flags
+        .i32(0)
+        .i32(0)
+        .u32(0) // no mask bitmap
+        .u64(image_id)
+        .u8(0) // image type BITMAP
+        .u8(0) // image flags
+        .u32(w)
+        .u32(h)
+        .u8(8) // bitmap format 32BIT
+        .u8(4) // TOP_DOWN
+        .u32(w)
+        .u32(h)
+        .u32(stride as u32)
+        .u32(0); // no palette
+    let src_stride = frame.width as usize * 4;
+    for y in rect.top..rect.bottom {
+        let start = y as usize * src_stride + rect.left as usize * 4;
+        if let Some(row) = frame.pixels.get(start..start + stride) {
+            out.bytes(row);
+        }
+    }
+    out.buf
+}
+
+/// Per-client display state: what the client has.
+struct Updater {
+    surface: Option<(u32, u32)>,
+    last: Option<Frame>,
+    marked: bool,
+    monitors_cap: bool,
+    image_id: u64,
+    base_limit: usize,
+    warned: bool,
+}
+
+impl Updater {
+    fn tick(&mut self, queue: &SendQueue, frame: Frame) {
+        if !frame.is_consistent() {
+            if !self.warned {
+                warn!(
+                    frame.width,
+                    frame.height,
+                    len = frame.pixels.len(),
+                    "inconsistent frame ignored"
+                );
+                self.warned = true;
+            }
+            return;
+        }
+        let size = (frame.width, frame.height);
+        if self.surface != Some(size) {
+            if self.surface.is_some() {
+                let _ = queue.push(
+                    msg::DISPLAY_SURFACE_DESTROY,
+                    0u32.to_le_bytes().to_vec(),
+                    false,
+                );
+            }
+            let mut w = Writer::default();
+            w.u32(0)
+                .u32(frame.width)
+                .u32(frame.height)
+                .u32(SURFACE_FMT_32_XRGB)
+                .u32(SURFACE_FLAG_PRIMARY);
+            let _ = queue.push(msg::DISPLAY_SURFACE_CREATE, w.buf, false);
+            // Two full frames must always fit, or a full refresh could never be queued.
+            queue.set_limit(
+                self.base_limit
+                    .max(frame.pixels.len().saturating_mul(2) + (1 << 16)),
+            );
+            self.surface = Some(size);
+            self.last = None;
+            self.marked = false;
+            debug!(
+                width = frame.width,
+                height = frame.height,
+                "surface created"
+            );
+        } else if queue.queued_bytes() >= frame.pixels.len() {
+            // The client is behind by a frame or more: let the changes accumulate (the next
+            // diff against the last queued frame covers them all).
+            return;
+        }
+        let rect = match &self.last {
+            None => Some(Rect::full(&frame)),
+            Some(last) if last.serial == frame.serial => return,
+            Some(last) => changed_rect(last, &frame),
+        };
+        // The first draw on a new surface is one message even when large: spicy-screenshot
+        // saves the picture at the first draw it sees, so that draw must hold everything.
+        let max_body = if self.marked {
+            MAX_DRAW_BODY
+        } else {
+            usize::MAX
+        };
+        if let Some(rect) = rect {
+            for band in bands(rect, max_body) {
+                self.image_id = self.image_id.wrapping_add(1);
+                let body = draw_copy(&frame, band, self.image_id);
+                if queue.push(msg::DISPLAY_DRAW_COPY, body, true).is_err() {
+                    debug!("send queue overflow: whole surface marked dirty");
+                    self.last = None;
+                    return;
+                }
+            }
+        }
+        self.last = Some(frame);
+        if !self.marked {
+            if self.monitors_cap {
+                let (w, h) = size;
+                let mut m = Writer::default();
+                m.u16(1)
+                    .u16(1)
+                    .u32(0)
+                    .u32(0)
+                    .u32(w)
+                    .u32(h)
+                    .u32(0)
+                    .u32(0)
+                    .u32(0);
+                let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, m.buf, false);
+            }
+            let _ = queue.push(msg::DISPLAY_MARK, Vec::new(), false);
+            self.marked = true;
+        }
+    }
+}
+
+pub(crate) fn run(
+    mut stream: TcpStream,
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    req: &LinkRequest,
+    mini: bool,
+) -> Result<(), ConnError> {
+    let queue = SendQueue::new(shared.config.queue_limit);
+    let span = tracing::Span::current();
+    let writer = spawn_writer(stream.try_clone()?, queue.clone(), mini, span.clone())?;
+    queue.set_ack(ACK_WINDOW);
+
+    let mut updater = Updater {
+        surface: None,
+        last: None,
+        marked: false,
+        monitors_cap: has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
+        image_id: 0,
+        base_limit: shared.config.queue_limit,
+        warned: false,
+    };
+    let poller = {
+        let (queue, shared, session) = (queue.clone(), shared.clone(), session.clone());
+        thread::Builder::new()
+            .name("spice-display".into())
+            .spawn(move || {
+                let _e = span.enter();
+                while !queue.is_closed() && !session.is_closed() {
+                    if let Some(frame) = shared.source.frame() {
+                        updater.tick(&queue, frame);
+                    }
+                    thread::sleep(shared.config.poll_interval);
+                }
+            })?
+    };
+
+    let result = loop {
+        let (ty, body) = match read_message(&mut stream, mini, MAX_DISPLAY_MESSAGE) {
+            Ok(m) => m,
+            Err(ConnError::Closed) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match handle_common(&queue, ty, &body) {
+            Ok(Common::NotCommon) => {
+                if ty == msg::MSGC_DISPLAY_INIT {
+                    debug!("display INIT");
+                } else {
+                    debug!(ty, "ignored display message");
+                }
+            }
+            Ok(Common::Disconnecting) => break Ok(()),
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    queue.close();
+    let _ = writer.join();
+    let _ = poller.join();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(w: u32, h: u32, serial: u64, f: impl Fn(u32, u32) -> u32) -> Frame {
+        let px: Vec<u32> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y))
+            .collect();
+        Frame::from_xrgb(w, h, serial, &px)
+    }
+
+    #[test]
+    fn diff_bbox() {
+        let a = frame(8, 6, 1, |_, _| 0);
+        let b = frame(8, 6, 2, |x, y| {
+            u32::from((x == 2 && y == 1) || (x == 5 && y == 3))
+        });
+        assert_eq!(changed_rect(&a, &a), None);
+        assert_eq!(
+            changed_rect(&a, &b),
+            Some(Rect {
+                top: 1,
+                left: 2,
+                bottom: 4,
+                right: 6
+            })
+        );
+    }
+
+    #[test]
+    fn bands_cover_rect() {
+        let r = Rect {
+            top: 3,
+            left: 1,
+            bottom: 103,
+            right: 11,
+        };
+        let bs: Vec<_> = bands(r, DRAW_COPY_HEADER + 40 * 7).collect();
+        assert_eq!(bs.first().unwrap().top, 3);
+        assert_eq!(bs.last().unwrap().bottom, 103);
+        assert!(bs.iter().all(|b| b.bottom - b.top <= 7));
+        assert!(bs.windows(2).all(|w| w[0].bottom == w[1].top));
+    }
+
+    #[test]
+    fn draw_copy_layout() {
+        let f = frame(4, 3, 1, |x, y| y * 16 + x);
+        let body = draw_copy(
+            &f,
+            Rect {
+                top: 1,
+                left: 1,
+                bottom: 3,
+                right: 3,
+            },
+            9,
+        );
+        assert_eq!(body.len(), DRAW_COPY_HEADER + 2 * 2 * 4);
+        assert_eq!(&body[21..25], &57u32.to_le_bytes());
+        assert_eq!(body[75], 8);
+        assert_eq!(body[76], 4);
+        assert_eq!(&body[93..97], &(16 + 1u32).to_le_bytes());
+        assert_eq!(&body[101..105], &(32 + 1u32).to_le_bytes());
+    }
+
+    #[test]
+    fn overflow_resends_full_frame() {
+        let q = SendQueue::new(0);
+        let mut u = Updater {
+            surface: None,
+            last: None,
+            marked: false,
+            monitors_cap: false,
+            image_id: 0,
+            base_limit: 0,
+            warned: false,
+        };
+        u.tick(&q, frame(4, 4, 1, |_, _| 1));
+        assert!(u.marked && u.last.is_some());
+        // Limit is now 2 frames + slack; force an overflow with a tiny limit.
+        q.set_limit(1);
+        u.tick(&q, frame(4, 4, 2, |x, _| x));
+        assert!(u.last.is_none() || q.queued_bytes() > 0);
+    }
+}

@@ -1,0 +1,21 @@
+//! The Spice server: listener, link stage and ticket, and the main, display, cursor and inputs
+//! channels, fed by a [`DisplaySource`] and feeding an [`InputSink`].
+//!
+//! Start it with [`start`]; the returned [`ServerHandle`] stops it when dropped.
+
+pub mod config;
+pub mod conn;
+pub mod cursor;
+pub mod display;
+pub mod inputs;
+pub mod link;
+pub mod main_channel;
+pub mod server;
+pub mod session;
+pub mod source;
+pub mod ticket;
+pub mod wire;
+
+pub use config::ServerConfig;
+pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start};
+pub use source::{DisplaySource, Frame, InputSink, KeyEvent, NullInput, PointerEvent};

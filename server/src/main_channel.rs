@@ -1,0 +1,185 @@
+//! The main channel (spec §3): session INIT, the channel list, mouse modes and keep-alive
+//! pings whose round trip is kept per session.
+
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info};
+
+use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::link::LinkRequest;
+use crate::server::Shared;
+use crate::session::Session;
+use crate::wire::{Reader, Writer, channel, has_cap, msg};
+
+/// Largest client message on the main channel (agent data is ≤ 2048 bytes a message).
+const MAX_MAIN_MESSAGE: u32 = 8192;
+/// The client-side channel cap NAME_AND_UUID.
+const CAP_NAME_AND_UUID: u32 = 1;
+/// Agent tokens granted in INIT (REDS_AGENT_WINDOW_SIZE); unused while no agent exists.
+const AGENT_TOKENS: u32 = 10;
+/// mm-time in INIT is "now − 400 ms" so that streams have playback slack (spec §6.4).
+const MM_TIME_DELTA: u32 = 400;
+/// How often the server pings the client.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Pings in flight: (id, when sent). Bounded so a client that never answers costs nothing.
+type Pending = Arc<Mutex<VecDeque<(u32, Instant)>>>;
+
+pub(crate) fn run(
+    mut stream: TcpStream,
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    req: &LinkRequest,
+    mini: bool,
+) -> Result<(), ConnError> {
+    let queue = SendQueue::new(shared.config.queue_limit);
+    let writer = spawn_writer(
+        stream.try_clone()?,
+        queue.clone(),
+        mini,
+        tracing::Span::current(),
+    )?;
+
+    let supported = shared.supported_mouse_modes();
+    let mut w = Writer::default();
+    w.u32(session.id)
+        .u32(1)
+        .u32(u32::from(supported))
+        .u32(u32::from(session.mouse_mode.load(Ordering::Acquire)))
+        .u32(0)
+        .u32(AGENT_TOKENS)
+        .u32(shared.mm_time().wrapping_sub(MM_TIME_DELTA))
+        .u32(0);
+    let _ = queue.push(msg::MAIN_INIT, w.buf, false);
+
+    if has_cap(&req.channel_caps, CAP_NAME_AND_UUID) {
+        if let Some(name) = &shared.config.name {
+            let mut w = Writer::default();
+            let bytes = name.as_bytes();
+            w.u32(bytes.len() as u32 + 1).bytes(bytes).u8(0);
+            let _ = queue.push(msg::MAIN_NAME, w.buf, false);
+        }
+        let _ = queue.push(msg::MAIN_UUID, shared.config.uuid.to_vec(), false);
+    }
+
+    let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
+    let pinger = {
+        let (queue, pending, started) = (queue.clone(), pending.clone(), shared.started);
+        let span = tracing::Span::current();
+        thread::Builder::new()
+            .name("spice-ping".into())
+            .spawn(move || {
+                let _e = span.enter();
+                ping_loop(&queue, &pending, started)
+            })?
+    };
+
+    let result = loop {
+        let (ty, body) = match read_message(&mut stream, mini, MAX_MAIN_MESSAGE) {
+            Ok(m) => m,
+            Err(ConnError::Closed) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        match handle_common(&queue, ty, &body) {
+            Ok(Common::Handled) => continue,
+            Ok(Common::Disconnecting) => break Ok(()),
+            Ok(Common::Pong { id, .. }) => {
+                on_pong(session, &pending, id);
+                continue;
+            }
+            Ok(Common::NotCommon) => {}
+            Err(e) => break Err(e),
+        }
+        if let Err(e) = handle(shared, session, &queue, ty, &body) {
+            break Err(e);
+        }
+    };
+    queue.close();
+    let _ = writer.join();
+    let _ = pinger.join();
+    result
+}
+
+fn handle(
+    shared: &Shared,
+    session: &Session,
+    queue: &SendQueue,
+    ty: u16,
+    body: &[u8],
+) -> Result<(), ConnError> {
+    match ty {
+        msg::MSGC_MAIN_ATTACH_CHANNELS => {
+            let list = [
+                (channel::DISPLAY, 0u8),
+                (channel::CURSOR, 0),
+                (channel::INPUTS, 0),
+            ];
+            let mut w = Writer::default();
+            w.u32(list.len() as u32);
+            for (t, id) in list {
+                w.u8(t).u8(id);
+            }
+            let _ = queue.push(msg::MAIN_CHANNELS_LIST, w.buf, false);
+        }
+        msg::MSGC_MAIN_MOUSE_MODE_REQUEST => {
+            let mode = Reader::new(body)
+                .u16()
+                .map_err(|source| ConnError::Malformed { ty, source })?;
+            let supported = shared.supported_mouse_modes();
+            if mode.is_power_of_two() && supported & mode != 0 {
+                session.mouse_mode.store(mode, Ordering::Release);
+                info!(mode, "mouse mode changed");
+            } else {
+                debug!(mode, supported, "unsupported mouse mode requested");
+            }
+            let mut w = Writer::default();
+            w.u16(supported)
+                .u16(session.mouse_mode.load(Ordering::Acquire));
+            let _ = queue.push(msg::MAIN_MOUSE_MODE, w.buf, false);
+        }
+        other => debug!(ty = other, "ignored main message"),
+    }
+    Ok(())
+}
+
+fn ping_loop(queue: &SendQueue, pending: &Pending, started: Instant) {
+    let mut id: u32 = 0;
+    loop {
+        id = id.wrapping_add(1);
+        let now = Instant::now();
+        {
+            let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+            if p.len() >= 8 {
+                p.pop_front();
+            }
+            p.push_back((id, now));
+        }
+        let mut w = Writer::default();
+        w.u32(id).u64(now.duration_since(started).as_nanos() as u64);
+        let _ = queue.push(msg::PING, w.buf, false);
+        // Sleep in short steps so the thread ends promptly with the connection.
+        let until = now + PING_INTERVAL;
+        while Instant::now() < until {
+            if queue.is_closed() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn on_pong(session: &Session, pending: &Pending, id: u32) {
+    let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(pos) = p.iter().position(|(i, _)| *i == id)
+        && let Some((_, sent)) = p.remove(pos)
+    {
+        let rtt = sent.elapsed();
+        debug!(?rtt, "pong");
+        *session.rtt.lock().unwrap_or_else(|e| e.into_inner()) = Some(rtt);
+    }
+}

@@ -1,0 +1,380 @@
+//! The listener and the link stage of every connection.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+use tracing::{debug, info, info_span, warn};
+
+use crate::config::ServerConfig;
+use crate::link::{self, LinkRequest};
+use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Sessions};
+use crate::source::{DisplaySource, InputSink};
+use crate::ticket::{KeyPool, MAX_PASSWORD_LEN, Ticket};
+use crate::wire::{
+    AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
+};
+use crate::{cursor, display, inputs, main_channel};
+
+/// Most simultaneous connections (linking or linked); more are closed at once.
+pub const MAX_CONNECTIONS: usize = 64;
+/// A client must finish the link stage within this time (slowloris).
+const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client that accepts no bytes for this long is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Errors starting the server.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error(
+        "refusing to listen on non-loopback {0} with ticketing disabled (set `insecure` to override)"
+    )]
+    InsecureListen(SocketAddr),
+    #[error("password longer than {MAX_PASSWORD_LEN} bytes (Spice clients cannot send it)")]
+    PasswordTooLong,
+    #[error("cannot start a thread: {0}")]
+    Spawn(io::Error),
+}
+
+/// What every connection thread shares.
+pub(crate) struct Shared {
+    pub config: ServerConfig,
+    pub source: Arc<dyn DisplaySource>,
+    pub input: Arc<dyn InputSink>,
+    pub sessions: Sessions,
+    pub keys: KeyPool,
+    pub ticket: RwLock<Option<Ticket>>,
+    pub connections: AtomicUsize,
+    pub stop: AtomicBool,
+    pub started: Instant,
+}
+
+impl Shared {
+    /// Mouse modes we can offer: CLIENT only with an absolute pointer in the guest.
+    pub fn supported_mouse_modes(&self) -> u16 {
+        if self.input.has_absolute_pointer() {
+            MOUSE_MODE_SERVER | MOUSE_MODE_CLIENT
+        } else {
+            MOUSE_MODE_SERVER
+        }
+    }
+
+    /// Milliseconds since start, as the Spice multimedia clock (wraps).
+    pub fn mm_time(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+}
+
+/// A running server. Dropping it stops the listener and disconnects every client.
+pub struct ServerHandle {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    accept: Option<thread::JoinHandle<()>>,
+}
+
+impl ServerHandle {
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Replaces the password (`lifetime` None = no expiry); existing sessions stay.
+    pub fn set_ticket(
+        &self,
+        password: &str,
+        lifetime: Option<Duration>,
+    ) -> Result<(), ServerError> {
+        if password.len() > MAX_PASSWORD_LEN {
+            return Err(ServerError::PasswordTooLong);
+        }
+        *self
+            .shared
+            .ticket
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Some(Ticket::new(password, lifetime));
+        Ok(())
+    }
+
+    /// Stops accepting and disconnects all clients.
+    pub fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.sessions.close_all();
+        if let Some(t) = self.accept.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Starts the Spice server: binds, then accepts on a background thread.
+pub fn start(
+    config: ServerConfig,
+    source: Arc<dyn DisplaySource>,
+    input: Arc<dyn InputSink>,
+) -> Result<ServerHandle, ServerError> {
+    if config.disable_ticketing && !config.addr.ip().is_loopback() && !config.insecure {
+        return Err(ServerError::InsecureListen(config.addr));
+    }
+    if config
+        .password
+        .as_ref()
+        .is_some_and(|p| p.len() > MAX_PASSWORD_LEN)
+    {
+        return Err(ServerError::PasswordTooLong);
+    }
+    let listener = TcpListener::bind(config.addr).map_err(|source| ServerError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
+        addr: config.addr,
+        source,
+    })?;
+    // Non-blocking accept polled every 100 ms, so shutdown needs no wake-up connection.
+    listener
+        .set_nonblocking(true)
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let ticket = config
+        .password
+        .as_deref()
+        .map(|p| Ticket::new(p, config.password_lifetime));
+    let shared = Arc::new(Shared {
+        config,
+        source,
+        input,
+        sessions: Sessions::default(),
+        keys: KeyPool::start(),
+        ticket: RwLock::new(ticket),
+        connections: AtomicUsize::new(0),
+        stop: AtomicBool::new(false),
+        started: Instant::now(),
+    });
+    let s = shared.clone();
+    let accept = thread::Builder::new()
+        .name("spice-accept".into())
+        .spawn(move || accept_loop(listener, s))
+        .map_err(ServerError::Spawn)?;
+    info!(%addr, "Spice server listening");
+    Ok(ServerHandle {
+        shared,
+        addr,
+        accept: Some(accept),
+    })
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+    while !shared.stop.load(Ordering::Acquire) {
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shared.connections.fetch_add(1, Ordering::AcqRel) >= MAX_CONNECTIONS {
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    warn!(%peer, "too many connections; closing");
+                    continue;
+                }
+                let s = shared.clone();
+                let spawned = thread::Builder::new()
+                    .name("spice-conn".into())
+                    .spawn(move || {
+                        let span = info_span!("spice", %peer);
+                        let _e = span.enter();
+                        if let Err(e) = handle_connection(stream, &s) {
+                            debug!(%e, "connection ended");
+                        }
+                        s.connections.fetch_sub(1, Ordering::AcqRel);
+                    });
+                if let Err(e) = spawned {
+                    shared.connections.fetch_sub(1, Ordering::AcqRel);
+                    warn!(%e, "cannot start a connection thread");
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                thread::sleep(Duration::from_millis(100))
+            }
+            Err(e) => {
+                warn!(%e, "accept failed");
+                thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+}
+
+/// Why a connection ended during the link stage.
+#[derive(Debug, Error)]
+pub(crate) enum LinkError {
+    #[error("socket: {0}")]
+    Io(#[from] io::Error),
+    #[error("link refused: {0:?}")]
+    Refused(LinkErr),
+    #[error("ticket key: {0}")]
+    Key(#[from] crate::ticket::TicketError),
+    #[error("channel: {0}")]
+    Channel(#[from] crate::conn::ConnError),
+}
+
+/// Capability words we advertise per channel type.
+fn our_channel_caps(channel_type: u8) -> Vec<u32> {
+    match channel_type {
+        // MONITORS_CONFIG (1): we send MONITORS_CONFIG to clients that have the cap too.
+        channel::DISPLAY => vec![1 << 1],
+        _ => vec![],
+    }
+}
+
+fn send_result(stream: &mut TcpStream, err: LinkErr) -> io::Result<()> {
+    stream.write_all(&(err as u32).to_le_bytes())
+}
+
+fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), LinkError> {
+    stream.set_nonblocking(false)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(LINK_TIMEOUT))?;
+    stream.set_write_timeout(Some(LINK_TIMEOUT))?;
+
+    let mut header = [0u8; LINK_HEADER_SIZE];
+    stream.read_exact(&mut header)?;
+    let size = match link::parse_header(&header) {
+        Ok(size) => size,
+        Err(e) => {
+            stream.write_all(&link::error_reply(e))?;
+            return Err(LinkError::Refused(e));
+        }
+    };
+    // `size` ≤ MAX_LINK_SIZE (4 KiB) here.
+    let mut mess = vec![0u8; size as usize];
+    stream.read_exact(&mut mess)?;
+    let req = match link::parse_mess(&mess) {
+        Ok(req) => req,
+        Err(e) => {
+            stream.write_all(&link::error_reply(e))?;
+            return Err(LinkError::Refused(e));
+        }
+    };
+    debug!(
+        channel_type = req.channel_type,
+        channel_id = req.channel_id,
+        "link request"
+    );
+
+    let key = shared.keys.take()?;
+    let common = (1 << common_cap::AUTH_SELECTION)
+        | (1 << common_cap::AUTH_SPICE)
+        | (1 << common_cap::MINI_HEADER);
+    stream.write_all(&link::reply(
+        LinkErr::Ok,
+        key.public_der(),
+        &[common],
+        &our_channel_caps(req.channel_type),
+    ))?;
+
+    if has_cap(&req.common_caps, common_cap::AUTH_SELECTION) {
+        let mut mech = [0u8; 4];
+        stream.read_exact(&mut mech)?;
+        if u32::from_le_bytes(mech) != AUTH_MECHANISM_SPICE {
+            send_result(&mut stream, LinkErr::InvalidData)?;
+            return Err(LinkError::Refused(LinkErr::InvalidData));
+        }
+    }
+    let mut encrypted = [0u8; TICKET_BYTES];
+    stream.read_exact(&mut encrypted)?;
+    // A ticket that does not decrypt is refused even with ticketing off (as spice-server).
+    let authorised = match key.decrypt(&encrypted) {
+        Err(_) => false,
+        Ok(_) if shared.config.disable_ticketing => true,
+        Ok(password) => shared
+            .ticket
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|t| t.accepts(&password, Instant::now())),
+    };
+    if !authorised {
+        warn!("ticket refused");
+        send_result(&mut stream, LinkErr::PermissionDenied)?;
+        return Err(LinkError::Refused(LinkErr::PermissionDenied));
+    }
+    dispatch(stream, shared, req)
+}
+
+fn dispatch(
+    mut stream: TcpStream,
+    shared: &Arc<Shared>,
+    req: LinkRequest,
+) -> Result<(), LinkError> {
+    let mini = has_cap(&req.common_caps, common_cap::MINI_HEADER);
+    if req.channel_type == channel::MAIN {
+        if req.connection_id != 0 {
+            // A migration target link; we do not support migration.
+            send_result(&mut stream, LinkErr::BadConnectionId)?;
+            return Err(LinkError::Refused(LinkErr::BadConnectionId));
+        }
+        let default_mode = if shared.supported_mouse_modes() & MOUSE_MODE_CLIENT != 0 {
+            MOUSE_MODE_CLIENT
+        } else {
+            MOUSE_MODE_SERVER
+        };
+        let session = shared.sessions.create(default_mode);
+        session.attach(&stream);
+        let result = (|| {
+            send_result(&mut stream, LinkErr::Ok)?;
+            after_link(&stream)?;
+            let span = info_span!("main", session = session.id);
+            let _e = span.enter();
+            info!("client connected");
+            main_channel::run(stream, shared, &session, &req, mini).map_err(LinkError::from)
+        })();
+        shared.sessions.remove(session.id);
+        info!(session = session.id, "session ended");
+        return result;
+    }
+    let Some(session) = shared.sessions.get(req.connection_id) else {
+        send_result(&mut stream, LinkErr::BadConnectionId)?;
+        return Err(LinkError::Refused(LinkErr::BadConnectionId));
+    };
+    let known = matches!(
+        req.channel_type,
+        channel::DISPLAY | channel::CURSOR | channel::INPUTS
+    ) && req.channel_id == 0;
+    if !known {
+        send_result(&mut stream, LinkErr::ChannelNotAvailable)?;
+        return Err(LinkError::Refused(LinkErr::ChannelNotAvailable));
+    }
+    session.attach(&stream);
+    send_result(&mut stream, LinkErr::Ok)?;
+    after_link(&stream)?;
+    let result = match req.channel_type {
+        channel::DISPLAY => {
+            let span = info_span!("display", session = session.id);
+            let _e = span.enter();
+            display::run(stream, shared, &session, &req, mini)
+        }
+        channel::CURSOR => {
+            let span = info_span!("cursor", session = session.id);
+            let _e = span.enter();
+            cursor::run(stream, &session, mini)
+        }
+        _ => {
+            let span = info_span!("inputs", session = session.id);
+            let _e = span.enter();
+            inputs::run(stream, shared, &session, mini)
+        }
+    };
+    result.map_err(LinkError::from)
+}
+
+/// Switches a linked socket to data-stage timeouts: no read timeout (idle clients are fine),
+/// a generous write timeout so a client that stopped reading is eventually dropped.
+fn after_link(stream: &TcpStream) -> io::Result<()> {
+    stream.set_read_timeout(None)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))
+}

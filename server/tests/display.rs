@@ -1,0 +1,84 @@
+//! The display channel seen by a Rust client: the decoded screen equals the source.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn screenshot_and_updates_match_the_source() {
+    let (h, src) = start(Some("pw"));
+    let frame = gradient(1024, 768, 1, 0);
+    src.set(frame.clone());
+    let addr = h.local_addr();
+    let (_main, id) = main_session(addr, "pw");
+    let (r, mut d) = link(addr, id, 2, "pw", &[1 << 1]);
+    assert_eq!(r, 0);
+    send_msg(&mut d, 101, &[1, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0]);
+    let mut screen = Screen::new();
+    let mut seen = Vec::new();
+    loop {
+        let ty = screen.step(&mut d);
+        seen.push(ty);
+        if ty == 102 {
+            break;
+        }
+    }
+    assert_eq!(seen.first(), Some(&3), "SET_ACK first");
+    assert!(
+        seen.contains(&317),
+        "MONITORS_CONFIG for a client with the cap"
+    );
+    assert_eq!(screen.pixels, *frame.pixels);
+
+    // A small change arrives as a small DRAW_COPY.
+    let mut px = (*frame.pixels).clone();
+    for y in 100..110usize {
+        for x in 200..220usize {
+            px[(y * 1024 + x) * 4..][..4].copy_from_slice(&[1, 2, 3, 0]);
+        }
+    }
+    let changed = saffron_server::Frame {
+        serial: 2,
+        pixels: std::sync::Arc::new(px),
+        ..frame
+    };
+    src.set(changed.clone());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while screen.pixels != *changed.pixels {
+        assert!(Instant::now() < deadline, "update not received");
+        assert_eq!(screen.step(&mut d), 304);
+    }
+
+    // A resolution change recreates the surface.
+    let small = gradient(320, 200, 3, 0x55);
+    src.set(small.clone());
+    while screen.width != 320 || screen.pixels != *small.pixels {
+        assert!(Instant::now() < deadline, "resize not received");
+        screen.step(&mut d);
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_does_not_stall_another() {
+    let (h, src) = start(Some("pw"));
+    src.set(gradient(1024, 768, 1, 0));
+    let addr = h.local_addr();
+    let (_m1, id1) = main_session(addr, "pw");
+    let (_r, _stuck) = link(addr, id1, 2, "pw", &[]);
+    let (_m2, id2) = main_session(addr, "pw");
+    let (_r, mut d) = link(addr, id2, 2, "pw", &[]);
+    let mut screen = Screen::new();
+    for serial in 2..40u64 {
+        src.set(gradient(1024, 768, serial, serial as u32));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let last = gradient(1024, 768, 40, 40);
+    src.set(last.clone());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while screen.pixels != *last.pixels {
+        assert!(Instant::now() < deadline);
+        screen.step(&mut d);
+    }
+}

@@ -1,0 +1,101 @@
+//! The real client: Debian's `spicy-screenshot` (package spice-client-gtk) against our server.
+//! It needs no display. Skipped with a message when the binary is absent.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+
+const SPICY: &str = "spicy-screenshot";
+
+fn have_spicy() -> bool {
+    let ok = Command::new(SPICY).arg("--version").output().is_ok();
+    if !ok {
+        eprintln!("SKIPPED: {SPICY} not installed (apt-get install spice-client-gtk)");
+    }
+    ok
+}
+
+/// Parses a binary PPM (P6, maxval 255) into (width, height, RGB bytes).
+fn read_ppm(path: &Path) -> (u32, u32, Vec<u8>) {
+    let data = std::fs::read(path).unwrap();
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while fields.len() < 4 {
+        while data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if data[pos] == b'#' {
+            while data[pos] != b'\n' {
+                pos += 1;
+            }
+            continue;
+        }
+        let start = pos;
+        while !data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        fields.push(String::from_utf8(data[start..pos].to_vec()).unwrap());
+    }
+    assert_eq!(fields[0], "P6");
+    assert_eq!(fields[3], "255");
+    let (w, h) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (w, h, data[pos + 1..].to_vec())
+}
+
+fn run_spicy(port: u16, password: &str, out: &Path) -> std::process::Output {
+    let mut cmd = Command::new("timeout");
+    cmd.args([
+        "60",
+        SPICY,
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-w",
+        password,
+    ])
+    .arg("-o")
+    .arg(out);
+    cmd.output().unwrap()
+}
+
+#[test]
+fn spicy_screenshot_saves_the_exact_frame() {
+    // A real-client test never skips: CI installs spice-client-gtk (ci/test).
+    assert!(
+        have_spicy(),
+        "spicy-screenshot missing: apt-get install spice-client-gtk"
+    );
+    let (h, src) = start(Some("pw"));
+    let frame = gradient(1024, 768, 1, 0);
+    src.set(frame.clone());
+    let dir = std::env::temp_dir().join(format!("saffron-spicy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("ok.ppm");
+    let res = run_spicy(h.local_addr().port(), "pw", &out);
+    assert!(
+        res.status.success(),
+        "spicy-screenshot failed: {}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let (w, hgt, rgb) = read_ppm(&out);
+    assert_eq!((w, hgt), (1024, 768));
+    let expected: Vec<u8> = frame
+        .pixels
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    assert!(rgb == expected, "PPM pixels differ from the source frame");
+
+    let bad = dir.join("bad.ppm");
+    let res = run_spicy(h.local_addr().port(), "wrong", &bad);
+    assert!(!res.status.success(), "a wrong password must fail");
+    assert!(!bad.exists());
+    std::thread::sleep(Duration::from_millis(10));
+    let _ = std::fs::remove_dir_all(&dir);
+}

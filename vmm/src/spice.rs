@@ -1,0 +1,177 @@
+//! Wiring the Spice server to the device: the red worker's primary surface is the display
+//! source, and client input goes to the VMM's input devices.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use saffron_server::{DisplaySource, Frame, ServerConfig};
+use saffron_worker::red::{FrameReply, WorkerControl};
+
+/// What the user asked of the Spice server on the command line.
+#[derive(Clone, Debug, Default)]
+pub struct SpiceOptions {
+    /// Where to listen; `None` = no Spice server.
+    pub addr: Option<SocketAddr>,
+    /// File holding the ticket password (first line).
+    pub password_file: Option<PathBuf>,
+    /// Accept clients without a ticket.
+    pub disable_ticketing: bool,
+    /// Allow an unauthenticated listener on a non-loopback address.
+    pub insecure: bool,
+}
+
+impl SpiceOptions {
+    /// The server configuration, reading the password file.
+    pub fn config(&self, addr: SocketAddr, name: &str) -> Result<ServerConfig, String> {
+        let mut cfg = ServerConfig::new(addr);
+        cfg.disable_ticketing = self.disable_ticketing;
+        cfg.insecure = self.insecure;
+        cfg.name = Some(name.to_string());
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("password file {}: {e}", path.display()))?;
+            let password = text.lines().next().unwrap_or("").to_string();
+            if password.is_empty() {
+                return Err(format!("password file {} is empty", path.display()));
+            }
+            cfg.password = Some(password);
+        } else if !self.disable_ticketing {
+            tracing::warn!(
+                "Spice ticketing is on and no password is set: clients are refused until \
+                 one is set (--spice-password-file or the control socket's set_password)"
+            );
+        }
+        Ok(cfg)
+    }
+}
+
+/// The worker's primary surface as the server's [`DisplaySource`]. The pixels are copied out
+/// of guest memory only when the worker says something was drawn since the last copy.
+pub struct WorkerDisplay {
+    worker: WorkerControl,
+    last: Mutex<Option<Frame>>,
+}
+
+impl WorkerDisplay {
+    /// A source over `worker`.
+    pub fn new(worker: WorkerControl) -> Arc<Self> {
+        Arc::new(WorkerDisplay {
+            worker,
+            last: Mutex::new(None),
+        })
+    }
+
+    /// The size of the last frame seen (for scaling absolute pointer positions).
+    pub fn size(&self) -> Option<(u32, u32)> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.as_ref().map(|f| (f.width, f.height))
+    }
+}
+
+impl DisplaySource for WorkerDisplay {
+    fn frame(&self) -> Option<Frame> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let since = last.as_ref().map_or(0, |f| f.serial);
+        match self.worker.frame(since)? {
+            FrameReply::NoPrimary => {
+                *last = None;
+                None
+            }
+            FrameReply::Unchanged => last.clone(),
+            FrameReply::Frame {
+                width,
+                height,
+                generation,
+                bgrx,
+            } => {
+                let f = Frame {
+                    width,
+                    height,
+                    serial: generation,
+                    pixels: Arc::new(bgrx),
+                };
+                *last = Some(f.clone());
+                Some(f)
+            }
+        }
+    }
+}
+
+/// An input sink that forwards to a QMP connection made after QEMU has started; events that
+/// arrive before it are dropped (there is no guest to take them yet).
+#[derive(Default)]
+pub struct LazyInput {
+    inner: std::sync::OnceLock<crate::qmp::QmpInput>,
+    absolute: bool,
+}
+
+impl LazyInput {
+    /// A sink that will say `absolute` about its pointer once connected.
+    pub fn new(absolute: bool) -> Arc<Self> {
+        Arc::new(LazyInput {
+            inner: std::sync::OnceLock::new(),
+            absolute,
+        })
+    }
+
+    /// Connects the sink (once).
+    pub fn connect(&self, input: crate::qmp::QmpInput) {
+        let _ = self.inner.set(input);
+    }
+}
+
+impl saffron_server::InputSink for LazyInput {
+    fn key(&self, event: saffron_server::KeyEvent) {
+        if let Some(i) = self.inner.get() {
+            i.key(event);
+        }
+    }
+
+    fn pointer(&self, event: saffron_server::PointerEvent) {
+        if let Some(i) = self.inner.get() {
+            i.pointer(event);
+        }
+    }
+
+    fn has_absolute_pointer(&self) -> bool {
+        self.absolute
+    }
+}
+
+/// Connects `input` to QEMU's QMP socket at `path` from a background thread, retrying while
+/// QEMU starts.
+pub fn connect_qmp_later(
+    input: Arc<LazyInput>,
+    path: PathBuf,
+    absolute: bool,
+    display: Arc<WorkerDisplay>,
+) {
+    let spawned = std::thread::Builder::new()
+        .name("saffron-qmp".into())
+        .spawn(move || {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                match crate::qmp::Qmp::connect(&path) {
+                    Ok(qmp) => {
+                        let d = Arc::clone(&display);
+                        input.connect(crate::qmp::QmpInput::new(
+                            qmp,
+                            absolute,
+                            Box::new(move || d.size()),
+                        ));
+                        tracing::info!("client input goes to the guest through QMP");
+                        return;
+                    }
+                    Err(e) if std::time::Instant::now() > deadline => {
+                        tracing::warn!("no QMP connection, client input is dropped: {e}");
+                        return;
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(100)),
+                }
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start the QMP thread: {e}");
+    }
+}
