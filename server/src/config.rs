@@ -1,13 +1,44 @@
 //! Server configuration.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The TLS port: where it listens and the server's certificate.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Where to accept TLS connections (port 0 picks a free port; see
+    /// `ServerHandle::tls_local_addr`).
+    pub addr: SocketAddr,
+    /// PEM file: the server certificate, then any intermediate certificates.
+    pub cert_chain: PathBuf,
+    /// PEM file: the server's private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+}
+
+impl TlsConfig {
+    /// QEMU's layout of `-spice x509-dir=DIR`: `DIR/server-cert.pem` and `DIR/server-key.pem`.
+    pub fn from_x509_dir(addr: SocketAddr, dir: &Path) -> TlsConfig {
+        TlsConfig {
+            addr,
+            cert_chain: dir.join("server-cert.pem"),
+            key: dir.join("server-key.pem"),
+        }
+    }
+}
 
 /// How the Spice server listens and authenticates.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
-    /// Where to listen (port 0 picks a free port; see `ServerHandle::local_addr`).
+    /// Where to listen for plain connections (port 0 picks a free port; see
+    /// `ServerHandle::local_addr`).
     pub addr: SocketAddr,
+    /// A second, TLS, port; the server refuses to start if its certificate or key cannot be
+    /// loaded.
+    pub tls: Option<TlsConfig>,
+    /// Channel types (`wire::channel::*`) that must use TLS: a plain link for one of them is
+    /// answered with NEED_SECURED, as spice-server does, and the client retries on the TLS port.
+    pub secure_channels: Vec<u8>,
     /// The ticket password. With ticketing on and no password every link is refused, as in
     /// spice-server, so that forgetting the password fails closed.
     pub password: Option<String>,
@@ -32,6 +63,8 @@ impl ServerConfig {
     pub fn new(addr: SocketAddr) -> ServerConfig {
         ServerConfig {
             addr,
+            tls: None,
+            secure_channels: Vec::new(),
             password: None,
             password_lifetime: None,
             disable_ticketing: false,

@@ -8,12 +8,12 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use thiserror::Error;
 
+use crate::tls::Stream;
 use crate::wire::{FULL_HEADER_SIZE, MINI_HEADER_SIZE, Reader, Writer, frame_message, msg};
 
 /// Connection errors after the link stage.
@@ -182,8 +182,8 @@ impl SendQueue {
 
 /// Starts the writer thread of a connection. It ends (and shuts the socket down, which also
 /// ends the reader) when the queue is closed or a write fails.
-pub fn spawn_writer(
-    stream: TcpStream,
+pub(crate) fn spawn_writer(
+    stream: Stream,
     queue: Arc<SendQueue>,
     mini: bool,
     span: tracing::Span,
@@ -203,7 +203,7 @@ pub fn spawn_writer(
                 }
             }
             queue.close();
-            let _ = stream.shutdown(Shutdown::Both);
+            let _ = stream.shutdown();
         })
 }
 

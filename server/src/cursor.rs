@@ -1,22 +1,18 @@
 //! The cursor channel: v1 announces "no cursor" and then only keeps the connection alive, so
 //! interactive clients connect cleanly (the guest cursor is not forwarded yet).
 
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
 use crate::session::Session;
+use crate::tls::Stream;
 use crate::wire::{Writer, msg};
 
 /// Cursor flag NONE: no shape follows.
 const CURSOR_FLAGS_NONE: u16 = 1;
-const MAX_CURSOR_MESSAGE: u32 = 1024;
+pub(crate) const MAX_CURSOR_MESSAGE: u32 = 1024;
 
-pub(crate) fn run(
-    mut stream: TcpStream,
-    session: &Arc<Session>,
-    mini: bool,
-) -> Result<(), ConnError> {
+pub(crate) fn run(mut stream: Stream, session: &Arc<Session>, mini: bool) -> Result<(), ConnError> {
     let queue = SendQueue::new(1 << 20);
     let writer = spawn_writer(
         stream.try_clone()?,

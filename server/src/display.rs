@@ -6,7 +6,6 @@
 //! draw on a new surface, which is whole). Raw bitmaps are the one image format every Spice
 //! client decodes.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 use std::thread;
 
@@ -17,6 +16,7 @@ use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
 use crate::source::Frame;
+use crate::tls::Stream;
 use crate::wire::{Writer, has_cap, msg};
 
 /// Largest DRAW_COPY body we build; bigger areas are split into row bands.
@@ -24,7 +24,7 @@ pub const MAX_DRAW_BODY: usize = 1 << 20;
 /// ACK window announced with SET_ACK (spice-server's value).
 const ACK_WINDOW: u32 = 20;
 /// Largest client message on the display channel (INIT is 14 bytes; reports are small).
-const MAX_DISPLAY_MESSAGE: u32 = 4096;
+pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
 /// Client display cap MONITORS_CONFIG.
 const CAP_MONITORS_CONFIG: u32 = 1;
 /// Surface format 32_xRGB; surface flag PRIMARY.
@@ -256,7 +256,7 @@ impl Updater {
 }
 
 pub(crate) fn run(
-    mut stream: TcpStream,
+    mut stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     req: &LinkRequest,

@@ -1,7 +1,6 @@
 //! The inputs channel (spec §9.2): keyboard and mouse messages go to the [`InputSink`];
 //! a MOUSE_MOTION_ACK every four motion/position messages keeps the client sending.
 
-use std::net::TcpStream;
 use std::sync::Arc;
 
 use tracing::debug;
@@ -10,14 +9,15 @@ use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spa
 use crate::server::Shared;
 use crate::session::Session;
 use crate::source::{InputSink, KeyEvent, PointerEvent};
+use crate::tls::Stream;
 use crate::wire::{Reader, Writer, msg};
 
 /// SPICE_INPUT_MOTION_ACK_BUNCH.
 const MOTION_ACK_BUNCH: u32 = 4;
-const MAX_INPUTS_MESSAGE: u32 = 256;
+pub(crate) const MAX_INPUTS_MESSAGE: u32 = 256;
 
 pub(crate) fn run(
-    mut stream: TcpStream,
+    mut stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mini: bool,

@@ -14,8 +14,10 @@ pub mod server;
 pub mod session;
 pub mod source;
 pub mod ticket;
+pub mod tls;
 pub mod wire;
 
-pub use config::ServerConfig;
+pub use config::{ServerConfig, TlsConfig};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start};
 pub use source::{DisplaySource, Frame, InputSink, KeyEvent, NullInput, PointerEvent};
+pub use tls::TlsError;

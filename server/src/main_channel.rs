@@ -2,7 +2,6 @@
 //! pings whose round trip is kept per session.
 
 use std::collections::VecDeque;
-use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -14,10 +13,11 @@ use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spa
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
+use crate::tls::Stream;
 use crate::wire::{Reader, Writer, channel, has_cap, msg};
 
 /// Largest client message on the main channel (agent data is ≤ 2048 bytes a message).
-const MAX_MAIN_MESSAGE: u32 = 8192;
+pub(crate) const MAX_MAIN_MESSAGE: u32 = 8192;
 /// The client-side channel cap NAME_AND_UUID.
 const CAP_NAME_AND_UUID: u32 = 1;
 /// Agent tokens granted in INIT (REDS_AGENT_WINDOW_SIZE); unused while no agent exists.
@@ -31,7 +31,7 @@ const PING_INTERVAL: Duration = Duration::from_secs(5);
 type Pending = Arc<Mutex<VecDeque<(u32, Instant)>>>;
 
 pub(crate) fn run(
-    mut stream: TcpStream,
+    mut stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     req: &LinkRequest,
@@ -105,7 +105,7 @@ pub(crate) fn run(
     result
 }
 
-fn handle(
+pub(crate) fn handle(
     shared: &Shared,
     session: &Session,
     queue: &SendQueue,

@@ -15,6 +15,7 @@ use crate::link::{self, LinkRequest};
 use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Sessions};
 use crate::source::{DisplaySource, InputSink};
 use crate::ticket::{KeyPool, MAX_PASSWORD_LEN, Ticket};
+use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
     AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
 };
@@ -40,6 +41,8 @@ pub enum ServerError {
     PasswordTooLong,
     #[error("cannot start a thread: {0}")]
     Spawn(io::Error),
+    #[error("TLS port: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// What every connection thread shares.
@@ -75,13 +78,19 @@ impl Shared {
 pub struct ServerHandle {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    accept: Option<thread::JoinHandle<()>>,
+    tls_addr: Option<SocketAddr>,
+    accept: Vec<thread::JoinHandle<()>>,
 }
 
 impl ServerHandle {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The TLS port's address actually bound, when `ServerConfig::tls` is set.
+    pub fn tls_local_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
     }
 
     /// Replaces the password (`lifetime` None = no expiry); existing sessions stay.
@@ -105,7 +114,7 @@ impl ServerHandle {
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.sessions.close_all();
-        if let Some(t) = self.accept.take() {
+        for t in self.accept.drain(..) {
             let _ = t.join();
         }
     }
@@ -117,7 +126,17 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Starts the Spice server: binds, then accepts on a background thread.
+/// Binds a non-blocking listener (accept is polled, so shutdown needs no wake-up connection).
+fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
+    let bind_err = |source| ServerError::Bind { addr, source };
+    let listener = TcpListener::bind(addr).map_err(bind_err)?;
+    let bound = listener.local_addr().map_err(bind_err)?;
+    listener.set_nonblocking(true).map_err(bind_err)?;
+    Ok((listener, bound))
+}
+
+/// Starts the Spice server: binds the plain port and, when configured, the TLS port (after
+/// loading its certificate and key), then accepts on background threads.
 pub fn start(
     config: ServerConfig,
     source: Arc<dyn DisplaySource>,
@@ -133,18 +152,15 @@ pub fn start(
     {
         return Err(ServerError::PasswordTooLong);
     }
-    let listener = TcpListener::bind(config.addr).map_err(|source| ServerError::Bind {
-        addr: config.addr,
-        source,
-    })?;
-    let addr = listener.local_addr().map_err(|source| ServerError::Bind {
-        addr: config.addr,
-        source,
-    })?;
-    // Non-blocking accept polled every 100 ms, so shutdown needs no wake-up connection.
-    listener
-        .set_nonblocking(true)
-        .map_err(|source| ServerError::Bind { addr, source })?;
+    let tls = match &config.tls {
+        Some(t) => {
+            let server_config = tls::server_config(&t.cert_chain, &t.key)?;
+            let (listener, bound) = bind(t.addr)?;
+            Some((listener, bound, server_config))
+        }
+        None => None,
+    };
+    let (listener, addr) = bind(config.addr)?;
     let ticket = config
         .password
         .as_deref()
@@ -160,20 +176,35 @@ pub fn start(
         stop: AtomicBool::new(false),
         started: Instant::now(),
     });
-    let s = shared.clone();
-    let accept = thread::Builder::new()
-        .name("spice-accept".into())
-        .spawn(move || accept_loop(listener, s))
-        .map_err(ServerError::Spawn)?;
-    info!(%addr, "Spice server listening");
-    Ok(ServerHandle {
-        shared,
+    // Built first so that an error below stops the threads already started.
+    let mut handle = ServerHandle {
+        shared: shared.clone(),
         addr,
-        accept: Some(accept),
-    })
+        tls_addr: tls.as_ref().map(|t| t.1),
+        accept: Vec::new(),
+    };
+    let s = shared.clone();
+    handle.accept.push(
+        thread::Builder::new()
+            .name("spice-accept".into())
+            .spawn(move || accept_loop(listener, None, s))
+            .map_err(ServerError::Spawn)?,
+    );
+    info!(%addr, "Spice server listening");
+    if let Some((listener, tls_addr, server_config)) = tls {
+        handle.accept.push(
+            thread::Builder::new()
+                .name("spice-accept-tls".into())
+                .spawn(move || accept_loop(listener, Some(server_config), shared))
+                .map_err(ServerError::Spawn)?,
+        );
+        info!(%tls_addr, "Spice server listening for TLS");
+    }
+    Ok(handle)
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
+/// Accepts plain connections, or TLS ones when `tls` is set; each runs on its own thread.
+fn accept_loop(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>, shared: Arc<Shared>) {
     while !shared.stop.load(Ordering::Acquire) {
         match listener.accept() {
             Ok((stream, peer)) => {
@@ -183,12 +214,13 @@ fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
                     continue;
                 }
                 let s = shared.clone();
+                let tls = tls.clone();
                 let spawned = thread::Builder::new()
                     .name("spice-conn".into())
                     .spawn(move || {
-                        let span = info_span!("spice", %peer);
+                        let span = info_span!("spice", %peer, tls = tls.is_some());
                         let _e = span.enter();
-                        if let Err(e) = handle_connection(stream, &s) {
+                        if let Err(e) = handle_connection(stream, tls, &s) {
                             debug!(%e, "connection ended");
                         }
                         s.connections.fetch_sub(1, Ordering::AcqRel);
@@ -231,15 +263,24 @@ fn our_channel_caps(channel_type: u8) -> Vec<u32> {
     }
 }
 
-fn send_result(stream: &mut TcpStream, err: LinkErr) -> io::Result<()> {
+fn send_result(stream: &mut Stream, err: LinkErr) -> io::Result<()> {
     stream.write_all(&(err as u32).to_le_bytes())
 }
 
-fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), LinkError> {
-    stream.set_nonblocking(false)?;
-    stream.set_nodelay(true)?;
-    stream.set_read_timeout(Some(LINK_TIMEOUT))?;
-    stream.set_write_timeout(Some(LINK_TIMEOUT))?;
+fn handle_connection(
+    tcp: TcpStream,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shared: &Arc<Shared>,
+) -> Result<(), LinkError> {
+    tcp.set_nonblocking(false)?;
+    tcp.set_nodelay(true)?;
+    // The TLS handshake and the link stage share the link deadline per read/write.
+    tcp.set_read_timeout(Some(LINK_TIMEOUT))?;
+    tcp.set_write_timeout(Some(LINK_TIMEOUT))?;
+    let mut stream = match tls {
+        Some(config) => tls::accept(tcp, config)?,
+        None => Stream::Plain(tcp),
+    };
 
     let mut header = [0u8; LINK_HEADER_SIZE];
     stream.read_exact(&mut header)?;
@@ -265,6 +306,11 @@ fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), 
         channel_id = req.channel_id,
         "link request"
     );
+    if !stream.is_tls() && shared.config.secure_channels.contains(&req.channel_type) {
+        // As spice-server: the client retries this channel on the TLS port.
+        stream.write_all(&link::error_reply(LinkErr::NeedSecured))?;
+        return Err(LinkError::Refused(LinkErr::NeedSecured));
+    }
 
     let key = shared.keys.take()?;
     let common = (1 << common_cap::AUTH_SELECTION)
@@ -306,11 +352,7 @@ fn handle_connection(mut stream: TcpStream, shared: &Arc<Shared>) -> Result<(), 
     dispatch(stream, shared, req)
 }
 
-fn dispatch(
-    mut stream: TcpStream,
-    shared: &Arc<Shared>,
-    req: LinkRequest,
-) -> Result<(), LinkError> {
+fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Result<(), LinkError> {
     let mini = has_cap(&req.common_caps, common_cap::MINI_HEADER);
     if req.channel_type == channel::MAIN {
         if req.connection_id != 0 {
@@ -324,7 +366,7 @@ fn dispatch(
             MOUSE_MODE_SERVER
         };
         let session = shared.sessions.create(default_mode);
-        session.attach(&stream);
+        session.attach(stream.tcp());
         let result = (|| {
             send_result(&mut stream, LinkErr::Ok)?;
             after_link(&stream)?;
@@ -349,7 +391,7 @@ fn dispatch(
         send_result(&mut stream, LinkErr::ChannelNotAvailable)?;
         return Err(LinkError::Refused(LinkErr::ChannelNotAvailable));
     }
-    session.attach(&stream);
+    session.attach(stream.tcp());
     send_result(&mut stream, LinkErr::Ok)?;
     after_link(&stream)?;
     let result = match req.channel_type {
@@ -374,7 +416,77 @@ fn dispatch(
 
 /// Switches a linked socket to data-stage timeouts: no read timeout (idle clients are fine),
 /// a generous write timeout so a client that stopped reading is eventually dropped.
-fn after_link(stream: &TcpStream) -> io::Result<()> {
+fn after_link(stream: &Stream) -> io::Result<()> {
+    let stream = stream.tcp();
     stream.set_read_timeout(None)?;
     stream.set_write_timeout(Some(WRITE_TIMEOUT))
+}
+
+/// Fuzzing entry point, not API: runs the data-stage dispatch of one channel (`channel_type`
+/// 1 main, 2 display, 3 inputs, 4 cursor) over `input` as a client's byte stream, without a
+/// socket: the same `read_message` limit, `handle_common` and channel handler as the
+/// channel's `run` loop. Returns how many messages were handled before the stream ended.
+/// The first call starts one loopback server (port 0) whose shared state every call reuses.
+#[doc(hidden)]
+pub fn fuzz_client_messages(
+    channel_type: u8,
+    mini: bool,
+    input: &[u8],
+) -> Result<usize, crate::conn::ConnError> {
+    use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message};
+    static SERVER: std::sync::OnceLock<Option<ServerHandle>> = std::sync::OnceLock::new();
+    struct NoFrames;
+    impl DisplaySource for NoFrames {
+        fn frame(&self) -> Option<crate::source::Frame> {
+            None
+        }
+    }
+    let Some(server) = SERVER.get_or_init(|| {
+        let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
+        start(
+            config,
+            Arc::new(NoFrames),
+            Arc::new(crate::source::NullInput),
+        )
+        .ok()
+    }) else {
+        return Err(ConnError::Closed);
+    };
+    let shared = &server.shared;
+    let session = shared.sessions.create(MOUSE_MODE_SERVER);
+    let queue = SendQueue::new(shared.config.queue_limit);
+    let max = match channel_type {
+        channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
+        channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,
+        channel::INPUTS => inputs::MAX_INPUTS_MESSAGE,
+        _ => cursor::MAX_CURSOR_MESSAGE,
+    };
+    let mut stream = input;
+    let mut handled = 0;
+    let result = loop {
+        let (ty, body) = match read_message(&mut stream, mini, max) {
+            Ok(m) => m,
+            Err(ConnError::Closed) => break Ok(handled),
+            Err(e) => break Err(e),
+        };
+        handled += 1;
+        match handle_common(&queue, ty, &body) {
+            Ok(Common::NotCommon) => {}
+            Ok(Common::Disconnecting) => break Ok(handled),
+            Ok(_) => continue,
+            Err(e) => break Err(e),
+        }
+        let r = match channel_type {
+            channel::MAIN => main_channel::handle(shared, &session, &queue, ty, &body),
+            channel::INPUTS => inputs::handle(shared.input.as_ref(), ty, &body).map(|_| ()),
+            // Display and cursor parse nothing beyond the common messages.
+            _ => Ok(()),
+        };
+        if let Err(e) = r {
+            break Err(e);
+        }
+    };
+    queue.close();
+    shared.sessions.remove(session.id);
+    result
 }

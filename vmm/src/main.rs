@@ -86,6 +86,15 @@ struct SpiceArgs {
     /// Allow --disable-ticketing on a non-loopback address.
     #[arg(long)]
     spice_insecure: bool,
+    /// Also serve Spice over TLS on this port (same address as --spice).
+    #[arg(long, value_name = "PORT")]
+    spice_tls_port: Option<u16>,
+    /// Directory holding server-cert.pem and server-key.pem for the TLS port.
+    #[arg(long, value_name = "DIR")]
+    spice_x509_dir: Option<PathBuf>,
+    /// Channels that must use TLS (comma-separated: main,display,inputs,cursor or default).
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    spice_secure_channels: Vec<String>,
 }
 
 impl SpiceArgs {
@@ -95,6 +104,9 @@ impl SpiceArgs {
             password_file: self.spice_password_file.clone(),
             disable_ticketing: self.disable_ticketing,
             insecure: self.spice_insecure,
+            tls_port: self.spice_tls_port,
+            x509_dir: self.spice_x509_dir.clone(),
+            secure_channels: self.spice_secure_channels.clone(),
         }
     }
 }
@@ -232,7 +244,14 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
             }
             let cfg = args.spice.options().config(addr, "saffron")?;
             let handle = saffron_server::start(cfg, display, input).map_err(|e| e.to_string())?;
-            info!("Spice server listening on {}", handle.local_addr());
+            info!(
+                "Spice server listening on {}{}",
+                handle.local_addr(),
+                handle
+                    .tls_local_addr()
+                    .map(|a| format!(" and {a} (TLS)"))
+                    .unwrap_or_default()
+            );
             let handle = Arc::new(handle);
             api.set_spice(Arc::clone(&handle));
             Some(handle)

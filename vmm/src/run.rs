@@ -167,7 +167,14 @@ impl Vm {
                     .map_err(RunError::Spice)?;
                 let handle = saffron_server::start(cfg, display, input)
                     .map_err(|e| RunError::Spice(e.to_string()))?;
-                info!("Spice server listening on {}", handle.local_addr());
+                info!(
+                    "Spice server listening on {}{}",
+                    handle.local_addr(),
+                    handle
+                        .tls_local_addr()
+                        .map(|a| format!(" and {a} (TLS)"))
+                        .unwrap_or_default()
+                );
                 let handle = Arc::new(handle);
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)

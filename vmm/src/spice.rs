@@ -19,6 +19,28 @@ pub struct SpiceOptions {
     pub disable_ticketing: bool,
     /// Allow an unauthenticated listener on a non-loopback address.
     pub insecure: bool,
+    /// A TLS port beside the plain one (same address).
+    pub tls_port: Option<u16>,
+    /// Directory with server-cert.pem and server-key.pem, as QEMU's x509-dir.
+    pub x509_dir: Option<PathBuf>,
+    /// Channels that must use TLS: main, display, inputs, cursor, or default (all).
+    pub secure_channels: Vec<String>,
+}
+
+/// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
+fn channel_types(name: &str) -> Result<Vec<u8>, String> {
+    Ok(match name {
+        "main" => vec![1],
+        "display" => vec![2],
+        "inputs" => vec![3],
+        "cursor" => vec![4],
+        "default" | "all" => vec![1, 2, 3, 4],
+        other => {
+            return Err(format!(
+                "unknown Spice channel '{other}' (main, display, inputs, cursor, default)"
+            ));
+        }
+    })
 }
 
 impl SpiceOptions {
@@ -28,6 +50,25 @@ impl SpiceOptions {
         cfg.disable_ticketing = self.disable_ticketing;
         cfg.insecure = self.insecure;
         cfg.name = Some(name.to_string());
+        match (self.tls_port, &self.x509_dir) {
+            (Some(port), Some(dir)) => {
+                let tls_addr = SocketAddr::new(addr.ip(), port);
+                cfg.tls = Some(saffron_server::TlsConfig::from_x509_dir(tls_addr, dir));
+            }
+            (Some(_), None) => return Err("--spice-tls-port needs --spice-x509-dir".into()),
+            (None, Some(_)) => return Err("--spice-x509-dir needs --spice-tls-port".into()),
+            (None, None) => {}
+        }
+        for name in &self.secure_channels {
+            for t in channel_types(name)? {
+                if !cfg.secure_channels.contains(&t) {
+                    cfg.secure_channels.push(t);
+                }
+            }
+        }
+        if !cfg.secure_channels.is_empty() && cfg.tls.is_none() {
+            return Err("--spice-secure-channels needs a TLS port (--spice-tls-port)".into());
+        }
         if let Some(path) = &self.password_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("password file {}: {e}", path.display()))?;
