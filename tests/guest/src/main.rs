@@ -48,6 +48,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "settle" => cmd::fb::settle(opts),
         "sync" => cmd::sync::run(opts),
         "kms" => cmd::kms::run(opts),
+        "hostile" => cmd::hostile::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }

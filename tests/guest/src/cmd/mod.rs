@@ -5,6 +5,7 @@ pub mod bench;
 pub mod fb;
 pub mod fbbench;
 pub mod find;
+pub mod hostile;
 pub mod irq;
 pub mod kms;
 pub mod log;
