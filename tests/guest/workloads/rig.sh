@@ -10,27 +10,8 @@
 
 memcpy_mib=${1:-32}
 
-failed=0
-
-# step NAME CMD...: runs CMD and reports its status.
-step() {
-    step_name=$1
-    shift
-    "$@"
-    step_rc=$?
-    if [ "$step_rc" -eq 0 ]; then
-        echo "SAFFRON-STEP name=$step_name status=ok rc=0"
-    else
-        echo "SAFFRON-STEP name=$step_name status=fail rc=$step_rc"
-        failed=1
-    fi
-}
-
-# skip NAME WHY: reports a step that could not run; counts as a failure.
-skip() {
-    echo "SAFFRON-STEP name=$1 status=skip rc=- why=$2"
-    failed=1
-}
+# step, skip, wait_for and $failed.
+. /workloads/steps.sh
 
 # find_slot: prints the sysfs name of the first 1b36:0100 function (same order as saffron-guest).
 find_slot() {
