@@ -452,27 +452,35 @@ fn worker_consumes_the_ring_and_releases_commands() {
         );
     }
     let release_prod = offset_of!(QXLRam, release_ring) + offset_of!(QXLRingHeader, prod);
+    let items = d.ram_header
+        + (offset_of!(QXLRam, release_ring) + offset_of!(QXLReleaseRing, items)) as u64;
+    fn read_u64(d: &mut Driver, off: u64) -> u64 {
+        let mut b = [0u8; 8];
+        d.dev.bar_read(bar::RAM, off, &mut b);
+        u64::from_le_bytes(b)
+    }
+    // The worker may take the commands in one pass or several (each pass ends with a push):
+    // wait until all three were released and the open batch is empty again.
     assert!(
-        wait_for(|| d.get_u32(release_prod) >= 1),
-        "a release batch was pushed"
+        wait_for(|| {
+            let prod = d.get_u32(release_prod);
+            let open = items + u64::from(prod % QXL_RELEASE_RING_SIZE) * 8;
+            d.dev.stats().releases == 3 && prod >= 1 && read_u64(&mut d, open) == 0
+        }),
+        "all releases pushed: {:?}",
+        d.dev.stats()
     );
     let stats = d.dev.stats();
     assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
     assert_eq!(stats.commands, 3);
-    assert_eq!(stats.releases, 3);
-    // The batch at item 0 chains the three ids through each command's release_info.
-    let items = offset_of!(QXLRam, release_ring) + offset_of!(QXLReleaseRing, items);
-    let mut head = [0u8; 8];
-    d.dev
-        .bar_read(bar::RAM, d.ram_header + items as u64, &mut head);
+    // Each pushed batch chains its ids through the commands' own release_info.
     let mut seen = Vec::new();
-    let mut id = u64::from_le_bytes(head);
-    while id != 0 && seen.len() < 8 {
-        seen.push(id);
-        let off = 0x1000 + (id - 0x10) * 0x100;
-        let mut next = [0u8; 8];
-        d.dev.bar_read(bar::RAM, off, &mut next);
-        id = u64::from_le_bytes(next);
+    for batch in 0..d.get_u32(release_prod) {
+        let mut id = read_u64(&mut d, items + u64::from(batch % QXL_RELEASE_RING_SIZE) * 8);
+        while id != 0 && seen.len() < 8 {
+            seen.push(id);
+            id = read_u64(&mut d, 0x1000 + (id - 0x10) * 0x100);
+        }
     }
     seen.sort_unstable();
     assert_eq!(seen, [0x10, 0x11, 0x12]);
