@@ -16,7 +16,7 @@ use saffron_vmm::control::{ControlHandler, ControlSocket};
 use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial, parse_size};
 use saffron_vmm::run::{RunOptions, Vm};
-use saffron_vmm::spice::{LazyInput, SpiceOptions, WorkerDisplay, connect_qmp_later};
+use saffron_vmm::spice::{SpiceOptions, start_server};
 use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
 use tracing::info;
 
@@ -237,22 +237,8 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
     let _spice = match args.spice.spice {
         None => None,
         Some(addr) => {
-            let display = WorkerDisplay::new(server.worker().clone());
-            let input = LazyInput::new(false);
-            if let Some(qmp) = &args.qmp {
-                connect_qmp_later(Arc::clone(&input), qmp.clone(), false, Arc::clone(&display));
-            }
-            let cfg = args.spice.options().config(addr, "saffron")?;
-            let handle = saffron_server::start(cfg, display, input).map_err(|e| e.to_string())?;
-            info!(
-                "Spice server listening on {}{}",
-                handle.local_addr(),
-                handle
-                    .tls_local_addr()
-                    .map(|a| format!(" and {a} (TLS)"))
-                    .unwrap_or_default()
-            );
-            let handle = Arc::new(handle);
+            let qmp = args.qmp.clone().map(|p| (p, false));
+            let handle = start_server(&args.spice.options(), addr, server.worker(), qmp)?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }

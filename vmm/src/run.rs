@@ -15,7 +15,7 @@ use crate::api::Api;
 use crate::control::ControlSocket;
 use crate::intx::IrqMode;
 use crate::qemu::{self, Accel, QemuConfig, QemuError, Serial};
-use crate::spice::{LazyInput, SpiceOptions, WorkerDisplay, connect_qmp_later};
+use crate::spice::{SpiceOptions, start_server};
 use crate::vfio_user::{DeviceServer, DeviceServerConfig, FrontendError, SharedDevice};
 
 /// What `saffron run` was asked to do.
@@ -154,28 +154,12 @@ impl Vm {
         let spice = match opts.spice.addr {
             None => None,
             Some(addr) => {
-                let display = WorkerDisplay::new(server.worker().clone());
                 // The guest gets a virtio tablet so the client mouse mode has an absolute
                 // pointer; keys and relative motion go to QEMU's PS/2 devices.
-                let input = LazyInput::new(true);
                 let qmp = dir.join("qmp.sock");
-                connect_qmp_later(Arc::clone(&input), qmp.clone(), true, Arc::clone(&display));
-                qmp_socket = Some(qmp);
-                let cfg = opts
-                    .spice
-                    .config(addr, "saffron")
+                qmp_socket = Some(qmp.clone());
+                let handle = start_server(&opts.spice, addr, server.worker(), Some((qmp, true)))
                     .map_err(RunError::Spice)?;
-                let handle = saffron_server::start(cfg, display, input)
-                    .map_err(|e| RunError::Spice(e.to_string()))?;
-                info!(
-                    "Spice server listening on {}{}",
-                    handle.local_addr(),
-                    handle
-                        .tls_local_addr()
-                        .map(|a| format!(" and {a} (TLS)"))
-                        .unwrap_or_default()
-                );
-                let handle = Arc::new(handle);
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)
             }

@@ -216,3 +216,30 @@ pub fn connect_qmp_later(
         tracing::warn!("cannot start the QMP thread: {e}");
     }
 }
+
+/// Starts the Spice server on the worker's primary surface. `qmp`: where QEMU's QMP socket is
+/// (or will be) for client input, and whether the VM has an absolute pointer.
+pub fn start_server(
+    options: &SpiceOptions,
+    addr: SocketAddr,
+    worker: &WorkerControl,
+    qmp: Option<(PathBuf, bool)>,
+) -> Result<Arc<saffron_server::ServerHandle>, String> {
+    let display = WorkerDisplay::new(worker.clone());
+    let absolute = qmp.as_ref().is_some_and(|(_, a)| *a);
+    let input = LazyInput::new(absolute);
+    if let Some((path, absolute)) = qmp {
+        connect_qmp_later(Arc::clone(&input), path, absolute, Arc::clone(&display));
+    }
+    let cfg = options.config(addr, "saffron")?;
+    let handle = saffron_server::start(cfg, display, input).map_err(|e| e.to_string())?;
+    tracing::info!(
+        "Spice server listening on {}{}",
+        handle.local_addr(),
+        handle
+            .tls_local_addr()
+            .map(|a| format!(" and {a} (TLS)"))
+            .unwrap_or_default()
+    );
+    Ok(Arc::new(handle))
+}

@@ -16,8 +16,9 @@ use tracing::{debug, info, warn};
 use crate::cursor::CursorState;
 use crate::render::{DrawKind, Renderer};
 use crate::screendump;
-use crate::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
+use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use crate::surface::{Surface, SurfaceTable};
+use saffron_ring::abi::QXLCommand;
 
 /// Commands handled per ring before the release batch is pushed, so a guest waiting on
 /// releases is not starved by a long stream of drawing.
@@ -297,40 +298,41 @@ impl<I: QxlInterface> RedWorker<I> {
         if self.broken {
             return;
         }
+        let drained = self.drain(I::get_command, I::req_cmd_notification)
+            && self.drain(I::get_cursor_command, I::req_cursor_notification);
+        if drained {
+            self.iface.flush_resources();
+        } else {
+            self.stop_processing();
+        }
+    }
+
+    /// Executes a ring's entries until it is empty and re-armed (`pop`, `arm`: the ring's
+    /// QxlInterface calls). False when the guest broke the protocol.
+    fn drain(
+        &mut self,
+        pop: fn(&I) -> Result<Option<QXLCommand>, RingFault>,
+        arm: fn(&I) -> Result<bool, RingFault>,
+    ) -> bool {
         let mut handled = 0u32;
         loop {
-            let cmd = match self.iface.get_command() {
+            let cmd = match pop(&self.iface) {
                 Ok(Some(cmd)) => cmd,
-                Ok(None) => match self.iface.req_cmd_notification() {
+                Ok(None) => match arm(&self.iface) {
                     Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(_) => return self.stop_processing(),
+                    Ok(false) => return true,
+                    Err(_) => return false,
                 },
-                Err(_) => return self.stop_processing(),
+                Err(_) => return false,
             };
             if !self.execute(&cmd) {
-                return self.stop_processing();
+                return false;
             }
             handled += 1;
             if handled.is_multiple_of(RELEASE_BATCH) {
                 self.iface.flush_resources();
             }
         }
-        loop {
-            let cmd = match self.iface.get_cursor_command() {
-                Ok(Some(cmd)) => cmd,
-                Ok(None) => match self.iface.req_cursor_notification() {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(_) => return self.stop_processing(),
-                },
-                Err(_) => return self.stop_processing(),
-            };
-            if !self.execute(&cmd) {
-                return self.stop_processing();
-            }
-        }
-        self.iface.flush_resources();
     }
 
     fn stop_processing(&mut self) {
@@ -339,7 +341,7 @@ impl<I: QxlInterface> RedWorker<I> {
     }
 
     /// Applies one ring entry; false when it was a guest bug (processing stops).
-    fn execute(&mut self, cmd: &saffron_ring::abi::QXLCommand) -> bool {
+    fn execute(&mut self, cmd: &QXLCommand) -> bool {
         let mem = self.iface.memory();
         let ctx = Context::new(mem, &self.slots, self.iface.n_surfaces());
         let parsed = match parse_command(&ctx, cmd) {
