@@ -3,6 +3,7 @@
 //!
 //! Start it with [`start`]; the returned [`ServerHandle`] stops it when dropped.
 
+pub mod client;
 pub mod config;
 pub mod conn;
 pub mod cursor;

@@ -330,7 +330,7 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
         let mut draws = 0u32;
         b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
         while screen.pixels != *want {
-            if screen.step(&mut b) == 304 {
+            if screen.step(&mut b).unwrap() == 304 {
                 draws += 1;
             }
         }
@@ -398,7 +398,7 @@ fn garbage_after_link_drops_only_that_client() {
     assert_eq!(r, 0);
     let mut screen_b = Screen::new();
     while screen_b.pixels != *gradient(64, 32, 1, 0).pixels {
-        screen_b.step(&mut display_b);
+        screen_b.step(&mut display_b).unwrap();
     }
 
     // Garbage on a session's inputs channel (KEY_DOWN with a 2-byte body) ends that channel
@@ -431,7 +431,7 @@ fn garbage_after_link_drops_only_that_client() {
     let next = gradient(64, 32, 2, 0x33);
     src.set(next.clone());
     while screen_b.pixels != *next.pixels {
-        screen_b.step(&mut display_b);
+        screen_b.step(&mut display_b).unwrap();
     }
     // And the server still links new clients.
     let (_c, id_c) = main_session(addr, "pw");

@@ -19,7 +19,7 @@ fn screenshot_and_updates_match_the_source() {
     let mut screen = Screen::new();
     let mut seen = Vec::new();
     loop {
-        let ty = screen.step(&mut d);
+        let ty = screen.step(&mut d).unwrap();
         seen.push(ty);
         if ty == 102 {
             break;
@@ -48,7 +48,7 @@ fn screenshot_and_updates_match_the_source() {
     let deadline = Instant::now() + Duration::from_secs(10);
     while screen.pixels != *changed.pixels {
         assert!(Instant::now() < deadline, "update not received");
-        assert_eq!(screen.step(&mut d), 304);
+        assert_eq!(screen.step(&mut d).unwrap(), 304);
     }
 
     // A resolution change recreates the surface.
@@ -56,7 +56,7 @@ fn screenshot_and_updates_match_the_source() {
     src.set(small.clone());
     while screen.width != 320 || screen.pixels != *small.pixels {
         assert!(Instant::now() < deadline, "resize not received");
-        screen.step(&mut d);
+        screen.step(&mut d).unwrap();
     }
 }
 
@@ -79,6 +79,31 @@ fn a_client_that_never_reads_does_not_stall_another() {
     let deadline = Instant::now() + Duration::from_secs(20);
     while screen.pixels != *last.pixels {
         assert!(Instant::now() < deadline);
-        screen.step(&mut d);
+        screen.step(&mut d).unwrap();
+    }
+}
+
+/// The library client (used by the real-guest tests and the benchmark) sees what the source
+/// shows, and counts the wire bytes it read.
+#[test]
+fn library_client_session_sees_the_source() {
+    use saffron_server::client::Session;
+    let (h, src) = start(Some("pw"));
+    let frame = gradient(640, 480, 1, 7);
+    src.set(frame.clone());
+    let session = Session::connect(h.local_addr(), "pw").unwrap();
+    let mut d = session.display().unwrap();
+    let mut screen = Screen::new();
+    while screen.step(&mut d).unwrap() != 102 {}
+    assert_eq!(screen.pixels, *frame.pixels);
+    assert!(
+        d.bytes_read > 640 * 480 * 4,
+        "{} bytes counted",
+        d.bytes_read
+    );
+    match Session::connect(h.local_addr(), "wrong") {
+        Err(saffron_server::client::ClientError::Refused(7)) => {}
+        Err(e) => panic!("wrong password: {e}"),
+        Ok(_) => panic!("wrong password accepted"),
     }
 }

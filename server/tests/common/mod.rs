@@ -2,14 +2,12 @@
 
 #![allow(dead_code)]
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rsa::pkcs8::DecodePublicKey;
-use rsa::rand_core::OsRng;
-use rsa::{Oaep, RsaPublicKey};
+use saffron_server::client;
 use saffron_server::{DisplaySource, Frame, NullInput, ServerConfig, ServerHandle};
 
 pub const MAGIC: u32 = 0x5144_4552;
@@ -56,35 +54,12 @@ pub fn u32_at(b: &[u8], off: usize) -> u32 {
     u32::from_le_bytes(b[off..off + 4].try_into().unwrap())
 }
 
-pub fn link_bytes(conn_id: u32, ch_type: u8, common: &[u32], chan: &[u32]) -> Vec<u8> {
-    let mut mess = Vec::new();
-    mess.extend(conn_id.to_le_bytes());
-    mess.push(ch_type);
-    mess.push(0);
-    mess.extend((common.len() as u32).to_le_bytes());
-    mess.extend((chan.len() as u32).to_le_bytes());
-    mess.extend(18u32.to_le_bytes());
-    for c in common.iter().chain(chan) {
-        mess.extend(c.to_le_bytes());
-    }
-    let mut out = Vec::new();
-    for v in [MAGIC, 2, 2, mess.len() as u32] {
-        out.extend(v.to_le_bytes());
-    }
-    out.extend(mess);
-    out
-}
+#[allow(unused_imports)]
+pub use saffron_server::client::{Screen, link_bytes};
 
 /// Reads the server's link header + reply; returns (error, reply bytes).
 pub fn read_reply(s: &mut TcpStream) -> (u32, Vec<u8>) {
-    let mut hdr = [0u8; 16];
-    s.read_exact(&mut hdr).unwrap();
-    assert_eq!(u32_at(&hdr, 0), MAGIC);
-    let size = u32_at(&hdr, 12) as usize;
-    assert!((178..4096).contains(&size));
-    let mut reply = vec![0u8; size];
-    s.read_exact(&mut reply).unwrap();
-    (u32_at(&reply, 0), reply)
+    client::read_link_reply(s).unwrap()
 }
 
 /// Full link with the SPICE ticket; returns the link result and the stream.
@@ -96,41 +71,17 @@ pub fn link(
     chan_caps: &[u32],
 ) -> (u32, TcpStream) {
     let mut s = connect(addr);
-    s.write_all(&link_bytes(conn_id, ch_type, &[0x9], chan_caps))
-        .unwrap();
-    let (err, reply) = read_reply(&mut s);
-    assert_eq!(err, 0);
-    let der = &reply[4..166];
-    let key = RsaPublicKey::from_public_key_der(der).unwrap();
-    let mut pw = password.as_bytes().to_vec();
-    pw.push(0);
-    let ticket = key
-        .encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), &pw)
-        .unwrap();
-    assert_eq!(ticket.len(), 128);
-    s.write_all(&1u32.to_le_bytes()).unwrap();
-    s.write_all(&ticket).unwrap();
-    let mut result = [0u8; 4];
-    s.read_exact(&mut result).unwrap();
-    (u32::from_le_bytes(result), s)
+    let r = client::link_stream(&mut s, conn_id, ch_type, password, chan_caps).unwrap();
+    (r, s)
 }
 
 /// Reads one mini-header message.
 pub fn read_msg(s: &mut TcpStream) -> (u16, Vec<u8>) {
-    let mut hdr = [0u8; 6];
-    s.read_exact(&mut hdr).unwrap();
-    let ty = u16::from_le_bytes([hdr[0], hdr[1]]);
-    let size = u32_at(&hdr, 2) as usize;
-    let mut body = vec![0u8; size];
-    s.read_exact(&mut body).unwrap();
-    (ty, body)
+    client::read_msg(s).unwrap()
 }
 
 pub fn send_msg(s: &mut TcpStream, ty: u16, body: &[u8]) {
-    let mut m = ty.to_le_bytes().to_vec();
-    m.extend((body.len() as u32).to_le_bytes());
-    m.extend(body);
-    s.write_all(&m).unwrap();
+    client::send_msg(s, ty, body).unwrap()
 }
 
 /// Whether the peer closed the connection (EOF or reset) within the read timeout.
@@ -149,77 +100,4 @@ pub fn main_session(addr: SocketAddr, password: &str) -> (TcpStream, u32) {
     let id = u32_at(&body, 0);
     assert_ne!(id, 0);
     (s, id)
-}
-
-/// A client-side copy of the primary surface, updated from display messages
-/// (with ACK flow control answered like spice-gtk).
-pub struct Screen {
-    pub width: u32,
-    pub height: u32,
-    pub pixels: Vec<u8>,
-    pub window: u32,
-    pub received: u32,
-}
-
-impl Screen {
-    pub fn new() -> Screen {
-        Screen {
-            width: 0,
-            height: 0,
-            pixels: Vec::new(),
-            window: 0,
-            received: 0,
-        }
-    }
-
-    /// Handles one message; returns its type.
-    pub fn step(&mut self, s: &mut TcpStream) -> u16 {
-        let (ty, body) = read_msg(s);
-        match ty {
-            3 => {
-                // SET_ACK: answer ACK_SYNC(generation).
-                self.window = u32_at(&body, 4);
-                send_msg(s, 1, &body[0..4]);
-                return ty;
-            }
-            314 => {
-                self.width = u32_at(&body, 4);
-                self.height = u32_at(&body, 8);
-                assert_eq!(u32_at(&body, 12), 32);
-                assert_eq!(u32_at(&body, 16), 1);
-                self.pixels = vec![0; (self.width * self.height * 4) as usize];
-            }
-            304 => self.apply_draw_copy(&body),
-            _ => {}
-        }
-        if self.window > 0 {
-            self.received += 1;
-            if self.received.is_multiple_of(self.window) {
-                send_msg(s, 2, &[]);
-            }
-        }
-        ty
-    }
-
-    fn apply_draw_copy(&mut self, b: &[u8]) {
-        assert_eq!(u32_at(b, 0), 0);
-        let (top, left, bottom, right) = (u32_at(b, 4), u32_at(b, 8), u32_at(b, 12), u32_at(b, 16));
-        assert_eq!(b[20], 0, "clip none");
-        let img = u32_at(b, 21) as usize;
-        assert_eq!(u16::from_le_bytes([b[41], b[42]]), 8);
-        assert_eq!(b[img + 8], 0, "BITMAP");
-        let (w, h) = (u32_at(b, img + 10), u32_at(b, img + 14));
-        assert_eq!((w, h), (right - left, bottom - top));
-        let bm = img + 18;
-        assert_eq!(b[bm], 8, "32BIT");
-        assert_eq!(b[bm + 1], 4, "TOP_DOWN");
-        let stride = u32_at(b, bm + 10) as usize;
-        let data = &b[bm + 18..];
-        assert_eq!(data.len(), stride * h as usize);
-        for y in 0..h as usize {
-            let src = &data[y * stride..y * stride + w as usize * 4];
-            let dst = ((top as usize + y) * self.width as usize + left as usize) * 4;
-            self.pixels[dst..dst + w as usize * 4].copy_from_slice(src);
-        }
-    }
 }

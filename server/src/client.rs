@@ -1,0 +1,387 @@
+//! A minimal Spice client: link with the SPICE ticket, read and send mini-header messages, and
+//! keep a copy of the primary surface from display messages.
+//!
+//! Why it lives in the library rather than in a test folder: the server's own tests, the
+//! real-guest tests (inputs, live display, cursor) and the Spice benchmark all need to script
+//! things an external client cannot (send chosen input events, count wire bytes, stop reading),
+//! and one checked implementation is better than three copies. It speaks only what our server
+//! sends (mini header, raw `32BIT` bitmaps); it is not a general Spice client.
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use rsa::pkcs8::DecodePublicKey;
+use rsa::rand_core::OsRng;
+use rsa::{Oaep, RsaPublicKey};
+use thiserror::Error;
+
+use crate::wire::{
+    AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LINK_MAGIC, LINK_MESS_SIZE, LINK_REPLY_SIZE,
+    MAX_LINK_SIZE, MINI_HEADER_SIZE, PUBKEY_BYTES, VERSION_MAJOR, VERSION_MINOR, channel,
+    common_cap, msg,
+};
+
+/// Largest message the client accepts: a full-screen raw 32-bit bitmap of the largest surface
+/// our server sends (8192 x 8192) plus headers. Bounds what a broken server can make us
+/// allocate.
+pub const MAX_CLIENT_MESSAGE: usize = 8192 * 8192 * 4 + 4096;
+
+/// What went wrong on the client side.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("i/o: {0}")]
+    Io(#[from] io::Error),
+    #[error("server refused the link with error {0}")]
+    Refused(u32),
+    #[error("protocol: {0}")]
+    Protocol(String),
+    #[error("bad server public key: {0}")]
+    Key(String),
+}
+
+fn proto<T>(what: impl Into<String>) -> Result<T, ClientError> {
+    Err(ClientError::Protocol(what.into()))
+}
+
+fn u32_at(b: &[u8], off: usize) -> Result<u32, ClientError> {
+    match b.get(off..off + 4) {
+        Some(s) => Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]])),
+        None => proto(format!("message too short for a u32 at {off}")),
+    }
+}
+
+fn u16_at(b: &[u8], off: usize) -> Result<u16, ClientError> {
+    match b.get(off..off + 2) {
+        Some(s) => Ok(u16::from_le_bytes([s[0], s[1]])),
+        None => proto(format!("message too short for a u16 at {off}")),
+    }
+}
+
+/// The bytes of a SpiceLinkHeader + SpiceLinkMess with the given capability words.
+pub fn link_bytes(conn_id: u32, channel_type: u8, common: &[u32], chan: &[u32]) -> Vec<u8> {
+    let mut mess = Vec::with_capacity(LINK_MESS_SIZE + 4 * (common.len() + chan.len()));
+    mess.extend(conn_id.to_le_bytes());
+    mess.push(channel_type);
+    mess.push(0); // channel id
+    mess.extend((common.len() as u32).to_le_bytes());
+    mess.extend((chan.len() as u32).to_le_bytes());
+    mess.extend((LINK_MESS_SIZE as u32).to_le_bytes());
+    for c in common.iter().chain(chan) {
+        mess.extend(c.to_le_bytes());
+    }
+    let mut out = Vec::with_capacity(LINK_HEADER_SIZE + mess.len());
+    for v in [LINK_MAGIC, VERSION_MAJOR, VERSION_MINOR, mess.len() as u32] {
+        out.extend(v.to_le_bytes());
+    }
+    out.extend(mess);
+    out
+}
+
+/// Reads the server's link header and reply; returns (link error code, reply bytes).
+pub fn read_link_reply(s: &mut impl Read) -> Result<(u32, Vec<u8>), ClientError> {
+    let mut hdr = [0u8; LINK_HEADER_SIZE];
+    s.read_exact(&mut hdr)?;
+    if u32_at(&hdr, 0)? != LINK_MAGIC {
+        return proto("bad magic in the link reply");
+    }
+    let size = u32_at(&hdr, 12)? as usize;
+    if !(LINK_REPLY_SIZE..MAX_LINK_SIZE as usize).contains(&size) {
+        return proto(format!("link reply of {size} bytes"));
+    }
+    let mut reply = vec![0u8; size];
+    s.read_exact(&mut reply)?;
+    Ok((u32_at(&reply, 0)?, reply))
+}
+
+/// Reads one mini-header message: (type, body).
+pub fn read_msg(s: &mut impl Read) -> Result<(u16, Vec<u8>), ClientError> {
+    let mut hdr = [0u8; MINI_HEADER_SIZE];
+    s.read_exact(&mut hdr)?;
+    let ty = u16_at(&hdr, 0)?;
+    let size = u32_at(&hdr, 2)? as usize;
+    if size > MAX_CLIENT_MESSAGE {
+        return proto(format!("message type {ty} of {size} bytes"));
+    }
+    let mut body = vec![0u8; size];
+    s.read_exact(&mut body)?;
+    Ok((ty, body))
+}
+
+/// Sends one mini-header message.
+pub fn send_msg(s: &mut impl Write, ty: u16, body: &[u8]) -> Result<(), ClientError> {
+    let mut m = Vec::with_capacity(MINI_HEADER_SIZE + body.len());
+    m.extend(ty.to_le_bytes());
+    m.extend((body.len() as u32).to_le_bytes());
+    m.extend(body);
+    s.write_all(&m)?;
+    Ok(())
+}
+
+/// Runs the link stage on a connected stream: link message, reply, SPICE ticket for
+/// `password`. Returns the server's link error code (from the reply when it is not OK, else
+/// the link result after the ticket); 0 means linked.
+pub fn link_stream(
+    s: &mut (impl Read + Write),
+    conn_id: u32,
+    channel_type: u8,
+    password: &str,
+    chan_caps: &[u32],
+) -> Result<u32, ClientError> {
+    let common = (1 << common_cap::AUTH_SELECTION)
+        | (1 << common_cap::AUTH_SPICE)
+        | (1 << common_cap::MINI_HEADER);
+    s.write_all(&link_bytes(conn_id, channel_type, &[common], chan_caps))?;
+    let (err, reply) = read_link_reply(s)?;
+    if err != 0 {
+        return Ok(err);
+    }
+    let der = reply
+        .get(4..4 + PUBKEY_BYTES)
+        .ok_or_else(|| ClientError::Key("reply too short".into()))?;
+    let key =
+        RsaPublicKey::from_public_key_der(der).map_err(|e| ClientError::Key(e.to_string()))?;
+    let mut pw = password.as_bytes().to_vec();
+    pw.push(0);
+    let ticket = key
+        .encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), &pw)
+        .map_err(|e| ClientError::Key(e.to_string()))?;
+    s.write_all(&AUTH_MECHANISM_SPICE.to_le_bytes())?;
+    s.write_all(&ticket)?;
+    let mut result = [0u8; 4];
+    s.read_exact(&mut result)?;
+    Ok(u32::from_le_bytes(result))
+}
+
+/// One linked channel over plain TCP.
+pub struct Channel {
+    pub stream: TcpStream,
+    /// Bytes read from the server on this channel since the link (headers included).
+    pub bytes_read: u64,
+}
+
+impl Channel {
+    /// Connects, links a channel of `channel_type` (mini header, SPICE auth) and sends the
+    /// ticket for `password` (an empty one when ticketing is off). Fails with
+    /// [`ClientError::Refused`] when the server's link reply or link result is not OK.
+    pub fn link(
+        addr: SocketAddr,
+        conn_id: u32,
+        channel_type: u8,
+        password: &str,
+        chan_caps: &[u32],
+    ) -> Result<Channel, ClientError> {
+        let mut stream = TcpStream::connect(addr)?;
+        stream.set_read_timeout(Some(Duration::from_secs(20)))?;
+        stream.set_nodelay(true)?;
+        match link_stream(&mut stream, conn_id, channel_type, password, chan_caps)? {
+            0 => Ok(Channel {
+                stream,
+                bytes_read: 0,
+            }),
+            code => Err(ClientError::Refused(code)),
+        }
+    }
+
+    /// Reads the next message, answering PING with PONG on the way (the server measures
+    /// round trips with them; an unanswered ping is harmless, an answered one is realistic).
+    pub fn read(&mut self) -> Result<(u16, Vec<u8>), ClientError> {
+        let (ty, body) = read_msg(self)?;
+        if ty == msg::PING {
+            let pong = body.get(..12).unwrap_or(&body).to_vec();
+            self.send(msg::MSGC_PONG, &pong)?;
+        }
+        Ok((ty, body))
+    }
+
+    /// Sends one message.
+    pub fn send(&mut self, ty: u16, body: &[u8]) -> Result<(), ClientError> {
+        send_msg(&mut self.stream, ty, body)
+    }
+
+    /// Sets how long [`Channel::read`] waits.
+    pub fn set_timeout(&self, t: Duration) -> Result<(), ClientError> {
+        self.stream.set_read_timeout(Some(t))?;
+        Ok(())
+    }
+}
+
+/// Reading through the channel counts the bytes (for wire-cost figures).
+impl Read for Channel {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stream.read(buf)?;
+        self.bytes_read += n as u64;
+        Ok(n)
+    }
+}
+
+impl Write for Channel {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.stream.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.stream.flush()
+    }
+}
+
+/// A session: the main channel, the session id from MAIN_INIT, and what is needed to link
+/// the session's other channels.
+pub struct Session {
+    pub addr: SocketAddr,
+    pub password: String,
+    pub main: Channel,
+    pub id: u32,
+    /// The mouse mode MAIN_INIT announced (1 server, 2 client).
+    pub mouse_mode: u32,
+    /// The mouse modes the server supports (bit mask).
+    pub mouse_modes: u32,
+}
+
+impl Session {
+    /// Links the main channel and reads MAIN_INIT.
+    pub fn connect(addr: SocketAddr, password: &str) -> Result<Session, ClientError> {
+        let mut main = Channel::link(addr, 0, channel::MAIN, password, &[])?;
+        let (ty, body) = main.read()?;
+        if ty != msg::MAIN_INIT {
+            return proto(format!("expected MAIN_INIT, got message {ty}"));
+        }
+        let id = u32_at(&body, 0)?;
+        if id == 0 {
+            return proto("MAIN_INIT with session id 0");
+        }
+        Ok(Session {
+            addr,
+            password: password.to_owned(),
+            id,
+            mouse_modes: u32_at(&body, 8)?,
+            mouse_mode: u32_at(&body, 12)?,
+            main,
+        })
+    }
+
+    /// Links one of this session's secondary channels.
+    pub fn open(&self, channel_type: u8, chan_caps: &[u32]) -> Result<Channel, ClientError> {
+        Channel::link(self.addr, self.id, channel_type, &self.password, chan_caps)
+    }
+
+    /// Links the display channel and sends DISPLAY_INIT, as spice-gtk does.
+    pub fn display(&self) -> Result<Channel, ClientError> {
+        let mut d = self.open(channel::DISPLAY, &[])?;
+        // pixmap cache id/size and glz dictionary id/window: no caches on our side.
+        let mut init = vec![0u8; 14];
+        init[0] = 1;
+        d.send(msg::MSGC_DISPLAY_INIT, &init)?;
+        Ok(d)
+    }
+}
+
+/// A client-side copy of the primary surface, updated from display messages, with ACK flow
+/// control answered like spice-gtk (ACK_SYNC on SET_ACK, ACK every `window` messages).
+#[derive(Default)]
+pub struct Screen {
+    pub width: u32,
+    pub height: u32,
+    /// B, G, R, X per pixel, top-down, stride `width * 4`.
+    pub pixels: Vec<u8>,
+    pub window: u32,
+    pub received: u32,
+    /// DRAW_COPY messages applied.
+    pub draws: u64,
+}
+
+impl Screen {
+    pub fn new() -> Screen {
+        Screen::default()
+    }
+
+    /// Reads and handles one message; returns its type.
+    pub fn step(&mut self, ch: &mut (impl Read + Write)) -> Result<u16, ClientError> {
+        let (ty, body) = read_msg(ch)?;
+        self.handle(ch, ty, &body)?;
+        Ok(ty)
+    }
+
+    /// Handles one display message already read.
+    pub fn handle(&mut self, ch: &mut impl Write, ty: u16, body: &[u8]) -> Result<(), ClientError> {
+        match ty {
+            msg::SET_ACK => {
+                self.window = u32_at(body, 4)?;
+                return send_msg(ch, msg::MSGC_ACK_SYNC, body.get(0..4).unwrap_or(&[]));
+            }
+            msg::DISPLAY_SURFACE_CREATE => {
+                let (w, h) = (u32_at(body, 4)?, u32_at(body, 8)?);
+                if u32_at(body, 12)? != 32 {
+                    return proto("surface format is not 32-bit xRGB");
+                }
+                let len = (w as usize)
+                    .checked_mul(h as usize)
+                    .and_then(|n| n.checked_mul(4))
+                    .filter(|n| *n <= MAX_CLIENT_MESSAGE)
+                    .ok_or_else(|| ClientError::Protocol(format!("surface {w}x{h}")))?;
+                self.width = w;
+                self.height = h;
+                self.pixels = vec![0; len];
+            }
+            msg::DISPLAY_DRAW_COPY => {
+                self.apply_draw_copy(body)?;
+                self.draws += 1;
+            }
+            _ => {}
+        }
+        if self.window > 0 {
+            self.received += 1;
+            if self.received.is_multiple_of(self.window) {
+                send_msg(ch, msg::MSGC_ACK, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies a DRAW_COPY of a raw top-down 32-bit bitmap onto surface 0.
+    fn apply_draw_copy(&mut self, b: &[u8]) -> Result<(), ClientError> {
+        if u32_at(b, 0)? != 0 {
+            return proto("draw onto a surface other than 0");
+        }
+        let (top, left, bottom, right) =
+            (u32_at(b, 4)?, u32_at(b, 8)?, u32_at(b, 12)?, u32_at(b, 16)?);
+        if b.get(20) != Some(&0) {
+            return proto("clip other than NONE");
+        }
+        let img = u32_at(b, 21)? as usize;
+        if b.get(img + 8) != Some(&0) {
+            return proto("image type other than BITMAP");
+        }
+        let (w, h) = (u32_at(b, img + 10)?, u32_at(b, img + 14)?);
+        if right < left || bottom < top || (w, h) != (right - left, bottom - top) {
+            return proto("bitmap size does not match the box");
+        }
+        if right > self.width || bottom > self.height {
+            return proto("draw outside the surface");
+        }
+        let bm = img + 18;
+        if b.get(bm) != Some(&8) || b.get(bm + 1) != Some(&4) {
+            return proto("bitmap other than 32BIT top-down");
+        }
+        let stride = u32_at(b, bm + 10)? as usize;
+        let data = b.get(bm + 18..).unwrap_or(&[]);
+        let row = w as usize * 4;
+        if stride < row || data.len() < stride * h as usize {
+            return proto("bitmap data shorter than stride x height");
+        }
+        for y in 0..h as usize {
+            let src = &data[y * stride..y * stride + row];
+            let dst = ((top as usize + y) * self.width as usize + left as usize) * 4;
+            self.pixels[dst..dst + row].copy_from_slice(src);
+        }
+        Ok(())
+    }
+
+    /// The surface as 0x00RRGGBB pixels.
+    pub fn xrgb(&self) -> Vec<u32> {
+        self.pixels
+            .chunks_exact(4)
+            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+            .collect()
+    }
+}
