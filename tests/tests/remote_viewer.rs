@@ -1,0 +1,270 @@
+//! End-to-end smoke test with the desktop client users run: `remote-viewer` (Debian's
+//! virt-viewer) in an Xvfb X server connects to the guest's Spice server;
+//! - a screenshot of the X screen shows the guest's picture, every pixel of it, 1:1 — checked
+//!   against the hash the guest computed of its own `/dev/fb0`;
+//! - a line typed into remote-viewer's window (xdotool) is what the guest reads from its
+//!   console tty (Spice inputs → QMP → the guest's PS/2 keyboard).
+//!
+//! remote-viewer runs in kiosk mode (full screen, no toolbar) under matchbox, a window manager
+//! that honours full-screen requests, on an X screen of the guest's size: that is what makes
+//! the picture 1:1 (a plain window scales it).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
+use saffron_vmm::spice::SpiceOptions;
+
+const PASSWORD: &str = "saffron-rv-ticket";
+/// Typed into remote-viewer: lower and upper case, digits, shifted symbols, spaces.
+const TYPED: &str = "Saffron types: echo $((6*7)) > ok_A-Z/[1]!";
+/// The X screen: the guest's mode, so that remote-viewer in kiosk mode (full screen, no
+/// toolbar) shows the guest at 100% zoom.
+const SCREEN: (u32, u32) = (1024, 768);
+
+/// Kills a child process when dropped (a failing test must not leave Xvfb running).
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Xvfb on a free display number, with a window manager, and returns the display name
+/// and both processes.
+fn start_x() -> (String, Reaper, Reaper) {
+    let (display, xvfb) = start_xvfb();
+    let wm = Command::new("matchbox-window-manager")
+        .args(["-use_titlebar", "no"])
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run matchbox-window-manager (apt-get install matchbox-window-manager)");
+    (display, xvfb, Reaper(wm))
+}
+
+fn start_xvfb() -> (String, Reaper) {
+    for n in 90..140u32 {
+        let n = n + std::process::id() % 50;
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        if socket.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .arg(format!(":{n}"))
+            .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
+            .args(["-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run Xvfb (apt-get install xvfb)");
+        let mut xvfb = Reaper(child);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if socket.exists() {
+                return (format!(":{n}"), xvfb);
+            }
+            if let Ok(Some(_)) = xvfb.0.try_wait() {
+                break; // lost a race for this display number: try the next
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("could not start Xvfb on any display :90..:190");
+}
+
+/// The X screen as packed RGB, read with `xwd -root` (ZPixmap, 32 bits per pixel, LSB first).
+fn x_screenshot(display: &str) -> Result<(u32, u32, Vec<u8>), String> {
+    let out = Command::new("xwd")
+        .args(["-root", "-silent", "-display", display])
+        .output()
+        .map_err(|e| format!("cannot run xwd (apt-get install x11-apps): {e}"))?;
+    if !out.status.success() {
+        return Err(format!("xwd: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    parse_xwd(&out.stdout)
+}
+
+fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+    let field = |i: usize| -> Result<u32, String> {
+        d.get(i * 4..i * 4 + 4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+            .ok_or_else(|| "truncated XWD header".to_string())
+    };
+    let (header, format, w, h) = (field(0)?, field(2)?, field(4)?, field(5)?);
+    let (byte_order, stride, ncolors) = (field(7)?, field(12)? as usize, field(19)?);
+    let masks = (field(14)?, field(15)?, field(16)?);
+    if format != 2
+        || byte_order != 0
+        || masks != (0xff0000, 0xff00, 0xff)
+        || stride < w as usize * 4
+    {
+        return Err(format!(
+            "unexpected XWD: format {format} byte order {byte_order} masks {masks:x?} stride {stride}"
+        ));
+    }
+    let start = header as usize + ncolors as usize * 12;
+    let data = d
+        .get(start..start + stride * h as usize)
+        .ok_or("truncated XWD pixels")?;
+    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
+    for row in data.chunks_exact(stride) {
+        for px in row[..w as usize * 4].chunks_exact(4) {
+            rgb.extend_from_slice(&[px[2], px[1], px[0]]);
+        }
+    }
+    Ok((w, h, rgb))
+}
+
+/// Where the `gw` x `gh` RGB picture `guest` sits, 1:1, inside the screenshot, if anywhere.
+fn find_exact(shot: &(u32, u32, Vec<u8>), guest: &[u8], gw: u32, gh: u32) -> Option<(u32, u32)> {
+    let (sw, sh, ref px) = *shot;
+    if sw < gw || sh < gh {
+        return None;
+    }
+    let row = (gw * 3) as usize;
+    let first = &guest[..row];
+    for y in 0..=(sh - gh) {
+        for x in 0..=(sw - gw) {
+            let at = |yy: u32| ((y + yy) * sw + x) as usize * 3;
+            if &px[at(0)..at(0) + row] != first {
+                continue;
+            }
+            if (0..gh).all(|yy| {
+                px[at(yy)..at(yy) + row] == guest[(yy as usize) * row..(yy as usize + 1) * row]
+            }) {
+                return Some((x, y));
+            }
+        }
+    }
+    None
+}
+
+#[test]
+fn remote_viewer_shows_the_guest_screen() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-rv-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let (display, _xvfb, _wm) = start_x();
+
+    let mut opts = GuestOptions::new("qxl-rv");
+    opts.args = vec!["random:11".into()];
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    let mut seen: Option<(u32, u32, String)> = None;
+    let mut last_error = String::new();
+    let mut viewer: Option<Reaper> = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "typing" => {
+                // The guest holds tty1 open and reads a line from it once we say "go".
+                let typed = Command::new("xdotool")
+                    .args(["type", "--delay", "60", TYPED])
+                    .env("DISPLAY", &display)
+                    .status()
+                    .expect("cannot run xdotool (apt-get install xdotool)");
+                assert!(typed.success(), "xdotool type failed");
+                let enter = Command::new("xdotool")
+                    .args(["key", "Return"])
+                    .env("DISPLAY", &display)
+                    .status()
+                    .expect("xdotool");
+                assert!(enter.success(), "xdotool key failed");
+            }
+            _ => {
+                let port = vm.spice().expect("spice server").local_addr().port();
+                // Our own render tells where to look; the verdict is the guest's hash below.
+                let (gw, gh, guest) = vm.server().worker().screendump().expect("screendump");
+                let vv = dir.join("guest.vv");
+                std::fs::write(
+                    &vv,
+                    format!(
+                        "[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport={port}\npassword={PASSWORD}\n"
+                    ),
+                )
+                .unwrap();
+                let started = Instant::now();
+                let child = Command::new("remote-viewer")
+                    .args(["--kiosk", "--kiosk-quit", "on-disconnect"])
+                    .arg(&vv)
+                    .env("DISPLAY", &display)
+                    .stdout(Stdio::null())
+                    .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
+                    .spawn()
+                    .expect("cannot run remote-viewer (apt-get install virt-viewer)");
+                viewer = Some(Reaper(child));
+                // The guest waits 60 s for "go".
+                let until = started + Duration::from_secs(45);
+                while Instant::now() < until && seen.is_none() {
+                    std::thread::sleep(Duration::from_secs(1));
+                    match x_screenshot(&display) {
+                        Ok(shot) => match find_exact(&shot, &guest, gw, gh) {
+                            Some((x, y)) => {
+                                let (sw, _, ref px) = shot;
+                                let mut region = Vec::with_capacity(guest.len());
+                                for yy in 0..gh {
+                                    let at = (((y + yy) * sw + x) * 3) as usize;
+                                    region.extend_from_slice(&px[at..at + (gw * 3) as usize]);
+                                }
+                                seen = Some((gw, gh, sha256_hex(&region)));
+                                println!(
+                                    "remote-viewer showed the guest at +{x}+{y} after {:?}",
+                                    started.elapsed()
+                                );
+                            }
+                            None => last_error = "guest picture not (yet) on the X screen".into(),
+                        },
+                        Err(e) => last_error = e,
+                    }
+                }
+                if seen.is_none()
+                    && let Ok(out) = Command::new("xwd")
+                        .args(["-root", "-silent", "-display", &display])
+                        .output()
+                {
+                    let _ = std::fs::write(dir.join("last-screen.xwd"), out.stdout);
+                }
+            }
+        },
+    );
+    drop(viewer);
+    run.assert_workload_ok("qxl-rv");
+    let recs = run.records();
+    let fbs = with_tag(&recs, "FB");
+    assert_eq!(fbs.len(), 1, "serial:\n{}", run.serial);
+    let (w, h, digest) = seen.unwrap_or_else(|| {
+        panic!(
+            "remote-viewer never showed the guest's picture 1:1 ({last_error}); see {}",
+            dir.display()
+        )
+    });
+    assert_eq!(
+        (u64::from(w), u64::from(h)),
+        (fbs[0].num("width"), fbs[0].num("height"))
+    );
+    assert_eq!(
+        digest,
+        fbs[0].get("sha256"),
+        "what remote-viewer shows differs from the guest's /dev/fb0"
+    );
+    let typed = with_tag(&recs, "TYPED");
+    assert_eq!(typed.len(), 1, "serial:\n{}", run.serial);
+    let hex: String = TYPED.bytes().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(
+        typed[0].get("hex"),
+        hex,
+        "the guest read something else than what was typed into remote-viewer"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
