@@ -327,12 +327,49 @@ impl Screen {
                 self.apply_draw_copy(body)?;
                 self.draws += 1;
             }
+            msg::DISPLAY_DRAW_FILL => {
+                self.apply_draw_fill(body)?;
+                self.draws += 1;
+            }
             _ => {}
         }
         if self.window > 0 {
             self.received += 1;
             if self.received.is_multiple_of(self.window) {
                 send_msg(ch, msg::MSGC_ACK, &[])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The box of a draw message onto surface 0 (with clip NONE), checked against the surface.
+    fn draw_box(&self, b: &[u8]) -> Result<(usize, usize, usize, usize), ClientError> {
+        if u32_at(b, 0)? != 0 {
+            return proto("draw onto a surface other than 0");
+        }
+        let (top, left, bottom, right) =
+            (u32_at(b, 4)?, u32_at(b, 8)?, u32_at(b, 12)?, u32_at(b, 16)?);
+        if b.get(20) != Some(&0) {
+            return proto("clip other than NONE");
+        }
+        if right < left || bottom < top || right > self.width || bottom > self.height {
+            return proto("draw box outside the surface");
+        }
+        Ok((top as usize, left as usize, bottom as usize, right as usize))
+    }
+
+    /// Applies a DRAW_FILL with a solid brush and rop PUT onto surface 0.
+    fn apply_draw_fill(&mut self, b: &[u8]) -> Result<(), ClientError> {
+        let (top, left, bottom, right) = self.draw_box(b)?;
+        if b.get(21) != Some(&1) || u16_at(b, 26)? != 8 {
+            return proto("fill other than a SOLID brush with rop PUT");
+        }
+        let c = u32_at(b, 22)?.to_le_bytes();
+        let px = [c[0], c[1], c[2], 0];
+        for y in top..bottom {
+            let row = y * self.width as usize * 4;
+            for p in self.pixels[row + left * 4..row + right * 4].chunks_exact_mut(4) {
+                p.copy_from_slice(&px);
             }
         }
         Ok(())

@@ -115,6 +115,15 @@ impl SendQueue {
         Ok(())
     }
 
+    /// The types of the queued messages, taking them out of the queue (for unit tests that
+    /// look at what an updater queued).
+    #[cfg(test)]
+    pub(crate) fn take_types(&self) -> Vec<u16> {
+        let mut s = self.lock();
+        s.bytes = 0;
+        s.msgs.drain(..).map(|m| m.ty).collect()
+    }
+
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes

@@ -1,10 +1,11 @@
 //! The display channel (spec §4, §8): one primary surface fed from the [`DisplaySource`].
 //!
 //! Each client has an updater thread that polls the source, diffs the new frame with the last
-//! frame queued for *that* client, and queues the bounding box of what changed as raw 32-bit
-//! top-down BITMAP DRAW_COPYs, cut into row bands under [`MAX_DRAW_BODY`] (except the first
-//! draw on a new surface, which is whole). Raw bitmaps are the one image format every Spice
-//! client decodes.
+//! frame queued for *that* client, and queues each changed region (runs of changed rows, see
+//! [`changed_rects`]) as a DRAW_FILL when it is one solid colour, else as raw 32-bit top-down
+//! BITMAP DRAW_COPYs cut into row bands under [`MAX_DRAW_BODY`] (except the first draw on a
+//! new surface, which is one whole DRAW_COPY). Raw bitmaps are the one image format every
+//! Spice client decodes; compression comes later.
 
 use std::sync::Arc;
 use std::thread;
@@ -55,17 +56,30 @@ impl Rect {
     }
 }
 
-/// The bounding box of the pixels that differ between two same-sized frames.
-pub fn changed_rect(old: &Frame, new: &Frame) -> Option<Rect> {
+/// Unchanged rows allowed inside one changed region before it is split in two. A region costs
+/// about a hundred bytes of message headers and a row of a 1024-wide surface 4 KiB, so only
+/// tiny gaps are worth sending as pixels to save a message.
+const SPLIT_GAP_ROWS: u32 = 2;
+/// Most regions sent per tick; a frame changed in more places than this goes as the bounding
+/// box of all of them (one big message beats hundreds of small ones).
+pub const MAX_REGIONS: usize = 64;
+/// Solid regions of at least this many pixels go as a DRAW_FILL (41 bytes) instead of pixels.
+const MIN_FILL_PIXELS: u64 = 16;
+
+/// What changed between two frames, as regions in top-to-bottom order: runs of changed rows
+/// (split where at least [`SPLIT_GAP_ROWS`] + 1 rows are unchanged), each as wide as the
+/// changes in it. A new size means the whole frame.
+pub fn changed_rects(old: &Frame, new: &Frame) -> Vec<Rect> {
     if old.width != new.width || old.height != new.height {
-        return Some(Rect::full(new));
+        return vec![Rect::full(new)];
     }
     let stride = new.width as usize * 4;
     let rows = old
         .pixels
         .chunks_exact(stride)
         .zip(new.pixels.chunks_exact(stride));
-    let mut rect: Option<Rect> = None;
+    let mut out: Vec<Rect> = Vec::new();
+    let mut current: Option<Rect> = None;
     for (y, (a, b)) in rows.enumerate() {
         if a == b {
             continue;
@@ -75,23 +89,79 @@ pub fn changed_rect(old: &Frame, new: &Frame) -> Option<Rect> {
         let left = pairs().position(px).unwrap_or(0) as u32;
         let right = (new.width as usize - pairs().rev().position(px).unwrap_or(0)) as u32;
         let y = y as u32;
-        rect = Some(match rect {
-            None => Rect {
-                top: y,
-                left,
-                bottom: y + 1,
-                right,
-            },
-            Some(r) => Rect {
+        current = Some(match current {
+            Some(r) if y - r.bottom <= SPLIT_GAP_ROWS => Rect {
                 top: r.top,
                 left: r.left.min(left),
                 bottom: y + 1,
                 right: r.right.max(right),
             },
+            other => {
+                out.extend(other);
+                Rect {
+                    top: y,
+                    left,
+                    bottom: y + 1,
+                    right,
+                }
+            }
         });
     }
-    rect
+    out.extend(current);
+    if out.len() > MAX_REGIONS {
+        let bbox = out.iter().skip(1).fold(out[0], |r, q| Rect {
+            top: r.top.min(q.top),
+            left: r.left.min(q.left),
+            bottom: r.bottom.max(q.bottom),
+            right: r.right.max(q.right),
+        });
+        out = vec![bbox];
+    }
+    out
 }
+
+/// The colour of `rect` in `frame` if every pixel in it is the same (all four bytes), as
+/// `0x00RRGGBB`; `None` otherwise or when the rect is too small to be worth a fill.
+pub fn solid_color(frame: &Frame, rect: Rect) -> Option<u32> {
+    let (w, h) = (rect.right - rect.left, rect.bottom - rect.top);
+    if u64::from(w) * u64::from(h) < MIN_FILL_PIXELS {
+        return None;
+    }
+    let stride = frame.width as usize * 4;
+    let first_at = rect.top as usize * stride + rect.left as usize * 4;
+    let first = frame.pixels.get(first_at..first_at + 4)?;
+    for y in rect.top..rect.bottom {
+        let start = y as usize * stride + rect.left as usize * 4;
+        let row = frame.pixels.get(start..start + w as usize * 4)?;
+        if !row.chunks_exact(4).all(|p| p == first) {
+            return None;
+        }
+    }
+    Some(u32::from_le_bytes([first[0], first[1], first[2], 0]))
+}
+
+/// A DRAW_FILL body: `rect` of surface 0 filled with a solid `0x00RRGGBB` brush, rop PUT, no
+/// clip, no mask.
+pub fn draw_fill(rect: Rect, color: u32) -> Vec<u8> {
+    let mut out = Writer::with_capacity(DRAW_FILL_BODY);
+    out.u32(0) // surface
+        .i32(rect.top as i32)
+        .i32(rect.left as i32)
+        .i32(rect.bottom as i32)
+        .i32(rect.right as i32)
+        .u8(0) // clip NONE
+        .u8(1) // brush SOLID
+        .u32(color)
+        .u16(8) // rop OP_PUT
+        .u8(0) // mask flags
+        .i32(0)
+        .i32(0)
+        .u32(0); // no mask bitmap
+    out.buf
+}
+
+/// Size of a [`draw_fill`] body.
+pub const DRAW_FILL_BODY: usize = 41;
 
 /// Cuts `rect` into row bands whose DRAW_COPY bodies stay under `max_body` (at least one row).
 pub fn bands(rect: Rect, max_body: usize) -> impl Iterator<Item = Rect> {
@@ -210,19 +280,33 @@ impl Updater {
             // diff against the last queued frame covers them all).
             return;
         }
-        let rect = match &self.last {
-            None => Some(Rect::full(&frame)),
+        let rects = match &self.last {
+            None => vec![Rect::full(&frame)],
             Some(last) if last.serial == frame.serial => return,
-            Some(last) => changed_rect(last, &frame),
+            Some(last) => changed_rects(last, &frame),
         };
-        // The first draw on a new surface is one message even when large: spicy-screenshot
-        // saves the picture at the first draw it sees, so that draw must hold everything.
+        // The first draw on a new surface is one DRAW_COPY even when large or solid:
+        // spicy-screenshot saves the picture at the first draw it sees, so that draw must hold
+        // everything.
         let max_body = if self.marked {
             MAX_DRAW_BODY
         } else {
             usize::MAX
         };
-        if let Some(rect) = rect {
+        for rect in rects {
+            if self.marked
+                && let Some(color) = solid_color(&frame, rect)
+            {
+                if queue
+                    .push(msg::DISPLAY_DRAW_FILL, draw_fill(rect, color), true)
+                    .is_err()
+                {
+                    debug!("send queue overflow: whole surface marked dirty");
+                    self.last = None;
+                    return;
+                }
+                continue;
+            }
             for band in bands(rect, max_body) {
                 self.image_id = self.image_id.wrapping_add(1);
                 let body = draw_copy(&frame, band, self.image_id);
@@ -328,22 +412,89 @@ mod tests {
         Frame::from_xrgb(w, h, serial, &px)
     }
 
+    fn r(top: u32, left: u32, bottom: u32, right: u32) -> Rect {
+        Rect {
+            top,
+            left,
+            bottom,
+            right,
+        }
+    }
+
     #[test]
-    fn diff_bbox() {
-        let a = frame(8, 6, 1, |_, _| 0);
-        let b = frame(8, 6, 2, |x, y| {
+    fn diff_regions() {
+        let a = frame(8, 16, 1, |_, _| 0);
+        // Rows 1 and 3: a gap of one row stays one region.
+        let b = frame(8, 16, 2, |x, y| {
             u32::from((x == 2 && y == 1) || (x == 5 && y == 3))
         });
-        assert_eq!(changed_rect(&a, &a), None);
+        assert!(changed_rects(&a, &a).is_empty());
+        assert_eq!(changed_rects(&a, &b), vec![r(1, 2, 4, 6)]);
+        // Rows 1 and 12: two regions, each as wide as its own change.
+        let c = frame(8, 16, 3, |x, y| {
+            u32::from((x == 2 && y == 1) || ((4..7).contains(&x) && y == 12))
+        });
+        assert_eq!(changed_rects(&a, &c), vec![r(1, 2, 2, 3), r(12, 4, 13, 7)]);
+        // A new size is the whole frame.
         assert_eq!(
-            changed_rect(&a, &b),
-            Some(Rect {
-                top: 1,
-                left: 2,
-                bottom: 4,
-                right: 6
-            })
+            changed_rects(&a, &frame(4, 4, 4, |_, _| 0)),
+            vec![r(0, 0, 4, 4)]
         );
+    }
+
+    #[test]
+    fn too_many_regions_become_one() {
+        let h = (MAX_REGIONS as u32 + 1) * 4;
+        let a = frame(8, h, 1, |_, _| 0);
+        let b = frame(8, h, 2, |x, y| u32::from(y % 4 == 0 && x == 3));
+        assert_eq!(changed_rects(&a, &b), vec![r(0, 3, h - 3, 4)]);
+    }
+
+    #[test]
+    fn solid_regions_and_fill_layout() {
+        let f = frame(8, 8, 1, |x, _| if x < 4 { 0x00a0b0c0 } else { x });
+        assert_eq!(solid_color(&f, r(0, 0, 8, 4)), Some(0x00a0b0c0));
+        assert_eq!(solid_color(&f, r(0, 0, 8, 5)), None);
+        assert_eq!(
+            solid_color(&f, r(0, 0, 2, 2)),
+            None,
+            "too small to be worth it"
+        );
+        let body = draw_fill(r(1, 2, 3, 4), 0x00123456);
+        assert_eq!(body.len(), DRAW_FILL_BODY);
+        assert_eq!(&body[4..8], &1i32.to_le_bytes());
+        assert_eq!(body[20], 0, "clip NONE");
+        assert_eq!(body[21], 1, "SOLID");
+        assert_eq!(&body[22..26], &0x00123456u32.to_le_bytes());
+        assert_eq!(&body[26..28], &8u16.to_le_bytes());
+    }
+
+    #[test]
+    fn updater_sends_fills_for_solid_changes_after_the_first_draw() {
+        let q = SendQueue::new(1 << 20);
+        let mut u = Updater {
+            surface: None,
+            last: None,
+            marked: false,
+            monitors_cap: false,
+            image_id: 0,
+            base_limit: 1 << 20,
+            warned: false,
+        };
+        u.tick(&q, frame(16, 16, 1, |_, _| 7));
+        let first = q.take_types();
+        assert_eq!(
+            first,
+            vec![
+                msg::DISPLAY_SURFACE_CREATE,
+                msg::DISPLAY_DRAW_COPY,
+                msg::DISPLAY_MARK
+            ],
+            "the first draw is a whole DRAW_COPY even when solid"
+        );
+        u.tick(&q, frame(16, 16, 2, |_, y| if y < 8 { 9 } else { 7 }));
+        let next = q.take_types();
+        assert_eq!(next, vec![msg::DISPLAY_DRAW_FILL]);
     }
 
     #[test]

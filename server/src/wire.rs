@@ -83,6 +83,7 @@ pub mod msg {
     pub const DISPLAY_MARK: u16 = 102;
     pub const DISPLAY_RESET: u16 = 103;
     pub const DISPLAY_INVAL_ALL_PALETTES: u16 = 108;
+    pub const DISPLAY_DRAW_FILL: u16 = 302;
     pub const DISPLAY_DRAW_COPY: u16 = 304;
     pub const DISPLAY_SURFACE_CREATE: u16 = 314;
     pub const DISPLAY_SURFACE_DESTROY: u16 = 315;

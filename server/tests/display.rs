@@ -32,26 +32,31 @@ fn screenshot_and_updates_match_the_source() {
     );
     assert_eq!(screen.pixels, *frame.pixels);
 
-    // A small change arrives as a small DRAW_COPY.
-    let mut px = (*frame.pixels).clone();
-    for y in 100..110usize {
-        for x in 200..220usize {
-            px[(y * 1024 + x) * 4..][..4].copy_from_slice(&[1, 2, 3, 0]);
+    // A small solid change arrives as a DRAW_FILL, a small patterned one as a DRAW_COPY.
+    let mut changed = frame.clone();
+    for (serial, solid, want) in [(2u64, true, 302u16), (3, false, 304)] {
+        let mut px = (*changed.pixels).clone();
+        for y in 100..110usize {
+            for x in 200..220usize {
+                let v = if solid { 3 } else { (x * 7 + y) as u8 };
+                px[(y * 1024 + x) * 4..][..4].copy_from_slice(&[1, 2, v, 0]);
+            }
         }
-    }
-    let changed = saffron_server::Frame {
-        serial: 2,
-        pixels: std::sync::Arc::new(px),
-        ..frame
-    };
-    src.set(changed.clone());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while screen.pixels != *changed.pixels {
-        assert!(Instant::now() < deadline, "update not received");
-        assert_eq!(screen.step(&mut d).unwrap(), 304);
+        changed = saffron_server::Frame {
+            serial,
+            pixels: std::sync::Arc::new(px),
+            ..frame.clone()
+        };
+        src.set(changed.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while screen.pixels != *changed.pixels {
+            assert!(Instant::now() < deadline, "update not received");
+            assert_eq!(screen.step(&mut d).unwrap(), want);
+        }
     }
 
     // A resolution change recreates the surface.
+    let deadline = Instant::now() + Duration::from_secs(10);
     let small = gradient(320, 200, 3, 0x55);
     src.set(small.clone());
     while screen.width != 320 || screen.pixels != *small.pixels {

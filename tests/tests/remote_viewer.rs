@@ -1,7 +1,8 @@
 //! End-to-end smoke test with the desktop client users run: `remote-viewer` (Debian's
 //! virt-viewer) in an Xvfb X server connects to the guest's Spice server;
 //! - a screenshot of the X screen shows the guest's picture, every pixel of it, 1:1 — checked
-//!   against the hash the guest computed of its own `/dev/fb0`;
+//!   against the hash the guest computed of its own `/dev/fb0` — for a first picture (sent
+//!   whole) and for the next ones (sent as the changes: a solid screen as a fill);
 //! - a line typed into remote-viewer's window (xdotool) is what the guest reads from its
 //!   console tty (Spice inputs → QMP → the guest's PS/2 keyboard).
 //!
@@ -17,6 +18,9 @@ use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex
 use saffron_vmm::spice::SpiceOptions;
 
 const PASSWORD: &str = "saffron-rv-ticket";
+/// The guest's pictures: the first reaches the client whole, the solid one as a DRAW_FILL,
+/// the last as a DRAW_COPY of the changes.
+const PATTERNS: [&str; 3] = ["random:11", "solid:3366cc", "hgrad"];
 /// Typed into remote-viewer: lower and upper case, digits, shifted symbols, spaces.
 const TYPED: &str = "Saffron types: echo $((6*7)) > ok_A-Z/[1]!";
 /// The X screen: the guest's mode, so that remote-viewer in kiosk mode (full screen, no
@@ -154,13 +158,13 @@ fn remote_viewer_shows_the_guest_screen() {
     let (display, _xvfb, _wm) = start_x();
 
     let mut opts = GuestOptions::new("qxl-rv");
-    opts.args = vec!["random:11".into()];
+    opts.args = PATTERNS.iter().map(|p| p.to_string()).collect();
     opts.spice = SpiceOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
         ..SpiceOptions::default()
     };
-    let mut seen: Option<(u32, u32, String)> = None;
+    let mut seen: Vec<(u32, u32, String)> = Vec::new();
     let mut last_error = String::new();
     let mut viewer: Option<Reaper> = None;
     let run = boot_guest_with_sync(
@@ -195,19 +199,22 @@ fn remote_viewer_shows_the_guest_screen() {
                 )
                 .unwrap();
                 let started = Instant::now();
-                let child = Command::new("remote-viewer")
-                    .args(["--kiosk", "--kiosk-quit", "on-disconnect"])
-                    .arg(&vv)
-                    .env("DISPLAY", &display)
-                    .stdout(Stdio::null())
-                    .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
-                    .spawn()
-                    .expect("cannot run remote-viewer (apt-get install virt-viewer)");
-                viewer = Some(Reaper(child));
+                if viewer.is_none() {
+                    let child = Command::new("remote-viewer")
+                        .args(["--kiosk", "--kiosk-quit", "on-disconnect"])
+                        .arg(&vv)
+                        .env("DISPLAY", &display)
+                        .stdout(Stdio::null())
+                        .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
+                        .spawn()
+                        .expect("cannot run remote-viewer (apt-get install virt-viewer)");
+                    viewer = Some(Reaper(child));
+                }
                 // The guest waits 60 s for "go".
                 let until = started + Duration::from_secs(45);
-                while Instant::now() < until && seen.is_none() {
-                    std::thread::sleep(Duration::from_secs(1));
+                let want = seen.len() + 1;
+                while Instant::now() < until && seen.len() < want {
+                    std::thread::sleep(Duration::from_millis(250));
                     match x_screenshot(&display) {
                         Ok(shot) => match find_exact(&shot, &guest, gw, gh) {
                             Some((x, y)) => {
@@ -217,9 +224,10 @@ fn remote_viewer_shows_the_guest_screen() {
                                     let at = (((y + yy) * sw + x) * 3) as usize;
                                     region.extend_from_slice(&px[at..at + (gw * 3) as usize]);
                                 }
-                                seen = Some((gw, gh, sha256_hex(&region)));
+                                seen.push((gw, gh, sha256_hex(&region)));
                                 println!(
-                                    "remote-viewer showed the guest at +{x}+{y} after {:?}",
+                                    "remote-viewer showed {} at +{x}+{y} after {:?}",
+                                    sync.get("label"),
                                     started.elapsed()
                                 );
                             }
@@ -228,7 +236,7 @@ fn remote_viewer_shows_the_guest_screen() {
                         Err(e) => last_error = e,
                     }
                 }
-                if seen.is_none()
+                if seen.len() < want
                     && let Ok(out) = Command::new("xwd")
                         .args(["-root", "-silent", "-display", &display])
                         .output()
@@ -242,22 +250,27 @@ fn remote_viewer_shows_the_guest_screen() {
     run.assert_workload_ok("qxl-rv");
     let recs = run.records();
     let fbs = with_tag(&recs, "FB");
-    assert_eq!(fbs.len(), 1, "serial:\n{}", run.serial);
-    let (w, h, digest) = seen.unwrap_or_else(|| {
-        panic!(
-            "remote-viewer never showed the guest's picture 1:1 ({last_error}); see {}",
-            dir.display()
-        )
-    });
+    assert_eq!(fbs.len(), PATTERNS.len(), "serial:\n{}", run.serial);
     assert_eq!(
-        (u64::from(w), u64::from(h)),
-        (fbs[0].num("width"), fbs[0].num("height"))
+        seen.len(),
+        PATTERNS.len(),
+        "remote-viewer never showed picture {} 1:1 ({last_error}); see {}",
+        seen.len() + 1,
+        dir.display()
     );
-    assert_eq!(
-        digest,
-        fbs[0].get("sha256"),
-        "what remote-viewer shows differs from the guest's /dev/fb0"
-    );
+    for (i, (fb, (w, h, digest))) in fbs.iter().zip(&seen).enumerate() {
+        assert_eq!(
+            (u64::from(*w), u64::from(*h)),
+            (fb.num("width"), fb.num("height"))
+        );
+        assert_eq!(
+            digest,
+            fb.get("sha256"),
+            "picture {} ({}): what remote-viewer shows differs from the guest's /dev/fb0",
+            i + 1,
+            PATTERNS[i]
+        );
+    }
     let typed = with_tag(&recs, "TYPED");
     assert_eq!(typed.len(), 1, "serial:\n{}", run.serial);
     let hex: String = TYPED.bytes().map(|b| format!("{b:02x}")).collect();

@@ -1,25 +1,32 @@
 #!/bin/sh
 # The helpers below are called through step's "$@", which shellcheck cannot follow.
 # shellcheck disable=SC2317
-# qxl-rv: what the remote-viewer test needs. Loads qxl, draws one pattern into /dev/fb0 and
-# hashes it (SAFFRON-FB), holds still while the host screenshots remote-viewer (sync 1), then
-# lets the host type a line into remote-viewer (sync 2) and reads it from the framebuffer
-# console's tty: SAFFRON-TYPED hex=<the line's bytes in hex>.
-# $1 (saffron.args): the pattern (default random:11).
+# qxl-rv: what the remote-viewer test needs. Loads qxl; for each pattern draws it into
+# /dev/fb0, hashes it (SAFFRON-FB) and holds still while the host screenshots remote-viewer
+# (sync N, label = the pattern); then lets the host type a line into remote-viewer (sync with
+# label typing) and reads it from the framebuffer console's tty:
+# SAFFRON-TYPED hex=<the line's bytes in hex>.
+# $@ (saffron.args): the patterns (default random:11).
 
 . /workloads/steps.sh
 
-pattern=${1:-random:11}
+if [ "$#" -eq 0 ]; then
+    set -- random:11
+fi
 step modprobe modprobe qxl
 step wait-fb0 wait_for /dev/fb0 20
 step wait-tty1 wait_for /dev/tty1 5
 # Keep tty1 open from here on: keys typed while nobody has the tty open are dropped.
 exec 3</dev/tty1
 step fbcon-off saffron-guest fbcon-off --kd graphics
-step fbfill saffron-guest fbfill --pattern "$pattern"
-step fbhash saffron-guest fbhash
-step sync-screen saffron-guest sync --id 1 --label "$pattern"
-step sync-typing saffron-guest sync --id 2 --label typing
+n=0
+for pattern in "$@"; do
+    n=$((n + 1))
+    step "fbfill-$n" saffron-guest fbfill --pattern "$pattern"
+    step "fbhash-$n" saffron-guest fbhash
+    step "sync-$n" saffron-guest sync --id "$n" --label "$pattern"
+done
+step sync-typing saffron-guest sync --id $((n + 1)) --label typing
 typed() {
     # busybox ash has read -t.
     # shellcheck disable=SC3045
