@@ -13,7 +13,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::config::ServerConfig;
 use crate::link::{self, LinkRequest};
 use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Sessions};
-use crate::source::{DisplaySource, InputSink};
+use crate::source::{CursorSource, DisplaySource, InputSink, NoCursor};
 use crate::ticket::{KeyPool, MAX_PASSWORD_LEN, Ticket};
 use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub source: Arc<dyn DisplaySource>,
     pub input: Arc<dyn InputSink>,
+    pub cursor: Arc<dyn CursorSource>,
     pub sessions: Sessions,
     pub keys: KeyPool,
     pub ticket: RwLock<Option<Ticket>>,
@@ -135,12 +136,23 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
     Ok((listener, bound))
 }
 
-/// Starts the Spice server: binds the plain port and, when configured, the TLS port (after
-/// loading its certificate and key), then accepts on background threads.
+/// Starts the Spice server for a display without a pointer (cursor clients see "no cursor"):
+/// [`start_with_cursor`] with [`NoCursor`].
 pub fn start(
     config: ServerConfig,
     source: Arc<dyn DisplaySource>,
     input: Arc<dyn InputSink>,
+) -> Result<ServerHandle, ServerError> {
+    start_with_cursor(config, source, input, Arc::new(NoCursor))
+}
+
+/// Starts the Spice server: binds the plain port and, when configured, the TLS port (after
+/// loading its certificate and key), then accepts on background threads.
+pub fn start_with_cursor(
+    config: ServerConfig,
+    source: Arc<dyn DisplaySource>,
+    input: Arc<dyn InputSink>,
+    cursor: Arc<dyn CursorSource>,
 ) -> Result<ServerHandle, ServerError> {
     if config.disable_ticketing && !config.addr.ip().is_loopback() && !config.insecure {
         return Err(ServerError::InsecureListen(config.addr));
@@ -169,6 +181,7 @@ pub fn start(
         config,
         source,
         input,
+        cursor,
         sessions: Sessions::default(),
         keys: KeyPool::start(),
         ticket: RwLock::new(ticket),
@@ -403,7 +416,7 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         channel::CURSOR => {
             let span = info_span!("cursor", session = session.id);
             let _e = span.enter();
-            cursor::run(stream, &session, mini)
+            cursor::run(stream, shared, &session, mini)
         }
         _ => {
             let span = info_span!("inputs", session = session.id);

@@ -68,6 +68,7 @@ fn inputs_reach_the_sink_and_motion_is_acked() {
     let (_main, id) = main_session(h.local_addr(), "pw");
     let (r, mut cursor) = link(h.local_addr(), id, 4, "pw", &[]);
     assert_eq!(r, 0);
+    assert_eq!(read_msg(&mut cursor).0, 3, "SET_ACK first, as spice-server");
     let (ty, body) = read_msg(&mut cursor);
     assert_eq!(
         (ty, &body[..]),
