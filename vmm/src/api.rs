@@ -161,6 +161,20 @@ impl Api {
                     "unsupported": c.unsupported,
                     "failed": c.failed,
                 })).collect::<Vec<_>>(),
+                "cursor": {
+                    "x": w.cursor.x,
+                    "y": w.cursor.y,
+                    "visible": w.cursor.visible,
+                    "shape": w.cursor.shape.as_ref().map(|(kind, width, height, hot_x, hot_y)| json!({
+                        "type": kind,
+                        "width": width,
+                        "height": height,
+                        "hot_x": hot_x,
+                        "hot_y": hot_y,
+                    })),
+                    "shape_generation": w.cursor.shape_generation,
+                    "resets": w.cursor.resets,
+                },
             })),
         })
     }
