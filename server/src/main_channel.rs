@@ -1,5 +1,7 @@
 //! The main channel (spec §3): session INIT, the channel list, mouse modes and keep-alive
-//! pings whose round trip is kept per session.
+//! pings whose round trip is kept per session. There is no guest agent yet: INIT says
+//! agent_connected 0 and nothing else about the agent is sent, as spice-server does without a
+//! vdagent; spicy and remote-viewer then show the display without waiting for one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -141,6 +143,12 @@ pub(crate) fn handle(
             w.u16(supported)
                 .u16(session.mouse_mode.load(Ordering::Acquire));
             let _ = queue.push(msg::MAIN_MOUSE_MODE, w.buf, false);
+        }
+        // There is no guest agent (MAIN_INIT says so, and spice-gtk then sends none of
+        // these); a client that sends them anyway is not wrong, its data goes nowhere, as in
+        // spice-server without a vdagent.
+        msg::MSGC_MAIN_AGENT_START | msg::MSGC_MAIN_AGENT_DATA | msg::MSGC_MAIN_AGENT_TOKEN => {
+            debug!(ty, "agent message dropped: no agent");
         }
         other => debug!(ty = other, "ignored main message"),
     }
