@@ -22,7 +22,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
 use crate::server::Shared;
 use crate::session::{MOUSE_MODE_SERVER, Session};
 use crate::source::{Cursor, CursorShape};
@@ -172,10 +174,17 @@ pub(crate) fn run(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mini: bool,
+    traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
     let queue = SendQueue::new(shared.config.queue_limit);
     let span = tracing::Span::current();
-    let writer = spawn_writer(stream.try_clone()?, queue.clone(), mini, span.clone())?;
+    let writer = spawn_writer(
+        stream.try_clone()?,
+        queue.clone(),
+        mini,
+        span.clone(),
+        traffic.clone(),
+    )?;
     queue.set_ack(ACK_WINDOW);
     let poller = {
         let (queue, shared, session) = (queue.clone(), shared.clone(), session.clone());
@@ -201,7 +210,7 @@ pub(crate) fn run(
         if session.is_closed() {
             break Ok(());
         }
-        match read_message(&mut stream, mini, MAX_CURSOR_MESSAGE) {
+        match read_counted(&mut stream, mini, MAX_CURSOR_MESSAGE, &traffic) {
             Ok((ty, body)) => match handle_common(&queue, ty, &body) {
                 Ok(Common::Disconnecting) => break Ok(()),
                 Ok(_) => {}

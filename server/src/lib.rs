@@ -21,6 +21,7 @@ pub mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
+pub use session::{ChannelInfo, ClientInfo};
 pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, InputSink, KeyEvent,
     NoCursor, NullInput, PointerEvent,

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
@@ -38,6 +40,7 @@ pub(crate) fn run(
     session: &Arc<Session>,
     req: &LinkRequest,
     mini: bool,
+    traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
     let queue = SendQueue::new(shared.config.queue_limit);
     let writer = spawn_writer(
@@ -45,6 +48,7 @@ pub(crate) fn run(
         queue.clone(),
         mini,
         tracing::Span::current(),
+        traffic.clone(),
     )?;
 
     let supported = shared.supported_mouse_modes();
@@ -82,7 +86,7 @@ pub(crate) fn run(
     };
 
     let result = loop {
-        let (ty, body) = match read_message(&mut stream, mini, MAX_MAIN_MESSAGE) {
+        let (ty, body) = match read_counted(&mut stream, mini, MAX_MAIN_MESSAGE, &traffic) {
             Ok(m) => m,
             Err(ConnError::Closed) => break Ok(()),
             Err(e) => break Err(e),

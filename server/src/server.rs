@@ -111,6 +111,12 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// The connected clients: per session its channels, their byte counts and the main
+    /// channel's last ping round trip (the control socket's `client_info`).
+    pub fn clients(&self) -> Vec<crate::session::ClientInfo> {
+        self.shared.sessions.snapshot()
+    }
+
     /// Stops accepting and disconnects all clients.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -378,16 +384,22 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         } else {
             MOUSE_MODE_SERVER
         };
-        let session = shared.sessions.create(default_mode);
+        let peer = stream.tcp().peer_addr().ok();
+        let session = shared.sessions.create(default_mode, peer);
         session.attach(stream.tcp());
+        let registration =
+            session.register_channel(channel::MAIN, req.channel_id, stream.is_tls(), peer);
+        let traffic = registration.traffic().clone();
         let result = (|| {
             send_result(&mut stream, LinkErr::Ok)?;
             after_link(&stream)?;
             let span = info_span!("main", session = session.id);
             let _e = span.enter();
             info!("client connected");
-            main_channel::run(stream, shared, &session, &req, mini).map_err(LinkError::from)
+            main_channel::run(stream, shared, &session, &req, mini, traffic)
+                .map_err(LinkError::from)
         })();
+        drop(registration);
         shared.sessions.remove(session.id);
         info!(session = session.id, "session ended");
         return result;
@@ -407,23 +419,31 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
     session.attach(stream.tcp());
     send_result(&mut stream, LinkErr::Ok)?;
     after_link(&stream)?;
+    let registration = session.register_channel(
+        req.channel_type,
+        req.channel_id,
+        stream.is_tls(),
+        stream.tcp().peer_addr().ok(),
+    );
+    let traffic = registration.traffic().clone();
     let result = match req.channel_type {
         channel::DISPLAY => {
             let span = info_span!("display", session = session.id);
             let _e = span.enter();
-            display::run(stream, shared, &session, &req, mini)
+            display::run(stream, shared, &session, &req, mini, traffic)
         }
         channel::CURSOR => {
             let span = info_span!("cursor", session = session.id);
             let _e = span.enter();
-            cursor::run(stream, shared, &session, mini)
+            cursor::run(stream, shared, &session, mini, traffic)
         }
         _ => {
             let span = info_span!("inputs", session = session.id);
             let _e = span.enter();
-            inputs::run(stream, shared, &session, mini)
+            inputs::run(stream, shared, &session, mini, traffic)
         }
     };
+    drop(registration);
     result.map_err(LinkError::from)
 }
 
@@ -466,7 +486,7 @@ pub fn fuzz_client_messages(
         return Err(ConnError::Closed);
     };
     let shared = &server.shared;
-    let session = shared.sessions.create(MOUSE_MODE_SERVER);
+    let session = shared.sessions.create(MOUSE_MODE_SERVER, None);
     let queue = SendQueue::new(shared.config.queue_limit);
     let max = match channel_type {
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
