@@ -1,11 +1,13 @@
 //! The guest's hardware cursor reaches Spice clients: the Linux qxl driver turns KMS cursor
 //! ioctls (a 64x64 ARGB image with a hot spot, two moves, a hide) into cursor-ring commands,
 //! our worker keeps the cursor state, and a client on the cursor channel receives exactly that
-//! shape, the positions and the hide. The control socket shows the same cursor in `stats`.
+//! shape, the positions and the hide. The control socket shows the same cursor in `stats`, and
+//! the connected client in `client_info`.
 
 use std::path::Path;
 
-use saffron_server::client::{CursorChannel, CursorMessage, Session};
+use saffron_server::client::{Channel, CursorChannel, CursorMessage, Screen, Session};
+use saffron_server::wire::msg;
 use saffron_tests::{
     GuestOptions, Record, boot_guest_with_sync, control_request, serial_guard, sha256_hex, with_tag,
 };
@@ -18,14 +20,16 @@ const PASSWORD: &str = "saffron-cursor-ticket";
 /// What the host saw at each hand-over.
 #[derive(Default)]
 struct Seen {
-    /// The client linked at `cursor-ready`: its session and cursor channel.
-    client: Option<(Session, CursorChannel)>,
+    /// The client linked at `cursor-ready`: its session, cursor and display channels.
+    client: Option<(Session, CursorChannel, Channel)>,
     /// Cursor messages, by hand-over id.
     messages: Vec<(String, CursorMessage)>,
     /// The INIT a second client got after the shape was set.
     late_init: Option<CursorMessage>,
     /// The worker's cursor in `stats` at `cursor-move2`.
     stats_cursor: Option<serde_json::Value>,
+    /// `client_info` at `cursor-move2`.
+    client_info: Option<serde_json::Value>,
 }
 
 fn on_sync(seen: &mut Seen, rec: &Record, vm: &Vm, api: &Path) {
@@ -39,10 +43,14 @@ fn on_sync(seen: &mut Seen, rec: &Record, vm: &Vm, api: &Path) {
             let mut cursor = session.cursor().expect("cursor channel");
             let init = cursor.read().expect("cursor INIT");
             seen.messages.push((id, init));
-            seen.client = Some((session, cursor));
+            // The display too, read up to its first MARK, so client_info has it to list.
+            let mut display = session.display().expect("display channel");
+            let mut screen = Screen::new();
+            while screen.step(&mut display).expect("display message") != msg::DISPLAY_MARK {}
+            seen.client = Some((session, cursor, display));
         }
         _ => {
-            let (_, cursor) = seen.client.as_mut().expect("linked at cursor-ready");
+            let (_, cursor, _) = seen.client.as_mut().expect("linked at cursor-ready");
             let m = cursor
                 .read()
                 .unwrap_or_else(|e| panic!("no cursor message at {id}: {e}"));
@@ -55,6 +63,7 @@ fn on_sync(seen: &mut Seen, rec: &Record, vm: &Vm, api: &Path) {
             if id == "cursor-move2" {
                 let stats = control_request(api, &json!({"cmd": "stats"}));
                 seen.stats_cursor = Some(stats["worker"]["cursor"].clone());
+                seen.client_info = Some(control_request(api, &json!({"cmd": "client_info"})));
             }
         }
     }
@@ -192,6 +201,33 @@ fn the_guest_cursor_reaches_a_spice_client() {
     assert!(
         c["shape_generation"].as_u64().is_some_and(|g| g >= 1),
         "{c}"
+    );
+
+    // client_info while the client was connected: its session with main, cursor and display
+    // channels, plain, with bytes both ways, and a ping round trip.
+    let info = seen.client_info.expect("client_info at cursor-move2");
+    let (session, _, display) = seen.client.as_ref().expect("the client");
+    let ours = info["clients"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["session_id"] == json!(session.id)))
+        .unwrap_or_else(|| panic!("our session in {info}"));
+    assert!(ours["rtt_ms"].as_f64().is_some(), "{ours}");
+    let channels = ours["channels"].as_array().expect("channels");
+    let kinds: Vec<(&str, bool)> = channels
+        .iter()
+        .map(|ch| (ch["type"].as_str().unwrap(), ch["tls"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("main", false), ("cursor", false), ("display", false)]
+    );
+    for ch in channels {
+        assert!(ch["bytes_sent"].as_u64().is_some_and(|b| b > 0), "{ch}");
+        assert!(ch["bytes_received"].as_u64().is_some_and(|b| b > 0), "{ch}");
+    }
+    assert!(
+        channels[2]["bytes_sent"].as_u64().unwrap() >= display.bytes_read,
+        "the display sent at least what the client had read: {ours}"
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
