@@ -9,7 +9,8 @@ use std::path::Path;
 use saffron_server::client::{Channel, CursorChannel, CursorMessage, Screen, Session};
 use saffron_server::wire::msg;
 use saffron_tests::{
-    GuestOptions, Record, boot_guest_with_sync, control_request, serial_guard, sha256_hex, with_tag,
+    GuestKernel, GuestOptions, Record, boot_guest_with_sync, control_request, serial_guard,
+    sha256_hex, with_tag,
 };
 use saffron_vmm::run::Vm;
 use saffron_vmm::spice::SpiceOptions;
@@ -71,13 +72,28 @@ fn on_sync(seen: &mut Seen, rec: &Record, vm: &Vm, api: &Path) {
 
 #[test]
 fn the_guest_cursor_reaches_a_spice_client() {
+    guest_cursor_reaches_a_client(GuestKernel::Bookworm);
+}
+
+/// Linux 6.8 moved the cursor hot spot from the framebuffer into the plane state: the 6.12
+/// driver must still send it.
+#[test]
+fn the_guest_cursor_of_linux_6_12_reaches_a_spice_client() {
+    guest_cursor_reaches_a_client(GuestKernel::Trixie);
+}
+
+fn guest_cursor_reaches_a_client(kernel: GuestKernel) {
     let _g = serial_guard();
-    let dir = std::env::temp_dir().join(format!("saffron-cursor-test-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!(
+        "saffron-cursor-test-{}-{kernel:?}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let password_file = dir.join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     let api = dir.join("api.sock");
     let mut opts = GuestOptions::new("qxl-cursor");
+    opts.kernel = kernel;
     opts.spice = SpiceOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
