@@ -1,5 +1,5 @@
-//! A minimal Spice client: link with the SPICE ticket, read and send mini-header messages, and
-//! keep a copy of the primary surface from display messages.
+//! A minimal Spice client: link with the SPICE ticket, read and send mini-header messages, keep
+//! a copy of the primary surface from display messages, and decode cursor messages.
 //!
 //! Why it lives in the library rather than in a test folder: the server's own tests, the
 //! real-guest tests (inputs, live display, cursor) and the Spice benchmark all need to script
@@ -265,6 +265,29 @@ impl Session {
         Channel::link(self.addr, self.id, channel_type, &self.password, chan_caps)
     }
 
+    /// Links the cursor channel.
+    pub fn cursor(&self) -> Result<CursorChannel, ClientError> {
+        Ok(CursorChannel {
+            channel: self.open(channel::CURSOR, &[])?,
+            window: 0,
+            received: 0,
+        })
+    }
+
+    /// Asks for a mouse mode (1 server, 2 client) and reads the main channel until the
+    /// server's MOUSE_MODE answer; returns the current mode it announces.
+    pub fn request_mouse_mode(&mut self, mode: u16) -> Result<u16, ClientError> {
+        self.main
+            .send(msg::MSGC_MAIN_MOUSE_MODE_REQUEST, &mode.to_le_bytes())?;
+        loop {
+            let (ty, body) = self.main.read()?;
+            if ty == msg::MAIN_MOUSE_MODE {
+                self.mouse_mode = u32::from(u16_at(&body, 2)?);
+                return u16_at(&body, 2);
+            }
+        }
+    }
+
     /// Links the display channel and sends DISPLAY_INIT, as spice-gtk does.
     pub fn display(&self) -> Result<Channel, ClientError> {
         let mut d = self.open(channel::DISPLAY, &[])?;
@@ -420,5 +443,153 @@ impl Screen {
             .chunks_exact(4)
             .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
             .collect()
+    }
+}
+
+/// A cursor shape as received.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedShape {
+    /// Cursor flags (0 for a shape sent whole and not cached).
+    pub flags: u16,
+    pub unique: u64,
+    /// Spice cursor type (0 ALPHA, 1 MONO, ...).
+    pub kind: u8,
+    pub width: u16,
+    pub height: u16,
+    pub hot_x: u16,
+    pub hot_y: u16,
+    /// The rest of the message: the pixels.
+    pub data: Vec<u8>,
+}
+
+/// A cursor-channel message, decoded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CursorMessage {
+    /// INIT: position, trail (length, frequency), visibility, shape (`None` = flags NONE).
+    Init {
+        x: i16,
+        y: i16,
+        trail: (u16, u16),
+        visible: bool,
+        shape: Option<ReceivedShape>,
+    },
+    Reset,
+    /// SET: position, visibility, shape.
+    Set {
+        x: i16,
+        y: i16,
+        visible: bool,
+        shape: Option<ReceivedShape>,
+    },
+    Move {
+        x: i16,
+        y: i16,
+    },
+    Hide,
+    Trail {
+        length: u16,
+        frequency: u16,
+    },
+    InvalAll,
+    /// Anything else (SET_ACK, PING, ...), by type.
+    Other(u16),
+}
+
+/// Decodes a Spice `Cursor` (flags, header unless NONE, pixels to the end).
+fn parse_shape(b: &[u8]) -> Result<Option<ReceivedShape>, ClientError> {
+    let flags = u16_at(b, 0)?;
+    if flags & 1 != 0 {
+        return Ok(None);
+    }
+    let Some(head) = b.get(2..19) else {
+        return proto("cursor header truncated");
+    };
+    Ok(Some(ReceivedShape {
+        flags,
+        unique: u64::from(u32_at(head, 0)?) | (u64::from(u32_at(head, 4)?) << 32),
+        kind: head[8],
+        width: u16_at(head, 9)?,
+        height: u16_at(head, 11)?,
+        hot_x: u16_at(head, 13)?,
+        hot_y: u16_at(head, 15)?,
+        data: b.get(19..).unwrap_or(&[]).to_vec(),
+    }))
+}
+
+/// Decodes one cursor-channel message.
+pub fn parse_cursor_message(ty: u16, b: &[u8]) -> Result<CursorMessage, ClientError> {
+    let i16_at = |off| u16_at(b, off).map(|v| v as i16);
+    Ok(match ty {
+        msg::CURSOR_INIT => CursorMessage::Init {
+            x: i16_at(0)?,
+            y: i16_at(2)?,
+            trail: (u16_at(b, 4)?, u16_at(b, 6)?),
+            visible: b.get(8).is_some_and(|v| *v != 0),
+            shape: parse_shape(b.get(9..).unwrap_or(&[]))?,
+        },
+        msg::CURSOR_RESET => CursorMessage::Reset,
+        msg::CURSOR_SET => CursorMessage::Set {
+            x: i16_at(0)?,
+            y: i16_at(2)?,
+            visible: b.get(4).is_some_and(|v| *v != 0),
+            shape: parse_shape(b.get(5..).unwrap_or(&[]))?,
+        },
+        msg::CURSOR_MOVE => CursorMessage::Move {
+            x: i16_at(0)?,
+            y: i16_at(2)?,
+        },
+        msg::CURSOR_HIDE => CursorMessage::Hide,
+        msg::CURSOR_TRAIL => CursorMessage::Trail {
+            length: u16_at(b, 0)?,
+            frequency: u16_at(b, 2)?,
+        },
+        msg::CURSOR_INVAL_ALL => CursorMessage::InvalAll,
+        other => CursorMessage::Other(other),
+    })
+}
+
+/// A linked cursor channel that answers ACK flow control like spice-gtk (ACK_SYNC on SET_ACK,
+/// an ACK every `window` messages after it) and pings.
+pub struct CursorChannel {
+    pub channel: Channel,
+    window: u32,
+    received: u32,
+}
+
+impl CursorChannel {
+    /// The next cursor message (SET_ACK and PING are answered and skipped).
+    pub fn read(&mut self) -> Result<CursorMessage, ClientError> {
+        loop {
+            let (ty, body) = self.channel.read()?;
+            if ty == msg::SET_ACK {
+                self.window = u32_at(&body, 4)?;
+                self.received = 0;
+                self.channel
+                    .send(msg::MSGC_ACK_SYNC, body.get(0..4).unwrap_or(&[]))?;
+                continue;
+            }
+            if self.window > 0 {
+                self.received += 1;
+                if self.received.is_multiple_of(self.window) {
+                    self.channel.send(msg::MSGC_ACK, &[])?;
+                }
+            }
+            if ty != msg::PING {
+                return parse_cursor_message(ty, &body);
+            }
+        }
+    }
+
+    /// Reads messages until `want` accepts one, which it returns; fails at the read timeout.
+    pub fn wait_for(
+        &mut self,
+        mut want: impl FnMut(&CursorMessage) -> bool,
+    ) -> Result<CursorMessage, ClientError> {
+        loop {
+            let m = self.read()?;
+            if want(&m) {
+                return Ok(m);
+            }
+        }
     }
 }

@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub queue_limit: usize,
     /// How often display clients poll the display source.
     pub poll_interval: Duration,
+    /// How often cursor clients poll the cursor source (shorter than the display's: a pointer
+    /// that lags the hand is noticed sooner than a late picture).
+    pub cursor_poll_interval: Duration,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             uuid: [0; 16],
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
             poll_interval: Duration::from_millis(33),
+            cursor_poll_interval: Duration::from_millis(15),
         }
     }
 }

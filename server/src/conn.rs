@@ -8,6 +8,7 @@
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
@@ -189,6 +190,45 @@ impl SendQueue {
     }
 }
 
+/// Bytes a channel connection moved in the data stage, headers included (the link stage is not
+/// counted): what the control socket's `client_info` reports.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    sent: AtomicU64,
+    received: AtomicU64,
+}
+
+impl Traffic {
+    /// Bytes written to the client.
+    pub fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// Bytes read from the client.
+    pub fn received(&self) -> u64 {
+        self.received.load(Ordering::Relaxed)
+    }
+}
+
+/// [`read_message`], counting what was read into `traffic`.
+pub(crate) fn read_counted(
+    stream: &mut impl Read,
+    mini: bool,
+    max_body: u32,
+    traffic: &Traffic,
+) -> Result<(u16, Vec<u8>), ConnError> {
+    let (ty, body) = read_message(stream, mini, max_body)?;
+    let header = if mini {
+        MINI_HEADER_SIZE
+    } else {
+        FULL_HEADER_SIZE
+    };
+    traffic
+        .received
+        .fetch_add((header + body.len()) as u64, Ordering::Relaxed);
+    Ok((ty, body))
+}
+
 /// Starts the writer thread of a connection. It ends (and shuts the socket down, which also
 /// ends the reader) when the queue is closed or a write fails.
 pub(crate) fn spawn_writer(
@@ -196,6 +236,7 @@ pub(crate) fn spawn_writer(
     queue: Arc<SendQueue>,
     mini: bool,
     span: tracing::Span,
+    traffic: Arc<Traffic>,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name("spice-writer".into())
@@ -210,6 +251,9 @@ pub(crate) fn spawn_writer(
                     tracing::debug!(%e, "write failed; closing");
                     break;
                 }
+                traffic
+                    .sent
+                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
             }
             queue.close();
             let _ = stream.shutdown();

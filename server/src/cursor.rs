@@ -1,34 +1,216 @@
-//! The cursor channel: v1 announces "no cursor" and then only keeps the connection alive, so
-//! interactive clients connect cleanly (the guest cursor is not forwarded yet).
+//! The cursor channel (spec §9.1): the guest's pointer — shape, position, visibility — polled
+//! from the [`CursorSource`] and sent the way spice-server sends it.
+//!
+//! A new client gets SET_ACK, then INIT with the current cursor. After that each poll sends
+//! what changed since the last one:
+//! * a new shape: SET (then HIDE if the shape arrived hidden: spice-gtk ignores SET's `visible`
+//!   and would show it);
+//! * the pointer shown again: MOVE (QXL's MOVE is also "show"), hidden: HIDE;
+//! * a move: MOVE, but only in server mouse mode — in client mode the client's own pointer is
+//!   the cursor and guest moves would fight it (spice-server drops them too);
+//! * a new trail: TRAIL;
+//! * a reset of the guest's cursor: INVAL_ALL, RESET and a fresh INIT (spice-gtk ignores
+//!   everything after RESET until the next INIT).
+//!
+//! Shapes are never cached: they go out with cursor flags 0 (no CACHE_ME), so no client ever
+//! holds a shape the server would have to invalidate; "no cursor" is flags NONE.
+//! Polling coalesces: what changed between two polls goes out as one update, and a client that
+//! has fallen behind (more than [`BEHIND_BYTES`] queued) gets nothing new until it catches up,
+//! then only the latest state — so a slow client costs a bounded queue, never a stall.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::thread;
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
-use crate::session::Session;
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
+use crate::server::Shared;
+use crate::session::{MOUSE_MODE_SERVER, Session};
+use crate::source::{Cursor, CursorShape};
 use crate::tls::Stream;
 use crate::wire::{Writer, msg};
 
 /// Cursor flag NONE: no shape follows.
 const CURSOR_FLAGS_NONE: u16 = 1;
+/// Cursor flags of a shape sent whole and not cached.
+const CURSOR_FLAGS_UNCACHED: u16 = 0;
+/// ACK window announced with SET_ACK (spice-server's value for the cursor channel too).
+const ACK_WINDOW: u32 = 20;
+/// Queued bytes above which a client counts as behind and its updates wait.
+pub const BEHIND_BYTES: usize = 64 << 10;
+/// Largest client message on the cursor channel (only the common messages are expected).
 pub(crate) const MAX_CURSOR_MESSAGE: u32 = 1024;
 
-pub(crate) fn run(mut stream: Stream, session: &Arc<Session>, mini: bool) -> Result<(), ConnError> {
-    let queue = SendQueue::new(1 << 20);
+/// A Spice `Point16` coordinate: QXL positions are 16-bit already, so clamping only guards
+/// against a source that sends something wider.
+fn point16(v: i32) -> u16 {
+    v.clamp(i32::from(i16::MIN), i32::from(i16::MAX)) as i16 as u16
+}
+
+/// Appends a Spice `Cursor`: flags, and unless NONE the header and the pixels.
+fn put_shape(w: &mut Writer, shape: Option<&CursorShape>) {
+    match shape.filter(|s| s.is_consistent()) {
+        None => {
+            w.u16(CURSOR_FLAGS_NONE);
+        }
+        Some(s) => {
+            w.u16(CURSOR_FLAGS_UNCACHED)
+                .u64(0) // unique: nothing is cached, nothing refers to it
+                .u8(s.kind.spice_type())
+                .u16(s.width)
+                .u16(s.height)
+                .u16(s.hot_x)
+                .u16(s.hot_y)
+                .bytes(&s.data);
+        }
+    }
+}
+
+/// An INIT body: position, trail, visibility and the shape.
+pub fn init_body(c: &Cursor) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u16(point16(c.x))
+        .u16(point16(c.y))
+        .u16(c.trail.0)
+        .u16(c.trail.1)
+        .u8(u8::from(c.visible));
+    put_shape(&mut w, c.shape.as_deref());
+    w.buf
+}
+
+/// A SET body: position, visibility and the shape.
+pub fn set_body(c: &Cursor) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u16(point16(c.x))
+        .u16(point16(c.y))
+        .u8(u8::from(c.visible));
+    put_shape(&mut w, c.shape.as_deref());
+    w.buf
+}
+
+fn move_body(c: &Cursor) -> Vec<u8> {
+    let mut w = Writer::default();
+    w.u16(point16(c.x)).u16(point16(c.y));
+    w.buf
+}
+
+/// What one client was last sent, and the diff that brings it up to date.
+#[derive(Debug, Default)]
+pub struct CursorClient {
+    inited: bool,
+    serial: u64,
+    resets: u64,
+    server_mode: bool,
+    shape_serial: u64,
+    position: (i32, i32),
+    visible: bool,
+    trail: (u16, u16),
+}
+
+impl CursorClient {
+    /// A client that has been sent nothing yet: its first update is INIT.
+    pub fn new() -> CursorClient {
+        CursorClient::default()
+    }
+
+    /// The messages (type, body) that bring this client from what it has to `cur`, given the
+    /// session's mouse mode; records them as sent.
+    pub fn updates(&mut self, cur: &Cursor, server_mode: bool) -> Vec<(u16, Vec<u8>)> {
+        let mut out = Vec::new();
+        if self.inited && cur.serial == self.serial && server_mode == self.server_mode {
+            return out;
+        }
+        let position = (cur.x, cur.y);
+        if !self.inited || cur.resets != self.resets {
+            if self.inited {
+                // spice-server's cursor reset: the cache (empty here) and the cursor go.
+                out.push((msg::CURSOR_INVAL_ALL, Vec::new()));
+                out.push((msg::CURSOR_RESET, Vec::new()));
+            }
+            out.push((msg::CURSOR_INIT, init_body(cur)));
+            self.shape_serial = cur.shape_serial;
+            self.position = position;
+            self.visible = cur.visible;
+            self.trail = cur.trail;
+        } else {
+            if cur.shape_serial != self.shape_serial {
+                out.push((msg::CURSOR_SET, set_body(cur)));
+                if !cur.visible {
+                    out.push((msg::CURSOR_HIDE, Vec::new()));
+                }
+                self.shape_serial = cur.shape_serial;
+                self.position = position;
+                self.visible = cur.visible;
+            } else if cur.visible != self.visible {
+                if cur.visible {
+                    out.push((msg::CURSOR_MOVE, move_body(cur)));
+                    self.position = position;
+                } else {
+                    out.push((msg::CURSOR_HIDE, Vec::new()));
+                }
+                self.visible = cur.visible;
+            } else if cur.visible && position != self.position && server_mode {
+                out.push((msg::CURSOR_MOVE, move_body(cur)));
+                self.position = position;
+            }
+            if cur.trail != self.trail {
+                let mut w = Writer::default();
+                w.u16(cur.trail.0).u16(cur.trail.1);
+                out.push((msg::CURSOR_TRAIL, w.buf));
+                self.trail = cur.trail;
+            }
+        }
+        self.inited = true;
+        self.serial = cur.serial;
+        self.resets = cur.resets;
+        self.server_mode = server_mode;
+        out
+    }
+}
+
+pub(crate) fn run(
+    mut stream: Stream,
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    mini: bool,
+    traffic: Arc<Traffic>,
+) -> Result<(), ConnError> {
+    let queue = SendQueue::new(shared.config.queue_limit);
+    let span = tracing::Span::current();
     let writer = spawn_writer(
         stream.try_clone()?,
         queue.clone(),
         mini,
-        tracing::Span::current(),
+        span.clone(),
+        traffic.clone(),
     )?;
-    let mut w = Writer::default();
-    // position (0,0), trail length 0, frequency 0, visible 0, cursor flags NONE.
-    w.u16(0).u16(0).u16(0).u16(0).u8(0).u16(CURSOR_FLAGS_NONE);
-    let _ = queue.push(msg::CURSOR_INIT, w.buf, false);
+    queue.set_ack(ACK_WINDOW);
+    let poller = {
+        let (queue, shared, session) = (queue.clone(), shared.clone(), session.clone());
+        thread::Builder::new()
+            .name("spice-cursor".into())
+            .spawn(move || {
+                let _e = span.enter();
+                let mut client = CursorClient::new();
+                while !queue.is_closed() && !session.is_closed() {
+                    if queue.queued_bytes() < BEHIND_BYTES {
+                        let cur = shared.cursor.cursor().unwrap_or_default();
+                        let server_mode =
+                            session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
+                        for (ty, body) in client.updates(&cur, server_mode) {
+                            let _ = queue.push(ty, body, false);
+                        }
+                    }
+                    thread::sleep(shared.config.cursor_poll_interval);
+                }
+            })?
+    };
     let result = loop {
         if session.is_closed() {
             break Ok(());
         }
-        match read_message(&mut stream, mini, MAX_CURSOR_MESSAGE) {
+        match read_counted(&mut stream, mini, MAX_CURSOR_MESSAGE, &traffic) {
             Ok((ty, body)) => match handle_common(&queue, ty, &body) {
                 Ok(Common::Disconnecting) => break Ok(()),
                 Ok(_) => {}
@@ -40,5 +222,107 @@ pub(crate) fn run(mut stream: Stream, session: &Arc<Session>, mini: bool) -> Res
     };
     queue.close();
     let _ = writer.join();
+    let _ = poller.join();
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::CursorKind;
+
+    fn arrow() -> Arc<CursorShape> {
+        Arc::new(CursorShape {
+            kind: CursorKind::Alpha,
+            width: 2,
+            height: 1,
+            hot_x: 1,
+            hot_y: 0,
+            data: vec![1, 2, 3, 4, 5, 6, 7, 8],
+        })
+    }
+
+    fn types(u: &[(u16, Vec<u8>)]) -> Vec<u16> {
+        u.iter().map(|(t, _)| *t).collect()
+    }
+
+    #[test]
+    fn init_layout() {
+        let c = Cursor {
+            serial: 1,
+            x: 10,
+            y: -2,
+            visible: true,
+            trail: (3, 4),
+            shape_serial: 1,
+            shape: Some(arrow()),
+            ..Cursor::default()
+        };
+        let body = init_body(&c);
+        let mut want = vec![10, 0, 0xfe, 0xff, 3, 0, 4, 0, 1, 0, 0];
+        want.extend([0; 8]);
+        want.extend([0, 2, 0, 1, 0, 1, 0, 0, 0]);
+        want.extend(1..=8);
+        assert_eq!(body, want);
+        // No shape, and a shape whose data is short: both "no cursor".
+        let none = Cursor::default();
+        assert_eq!(init_body(&none), vec![0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]);
+        let mut bad = (*arrow()).clone();
+        bad.data.pop();
+        let c = Cursor {
+            shape: Some(Arc::new(bad)),
+            ..Cursor::default()
+        };
+        assert_eq!(&set_body(&c)[5..], &[1, 0]);
+        assert_eq!(point16(70_000), 0x7fff);
+    }
+
+    #[test]
+    fn diffs_follow_spice_server() {
+        let mut cl = CursorClient::new();
+        let mut c = Cursor::default();
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_INIT]);
+        assert!(cl.updates(&c, true).is_empty(), "nothing changed");
+        c.serial = 2;
+        c.shape_serial = 1;
+        c.shape = Some(arrow());
+        c.visible = true;
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_SET]);
+        // Moves go out in server mode only...
+        c.serial = 3;
+        c.x = 5;
+        let u = cl.updates(&c, true);
+        assert_eq!(u, [(msg::CURSOR_MOVE, vec![5, 0, 0, 0])]);
+        c.serial = 4;
+        c.x = 6;
+        assert!(cl.updates(&c, false).is_empty(), "client mode: no move");
+        // ...and are caught up when the mode goes back to server.
+        assert_eq!(cl.updates(&c, true), [(msg::CURSOR_MOVE, vec![6, 0, 0, 0])]);
+        c.serial = 5;
+        c.visible = false;
+        assert_eq!(types(&cl.updates(&c, false)), [msg::CURSOR_HIDE]);
+        // Showing again is a MOVE even in client mode (spice-server's cursor_show).
+        c.serial = 6;
+        c.visible = true;
+        assert_eq!(types(&cl.updates(&c, false)), [msg::CURSOR_MOVE]);
+        // A shape set hidden: SET then HIDE; a trail: TRAIL.
+        c.serial = 7;
+        c.shape_serial = 2;
+        c.visible = false;
+        c.trail = (1, 2);
+        assert_eq!(
+            types(&cl.updates(&c, true)),
+            [msg::CURSOR_SET, msg::CURSOR_HIDE, msg::CURSOR_TRAIL]
+        );
+        // A reset: INVAL_ALL, RESET, INIT.
+        let reset = Cursor {
+            serial: 8,
+            resets: 1,
+            ..Cursor::default()
+        };
+        assert_eq!(
+            types(&cl.updates(&reset, true)),
+            [msg::CURSOR_INVAL_ALL, msg::CURSOR_RESET, msg::CURSOR_INIT]
+        );
+    }
 }

@@ -12,7 +12,9 @@ use std::thread;
 
 use tracing::{debug, warn};
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
@@ -345,10 +347,17 @@ pub(crate) fn run(
     session: &Arc<Session>,
     req: &LinkRequest,
     mini: bool,
+    traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
     let queue = SendQueue::new(shared.config.queue_limit);
     let span = tracing::Span::current();
-    let writer = spawn_writer(stream.try_clone()?, queue.clone(), mini, span.clone())?;
+    let writer = spawn_writer(
+        stream.try_clone()?,
+        queue.clone(),
+        mini,
+        span.clone(),
+        traffic.clone(),
+    )?;
     queue.set_ack(ACK_WINDOW);
 
     let mut updater = Updater {
@@ -376,7 +385,7 @@ pub(crate) fn run(
     };
 
     let result = loop {
-        let (ty, body) = match read_message(&mut stream, mini, MAX_DISPLAY_MESSAGE) {
+        let (ty, body) = match read_counted(&mut stream, mini, MAX_DISPLAY_MESSAGE, &traffic) {
             Ok(m) => m,
             Err(ConnError::Closed) => break Ok(()),
             Err(e) => break Err(e),

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
 use crate::server::Shared;
 use crate::session::Session;
 use crate::source::{InputSink, KeyEvent, PointerEvent};
@@ -21,6 +23,7 @@ pub(crate) fn run(
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mini: bool,
+    traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
     let queue = SendQueue::new(1 << 20);
     let writer = spawn_writer(
@@ -28,6 +31,7 @@ pub(crate) fn run(
         queue.clone(),
         mini,
         tracing::Span::current(),
+        traffic.clone(),
     )?;
     let mut w = Writer::default();
     w.u16(shared.input.led_modifiers());
@@ -37,7 +41,7 @@ pub(crate) fn run(
         if session.is_closed() {
             break Ok(());
         }
-        let (ty, body) = match read_message(&mut stream, mini, MAX_INPUTS_MESSAGE) {
+        let (ty, body) = match read_counted(&mut stream, mini, MAX_INPUTS_MESSAGE, &traffic) {
             Ok(m) => m,
             Err(ConnError::Closed) => break Ok(()),
             Err(e) => break Err(e),

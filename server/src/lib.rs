@@ -1,7 +1,8 @@
 //! The Spice server: listener, link stage and ticket, and the main, display, cursor and inputs
-//! channels, fed by a [`DisplaySource`] and feeding an [`InputSink`].
+//! channels, fed by a [`DisplaySource`] and a [`CursorSource`] and feeding an [`InputSink`].
 //!
-//! Start it with [`start`]; the returned [`ServerHandle`] stops it when dropped.
+//! Start it with [`start_with_cursor`] (or [`start`], without a pointer); the returned
+//! [`ServerHandle`] stops it when dropped.
 
 pub mod client;
 pub mod config;
@@ -19,6 +20,10 @@ pub mod tls;
 pub mod wire;
 
 pub use config::{ServerConfig, TlsConfig};
-pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start};
-pub use source::{DisplaySource, Frame, InputSink, KeyEvent, NullInput, PointerEvent};
+pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
+pub use session::{ChannelInfo, ClientInfo};
+pub use source::{
+    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, InputSink, KeyEvent,
+    NoCursor, NullInput, PointerEvent,
+};
 pub use tls::TlsError;

@@ -1,5 +1,7 @@
 //! The main channel (spec §3): session INIT, the channel list, mouse modes and keep-alive
-//! pings whose round trip is kept per session.
+//! pings whose round trip is kept per session. There is no guest agent yet: INIT says
+//! agent_connected 0 and nothing else about the agent is sent, as spice-server does without a
+//! vdagent; spicy and remote-viewer then show the display without waiting for one.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -9,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
-use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message, spawn_writer};
+use crate::conn::{
+    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
@@ -36,6 +40,7 @@ pub(crate) fn run(
     session: &Arc<Session>,
     req: &LinkRequest,
     mini: bool,
+    traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
     let queue = SendQueue::new(shared.config.queue_limit);
     let writer = spawn_writer(
@@ -43,6 +48,7 @@ pub(crate) fn run(
         queue.clone(),
         mini,
         tracing::Span::current(),
+        traffic.clone(),
     )?;
 
     let supported = shared.supported_mouse_modes();
@@ -80,7 +86,7 @@ pub(crate) fn run(
     };
 
     let result = loop {
-        let (ty, body) = match read_message(&mut stream, mini, MAX_MAIN_MESSAGE) {
+        let (ty, body) = match read_counted(&mut stream, mini, MAX_MAIN_MESSAGE, &traffic) {
             Ok(m) => m,
             Err(ConnError::Closed) => break Ok(()),
             Err(e) => break Err(e),
@@ -141,6 +147,12 @@ pub(crate) fn handle(
             w.u16(supported)
                 .u16(session.mouse_mode.load(Ordering::Acquire));
             let _ = queue.push(msg::MAIN_MOUSE_MODE, w.buf, false);
+        }
+        // There is no guest agent (MAIN_INIT says so, and spice-gtk then sends none of
+        // these); a client that sends them anyway is not wrong, its data goes nowhere, as in
+        // spice-server without a vdagent.
+        msg::MSGC_MAIN_AGENT_START | msg::MSGC_MAIN_AGENT_DATA | msg::MSGC_MAIN_AGENT_TOKEN => {
+            debug!(ty, "agent message dropped: no agent");
         }
         other => debug!(ty = other, "ignored main message"),
     }

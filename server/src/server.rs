@@ -13,7 +13,7 @@ use tracing::{debug, info, info_span, warn};
 use crate::config::ServerConfig;
 use crate::link::{self, LinkRequest};
 use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Sessions};
-use crate::source::{DisplaySource, InputSink};
+use crate::source::{CursorSource, DisplaySource, InputSink, NoCursor};
 use crate::ticket::{KeyPool, MAX_PASSWORD_LEN, Ticket};
 use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
@@ -50,6 +50,7 @@ pub(crate) struct Shared {
     pub config: ServerConfig,
     pub source: Arc<dyn DisplaySource>,
     pub input: Arc<dyn InputSink>,
+    pub cursor: Arc<dyn CursorSource>,
     pub sessions: Sessions,
     pub keys: KeyPool,
     pub ticket: RwLock<Option<Ticket>>,
@@ -110,6 +111,12 @@ impl ServerHandle {
         Ok(())
     }
 
+    /// The connected clients: per session its channels, their byte counts and the main
+    /// channel's last ping round trip (the control socket's `client_info`).
+    pub fn clients(&self) -> Vec<crate::session::ClientInfo> {
+        self.shared.sessions.snapshot()
+    }
+
     /// Stops accepting and disconnects all clients.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
@@ -135,12 +142,23 @@ fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), ServerError> {
     Ok((listener, bound))
 }
 
-/// Starts the Spice server: binds the plain port and, when configured, the TLS port (after
-/// loading its certificate and key), then accepts on background threads.
+/// Starts the Spice server for a display without a pointer (cursor clients see "no cursor"):
+/// [`start_with_cursor`] with [`NoCursor`].
 pub fn start(
     config: ServerConfig,
     source: Arc<dyn DisplaySource>,
     input: Arc<dyn InputSink>,
+) -> Result<ServerHandle, ServerError> {
+    start_with_cursor(config, source, input, Arc::new(NoCursor))
+}
+
+/// Starts the Spice server: binds the plain port and, when configured, the TLS port (after
+/// loading its certificate and key), then accepts on background threads.
+pub fn start_with_cursor(
+    config: ServerConfig,
+    source: Arc<dyn DisplaySource>,
+    input: Arc<dyn InputSink>,
+    cursor: Arc<dyn CursorSource>,
 ) -> Result<ServerHandle, ServerError> {
     if config.disable_ticketing && !config.addr.ip().is_loopback() && !config.insecure {
         return Err(ServerError::InsecureListen(config.addr));
@@ -169,6 +187,7 @@ pub fn start(
         config,
         source,
         input,
+        cursor,
         sessions: Sessions::default(),
         keys: KeyPool::start(),
         ticket: RwLock::new(ticket),
@@ -365,16 +384,22 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         } else {
             MOUSE_MODE_SERVER
         };
-        let session = shared.sessions.create(default_mode);
+        let peer = stream.tcp().peer_addr().ok();
+        let session = shared.sessions.create(default_mode, peer);
         session.attach(stream.tcp());
+        let registration =
+            session.register_channel(channel::MAIN, req.channel_id, stream.is_tls(), peer);
+        let traffic = registration.traffic().clone();
         let result = (|| {
             send_result(&mut stream, LinkErr::Ok)?;
             after_link(&stream)?;
             let span = info_span!("main", session = session.id);
             let _e = span.enter();
             info!("client connected");
-            main_channel::run(stream, shared, &session, &req, mini).map_err(LinkError::from)
+            main_channel::run(stream, shared, &session, &req, mini, traffic)
+                .map_err(LinkError::from)
         })();
+        drop(registration);
         shared.sessions.remove(session.id);
         info!(session = session.id, "session ended");
         return result;
@@ -394,23 +419,31 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
     session.attach(stream.tcp());
     send_result(&mut stream, LinkErr::Ok)?;
     after_link(&stream)?;
+    let registration = session.register_channel(
+        req.channel_type,
+        req.channel_id,
+        stream.is_tls(),
+        stream.tcp().peer_addr().ok(),
+    );
+    let traffic = registration.traffic().clone();
     let result = match req.channel_type {
         channel::DISPLAY => {
             let span = info_span!("display", session = session.id);
             let _e = span.enter();
-            display::run(stream, shared, &session, &req, mini)
+            display::run(stream, shared, &session, &req, mini, traffic)
         }
         channel::CURSOR => {
             let span = info_span!("cursor", session = session.id);
             let _e = span.enter();
-            cursor::run(stream, &session, mini)
+            cursor::run(stream, shared, &session, mini, traffic)
         }
         _ => {
             let span = info_span!("inputs", session = session.id);
             let _e = span.enter();
-            inputs::run(stream, shared, &session, mini)
+            inputs::run(stream, shared, &session, mini, traffic)
         }
     };
+    drop(registration);
     result.map_err(LinkError::from)
 }
 
@@ -453,7 +486,7 @@ pub fn fuzz_client_messages(
         return Err(ConnError::Closed);
     };
     let shared = &server.shared;
-    let session = shared.sessions.create(MOUSE_MODE_SERVER);
+    let session = shared.sessions.create(MOUSE_MODE_SERVER, None);
     let queue = SendQueue::new(shared.config.queue_limit);
     let max = match channel_type {
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,

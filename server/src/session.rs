@@ -1,20 +1,64 @@
-//! Sessions: one main channel plus the secondary channels that joined with its id.
+//! Sessions: one main channel plus the secondary channels that joined with its id, and the
+//! snapshot of them the control socket's `client_info` shows.
 
 use std::collections::HashMap;
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsa::rand_core::{OsRng, RngCore};
 
+use crate::conn::Traffic;
+
 /// Mouse mode bits (SpiceMouseMode).
 pub const MOUSE_MODE_SERVER: u16 = 1;
 pub const MOUSE_MODE_CLIENT: u16 = 2;
 
+/// A linked channel of a session: what it is, and its byte counters.
+#[derive(Debug)]
+pub struct LinkedChannel {
+    /// `wire::channel::*`.
+    pub channel_type: u8,
+    pub channel_id: u8,
+    pub tls: bool,
+    pub peer: Option<SocketAddr>,
+    pub traffic: Arc<Traffic>,
+}
+
+/// One channel as `client_info` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// `wire::channel::*` (1 main, 2 display, 3 inputs, 4 cursor).
+    pub channel_type: u8,
+    pub channel_id: u8,
+    pub tls: bool,
+    /// The client's address on this connection.
+    pub peer: Option<SocketAddr>,
+    /// Data-stage bytes, headers included.
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+}
+
+/// One client (session) as `client_info` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientInfo {
+    pub session_id: u32,
+    /// The address of the main channel's connection.
+    pub peer: Option<SocketAddr>,
+    /// `MOUSE_MODE_SERVER` or `MOUSE_MODE_CLIENT`.
+    pub mouse_mode: u16,
+    /// The last main-channel ping round trip (`None` until the first PONG).
+    pub rtt: Option<Duration>,
+    /// The linked channels, main first, in link order.
+    pub channels: Vec<ChannelInfo>,
+}
+
 /// One client's session.
 pub struct Session {
     pub id: u32,
+    /// The main channel's peer.
+    pub peer: Option<SocketAddr>,
     closed: AtomicBool,
     /// Current mouse mode (MOUSE_MODE_*).
     pub mouse_mode: AtomicU16,
@@ -22,6 +66,32 @@ pub struct Session {
     sockets: Mutex<Vec<TcpStream>>,
     /// Last measured main-channel round trip.
     pub rtt: Mutex<Option<Duration>>,
+    /// The channels linked now (each removes itself when it ends).
+    channels: Mutex<Vec<Arc<LinkedChannel>>>,
+}
+
+/// A channel's place in its session's list; dropping it (when the channel ends) takes the
+/// channel off the list.
+pub struct ChannelRegistration {
+    session: Arc<Session>,
+    channel: Arc<LinkedChannel>,
+}
+
+impl ChannelRegistration {
+    /// The channel's byte counters.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        &self.channel.traffic
+    }
+}
+
+impl Drop for ChannelRegistration {
+    fn drop(&mut self) {
+        self.session
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|c| !Arc::ptr_eq(c, &self.channel));
+    }
 }
 
 impl Session {
@@ -39,6 +109,56 @@ impl Session {
         }
         if self.is_closed() {
             let _ = stream.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Adds a linked channel to the session's list, for as long as the registration lives.
+    pub fn register_channel(
+        self: &Arc<Self>,
+        channel_type: u8,
+        channel_id: u8,
+        tls: bool,
+        peer: Option<SocketAddr>,
+    ) -> ChannelRegistration {
+        let channel = Arc::new(LinkedChannel {
+            channel_type,
+            channel_id,
+            tls,
+            peer,
+            traffic: Arc::default(),
+        });
+        self.channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(channel.clone());
+        ChannelRegistration {
+            session: self.clone(),
+            channel,
+        }
+    }
+
+    /// The session as `client_info` shows it.
+    pub fn info(&self) -> ClientInfo {
+        let channels = self
+            .channels
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|c| ChannelInfo {
+                channel_type: c.channel_type,
+                channel_id: c.channel_id,
+                tls: c.tls,
+                peer: c.peer,
+                bytes_sent: c.traffic.sent(),
+                bytes_received: c.traffic.received(),
+            })
+            .collect();
+        ClientInfo {
+            session_id: self.id,
+            peer: self.peer,
+            mouse_mode: self.mouse_mode.load(Ordering::Acquire),
+            rtt: *self.rtt.lock().unwrap_or_else(|e| e.into_inner()),
+            channels,
         }
     }
 
@@ -63,8 +183,8 @@ pub struct Sessions {
 }
 
 impl Sessions {
-    /// Creates a session with a fresh random non-zero id.
-    pub fn create(&self, mouse_mode: u16) -> Arc<Session> {
+    /// Creates a session with a fresh random non-zero id for a client at `peer`.
+    pub fn create(&self, mouse_mode: u16, peer: Option<SocketAddr>) -> Arc<Session> {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         let id = loop {
             let id = OsRng.next_u32();
@@ -74,10 +194,12 @@ impl Sessions {
         };
         let s = Arc::new(Session {
             id,
+            peer,
             closed: AtomicBool::new(false),
             mouse_mode: AtomicU16::new(mouse_mode),
             sockets: Mutex::new(Vec::new()),
             rtt: Mutex::new(None),
+            channels: Mutex::new(Vec::new()),
         });
         map.insert(id, s.clone());
         s
@@ -89,6 +211,20 @@ impl Sessions {
             .unwrap_or_else(|e| e.into_inner())
             .get(&id)
             .cloned()
+    }
+
+    /// Every session, by id.
+    pub fn snapshot(&self) -> Vec<ClientInfo> {
+        let sessions: Vec<Arc<Session>> = self
+            .map
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        let mut out: Vec<ClientInfo> = sessions.iter().map(|s| s.info()).collect();
+        out.sort_by_key(|c| c.session_id);
+        out
     }
 
     /// Closes and forgets a session.

@@ -1,4 +1,4 @@
-//! What the server shows and where client input goes: the two traits the VMM implements.
+//! What the server shows and where client input goes: the traits the VMM implements.
 
 use std::sync::Arc;
 
@@ -53,6 +53,104 @@ impl Frame {
 pub trait DisplaySource: Send + Sync + 'static {
     /// The current primary surface, or `None` while the guest has none (nothing is sent then).
     fn frame(&self) -> Option<Frame>;
+}
+
+/// Pixel layouts of cursor shapes the cursor channel forwards (the Spice cursor types the
+/// guest drivers use; spice-gtk decodes both).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CursorKind {
+    /// `width * height` pixels of 32-bit ARGB, little endian (B, G, R, A bytes), straight
+    /// alpha: what the Linux qxl driver sends.
+    Alpha,
+    /// An AND mask then an XOR mask, each `height` rows of `ceil(width / 8)` bytes, most
+    /// significant bit first: what Windows drivers send for classic cursors.
+    Mono,
+}
+
+impl CursorKind {
+    /// The Spice `cursor_type` number.
+    pub fn spice_type(self) -> u8 {
+        match self {
+            CursorKind::Alpha => 0,
+            CursorKind::Mono => 1,
+        }
+    }
+
+    /// Bytes a `width x height` shape of this kind holds.
+    pub fn data_len(self, width: u16, height: u16) -> usize {
+        let (w, h) = (usize::from(width), usize::from(height));
+        match self {
+            CursorKind::Alpha => w * h * 4,
+            CursorKind::Mono => 2 * w.div_ceil(8) * h,
+        }
+    }
+}
+
+/// Largest cursor side the server forwards (the QXL parser's bound too).
+pub const MAX_CURSOR_SIDE: u16 = 512;
+
+/// A cursor image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CursorShape {
+    pub kind: CursorKind,
+    pub width: u16,
+    pub height: u16,
+    /// The hot spot, in pixels from the top-left corner of the image.
+    pub hot_x: u16,
+    pub hot_y: u16,
+    /// Exactly `kind.data_len(width, height)` bytes.
+    pub data: Vec<u8>,
+}
+
+impl CursorShape {
+    /// Whether the data really is the declared size (and the size sane). Shapes that are not
+    /// are sent as "no cursor": a VMM bug must not make a client read past a message.
+    pub fn is_consistent(&self) -> bool {
+        self.width > 0
+            && self.height > 0
+            && self.width <= MAX_CURSOR_SIDE
+            && self.height <= MAX_CURSOR_SIDE
+            && self.data.len() == self.kind.data_len(self.width, self.height)
+    }
+}
+
+/// The guest's pointer as the cursor channel shows it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
+    /// Changes whenever anything below may have changed; equal serials mean an equal cursor,
+    /// which lets a client's poll stop at one comparison. Serial 0 is `Cursor::default()`
+    /// (what a source that returns `None` stands for).
+    pub serial: u64,
+    /// Changes when the guest's cursor was reset (device reset, primary surface destroyed):
+    /// clients are then told RESET and given a fresh INIT, as spice-server does.
+    pub resets: u64,
+    /// Where the hot spot is, in primary-surface pixels.
+    pub x: i32,
+    pub y: i32,
+    pub visible: bool,
+    /// Trail length and frequency (clients draw no trails; forwarded for completeness).
+    pub trail: (u16, u16),
+    /// Changes when the shape changes (a new SET, even of the same picture).
+    pub shape_serial: u64,
+    /// The shape; `None` = no cursor image (clients hide the pointer).
+    pub shape: Option<Arc<CursorShape>>,
+}
+
+/// The guest's cursor as the server sees it. Each cursor client polls it (every
+/// `ServerConfig::cursor_poll_interval`) and sends what changed since its last poll.
+pub trait CursorSource: Send + Sync + 'static {
+    /// The current cursor, or `None` while there is none to show (clients see "no cursor").
+    fn cursor(&self) -> Option<Cursor>;
+}
+
+/// A cursor source for a display without a pointer: clients see "no cursor".
+#[derive(Clone, Copy, Debug, Default)]
+pub struct NoCursor;
+
+impl CursorSource for NoCursor {
+    fn cursor(&self) -> Option<Cursor> {
+        None
+    }
 }
 
 /// A key press or release, as sent by Spice clients: PC/XT set-1 scancode bytes packed

@@ -68,6 +68,7 @@ fn inputs_reach_the_sink_and_motion_is_acked() {
     let (_main, id) = main_session(h.local_addr(), "pw");
     let (r, mut cursor) = link(h.local_addr(), id, 4, "pw", &[]);
     assert_eq!(r, 0);
+    assert_eq!(read_msg(&mut cursor).0, 3, "SET_ACK first, as spice-server");
     let (ty, body) = read_msg(&mut cursor);
     assert_eq!(
         (ty, &body[..]),
@@ -111,4 +112,36 @@ fn inputs_reach_the_sink_and_motion_is_acked() {
             buttons: 1
         }
     );
+}
+
+/// Without a guest agent, as spice-server: MAIN_INIT says agent_connected 0 (with the usual 10
+/// tokens), no AGENT_CONNECTED/AGENT_DISCONNECTED follows, and agent messages a client sends
+/// anyway (AGENT_START, AGENT_TOKEN, AGENT_DATA) are dropped without ending the session.
+#[test]
+fn no_agent_is_announced_and_agent_messages_are_dropped() {
+    let (h, _src) = start(Some("pw"));
+    let (r, mut s) = link(h.local_addr(), 0, 1, "pw", &[]);
+    assert_eq!(r, 0);
+    let (ty, init) = read_msg(&mut s);
+    assert_eq!(ty, 103);
+    assert_eq!(u32_at(&init, 16), 0, "agent_connected");
+    assert_eq!(
+        u32_at(&init, 20),
+        10,
+        "agent tokens (REDS_AGENT_WINDOW_SIZE)"
+    );
+    assert_eq!(read_msg(&mut s).0, 4, "a PING, no agent message");
+    send_msg(&mut s, 106, &u32::MAX.to_le_bytes());
+    send_msg(&mut s, 108, &5u32.to_le_bytes());
+    send_msg(&mut s, 107, &[1, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0]);
+    // The session is still served: ATTACH_CHANNELS is answered.
+    send_msg(&mut s, 104, &[]);
+    loop {
+        let (ty, body) = read_msg(&mut s);
+        assert!(![107, 108].contains(&ty), "no agent message comes back");
+        if ty == 104 {
+            assert_eq!(u32_at(&body, 0), 3, "display, cursor, inputs");
+            break;
+        }
+    }
 }

@@ -273,6 +273,18 @@ fn plain_channels_not_listed_stay_plain() {
     // The TLS port still serves non-secure channels too (as spice-server does).
     let mut t = tls_connect(h.tls_local_addr().unwrap(), &pki.ca_der, false);
     assert_eq!(link_over(&mut t, id, CURSOR, "pw"), 0);
+    // client_info tells the plain main channel from the TLS cursor channel.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let channels = loop {
+        let clients = h.clients();
+        assert_eq!(clients.len(), 1);
+        if clients[0].channels.len() == 2 || std::time::Instant::now() > deadline {
+            break clients[0].channels.clone();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let kinds: Vec<(u8, bool)> = channels.iter().map(|c| (c.channel_type, c.tls)).collect();
+    assert_eq!(kinds, [(MAIN, false), (CURSOR, true)]);
 }
 
 #[test]

@@ -165,6 +165,8 @@ pub struct GuestOptions {
     pub kernel: GuestKernel,
     /// The Spice server, if the test wants one.
     pub spice: SpiceOptions,
+    /// The control socket, if the test talks to it.
+    pub api_socket: Option<PathBuf>,
 }
 
 impl GuestOptions {
@@ -179,6 +181,7 @@ impl GuestOptions {
             timeout: Duration::from_secs(600),
             kernel: GuestKernel::Bookworm,
             spice: SpiceOptions::default(),
+            api_socket: None,
         }
     }
 }
@@ -254,7 +257,7 @@ pub fn boot_guest_with_sync(
         memory: 512 << 20,
         smp: 1,
         serial: Serial::Socket(console.clone()),
-        api_socket: None,
+        api_socket: opts.api_socket.clone(),
         qemu: Some(qemu_binary()),
         accel: Some(Accel::Tcg),
         irq_mode: Some(opts.irq_mode),
@@ -338,6 +341,22 @@ pub fn boot_guest_with_sync(
         vm,
         elapsed: started.elapsed(),
     }
+}
+
+/// Sends one request to a control socket and returns its reply.
+pub fn control_request(path: &Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(path)
+        .unwrap_or_else(|e| panic!("control socket {}: {e}", path.display()));
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("socket timeout");
+    writeln!(stream, "{request}").expect("control request");
+    let mut line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut line)
+        .expect("control reply");
+    serde_json::from_str(&line).unwrap_or_else(|e| panic!("control reply {line:?}: {e}"))
 }
 
 static NEXT_RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

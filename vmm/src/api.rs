@@ -80,6 +80,12 @@ impl Api {
         Ok(json!({}))
     }
 
+    fn client_info(&self) -> Result<Value, String> {
+        let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
+        let clients: Vec<Value> = spice.clients().iter().map(client_json).collect();
+        Ok(json!({ "clients": clients }))
+    }
+
     fn status(&self) -> Value {
         let dev = lock(&self.device);
         let pci = dev.pci();
@@ -161,9 +167,64 @@ impl Api {
                     "unsupported": c.unsupported,
                     "failed": c.failed,
                 })).collect::<Vec<_>>(),
+                "cursor": {
+                    "x": w.cursor.x,
+                    "y": w.cursor.y,
+                    "visible": w.cursor.visible,
+                    "shape": w.cursor.shape.as_ref().map(|(kind, width, height, hot_x, hot_y)| json!({
+                        "type": kind,
+                        "width": width,
+                        "height": height,
+                        "hot_x": hot_x,
+                        "hot_y": hot_y,
+                    })),
+                    "shape_generation": w.cursor.shape_generation,
+                    "resets": w.cursor.resets,
+                },
             })),
         })
     }
+}
+
+/// The name QEMU and spice-server use for a Spice channel type.
+fn channel_name(channel_type: u8) -> String {
+    match channel_type {
+        1 => "main".into(),
+        2 => "display".into(),
+        3 => "inputs".into(),
+        4 => "cursor".into(),
+        other => other.to_string(),
+    }
+}
+
+/// One client of `client_info`: its session, where it is, its channels and what they moved.
+fn client_json(c: &saffron_server::ClientInfo) -> Value {
+    let channels: Vec<Value> = c
+        .channels
+        .iter()
+        .map(|ch| {
+            json!({
+                "type": channel_name(ch.channel_type),
+                "id": ch.channel_id,
+                "tls": ch.tls,
+                "peer": ch.peer.map(|p| p.to_string()),
+                "bytes_sent": ch.bytes_sent,
+                "bytes_received": ch.bytes_received,
+            })
+        })
+        .collect();
+    json!({
+        "session_id": c.session_id,
+        "peer": c.peer.map(|p| p.to_string()),
+        "mouse_mode": match c.mouse_mode {
+            saffron_server::session::MOUSE_MODE_CLIENT => "client",
+            _ => "server",
+        },
+        "rtt_ms": c.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        "bytes_sent": c.channels.iter().map(|ch| ch.bytes_sent).sum::<u64>(),
+        "bytes_received": c.channels.iter().map(|ch| ch.bytes_received).sum::<u64>(),
+        "channels": channels,
+    })
 }
 
 impl ControlHandler for Api {
@@ -174,12 +235,13 @@ impl ControlHandler for Api {
             "screendump" => self.screendump(request),
             "set_password" => self.set_password(request),
             "expire_password" => self.expire_password(),
+            "client_info" => self.client_info(),
             "quit" => {
                 self.quit.store(true, Ordering::Release);
                 Ok(json!({}))
             }
             other => Err(format!(
-                "unknown command '{other}' (status, stats, screendump, set_password, expire_password, quit)"
+                "unknown command '{other}' (status, stats, screendump, set_password, expire_password, client_info, quit)"
             )),
         }
     }

@@ -1,12 +1,16 @@
 //! Wiring the Spice server to the device: the red worker's primary surface is the display
-//! source, and client input goes to the VMM's input devices.
+//! source, its cursor state the cursor source, and client input goes to the VMM's input
+//! devices.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use saffron_server::{DisplaySource, Frame, ServerConfig};
+use saffron_server::{
+    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, ServerConfig,
+};
 use saffron_worker::red::{FrameReply, WorkerControl};
+use saffron_worker::{CursorState, CursorType};
 
 /// What the user asked of the Spice server on the command line.
 #[derive(Clone, Debug, Default)]
@@ -139,6 +143,82 @@ impl DisplaySource for WorkerDisplay {
     }
 }
 
+/// The worker's cursor state as the server's [`CursorSource`]. The worker is asked with the
+/// generation last seen, so an idle poll costs one round trip and no copy; the shape's pixels
+/// are copied (and shared by every client) only when the guest sets a new one.
+pub struct WorkerCursor {
+    worker: WorkerControl,
+    last: Mutex<Option<(u64, Cursor)>>,
+}
+
+impl WorkerCursor {
+    /// A source over `worker`.
+    pub fn new(worker: WorkerControl) -> Arc<Self> {
+        Arc::new(WorkerCursor {
+            worker,
+            last: Mutex::new(None),
+        })
+    }
+}
+
+/// The server's view of the worker's cursor. Shapes of the colour types (which no current
+/// driver sends, and whose layouts the server does not check) become "no cursor".
+pub fn cursor_from_worker(state: &CursorState, previous: Option<&Cursor>) -> Cursor {
+    let shape_serial = state.shape_generation;
+    // Keep the shared shape when it did not change, so clients comparing by serial and
+    // holding the Arc need no copy.
+    let shape = match previous {
+        Some(p) if p.shape_serial == shape_serial => p.shape.clone(),
+        _ => state.shape.as_ref().and_then(|s| {
+            let kind = match s.kind {
+                CursorType::Alpha => CursorKind::Alpha,
+                CursorType::Mono => CursorKind::Mono,
+                _ => return None,
+            };
+            let shape = CursorShape {
+                kind,
+                width: s.width,
+                height: s.height,
+                hot_x: s.hot_spot_x,
+                hot_y: s.hot_spot_y,
+                data: s
+                    .data
+                    .get(..kind.data_len(s.width, s.height))
+                    .unwrap_or(&[])
+                    .to_vec(),
+            };
+            shape.is_consistent().then(|| Arc::new(shape))
+        }),
+    };
+    Cursor {
+        serial: state.generation,
+        resets: state.resets,
+        x: state.position.x,
+        y: state.position.y,
+        visible: state.visible,
+        trail: state.trail,
+        shape_serial,
+        shape,
+    }
+}
+
+impl CursorSource for WorkerCursor {
+    fn cursor(&self) -> Option<Cursor> {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        // The worker's generations start at 0; MAX asks for the state whatever it is.
+        let since = last.as_ref().map_or(u64::MAX, |(g, _)| *g);
+        match self.worker.cursor(since) {
+            // The worker is gone: the last cursor stays.
+            None | Some(None) => {}
+            Some(Some(state)) => {
+                let c = cursor_from_worker(&state, last.as_ref().map(|(_, c)| c));
+                *last = Some((state.generation, c));
+            }
+        }
+        last.as_ref().map(|(_, c)| c.clone())
+    }
+}
+
 /// An input sink that forwards to a QMP connection made after QEMU has started; events that
 /// arrive before it are dropped (there is no guest to take them yet).
 #[derive(Default)]
@@ -232,7 +312,9 @@ pub fn start_server(
         connect_qmp_later(Arc::clone(&input), path, absolute, Arc::clone(&display));
     }
     let cfg = options.config(addr, "saffron")?;
-    let handle = saffron_server::start(cfg, display, input).map_err(|e| e.to_string())?;
+    let cursor = WorkerCursor::new(worker.clone());
+    let handle = saffron_server::start_with_cursor(cfg, display, input, cursor)
+        .map_err(|e| e.to_string())?;
     tracing::info!(
         "Spice server listening on {}{}",
         handle.local_addr(),
@@ -242,4 +324,69 @@ pub fn start_server(
             .unwrap_or_default()
     );
     Ok(Arc::new(handle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use saffron_worker::CursorShape as GuestShape;
+
+    fn guest_shape(kind: CursorType, w: u16, h: u16, len: usize) -> GuestShape {
+        GuestShape {
+            unique: 9,
+            kind,
+            width: w,
+            height: h,
+            hot_spot_x: 2,
+            hot_spot_y: 3,
+            data: (0..len).map(|i| i as u8).collect(),
+        }
+    }
+
+    #[test]
+    fn worker_cursor_becomes_a_server_cursor() {
+        let mut state = CursorState::new();
+        state.position.x = 40;
+        state.position.y = -1;
+        state.visible = true;
+        state.generation = 7;
+        state.resets = 2;
+        state.shape_generation = 3;
+        // Linux pads nothing, but a driver may declare more bytes than the shape needs.
+        state.shape = Some(guest_shape(CursorType::Alpha, 2, 2, 20));
+        let c = cursor_from_worker(&state, None);
+        assert_eq!(
+            (c.serial, c.resets, c.x, c.y, c.visible, c.shape_serial),
+            (7, 2, 40, -1, true, 3)
+        );
+        let shape = c.shape.clone().expect("an alpha shape");
+        assert_eq!(
+            (
+                shape.kind,
+                shape.width,
+                shape.hot_x,
+                shape.hot_y,
+                shape.data.len()
+            ),
+            (CursorKind::Alpha, 2, 2, 3, 16)
+        );
+        // Same shape generation: the shared pixels are reused, not copied again.
+        state.generation = 8;
+        let again = cursor_from_worker(&state, Some(&c));
+        assert!(Arc::ptr_eq(again.shape.as_ref().unwrap(), &shape));
+
+        state.shape_generation = 4;
+        state.shape = Some(guest_shape(CursorType::Mono, 9, 2, 8));
+        let mono = cursor_from_worker(&state, Some(&again)).shape.unwrap();
+        assert_eq!((mono.kind, mono.data.len()), (CursorKind::Mono, 8));
+
+        state.shape_generation = 5;
+        state.shape = Some(guest_shape(CursorType::Color32, 1, 1, 8));
+        assert!(cursor_from_worker(&state, None).shape.is_none());
+        state.shape = Some(guest_shape(CursorType::Alpha, 2, 2, 15));
+        assert!(
+            cursor_from_worker(&state, None).shape.is_none(),
+            "short data is no cursor"
+        );
+    }
 }

@@ -276,3 +276,103 @@ fn bad_requests_get_errors_not_a_dead_server() {
     assert_eq!(&data[16..], &[0x36, 0x1b, 0x00, 0x01]);
     assert_eq!(lock(server.device()).stats().io_ignored, 1);
 }
+
+/// One request on the control socket at `path`, one reply.
+fn control(path: &std::path::Path, request: &serde_json::Value) -> serde_json::Value {
+    use std::io::BufRead;
+    let mut s = UnixStream::connect(path).unwrap();
+    writeln!(s, "{request}").unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(s).read_line(&mut line).unwrap();
+    serde_json::from_str(&line).unwrap()
+}
+
+/// `client_info` on the control socket, as `saffron device --spice` wires it: the Spice client
+/// linked to the device's server is listed with its session, channels and bytes, and the
+/// command fails cleanly without a Spice server.
+#[test]
+fn control_socket_client_info_lists_spice_clients() {
+    use saffron_server::client::Session;
+    use saffron_vmm::api::Api;
+    use saffron_vmm::control::{ControlHandler, ControlSocket};
+    use saffron_vmm::spice::{SpiceOptions, start_server};
+    use serde_json::json;
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    let (server, _client) = start("client-info", IrqMode::Polled);
+    let api = Arc::new(Api::new(
+        "device",
+        &server,
+        Arc::new(AtomicBool::new(false)),
+    ));
+    let sock = socket_path("client-info-api").with_file_name("api.sock");
+    let _control = ControlSocket::start(&sock, api.clone() as Arc<dyn ControlHandler>).unwrap();
+    let none = control(&sock, &json!({"cmd": "client_info"}));
+    assert_eq!(none["ok"], json!(false), "{none}");
+
+    let addr = "127.0.0.1:0".parse().unwrap();
+    let options = SpiceOptions {
+        addr: Some(addr),
+        disable_ticketing: true,
+        ..SpiceOptions::default()
+    };
+    let spice = start_server(&options, addr, server.worker(), None).unwrap();
+    api.set_spice(spice.clone());
+    assert_eq!(
+        control(&sock, &json!({"cmd": "client_info"})),
+        json!({"ok": true, "clients": []})
+    );
+
+    let mut session = Session::connect(spice.local_addr(), "").unwrap();
+    // Reading the first PING answers it: the server then has a round trip.
+    while session.main.read().unwrap().0 != saffron_server::wire::msg::PING {}
+    let mut cursor = session.cursor().unwrap();
+    let _init = cursor.read().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let info = loop {
+        let info = control(&sock, &json!({"cmd": "client_info"}));
+        let c = &info["clients"][0];
+        let ready =
+            c["rtt_ms"].is_number() && c["channels"].as_array().is_some_and(|a| a.len() == 2);
+        if ready || std::time::Instant::now() > deadline {
+            break info;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(info["ok"], json!(true), "{info}");
+    let clients = info["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 1, "{info}");
+    let c = &clients[0];
+    assert_eq!(c["session_id"], json!(session.id));
+    assert_eq!(
+        c["peer"],
+        json!(session.main.stream.local_addr().unwrap().to_string())
+    );
+    assert_eq!(c["mouse_mode"], json!("server"), "no tablet: server mode");
+    assert!(c["rtt_ms"].as_f64().is_some_and(|r| r >= 0.0), "{c}");
+    let channels = c["channels"].as_array().unwrap();
+    let kinds: Vec<(&str, u64, bool)> = channels
+        .iter()
+        .map(|ch| {
+            (
+                ch["type"].as_str().unwrap(),
+                ch["id"].as_u64().unwrap(),
+                ch["tls"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("main", 0, false), ("cursor", 0, false)]);
+    for ch in channels {
+        assert!(ch["bytes_sent"].as_u64().unwrap() > 0, "{ch}");
+    }
+    assert!(
+        channels[0]["bytes_received"].as_u64().unwrap() > 0,
+        "the PONG"
+    );
+    let total: u64 = channels
+        .iter()
+        .map(|ch| ch["bytes_sent"].as_u64().unwrap())
+        .sum();
+    assert_eq!(c["bytes_sent"], json!(total));
+}

@@ -2,7 +2,12 @@
 //!
 //! Mirrors spice-server's cursor channel bookkeeping: SET replaces the shape and sets the
 //! position and visibility the command carries; MOVE moves the cursor and shows it; HIDE
-//! hides it; TRAIL records the trail parameters (which clients ignore).
+//! hides it; TRAIL records the trail parameters (which clients ignore). A reset (device reset,
+//! the primary surface destroyed) forgets the shape, as spice-server's does: the guest driver
+//! sets its cursor again afterwards (Linux qxl re-applies it when it creates the primary).
+//!
+//! A cursor channel polls this state rather than receiving every command: `generation` tells
+//! it cheaply whether anything changed, and `resets` whether it must start the client over.
 
 use saffron_ring::parse::{CursorCmd, CursorCmdKind, CursorShape, CursorType, Point};
 
@@ -18,6 +23,25 @@ pub struct CursorState {
     pub trail: (u16, u16),
     /// Bumped whenever the shape changes, so a channel can tell when to resend it.
     pub shape_generation: u64,
+    /// Bumped by every command and reset: equal generations mean an equal state.
+    pub generation: u64,
+    /// How many resets there were, so a channel can tell its clients to start over.
+    pub resets: u64,
+}
+
+/// The cursor state without the shape's pixels: what the control socket's `stats` shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CursorSummary {
+    /// Hot spot position.
+    pub x: i32,
+    /// Hot spot position.
+    pub y: i32,
+    pub visible: bool,
+    /// Type name, width, height, hot spot x and y of the current shape.
+    pub shape: Option<(String, u16, u16, u16, u16)>,
+    /// Shapes set since the worker started (each SET and each reset counts).
+    pub shape_generation: u64,
+    pub resets: u64,
 }
 
 /// What a cursor command changed.
@@ -36,6 +60,7 @@ impl CursorState {
 
     /// Applies one cursor command and says what changed.
     pub fn apply(&mut self, cmd: &CursorCmd) -> CursorChange {
+        self.generation = self.generation.wrapping_add(1);
         match &cmd.kind {
             CursorCmdKind::Set {
                 position,
@@ -66,11 +91,32 @@ impl CursorState {
 
     /// Forgets everything (device reset, DESTROY_PRIMARY).
     pub fn reset(&mut self) {
-        let generation = self.shape_generation.wrapping_add(1);
         *self = CursorState {
-            shape_generation: generation,
+            shape_generation: self.shape_generation.wrapping_add(1),
+            generation: self.generation.wrapping_add(1),
+            resets: self.resets.wrapping_add(1),
             ..CursorState::default()
         };
+    }
+
+    /// The state without the pixels.
+    pub fn summary(&self) -> CursorSummary {
+        CursorSummary {
+            x: self.position.x,
+            y: self.position.y,
+            visible: self.visible,
+            shape: self.shape.as_ref().map(|s| {
+                (
+                    format!("{:?}", s.kind).to_lowercase(),
+                    s.width,
+                    s.height,
+                    s.hot_spot_x,
+                    s.hot_spot_y,
+                )
+            }),
+            shape_generation: self.shape_generation,
+            resets: self.resets,
+        }
     }
 }
 
@@ -172,11 +218,17 @@ mod tests {
             frequency: 4,
         }));
         assert_eq!(c.trail, (3, 4));
+        assert_eq!(c.generation, 4, "every command changes the generation");
+        let summary = c.summary();
+        assert_eq!((summary.x, summary.y, summary.visible), (9, 9, false));
+        assert_eq!(summary.shape, Some(("alpha".to_string(), 1, 1, 1, 2)));
         c.reset();
         assert_eq!(
             (c.shape.is_none(), c.visible, c.shape_generation),
             (true, false, 2)
         );
+        assert_eq!((c.generation, c.resets), (5, 1));
+        assert_eq!(c.summary().shape, None);
     }
 
     #[test]

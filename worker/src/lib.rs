@@ -11,7 +11,9 @@ pub mod screendump;
 pub mod seam;
 pub mod surface;
 
-pub use cursor::{CursorChange, CursorState, shape_argb};
+pub use cursor::{CursorChange, CursorState, CursorSummary, shape_argb};
 pub use render::{DrawCounts, DrawKind, Limitation, RenderError, RenderStats, Renderer};
+/// The shape types a [`CursorState`] holds, for its users (the VMM's cursor source).
+pub use saffron_ring::parse::{CursorShape, CursorType};
 pub use screendump::{ScreendumpError, encode_png, surface_rgb};
 pub use surface::{Surface, SurfaceError, SurfaceTable};

@@ -13,7 +13,7 @@ use saffron_ring::memslot::MemSlotTable;
 use saffron_ring::parse::{Command, Context, SurfaceCmdKind, parse_command, parse_monitors_config};
 use tracing::{debug, info, warn};
 
-use crate::cursor::CursorState;
+use crate::cursor::{CursorState, CursorSummary};
 use crate::render::{DrawKind, Renderer};
 use crate::screendump;
 use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
@@ -58,6 +58,13 @@ pub enum Query {
     },
     /// The primary surface as packed RGB.
     Screendump(Sender<Screendump>),
+    /// The cursor state unless its generation is still `since` (then `None`).
+    Cursor {
+        /// The generation the caller already has.
+        since: u64,
+        /// Where the answer goes.
+        reply: Sender<Option<CursorState>>,
+    },
     /// Counters.
     Stats(Sender<WorkerStats>),
 }
@@ -86,6 +93,8 @@ pub struct WorkerStats {
     pub bad_commands: u64,
     /// Per draw kind: rendered, approximated, unsupported (logged once), failed.
     pub render: Vec<(String, crate::render::DrawCounts)>,
+    /// The guest's cursor.
+    pub cursor: CursorSummary,
 }
 
 /// The device's [`QxlWorker`]: sends requests to the worker thread.
@@ -128,6 +137,16 @@ impl WorkerControl {
     pub fn frame(&self, since: u64) -> Option<FrameReply> {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.query(Query::Frame { since, reply: tx }) {
+            return None;
+        }
+        rx.recv().ok()
+    }
+
+    /// The cursor state if it changed since generation `since`: `Some(None)` when it did not,
+    /// `None` when the worker is gone.
+    pub fn cursor(&self, since: u64) -> Option<Option<CursorState>> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Cursor { since, reply: tx }) {
             return None;
         }
         rx.recv().ok()
@@ -234,6 +253,10 @@ impl<I: QxlInterface> RedWorker<I> {
                 };
                 let _ = tx.send(result);
             }
+            Query::Cursor { since, reply } => {
+                let changed = (since != self.cursor.generation).then(|| self.cursor.clone());
+                let _ = reply.send(changed);
+            }
             Query::Stats(tx) => {
                 let mut s = self.stats.clone();
                 s.render = self
@@ -243,6 +266,7 @@ impl<I: QxlInterface> RedWorker<I> {
                     .filter(|(_, c)| *c != crate::render::DrawCounts::default())
                     .map(|(k, c)| (format!("{k:?}"), c))
                     .collect();
+                s.cursor = self.cursor.summary();
                 let _ = tx.send(s);
             }
         }
@@ -266,6 +290,8 @@ impl<I: QxlInterface> RedWorker<I> {
             }
             WorkerRequest::DestroyPrimary => {
                 self.process_rings();
+                // spice-server forgets the cursor with the primary; drivers set it again.
+                self.cursor.reset();
                 let _ = self.surfaces.destroy(0);
             }
             WorkerRequest::DestroySurface(id) => {

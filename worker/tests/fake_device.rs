@@ -6,20 +6,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use saffron_ring::abi::{
-    QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXLCommand,
-    QXLMemSlot, QXLMessage, QXLReleaseInfo, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
+    QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CURSOR_HIDE, QXL_CURSOR_SET,
+    QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXLCommand, QXLCursor, QXLCursorCmd,
+    QXLCursorHeader, QXLCursorSet, QXLDataChunk, QXLMemSlot, QXLMessage, QXLPoint16,
+    QXLReleaseInfo, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable, make_phys};
 use saffron_ring::parse::{Context, parse_primary};
 use saffron_worker::red::{FrameReply, spawn};
 use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
-use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM: u64 = 1 << 20;
 
 #[derive(Default)]
 struct Record {
     commands: VecDeque<QXLCommand>,
+    cursor_commands: VecDeque<QXLCommand>,
     releases: Vec<(GuestAddress, u64)>,
     flushes: u32,
     completions: Vec<u64>,
@@ -43,13 +46,13 @@ impl QxlInterface for FakeDevice {
         Ok(self.rec.lock().unwrap().commands.pop_front())
     }
     fn get_cursor_command(&self) -> Result<Option<QXLCommand>, RingFault> {
-        Ok(None)
+        Ok(self.rec.lock().unwrap().cursor_commands.pop_front())
     }
     fn req_cmd_notification(&self) -> Result<bool, RingFault> {
         Ok(!self.rec.lock().unwrap().commands.is_empty())
     }
     fn req_cursor_notification(&self) -> Result<bool, RingFault> {
-        Ok(false)
+        Ok(!self.rec.lock().unwrap().cursor_commands.is_empty())
     }
     fn release_resource(&self, info: GuestAddress, id: u64) {
         self.rec.lock().unwrap().releases.push((info, id));
@@ -194,4 +197,97 @@ fn a_command_outside_the_memslots_is_reported_as_a_guest_bug() {
     assert!(wait(|| !dev.rec.lock().unwrap().bugs.is_empty()));
     // Nothing could be read, so nothing is released.
     assert!(dev.rec.lock().unwrap().releases.is_empty());
+}
+
+/// Queues a cursor command whose union bytes are `u`, at `at` in guest memory.
+fn push_cursor(dev: &FakeDevice, at: u64, type_: u8, u: &[u8]) {
+    let mut cmd = QXLCursorCmd {
+        release_info: QXLReleaseInfo { id: at },
+        type_,
+        ..Default::default()
+    };
+    cmd.u[..u.len()].copy_from_slice(u);
+    dev.mem.write_obj(cmd, GuestAddress(at)).unwrap();
+    dev.rec
+        .lock()
+        .unwrap()
+        .cursor_commands
+        .push_back(QXLCommand {
+            data: make_phys(1, 0, at).unwrap(),
+            type_: QXL_CMD_CURSOR,
+            ..Default::default()
+        });
+}
+
+#[test]
+fn cursor_state_is_queried_by_generation_and_forgotten_with_the_primary() {
+    let (dev, worker, control, _slots) = setup();
+    let before = control.cursor(u64::MAX).unwrap().expect("a first state");
+    assert_eq!((before.shape.is_none(), before.resets), (true, 0));
+    assert_eq!(control.cursor(before.generation).unwrap(), None);
+
+    // A 2x2 ALPHA shape with hot spot (1, 0) set at (40, 30), as Linux does.
+    let shape = QXLCursor {
+        header: QXLCursorHeader {
+            unique: 0,
+            type_: 0,
+            width: 2,
+            height: 2,
+            hot_spot_x: 1,
+            hot_spot_y: 0,
+        },
+        data_size: 16,
+        chunk: QXLDataChunk {
+            data_size: 16,
+            prev_chunk: 0,
+            next_chunk: 0,
+        },
+    };
+    dev.mem.write_obj(shape, GuestAddress(0x3000)).unwrap();
+    let pixels: Vec<u8> = (0..16).collect();
+    dev.mem
+        .write_slice(
+            &pixels,
+            GuestAddress(0x3000 + std::mem::size_of::<QXLCursor>() as u64),
+        )
+        .unwrap();
+    let set = QXLCursorSet {
+        position: QXLPoint16 { x: 40, y: 30 },
+        visible: 1,
+        shape: make_phys(1, 0, 0x3000).unwrap(),
+    };
+    push_cursor(&dev, 0x2000, QXL_CURSOR_SET, set.as_slice());
+    worker.submit(WorkerRequest::Wakeup, Completion::None);
+    let mut state = None;
+    assert!(wait(|| {
+        state = control.cursor(before.generation).unwrap();
+        state.is_some()
+    }));
+    let state = state.unwrap();
+    let s = state.shape.as_ref().expect("the shape");
+    assert_eq!(
+        (s.width, s.height, s.hot_spot_x, &s.data[..]),
+        (2, 2, 1, &pixels[..])
+    );
+    assert_eq!(
+        (state.position.x, state.position.y, state.visible),
+        (40, 30, true)
+    );
+    assert_eq!(control.stats().unwrap().cursor, state.summary());
+
+    push_cursor(&dev, 0x2100, QXL_CURSOR_HIDE, &[]);
+    worker.submit(WorkerRequest::Wakeup, Completion::None);
+    assert!(wait(|| control
+        .cursor(state.generation)
+        .unwrap()
+        .is_some_and(|c| !c.visible)));
+
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    worker.submit(WorkerRequest::DestroyPrimary, Completion::Sync(tx));
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let after = control.cursor(state.generation).unwrap().unwrap();
+    assert_eq!((after.shape.is_none(), after.resets), (true, 1));
+    let rec = dev.rec.lock().unwrap();
+    assert!(rec.releases.contains(&(GuestAddress(0x2000), 0x2000)));
+    assert!(rec.bugs.is_empty(), "{:?}", rec.bugs);
 }

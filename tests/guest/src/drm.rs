@@ -49,6 +49,13 @@ pub const DRM_IOCTL_MODE_CREATE_DUMB: u64 = drm_iowr::<DrmModeCreateDumb>(0xb2);
 pub const DRM_IOCTL_MODE_MAP_DUMB: u64 = drm_iowr::<DrmModeMapDumb>(0xb3);
 /// `DRM_IOCTL_MODE_DESTROY_DUMB`.
 pub const DRM_IOCTL_MODE_DESTROY_DUMB: u64 = drm_iowr::<DrmModeDestroyDumb>(0xb4);
+/// `DRM_IOCTL_MODE_CURSOR2`.
+pub const DRM_IOCTL_MODE_CURSOR2: u64 = drm_iowr::<DrmModeCursor2>(0xbb);
+
+/// `DRM_MODE_CURSOR_BO`: set (or, with handle 0, remove) the cursor image.
+pub const DRM_MODE_CURSOR_BO: u32 = 0x01;
+/// `DRM_MODE_CURSOR_MOVE`: move the cursor.
+pub const DRM_MODE_CURSOR_MOVE: u32 = 0x02;
 
 /// `DRM_CAP_DUMB_BUFFER`.
 pub const DRM_CAP_DUMB_BUFFER: u64 = 1;
@@ -299,6 +306,30 @@ pub struct DrmModeFbDirtyCmd {
     pub num_clips: u32,
     /// User pointer to a `drm_clip_rect` array.
     pub clips_ptr: u64,
+}
+
+/// `struct drm_mode_cursor2`: the legacy cursor ioctl with a hot spot.
+#[repr(C)]
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DrmModeCursor2 {
+    /// `DRM_MODE_CURSOR_BO` and/or `DRM_MODE_CURSOR_MOVE`.
+    pub flags: u32,
+    /// CRTC id.
+    pub crtc_id: u32,
+    /// Where the image's top-left corner goes, in CRTC pixels.
+    pub x: i32,
+    /// Where the image's top-left corner goes, in CRTC pixels.
+    pub y: i32,
+    /// Image width.
+    pub width: u32,
+    /// Image height.
+    pub height: u32,
+    /// GEM handle of an ARGB8888 buffer, 0 to remove the cursor.
+    pub handle: u32,
+    /// Hot spot, from the image's top-left corner.
+    pub hot_x: i32,
+    /// Hot spot, from the image's top-left corner.
+    pub hot_y: i32,
 }
 
 /// `struct drm_clip_rect`: `[x1, x2) x [y1, y2)`.
@@ -699,6 +730,15 @@ impl Card {
         unsafe { self.ioctl("DRM_IOCTL_MODE_SETCRTC", DRM_IOCTL_MODE_SETCRTC, &mut arg) }
     }
 
+    /// The legacy cursor ioctl (`DRM_IOCTL_MODE_CURSOR2`), as X servers and compositors
+    /// without atomic use it: `flags` says whether the image (`handle`, `width` x `height`,
+    /// hot spot) and/or the position (`x`, `y`: the image's top-left corner) change.
+    pub fn cursor2(&self, arg: DrmModeCursor2) -> Result<()> {
+        let mut arg = arg;
+        // SAFETY: CURSOR2 takes a drm_mode_cursor2, which has no pointers.
+        unsafe { self.ioctl("DRM_IOCTL_MODE_CURSOR2", DRM_IOCTL_MODE_CURSOR2, &mut arg) }
+    }
+
     /// Tells the driver which parts of `fb_id` changed (at most [`DIRTY_MAX_CLIPS`] rects).
     pub fn dirty_fb(&self, fb_id: u32, clips: &[DrmClipRect]) -> Result<()> {
         if clips.len() > DIRTY_MAX_CLIPS {
@@ -744,6 +784,12 @@ mod tests {
         assert_eq!(DRM_IOCTL_MODE_DESTROY_DUMB, 0xc004_64b4);
     }
 
+    /// `DRM_IOWR(0xBB, struct drm_mode_cursor2)` of drm.h, the struct being nine 32-bit fields.
+    #[test]
+    fn cursor_ioctl_number() {
+        assert_eq!(DRM_IOCTL_MODE_CURSOR2, 0xc024_64bb);
+    }
+
     #[test]
     fn layouts_match_the_kernel_header() {
         assert_eq!(size_of::<DrmGetCap>(), 16);
@@ -763,6 +809,8 @@ mod tests {
         assert_eq!(size_of::<DrmModeFbCmd>(), 28);
         assert_eq!(size_of::<DrmModeFbDirtyCmd>(), 24);
         assert_eq!(size_of::<DrmClipRect>(), 8);
+        assert_eq!(size_of::<DrmModeCursor2>(), 36);
+        assert_eq!(offset_of!(DrmModeCursor2, hot_x), 28);
     }
 
     #[test]

@@ -175,7 +175,7 @@ fn upload(
 }
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--frames 60] [--pattern hgrad]
-/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME]`.
+/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX]`.
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
@@ -184,6 +184,9 @@ fn upload(
 /// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
 /// right around the timed frames, so that the host can sample its own counters over exactly
 /// that stretch (without the mode set, the first upload and the read-back).
+/// With `--cursor-sync PREFIX`, after the frames the hardware cursor is set, moved and hidden
+/// ([`super::cursor::exercise`]), with hand-overs `PREFIX-ready`, `-set`, `-move1`, `-move2`
+/// and `-hide`.
 pub fn run(mut opts: Options) -> Result<()> {
     let card_path = PathBuf::from(
         opts.take("card")
@@ -200,6 +203,7 @@ pub fn run(mut opts: Options) -> Result<()> {
         3_600_000,
     )?;
     let phase = opts.take("phase");
+    let cursor_sync = opts.take("cursor-sync");
     opts.finish()?;
     let want = match (width, height) {
         (None, None) => None,
@@ -216,6 +220,9 @@ pub fn run(mut opts: Options) -> Result<()> {
     }
     if let Some(p) = &phase {
         super::sync::check_token("phase", p)?;
+    }
+    if let Some(p) = &cursor_sync {
+        super::sync::check_token("cursor-sync", p)?;
     }
 
     let card = Card::open(&card_path)?;
@@ -368,6 +375,9 @@ pub fn run(mut opts: Options) -> Result<()> {
         if dirty_ok { "ok" } else { "unsupported" },
         elapsed.as_millis()
     );
+    if let Some(prefix) = &cursor_sync {
+        super::cursor::exercise(&card, crtc, prefix, sync_timeout)?;
+    }
     if let Some(id) = &sync_id {
         super::sync::hand_over(id, Some("kms"), sync_timeout)?;
     }
@@ -474,6 +484,8 @@ mod tests {
         let opts = Options::parse(["--sync", "a b"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--phase", "a b"]).unwrap();
+        assert!(matches!(run(opts), Err(Error::Usage(_))));
+        let opts = Options::parse(["--cursor-sync", "a b"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--card", "/nonexistent/card0"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Io { .. })));

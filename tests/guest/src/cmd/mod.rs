@@ -2,6 +2,7 @@
 
 pub mod bar_rw;
 pub mod bench;
+pub mod cursor;
 pub mod fb;
 pub mod fbbench;
 pub mod find;
