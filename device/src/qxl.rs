@@ -743,7 +743,7 @@ impl QxlDevice {
             return self.guest_bug(&format!("DESTROY_SURFACE of surface {id}"));
         }
         if let Some(done) = self.done_for(port, is_async) {
-            self.submit(WorkerRequest::DestroySurface(id), done);
+            self.submit(WorkerRequest::DestroySurfaceWait(id), done);
         }
     }
 

@@ -89,21 +89,27 @@ impl Driver {
         pending
     }
 
-    /// An async port and the one IO_CMD that must follow it.
+    /// An async port and the one IO_CMD that must follow it. Other interrupts (DISPLAY for
+    /// releases) may come before it; they are taken as the guest's handler would.
     fn async_op(&mut self, port: u8, val: u8) {
         self.out(port, val);
         // With a worker thread the completion comes later; Linux waits for it (5 s).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !*self.line.0.lock().unwrap() && std::time::Instant::now() < deadline {
+        let mut pending = 0;
+        while pending & QXL_INTERRUPT_IO_CMD == 0 && std::time::Instant::now() < deadline {
+            pending |= self.isr();
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let pending = self.isr();
         assert_eq!(
             pending & QXL_INTERRUPT_IO_CMD,
             QXL_INTERRUPT_IO_CMD,
             "port {port}"
         );
-        assert_eq!(self.isr(), 0, "exactly one IO_CMD for port {port}");
+        assert_eq!(
+            self.isr() & QXL_INTERRUPT_IO_CMD,
+            0,
+            "exactly one IO_CMD for port {port}"
+        );
     }
 
     fn memslot(&mut self, id: u8, start: u64, end: u64) {
@@ -525,4 +531,101 @@ fn unknown_command_type_is_a_guest_bug() {
         },
     );
     assert!(wait_for(|| d.dev.in_guest_bug()));
+}
+
+fn read_u64(d: &mut Driver, off: u64) -> u64 {
+    let mut b = [0u8; 8];
+    d.dev.bar_read(bar::RAM, off, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Every id the device has handed back so far, pushed or still in the open batch: the
+/// guest's garbage collector walks each chain through the commands' own `release_info`
+/// (`at(id)` is where the command with that id lives in BAR0).
+fn released(d: &mut Driver, at: impl Fn(u64) -> u64) -> Vec<u64> {
+    let ring = offset_of!(QXLRam, release_ring);
+    let items = d.ram_header + (ring + offset_of!(QXLReleaseRing, items)) as u64;
+    let prod = d.get_u32(ring + offset_of!(QXLRingHeader, prod));
+    let mut seen = Vec::new();
+    for batch in 0..=prod {
+        let mut id = read_u64(d, items + u64::from(batch % QXL_RELEASE_RING_SIZE) * 8);
+        while id != 0 && seen.len() < 16 {
+            seen.push(id);
+            id = read_u64(d, at(id));
+        }
+    }
+    seen.sort_unstable();
+    seen
+}
+
+/// A Linux-style surface command: CREATE in a release slot, DESTROY 64 bytes after it.
+fn surface_cmd(d: &mut Driver, off: u64, id: u64, surface_id: u32, create: bool) {
+    let cmd = QXLSurfaceCmd {
+        release_info: QXLReleaseInfo { id },
+        surface_id,
+        type_: if create {
+            QXL_SURFACE_CMD_CREATE
+        } else {
+            QXL_SURFACE_CMD_DESTROY
+        },
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        surface_create: QXLSurface {
+            format: SPICE_SURFACE_FMT_32_xRGB,
+            width: 64,
+            height: 64,
+            stride: 256,
+            // Surface pixels in the surfaces slot (BAR1).
+            data: make_phys(2, 0, u64::from(surface_id) * 0x1_0000).unwrap(),
+        },
+    };
+    d.dev.bar_write(bar::RAM, off, cmd.as_slice());
+    push_command(
+        d,
+        QXLCommand {
+            data: make_phys(1, 0, off).unwrap(),
+            type_: QXL_CMD_SURFACE,
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn surface_creates_come_back_only_with_their_destroy() {
+    let mut d = with_worker();
+    // Release ids 0x70.. live at 0x3000 + (id - 0x70) * 64.
+    let at = |id: u64| 0x3000 + (id - 0x70) * 64;
+    surface_cmd(&mut d, at(0x70), 0x70, 1, true);
+    surface_cmd(&mut d, at(0x72), 0x72, 2, true);
+    // FLUSH_SURFACES completes after the ring was drained.
+    d.async_op(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    d.out(QXL_IO_FLUSH_RELEASE, 0);
+    assert_eq!(d.dev.stats().commands, 2);
+    assert_eq!(d.dev.stats().releases, 0, "CREATEs are held");
+    assert!(released(&mut d, at).is_empty());
+    // Nor does the guest's NOTIFY_OOM get them back.
+    d.out(QXL_IO_NOTIFY_OOM, 0);
+    assert!(released(&mut d, at).is_empty());
+    // DESTROY of surface 1 (64 bytes after its CREATE, as Linux places it).
+    surface_cmd(&mut d, at(0x71), 0x71, 1, false);
+    assert!(wait_for(|| d.dev.stats().releases == 2));
+    assert_eq!(released(&mut d, at), [0x70, 0x71]);
+    // DESTROY_ALL_SURFACES gives back surface 2's CREATE.
+    d.async_op(QXL_IO_DESTROY_ALL_SURFACES_ASYNC, 0);
+    assert!(wait_for(|| d.dev.stats().releases == 3));
+    assert_eq!(released(&mut d, at), [0x70, 0x71, 0x72]);
+    // A CREATE held across a RESET is dropped: the ring starts over empty and stays so.
+    surface_cmd(&mut d, at(0x73), 0x73, 1, true);
+    d.async_op(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    assert_eq!(d.dev.stats().commands, 4);
+    d.bring_up();
+    d.out(QXL_IO_FLUSH_RELEASE, 0);
+    assert!(released(&mut d, at).is_empty());
+    assert_eq!(d.dev.stats().releases, 3);
+    // Surface 1 is free again after the reset.
+    surface_cmd(&mut d, at(0x74), 0x74, 1, true);
+    surface_cmd(&mut d, at(0x75), 0x75, 1, false);
+    assert!(wait_for(|| d.dev.stats().releases == 5));
+    assert_eq!(released(&mut d, at), [0x74, 0x75]);
+    let stats = d.dev.stats();
+    assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
 }

@@ -6,11 +6,14 @@
 //! cursor), and handed back through the release ring. Rendering is eager, so an UPDATE_AREA
 //! only has to drain the rings before it answers.
 
+use std::collections::BTreeMap;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use saffron_ring::memslot::MemSlotTable;
-use saffron_ring::parse::{Command, Context, SurfaceCmdKind, parse_command, parse_monitors_config};
+use saffron_ring::parse::{
+    Command, Context, ReleaseInfo, SurfaceCmdKind, parse_command, parse_monitors_config,
+};
 use tracing::{debug, info, warn};
 
 use crate::cursor::CursorState;
@@ -58,6 +61,13 @@ pub enum Query {
     },
     /// The primary surface as packed RGB.
     Screendump(Sender<Screendump>),
+    /// Any surface (e.g. an off-screen one) as packed RGB.
+    Surface {
+        /// The surface id.
+        id: u32,
+        /// Where the answer goes.
+        reply: Sender<Screendump>,
+    },
     /// Counters.
     Stats(Sender<WorkerStats>),
 }
@@ -84,6 +94,11 @@ pub struct WorkerStats {
     pub other_commands: u64,
     /// Commands that failed to parse (each is a guest bug).
     pub bad_commands: u64,
+    /// Ids of the surfaces that exist now (0 is the primary).
+    pub surface_ids: Vec<u32>,
+    /// Surface CREATE commands held back from the release ring until their surface is
+    /// destroyed.
+    pub held_surface_creates: u64,
     /// Per draw kind: rendered, approximated, unsupported (logged once), failed.
     pub render: Vec<(String, crate::render::DrawCounts)>,
 }
@@ -118,6 +133,16 @@ impl WorkerControl {
     pub fn screendump(&self) -> Screendump {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.query(Query::Screendump(tx)) {
+            return Err("the worker thread is gone".into());
+        }
+        rx.recv()
+            .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// Surface `id` as RGB, whatever its format (alpha-only formats as grey).
+    pub fn surface_rgb(&self, id: u32) -> Screendump {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Surface { id, reply: tx }) {
             return Err("the worker thread is gone".into());
         }
         rx.recv()
@@ -161,6 +186,11 @@ struct RedWorker<I> {
     iface: I,
     slots: MemSlotTable,
     surfaces: SurfaceTable,
+    /// The release of each surface's CREATE command, by surface id. As in spice-server the
+    /// guest gets a CREATE back only when its surface dies: the Linux driver keeps the
+    /// surface's state in the CREATE's release (the DESTROY command is written next to it)
+    /// and frees it when the release arrives.
+    held_creates: BTreeMap<u32, ReleaseInfo>,
     renderer: Renderer,
     cursor: CursorState,
     stats: WorkerStats,
@@ -176,6 +206,7 @@ impl<I: QxlInterface> RedWorker<I> {
             iface,
             slots: MemSlotTable::new(),
             surfaces: SurfaceTable::new(n),
+            held_creates: BTreeMap::new(),
             renderer: Renderer::new(),
             cursor: CursorState::new(),
             stats: WorkerStats::default(),
@@ -234,8 +265,20 @@ impl<I: QxlInterface> RedWorker<I> {
                 };
                 let _ = tx.send(result);
             }
+            Query::Surface { id, reply } => {
+                let result = self
+                    .surfaces
+                    .get(id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        screendump::surface_rgb(self.iface.memory(), s).map_err(|e| e.to_string())
+                    });
+                let _ = reply.send(result);
+            }
             Query::Stats(tx) => {
                 let mut s = self.stats.clone();
+                s.surface_ids = self.surfaces.iter().map(|(id, _)| id).collect();
+                s.held_surface_creates = self.held_creates.len() as u64;
                 s.render = self
                     .renderer
                     .stats()
@@ -266,15 +309,21 @@ impl<I: QxlInterface> RedWorker<I> {
             }
             WorkerRequest::DestroyPrimary => {
                 self.process_rings();
-                let _ = self.surfaces.destroy(0);
+                self.destroy_surface(0);
+                self.iface.flush_resources();
             }
-            WorkerRequest::DestroySurface(id) => {
-                self.process_rings();
-                let _ = self.surfaces.destroy(id);
-            }
+            // Rendering is eager: once the rings are drained nothing is pending on any
+            // surface. The surface stays (spice-server only waits here too); its DESTROY
+            // command will end it.
+            WorkerRequest::DestroySurfaceWait(_) => self.process_rings(),
             WorkerRequest::DestroyAllSurfaces => {
                 self.process_rings();
                 self.surfaces.clear();
+                // spice-server destroys each surface, which releases its CREATE.
+                for (_, create) in std::mem::take(&mut self.held_creates) {
+                    self.iface.release_resource(create.addr, create.id);
+                }
+                self.iface.flush_resources();
             }
             WorkerRequest::UpdateArea { .. } | WorkerRequest::FlushSurfaces => self.process_rings(),
             WorkerRequest::MonitorsConfig(phys) => {
@@ -286,6 +335,10 @@ impl<I: QxlInterface> RedWorker<I> {
             }
             WorkerRequest::Reset => {
                 self.surfaces.clear();
+                // The device has re-initialised the release ring already: the guest starts
+                // over and expects nothing from before the reset (QEMU's releases of the
+                // destroyed surfaces land in a ring its reset then wipes).
+                self.held_creates.clear();
                 self.cursor.reset();
                 self.slots = MemSlotTable::new();
                 self.broken = false;
@@ -335,6 +388,16 @@ impl<I: QxlInterface> RedWorker<I> {
         }
     }
 
+    /// Destroys surface `id` if it exists and releases the CREATE command that made it.
+    fn destroy_surface(&mut self, id: u32) {
+        if self.surfaces.destroy(id).is_err() {
+            debug!(id, "destroy of a surface that does not exist");
+        }
+        if let Some(create) = self.held_creates.remove(&id) {
+            self.iface.release_resource(create.addr, create.id);
+        }
+    }
+
     fn stop_processing(&mut self) {
         self.broken = true;
         self.iface.flush_resources();
@@ -375,7 +438,11 @@ impl<I: QxlInterface> RedWorker<I> {
                         match Surface::from_create(c)
                             .and_then(|surface| self.surfaces.create(s.surface_id, surface))
                         {
-                            Ok(()) => true,
+                            Ok(()) => {
+                                // Released when the surface is destroyed, not now.
+                                self.held_creates.insert(s.surface_id, s.release);
+                                return true;
+                            }
                             Err(e) => {
                                 self.iface.guest_bug(&format!("surface create: {e}"));
                                 false
@@ -383,7 +450,9 @@ impl<I: QxlInterface> RedWorker<I> {
                         }
                     }
                     SurfaceCmdKind::Destroy => {
-                        let _ = self.surfaces.destroy(s.surface_id);
+                        // The CREATE goes back first, then this DESTROY (below). A DESTROY of
+                        // a surface that does not exist is only released, as spice-server does.
+                        self.destroy_surface(s.surface_id);
                         true
                     }
                 }

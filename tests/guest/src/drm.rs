@@ -430,7 +430,12 @@ impl Card {
     /// `request` must be an ioctl whose argument is a `T` (the ioctl size field says so for the
     /// encoded ones), and every user pointer inside `arg` must be valid for what the ioctl
     /// reads or writes through it.
-    unsafe fn ioctl<T>(&self, op: &'static str, request: u64, arg: &mut T) -> Result<()> {
+    pub(crate) unsafe fn ioctl<T>(
+        &self,
+        op: &'static str,
+        request: u64,
+        arg: &mut T,
+    ) -> Result<()> {
         loop {
             // SAFETY: the caller guarantees `arg` has the layout `request` expects and that its
             // embedded pointers are valid; the fd stays open for the call.
