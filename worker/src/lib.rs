@@ -13,5 +13,5 @@ pub mod surface;
 
 pub use cursor::{CursorChange, CursorState, shape_argb};
 pub use render::{DrawCounts, DrawKind, Limitation, RenderError, RenderStats, Renderer};
-pub use screendump::{ScreendumpError, encode_png, surface_rgb};
+pub use screendump::{Area, ScreendumpError, area_rgb, encode_png, surface_rgb};
 pub use surface::{Surface, SurfaceError, SurfaceTable};

@@ -12,13 +12,14 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use saffron_ring::memslot::MemSlotTable;
 use saffron_ring::parse::{
-    Command, Context, ReleaseInfo, SurfaceCmdKind, parse_command, parse_monitors_config,
+    Command, Context, MonitorsConfig, ReleaseInfo, SurfaceCmdKind, parse_command,
+    parse_monitors_config,
 };
 use tracing::{debug, info, warn};
 
 use crate::cursor::CursorState;
 use crate::render::{DrawKind, Renderer};
-use crate::screendump;
+use crate::screendump::{self, Area};
 use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use crate::surface::{Surface, SurfaceTable};
 use saffron_ring::abi::QXLCommand;
@@ -59,7 +60,8 @@ pub enum Query {
         /// Where the answer goes.
         reply: Sender<FrameReply>,
     },
-    /// The primary surface as packed RGB.
+    /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
+    /// guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
     /// Any surface (e.g. an off-screen one) as packed RGB.
     Surface {
@@ -129,7 +131,8 @@ impl WorkerControl {
         self.tx.send(Msg::Query(q)).is_ok()
     }
 
-    /// The primary surface as RGB.
+    /// What the guest shows as RGB: the primary surface, or head 0's part of it when the
+    /// guest set a monitors config.
     pub fn screendump(&self) -> Screendump {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.query(Query::Screendump(tx)) {
@@ -191,6 +194,9 @@ struct RedWorker<I> {
     /// surface's state in the CREATE's release (the DESTROY command is written next to it)
     /// and frees it when the release arrives.
     held_creates: BTreeMap<u32, ReleaseInfo>,
+    /// The guest's last monitors config (MONITORS_CONFIG_ASYNC); head 0 is what the screen
+    /// shows of the primary.
+    monitors: Option<MonitorsConfig>,
     renderer: Renderer,
     cursor: CursorState,
     stats: WorkerStats,
@@ -207,6 +213,7 @@ impl<I: QxlInterface> RedWorker<I> {
             slots: MemSlotTable::new(),
             surfaces: SurfaceTable::new(n),
             held_creates: BTreeMap::new(),
+            monitors: None,
             renderer: Renderer::new(),
             cursor: CursorState::new(),
             stats: WorkerStats::default(),
@@ -258,9 +265,8 @@ impl<I: QxlInterface> RedWorker<I> {
             }
             Query::Screendump(tx) => {
                 let result = match self.surfaces.primary() {
-                    Some(s) => {
-                        screendump::surface_rgb(self.iface.memory(), s).map_err(|e| e.to_string())
-                    }
+                    Some(s) => screendump::area_rgb(self.iface.memory(), s, self.scanout(s))
+                        .map_err(|e| e.to_string()),
                     None => Err("no primary surface".to_string()),
                 };
                 let _ = tx.send(result);
@@ -328,13 +334,20 @@ impl<I: QxlInterface> RedWorker<I> {
             WorkerRequest::UpdateArea { .. } | WorkerRequest::FlushSurfaces => self.process_rings(),
             WorkerRequest::MonitorsConfig(phys) => {
                 let ctx = Context::new(self.iface.memory(), &self.slots, self.iface.n_surfaces());
-                match parse_monitors_config(&ctx, phys) {
-                    Ok(cfg) => info!("guest monitors config: {cfg:?}"),
-                    Err(e) => warn!("unreadable monitors config: {e}"),
-                }
+                self.monitors = match parse_monitors_config(&ctx, phys) {
+                    Ok(cfg) => {
+                        info!("guest monitors config: {cfg:?}");
+                        Some(cfg)
+                    }
+                    Err(e) => {
+                        warn!("unreadable monitors config, showing the whole primary: {e}");
+                        None
+                    }
+                };
             }
             WorkerRequest::Reset => {
                 self.surfaces.clear();
+                self.monitors = None;
                 // The device has re-initialised the release ring already: the guest starts
                 // over and expects nothing from before the reset (QEMU's releases of the
                 // destroyed surfaces land in a ring its reset then wipes).
@@ -386,6 +399,23 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.iface.flush_resources();
             }
         }
+    }
+
+    /// What the screen shows of `primary`: head 0 of the guest's monitors config (its x, y,
+    /// width and height, clipped to the primary), as QEMU's qxl display does; the whole
+    /// primary without a config or when head 0 is empty or outside it.
+    fn scanout(&self, primary: &Surface) -> Area {
+        let head = self.monitors.as_ref().and_then(|m| m.heads.first());
+        head.and_then(|h| {
+            Area {
+                x: h.x,
+                y: h.y,
+                width: h.width,
+                height: h.height,
+            }
+            .clipped_to(primary)
+        })
+        .unwrap_or_else(|| Area::whole(primary))
     }
 
     /// Destroys surface `id` if it exists and releases the CREATE command that made it.

@@ -7,8 +7,9 @@ use std::time::{Duration, Instant};
 
 use saffron_ring::abi::{
     QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY,
-    QXL_SURFACE_CMD_CREATE, QXL_SURFACE_CMD_DESTROY, QXLCommand, QXLMemSlot, QXLMessage,
-    QXLReleaseInfo, QXLSurface, QXLSurfaceCmd, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
+    QXL_SURFACE_CMD_CREATE, QXL_SURFACE_CMD_DESTROY, QXLCommand, QXLHead, QXLMemSlot, QXLMessage,
+    QXLMonitorsConfig, QXLReleaseInfo, QXLSurface, QXLSurfaceCmd, QXLSurfaceCreate,
+    SPICE_SURFACE_FMT_32_xRGB,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable, make_phys};
 use saffron_ring::parse::{Context, parse_primary};
@@ -338,5 +339,113 @@ fn reset_drops_the_held_creates_without_releasing_them() {
     queue_surface_cmd(&dev, 0x1140, 0x43, 1, false);
     sync(&worker, WorkerRequest::Wakeup);
     assert_eq!(released_ids(&dev), [0x42, 0x43]);
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+/// Writes a monitors config with `heads` at `at` (slot 1) and hands it to the worker.
+fn monitors_config(
+    dev: &FakeDevice,
+    worker: &saffron_worker::red::Dispatcher,
+    at: u64,
+    heads: &[QXLHead],
+) {
+    dev.mem
+        .write_obj(
+            QXLMonitorsConfig {
+                count: heads.len() as u16,
+                max_allowed: 4,
+            },
+            GuestAddress(at),
+        )
+        .unwrap();
+    for (i, h) in heads.iter().enumerate() {
+        dev.mem
+            .write_obj(*h, GuestAddress(at + 4 + i as u64 * 28))
+            .unwrap();
+    }
+    sync(
+        worker,
+        WorkerRequest::MonitorsConfig(make_phys(1, 0, at).unwrap()),
+    );
+}
+
+#[test]
+fn screendump_shows_head_0_of_the_monitors_config() {
+    let (dev, worker, control, slots) = setup();
+    let (w, h) = (32u32, 16u32);
+    let create = QXLSurfaceCreate {
+        width: w,
+        height: h,
+        stride: (w * 4) as i32,
+        format: SPICE_SURFACE_FMT_32_xRGB,
+        position: 0,
+        mouse_mode: 0,
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        type_: QXL_SURF_TYPE_PRIMARY,
+        mem: make_phys(1, 0, 0x8000).unwrap(),
+    };
+    // Every pixel holds its own coordinates: R = x, G = y.
+    for y in 0..h {
+        for x in 0..w {
+            let px = (x << 16) | (y << 8);
+            dev.mem
+                .write_obj(px, GuestAddress(0x8000 + u64::from(y * w + x) * 4))
+                .unwrap();
+        }
+    }
+    let primary = parse_primary(&Context::new(&dev.mem, &slots, 16), &create).unwrap();
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    let dims = |c: &saffron_worker::red::WorkerControl| {
+        let (w, h, rgb) = c.screendump().unwrap();
+        (w, h, (rgb[0], rgb[1]))
+    };
+    assert_eq!(
+        dims(&control),
+        (w, h, (0, 0)),
+        "no config: the whole primary"
+    );
+    let head = |x, y, width, height| QXLHead {
+        id: 0,
+        surface_id: 0,
+        width,
+        height,
+        x,
+        y,
+        flags: 0,
+    };
+    // Head 0 at (5, 3), 20x10: the dump is that part, its first pixel (5, 3).
+    monitors_config(
+        &dev,
+        &worker,
+        0x2000,
+        &[head(5, 3, 20, 10), head(25, 0, 7, 16)],
+    );
+    let (dw, dh, rgb) = control.screendump().unwrap();
+    assert_eq!((dw, dh), (20, 10));
+    assert_eq!(&rgb[..3], &[5, 3, 0]);
+    let last = rgb.len() - 3;
+    assert_eq!(&rgb[last..], &[24, 12, 0], "its last pixel is (24, 12)");
+    // Spice clients still get the whole primary (they are sent the layout separately).
+    let Some(FrameReply::Frame { width, .. }) = control.frame(0) else {
+        panic!("a frame")
+    };
+    assert_eq!(width, w);
+    // A head reaching past the primary is clipped to it.
+    monitors_config(&dev, &worker, 0x2000, &[head(30, 14, 1024, 768)]);
+    assert_eq!(dims(&control), (2, 2, (30, 14)));
+    // An empty head 0 (a disabled output) or one outside the primary: the whole primary.
+    monitors_config(&dev, &worker, 0x2000, &[head(0, 0, 0, 0)]);
+    assert_eq!(dims(&control), (w, h, (0, 0)));
+    monitors_config(&dev, &worker, 0x2000, &[head(32, 0, 8, 8)]);
+    assert_eq!(dims(&control), (w, h, (0, 0)));
+    // The config outlives a new primary; a reset forgets it.
+    monitors_config(&dev, &worker, 0x2000, &[head(0, 0, 16, 8)]);
+    sync(&worker, WorkerRequest::DestroyPrimary);
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    assert_eq!(dims(&control), (16, 8, (0, 0)));
+    sync(&worker, WorkerRequest::Reset);
+    sync(&worker, WorkerRequest::Memslots(Box::new(slots.clone())));
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    assert_eq!(dims(&control), (w, h, (0, 0)));
     assert!(dev.rec.lock().unwrap().bugs.is_empty());
 }

@@ -679,13 +679,15 @@ impl Card {
         unsafe { self.ioctl("DRM_IOCTL_MODE_RMFB", DRM_IOCTL_MODE_RMFB, &mut arg) }
     }
 
-    /// Shows `fb_id` on `crtc_id` through `connector_id` in `mode`.
+    /// Shows `fb_id` on `crtc_id` through `connector_id` in `mode`, from pixel (`x`, `y`)
+    /// of the framebuffer on (a framebuffer may be larger than the mode).
     pub fn set_crtc(
         &self,
         crtc_id: u32,
         fb_id: u32,
         connector_id: u32,
         mode: &DrmModeModeinfo,
+        (x, y): (u32, u32),
     ) -> Result<()> {
         let mut connectors = [connector_id];
         let mut arg = DrmModeCrtc {
@@ -693,8 +695,8 @@ impl Card {
             count_connectors: 1,
             crtc_id,
             fb_id,
-            x: 0,
-            y: 0,
+            x,
+            y,
             gamma_size: 0,
             mode_valid: 1,
             mode: *mode,
