@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use saffron_device::QxlConfig;
 use saffron_tests::{
     GuestOptions, Record, boot_guest_with_sync, serial_guard, sha256_hex, with_tag,
 };
@@ -88,9 +89,16 @@ struct Window {
     origin: (u32, u32),
 }
 
-fn kms(width: u32, height: u32, resolution: Option<(u32, u32)>, window: Option<Window>) {
+fn kms(
+    width: u32,
+    height: u32,
+    resolution: Option<(u32, u32)>,
+    window: Option<Window>,
+    qxl: QxlConfig,
+) -> String {
     let _g = serial_guard();
     let mut opts = GuestOptions::new("qxl-kms");
+    opts.qxl = qxl;
     opts.args = vec![width.to_string(), height.to_string(), "30".into()];
     if let Some(w) = window {
         opts.args.extend(
@@ -131,16 +139,17 @@ fn kms(width: u32, height: u32, resolution: Option<(u32, u32)>, window: Option<W
         "the screendump differs from what the dumb buffer shows"
     );
     println!("KMS {width}x{height}: {result:?}");
+    serial
 }
 
 #[test]
 fn kms_dumb_buffer_at_1024x768_is_rendered_pixel_exact() {
-    kms(1024, 768, None, None);
+    kms(1024, 768, None, None, QxlConfig::default());
 }
 
 #[test]
 fn kms_dumb_buffer_at_the_resolution_mode_is_rendered_pixel_exact() {
-    kms(1280, 800, Some((1280, 800)), None);
+    kms(1280, 800, Some((1280, 800)), None, QxlConfig::default());
 }
 
 /// An 800x600 mode showing a 1024x768 framebuffer from (96, 40): the primary surface is
@@ -156,5 +165,27 @@ fn kms_window_of_a_larger_framebuffer_is_what_the_screendump_shows() {
             fb: (1024, 768),
             origin: (96, 40),
         }),
+        QxlConfig::default(),
+    );
+}
+
+/// With `--qxl-vram64-mb 128` the device has a 128 MiB 64-bit BAR4 next to its 64 MiB BAR1:
+/// the stock driver takes BAR4 as its surface memory (it says so), puts its surfaces memslot
+/// and so the primary surface there, and the screen is still rendered pixel-exact.
+#[test]
+fn kms_with_the_64_bit_vram_bar_is_rendered_pixel_exact() {
+    let qxl = QxlConfig::from_mb(64, 64, 128).expect("the --qxl-vram64-mb 128 configuration");
+    let serial = kms(1024, 768, None, None, qxl);
+    assert!(
+        serial.contains("qxl: 128M of Surface memory size"),
+        "the driver uses BAR4's 128 MiB for surfaces; serial:\n{serial}"
+    );
+    let slot = serial
+        .lines()
+        .find(|l| l.contains("(surfaces): base"))
+        .unwrap_or_else(|| panic!("no surfaces memslot line; serial:\n{serial}"));
+    assert!(
+        slot.contains("size 0x08000000"),
+        "the surfaces memslot covers BAR4: {slot}"
     );
 }

@@ -1,5 +1,6 @@
 //! The stock Linux qxl DRM driver against our device, in a real guest.
 
+use saffron_device::QxlConfig;
 use saffron_device::qxl::Mode;
 use saffron_tests::{
     GuestKernel, GuestOptions, boot_guest, boot_guest_with_sync, serial_guard, sha256_hex, with_tag,
@@ -60,6 +61,8 @@ fn stock_qxl_driver_of_linux_6_12_binds_too() {
 struct SurfaceSeen {
     /// At sync 1: the off-screen surface's id and the sha256 of its pixels as we see them.
     created: Option<(u32, u32, u32, String)>,
+    /// At sync 1: where its pixels are, as an offset into the surface memory, and how many.
+    memory: Option<(u64, u64)>,
     /// At sync 1: CREATE commands held back from the release ring.
     held_after_create: u64,
     /// At sync 2: the surfaces left and held CREATEs, once the DESTROY was handled.
@@ -99,6 +102,9 @@ fn off_screen_surface(opts: &GuestOptions) -> (saffron_tests::GuestRun, SurfaceS
                         .surface_rgb(id)
                         .unwrap_or_else(|e| panic!("surface {id}: {e}"));
                     seen.created = Some((id, w, h, sha256_hex(&rgb)));
+                    let info = worker.surface(id).expect("the surface's memory");
+                    let offset = info.memory.addr.0 - saffron_device::memory::VRAM_BASE.0;
+                    seen.memory = Some((offset, info.memory.len));
                     seen.held_after_create = stats.held_surface_creates;
                 }
                 2 => {
@@ -166,8 +172,9 @@ fn check_off_screen_surface(run: &saffron_tests::GuestRun, seen: &SurfaceSeen) {
     let worker = run.vm.server().worker().stats().expect("worker stats");
     assert_eq!(worker.surface_commands, 2, "{worker:?}");
     println!(
-        "qxl-surface: surface {id} {w}x{h} in {:?}; device {stats:?}; worker {worker:?}",
-        run.elapsed
+        "qxl-surface: surface {id} {w}x{h} at (offset, len) {:#x?} in {:?}; device {stats:?}; \
+         worker {worker:?}",
+        seen.memory, run.elapsed
     );
 }
 
@@ -176,4 +183,37 @@ fn off_screen_surface_lives_from_its_create_to_its_destroy() {
     let _g = serial_guard();
     let (run, seen) = off_screen_surface(&GuestOptions::new("qxl-surface"));
     check_off_screen_surface(&run, &seen);
+}
+
+/// With `--qxl-vram64-mb 128`: the driver says it has 128 MiB of surface memory (BAR4), and a
+/// surface bo of one page, which it places at the top of that heap, lies past BAR1's 64 MiB.
+/// The guest wrote its pixels through its BAR4 mapping; the worker reads the same pixels.
+#[test]
+fn off_screen_surface_past_bar1_through_the_64_bit_bar() {
+    let _g = serial_guard();
+    let mut opts = GuestOptions::new("qxl-surface");
+    opts.qxl = QxlConfig::from_mb(64, 64, 128).expect("the --qxl-vram64-mb 128 configuration");
+    opts.args = vec!["16".into(), "16".into()];
+    let (run, seen) = off_screen_surface(&opts);
+    assert!(
+        run.serial.contains("qxl: 128M of Surface memory size"),
+        "the driver uses BAR4's 128 MiB for surfaces; serial:\n{}",
+        run.serial
+    );
+    let slot = run
+        .serial
+        .lines()
+        .find(|l| l.contains("(surfaces): base"))
+        .unwrap_or_else(|| panic!("no surfaces memslot line; serial:\n{}", run.serial));
+    assert!(
+        slot.contains("size 0x08000000"),
+        "the surfaces memslot covers BAR4: {slot}"
+    );
+    check_off_screen_surface(&run, &seen);
+    let (offset, len) = seen.memory.expect("sync 1 was seen");
+    println!("{slot}; surface at {offset:#x}+{len:#x}");
+    assert!(
+        offset >= opts.qxl.vram_size && offset + len <= opts.qxl.vram64_size,
+        "surface at {offset:#x}+{len:#x} is past BAR1 and inside BAR4"
+    );
 }

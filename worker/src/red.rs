@@ -63,6 +63,13 @@ pub enum Query {
     /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
     /// guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
+    /// A surface's geometry and memory, if it exists.
+    SurfaceInfo {
+        /// The surface id.
+        id: u32,
+        /// Where the answer goes.
+        reply: Sender<Option<Surface>>,
+    },
     /// Any surface (e.g. an off-screen one) as packed RGB.
     Surface {
         /// The surface id.
@@ -150,6 +157,15 @@ impl WorkerControl {
         }
         rx.recv()
             .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// Surface `id`: where its pixels are (device address space) and its geometry.
+    pub fn surface(&self, id: u32) -> Option<Surface> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::SurfaceInfo { id, reply: tx }) {
+            return None;
+        }
+        rx.recv().ok().flatten()
     }
 
     /// The primary surface if it changed since generation `since`.
@@ -270,6 +286,9 @@ impl<I: QxlInterface> RedWorker<I> {
                     None => Err("no primary surface".to_string()),
                 };
                 let _ = tx.send(result);
+            }
+            Query::SurfaceInfo { id, reply } => {
+                let _ = reply.send(self.surfaces.get(id).ok().copied());
             }
             Query::Surface { id, reply } => {
                 let result = self

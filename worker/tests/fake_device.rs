@@ -263,6 +263,12 @@ fn surface_create_is_released_with_its_destroy() {
     assert_eq!((w, h), (16, 16));
     assert_eq!(&rgb[(16 + 2) * 3..(16 + 3) * 3], &[0, 0xff, 0]);
     assert!(control.surface_rgb(7).is_err(), "no surface 7");
+    let info = control.surface(1).unwrap();
+    assert_eq!(
+        (info.memory.addr, info.width, info.stride),
+        (GuestAddress(0x4_1000), 16, 64)
+    );
+    assert!(control.surface(7).is_none());
     // DESTROY_SURFACE_WAIT only waits: the surface and its CREATE stay.
     sync(&worker, WorkerRequest::DestroySurfaceWait(1));
     assert_eq!(control.stats().unwrap().surface_ids, [1, 2]);

@@ -27,7 +27,7 @@ fi
 
 step modprobe modprobe qxl
 step wait-card0 wait_for /dev/dri/card0 20
-dmesg | grep -E "qxl|fbcon"
+dmesg | grep -E "qxl|fbcon|\[drm\] slot"
 if [ -e /dev/dri/card0 ]; then
     # fbcon cannot reach a CRTC another master owns, but in KD_GRAPHICS it does not even try.
     if [ -e /dev/fb0 ]; then
