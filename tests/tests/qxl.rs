@@ -185,6 +185,15 @@ fn off_screen_surface_lives_from_its_create_to_its_destroy() {
     check_off_screen_surface(&run, &seen);
 }
 
+#[test]
+fn off_screen_surface_on_linux_6_12_too() {
+    let _g = serial_guard();
+    let mut opts = GuestOptions::new("qxl-surface");
+    opts.kernel = GuestKernel::Trixie;
+    let (run, seen) = off_screen_surface(&opts);
+    check_off_screen_surface(&run, &seen);
+}
+
 /// With `--qxl-vram64-mb 128`: the driver says it has 128 MiB of surface memory (BAR4), and a
 /// surface bo of one page, which it places at the top of that heap, lies past BAR1's 64 MiB.
 /// The guest wrote its pixels through its BAR4 mapping; the worker reads the same pixels.
