@@ -45,6 +45,8 @@ pub const QXL_IO_SIZE: u64 = 32;
 pub const RAM_HEADER_SIZE: u64 = 8192;
 /// Surfaces offered to the guest (ids 0..N-1), as QEMU's default.
 pub const N_SURFACES: u32 = 1024;
+/// Largest BAR4: 16 GiB (surface offsets must stay far below the 48 bits of a QXLPHYSICAL).
+pub const MAX_VRAM64_SIZE: u64 = 1 << 34;
 /// How long a synchronous port waits for the worker before giving up on it: a worker that
 /// hangs must not hang the guest's vCPU (and the VMM's message loop) for ever.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -59,6 +61,8 @@ pub mod bar {
     pub const ROM: usize = 2;
     /// I/O ports.
     pub const IO: usize = 3;
+    /// Optional 64-bit prefetchable VRAM: BAR1's memory and more (registers 4 and 5).
+    pub const VRAM64: usize = 4;
 }
 
 /// Port numbers (offsets in the I/O BAR), re-exported for front ends and tests.
@@ -75,6 +79,10 @@ pub struct QxlConfig {
     pub ram_size: u64,
     /// BAR1 size in bytes (power of two, ≥ 4 KiB).
     pub vram_size: u64,
+    /// BAR4 size in bytes, 0 for no BAR4 (QEMU's `vram64_size_mb`): a power of two larger
+    /// than `vram_size`; its first `vram_size` bytes are BAR1's memory, the rest more room for
+    /// surfaces. Linux puts its surfaces there when the BAR exists.
+    pub vram64_size: u64,
     /// A resolution offered to the guest as its preferred mode (through the ROM's client
     /// monitors config, as QEMU's xres/yres do); `None` leaves the driver's 1024x768.
     pub preferred_resolution: Option<(u32, u32)>,
@@ -85,17 +93,19 @@ impl Default for QxlConfig {
         QxlConfig {
             ram_size: 64 << 20,
             vram_size: 64 << 20,
+            vram64_size: 0,
             preferred_resolution: None,
         }
     }
 }
 
 impl QxlConfig {
-    /// Sizes from megabyte counts as given on a command line.
-    pub fn from_mb(ram_mb: u64, vram_mb: u64) -> Result<Self, QxlError> {
+    /// Sizes from megabyte counts as given on a command line (`vram64_mb` 0: no BAR4).
+    pub fn from_mb(ram_mb: u64, vram_mb: u64, vram64_mb: u64) -> Result<Self, QxlError> {
         let cfg = QxlConfig {
             ram_size: ram_mb.saturating_mul(1 << 20),
             vram_size: vram_mb.saturating_mul(1 << 20),
+            vram64_size: vram64_mb.saturating_mul(1 << 20),
             preferred_resolution: None,
         };
         cfg.validate()?;
@@ -103,12 +113,20 @@ impl QxlConfig {
     }
 
     fn validate(&self) -> Result<(), QxlError> {
-        let ok = |s: u64, min: u64| s.is_power_of_two() && s >= min && s <= 1 << 31;
-        if !ok(self.ram_size, 2 * RAM_HEADER_SIZE) {
+        let ok = |s: u64, min: u64, max: u64| s.is_power_of_two() && s >= min && s <= max;
+        if !ok(self.ram_size, 2 * RAM_HEADER_SIZE, 1 << 31) {
             return Err(QxlError::BarSize("RAM (BAR0)", self.ram_size));
         }
-        if !ok(self.vram_size, 4096) {
+        if !ok(self.vram_size, 4096, 1 << 31) {
             return Err(QxlError::BarSize("VRAM (BAR1)", self.vram_size));
+        }
+        // QEMU only adds BAR4 when it is larger than BAR1; asking for a BAR4 that would not
+        // exist is refused rather than silently ignored.
+        if self.vram64_size != 0 && !ok(self.vram64_size, 2 * self.vram_size, MAX_VRAM64_SIZE) {
+            return Err(QxlError::BarSize(
+                "64-bit VRAM (BAR4, larger than BAR1)",
+                self.vram64_size,
+            ));
         }
         Ok(())
     }
@@ -128,16 +146,12 @@ pub enum QxlError {
     #[error("{0} size {1:#x} must be a power of two within the supported range")]
     BarSize(&'static str, u64),
     /// The memory handed in does not match the configured sizes.
-    #[error("device memory is {got_ram:#x}/{got_vram:#x} bytes, configured {ram:#x}/{vram:#x}")]
+    #[error("device memory is {got:#x?} bytes (BAR0, BAR1, BAR4), configured {want:#x?}")]
     MemorySize {
-        /// Configured BAR0 size.
-        ram: u64,
-        /// Configured BAR1 size.
-        vram: u64,
-        /// Given BAR0 size.
-        got_ram: u64,
-        /// Given BAR1 size.
-        got_vram: u64,
+        /// Configured BAR0, BAR1 and BAR4 sizes.
+        want: [u64; 3],
+        /// Given BAR0, BAR1 and BAR4 sizes.
+        got: [u64; 3],
     },
     /// The configuration space rejected the layout.
     #[error("PCI configuration: {0}")]
@@ -162,8 +176,8 @@ pub struct QxlStats {
     pub io_ignored: u64,
     /// Port writes ignored because the device was in its error state.
     pub io_while_broken: u64,
-    /// Trapped accesses per BAR (for BAR0/1 these are only the ones the VMM did not map).
-    pub bar_accesses: [u64; 4],
+    /// Trapped accesses per BAR (for BAR0/1/4 these are only the ones the VMM did not map).
+    pub bar_accesses: [u64; 5],
     /// Times the interrupt level went from low to high.
     pub irq_raised: u64,
     /// Device resets (PCI reset or the RESET port).
@@ -238,13 +252,10 @@ impl QxlDevice {
         irq: Box<dyn IrqLine>,
     ) -> Result<Self, QxlError> {
         cfg.validate()?;
-        if memory.ram_size() != cfg.ram_size || memory.vram_size() != cfg.vram_size {
-            return Err(QxlError::MemorySize {
-                ram: cfg.ram_size,
-                vram: cfg.vram_size,
-                got_ram: memory.ram_size(),
-                got_vram: memory.vram_size(),
-            });
+        let want = [cfg.ram_size, cfg.vram_size, cfg.vram64_size];
+        let got = [memory.ram_size(), memory.vram_size(), memory.vram64_size()];
+        if want != got {
+            return Err(QxlError::MemorySize { want, got });
         }
         let mut pci = PciConfig::new(PciIdentity {
             vendor_id: QXL_VENDOR_ID,
@@ -264,6 +275,13 @@ impl QxlDevice {
             (bar::IO, QXL_IO_SIZE, BarKind::Io),
         ] {
             pci.add_bar(BarSpec { index, size, kind })?;
+        }
+        if cfg.vram64_size != 0 {
+            pci.add_bar(BarSpec {
+                index: bar::VRAM64,
+                size: cfg.vram64_size,
+                kind: BarKind::Memory64 { prefetchable: true },
+            })?;
         }
         let rom = Rom::new(&RomConfig {
             bar0_size: cfg.ram_size,
@@ -411,6 +429,7 @@ impl QxlDevice {
         let ok = match bar {
             bar::RAM => self.memory.read(MemoryBar::Ram, offset, data).is_ok(),
             bar::VRAM => self.memory.read(MemoryBar::Vram, offset, data).is_ok(),
+            bar::VRAM64 => self.memory.read(MemoryBar::Vram64, offset, data).is_ok(),
             bar::ROM => usize::try_from(offset)
                 .ok()
                 .and_then(|o| self.rom_bytes.get(o..o.checked_add(data.len())?))
@@ -432,6 +451,7 @@ impl QxlDevice {
         let result = match bar {
             bar::RAM => self.memory.write(MemoryBar::Ram, offset, data),
             bar::VRAM => self.memory.write(MemoryBar::Vram, offset, data),
+            bar::VRAM64 => self.memory.write(MemoryBar::Vram64, offset, data),
             bar::IO => {
                 match (u8::try_from(offset), data) {
                     (Ok(port), [val]) if u64::from(port) < QXL_IO_SIZE => self.io_write(port, *val),
@@ -619,7 +639,8 @@ impl QxlDevice {
         self.submit(WorkerRequest::UpdateArea { surface_id, area }, done);
     }
 
-    /// Device-address ranges of the memory BARs, which memslots translate into.
+    /// Device-address ranges of the memory, which memslots translate into: BAR0, and the
+    /// surface memory that BAR1 and BAR4 both show.
     fn device_bars(&self) -> [BarRange; 2] {
         [
             BarRange {
@@ -628,7 +649,7 @@ impl QxlDevice {
             },
             BarRange {
                 base: VRAM_BASE,
-                len: self.cfg.vram_size,
+                len: self.memory.surface_memory_size(),
             },
         ]
     }
@@ -640,15 +661,20 @@ impl QxlDevice {
         };
         let (start, end) = (slot.mem_start, slot.mem_end);
         // The guest names guest-physical addresses inside a memory BAR; the worker only sees
-        // device addresses, so the slot is rebased onto the BAR it lies in, now.
-        let rebased = [(bar::RAM, RAM_BASE), (bar::VRAM, VRAM_BASE)]
-            .into_iter()
-            .find_map(|(index, dev_base)| {
-                let base = self.pci.bar_address(index)?;
-                let size = self.bar_size(index);
-                let within = start >= base && start <= end && end <= base.checked_add(size)?;
-                within.then(|| dev_base.0 + (start - base))
-            });
+        // device addresses, so the slot is rebased onto the BAR it lies in, now. BAR1 and
+        // BAR4 both start at the surface memory's first byte.
+        let rebased = [
+            (bar::RAM, RAM_BASE),
+            (bar::VRAM, VRAM_BASE),
+            (bar::VRAM64, VRAM_BASE),
+        ]
+        .into_iter()
+        .find_map(|(index, dev_base)| {
+            let base = self.pci.bar_address(index)?;
+            let size = self.bar_size(index);
+            let within = start >= base && start <= end && end <= base.checked_add(size)?;
+            within.then(|| dev_base.0 + (start - base))
+        });
         let Some(dev_start) = rebased else {
             return self.guest_bug(&format!(
                 "MEMSLOT_ADD {id}: [{start:#x}, {end:#x}) is not inside a memory BAR"
@@ -743,7 +769,7 @@ impl QxlDevice {
             return self.guest_bug(&format!("DESTROY_SURFACE of surface {id}"));
         }
         if let Some(done) = self.done_for(port, is_async) {
-            self.submit(WorkerRequest::DestroySurface(id), done);
+            self.submit(WorkerRequest::DestroySurfaceWait(id), done);
         }
     }
 
@@ -813,12 +839,13 @@ mod tests {
     const SMALL: QxlConfig = QxlConfig {
         ram_size: 1 << 20,
         vram_size: 1 << 16,
+        vram64_size: 0,
         preferred_resolution: None,
     };
 
     fn device() -> (QxlDevice, FakeLine) {
         let line = FakeLine::default();
-        let mem = DeviceMemory::anonymous(SMALL.ram_size, SMALL.vram_size).unwrap();
+        let mem = DeviceMemory::anonymous(SMALL.ram_size, SMALL.vram_size, 0).unwrap();
         let dev = QxlDevice::new(SMALL, mem, Box::new(line.clone())).unwrap();
         (dev, line)
     }
@@ -951,11 +978,62 @@ mod tests {
 
     #[test]
     fn sizes_are_validated() {
-        assert!(QxlConfig::from_mb(64, 64).is_ok());
-        assert!(QxlConfig::from_mb(48, 64).is_err());
-        assert!(QxlConfig::from_mb(64, 0).is_err());
-        assert!(QxlConfig::from_mb(u64::MAX, 64).is_err());
-        let mem = DeviceMemory::anonymous(1 << 20, 1 << 20).unwrap();
+        assert!(QxlConfig::from_mb(64, 64, 0).is_ok());
+        assert!(QxlConfig::from_mb(48, 64, 0).is_err());
+        assert!(QxlConfig::from_mb(64, 0, 0).is_err());
+        assert!(QxlConfig::from_mb(u64::MAX, 64, 0).is_err());
+        assert_eq!(
+            QxlConfig::from_mb(64, 64, 128).unwrap().vram64_size,
+            128 << 20
+        );
+        assert!(
+            QxlConfig::from_mb(64, 64, 4096).is_ok(),
+            "BAR4 may pass 4 GiB"
+        );
+        // BAR4 must be larger than BAR1 (QEMU would not add it otherwise), a power of two,
+        // and bounded.
+        assert!(QxlConfig::from_mb(64, 64, 64).is_err());
+        assert!(QxlConfig::from_mb(64, 64, 32).is_err());
+        assert!(QxlConfig::from_mb(64, 64, 96).is_err());
+        assert!(QxlConfig::from_mb(64, 64, 1 << 20).is_err());
+        let mem = DeviceMemory::anonymous(1 << 20, 1 << 20, 0).unwrap();
         assert!(QxlDevice::new(SMALL, mem, Box::new(crate::irq::NoIrq)).is_err());
+        let mem = DeviceMemory::anonymous(SMALL.ram_size, SMALL.vram_size, 1 << 20).unwrap();
+        assert!(
+            QxlDevice::new(SMALL, mem, Box::new(crate::irq::NoIrq)).is_err(),
+            "memory with a BAR4 the configuration lacks"
+        );
+    }
+
+    #[test]
+    fn bar4_is_a_64_bit_prefetchable_window_on_bar1s_memory() {
+        let cfg = QxlConfig {
+            vram64_size: 1 << 18,
+            ..SMALL
+        };
+        let mem = DeviceMemory::anonymous(cfg.ram_size, cfg.vram_size, cfg.vram64_size).unwrap();
+        let mut dev = QxlDevice::new(cfg, mem, Box::new(crate::irq::NoIrq)).unwrap();
+        assert_eq!(dev.bar_size(bar::VRAM64), 1 << 18);
+        let mut reg = [0u8; 8];
+        dev.config_read(0x20, &mut reg);
+        assert_eq!(reg, [0x0c, 0, 0, 0, 0, 0, 0, 0], "64-bit, prefetchable");
+        // Sizing: all ones read back as the size mask over both registers.
+        dev.config_write(0x20, &[0xff; 8]);
+        dev.config_read(0x20, &mut reg);
+        assert_eq!(u64::from_le_bytes(reg), !((1u64 << 18) - 1) | 0x0c);
+        // Programmed above 4 GiB, it decodes there.
+        dev.config_write(0x20, &0x8_0000_0000u64.to_le_bytes());
+        dev.config_write(0x04, &0x0002u16.to_le_bytes());
+        assert_eq!(dev.pci().bar_address(bar::VRAM64), Some(0x8_0000_0000));
+        // The same bytes through BAR1 and BAR4; past BAR1 only BAR4.
+        dev.bar_write(bar::VRAM, 0x40, &[5, 6]);
+        let mut b = [0u8; 2];
+        dev.bar_read(bar::VRAM64, 0x40, &mut b);
+        assert_eq!(b, [5, 6]);
+        dev.bar_write(bar::VRAM64, 1 << 17, &[9]);
+        dev.bar_read(bar::VRAM64, 1 << 17, &mut b[..1]);
+        assert_eq!(b[0], 9);
+        dev.bar_read(bar::VRAM, 1 << 17, &mut b[..1]);
+        assert_eq!(b[0], 0xff, "outside BAR1");
     }
 }

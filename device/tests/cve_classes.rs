@@ -13,6 +13,7 @@ use vm_memory::ByteValued;
 const CFG: QxlConfig = QxlConfig {
     ram_size: 1 << 20,
     vram_size: 256 << 10,
+    vram64_size: 0,
     preferred_resolution: None,
 };
 const BAR0: u64 = 0xf400_0000;
@@ -24,7 +25,7 @@ impl IrqLine for NoIrq {
 }
 
 fn device() -> QxlDevice {
-    let mem = DeviceMemory::anonymous(CFG.ram_size, CFG.vram_size).unwrap();
+    let mem = DeviceMemory::anonymous(CFG.ram_size, CFG.vram_size, CFG.vram64_size).unwrap();
     let mut dev = QxlDevice::new(CFG, mem, Box::new(NoIrq)).unwrap();
     dev.config_write(0x10, &(BAR0 as u32).to_le_bytes());
     dev.config_write(0x14, &(BAR1 as u32).to_le_bytes());

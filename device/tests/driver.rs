@@ -17,11 +17,14 @@ use vm_memory::ByteValued;
 const CFG: QxlConfig = QxlConfig {
     ram_size: 4 << 20,
     vram_size: 1 << 20,
+    vram64_size: 0,
     preferred_resolution: None,
 };
 const BAR0_ADDR: u32 = 0xf400_0000;
 const BAR1_ADDR: u32 = 0xf800_0000;
 const IO_ADDR: u32 = 0xc040;
+/// Where firmware puts BAR4 (when the device has one): above 4 GiB, as a 64-bit BAR may be.
+const BAR4_ADDR: u64 = 0x8_0000_0000;
 
 #[derive(Clone, Default)]
 struct Line(Arc<Mutex<bool>>);
@@ -41,12 +44,17 @@ struct Driver {
 impl Driver {
     /// Programs the BARs and enables decoding, as firmware does before the driver loads.
     fn new() -> Self {
+        Self::with_config(CFG)
+    }
+
+    fn with_config(cfg: QxlConfig) -> Self {
         let line = Line::default();
-        let mem = DeviceMemory::anonymous(CFG.ram_size, CFG.vram_size).unwrap();
-        let mut dev = QxlDevice::new(CFG, mem, Box::new(line.clone())).unwrap();
+        let mem = DeviceMemory::anonymous(cfg.ram_size, cfg.vram_size, cfg.vram64_size).unwrap();
+        let mut dev = QxlDevice::new(cfg, mem, Box::new(line.clone())).unwrap();
         dev.config_write(0x10, &BAR0_ADDR.to_le_bytes());
         dev.config_write(0x14, &BAR1_ADDR.to_le_bytes());
         dev.config_write(0x1c, &IO_ADDR.to_le_bytes());
+        dev.config_write(0x20, &BAR4_ADDR.to_le_bytes());
         dev.config_write(0x04, &0x0007u16.to_le_bytes());
         let mut rom = QXLRom::default();
         dev.bar_read(bar::ROM, 0, rom.as_mut_slice());
@@ -54,7 +62,7 @@ impl Driver {
         assert!({ rom.n_surfaces } >= 2);
         assert_eq!(rom.slots_start, 1);
         let ram_header = u64::from(rom.ram_header_offset);
-        assert_eq!(ram_header, CFG.ram_size - 8192);
+        assert_eq!(ram_header, cfg.ram_size - 8192);
         Driver {
             dev,
             line,
@@ -89,21 +97,27 @@ impl Driver {
         pending
     }
 
-    /// An async port and the one IO_CMD that must follow it.
+    /// An async port and the one IO_CMD that must follow it. Other interrupts (DISPLAY for
+    /// releases) may come before it; they are taken as the guest's handler would.
     fn async_op(&mut self, port: u8, val: u8) {
         self.out(port, val);
         // With a worker thread the completion comes later; Linux waits for it (5 s).
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-        while !*self.line.0.lock().unwrap() && std::time::Instant::now() < deadline {
+        let mut pending = 0;
+        while pending & QXL_INTERRUPT_IO_CMD == 0 && std::time::Instant::now() < deadline {
+            pending |= self.isr();
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        let pending = self.isr();
         assert_eq!(
             pending & QXL_INTERRUPT_IO_CMD,
             QXL_INTERRUPT_IO_CMD,
             "port {port}"
         );
-        assert_eq!(self.isr(), 0, "exactly one IO_CMD for port {port}");
+        assert_eq!(
+            self.isr() & QXL_INTERRUPT_IO_CMD,
+            0,
+            "exactly one IO_CMD for port {port}"
+        );
     }
 
     fn memslot(&mut self, id: u8, start: u64, end: u64) {
@@ -525,4 +539,171 @@ fn unknown_command_type_is_a_guest_bug() {
         },
     );
     assert!(wait_for(|| d.dev.in_guest_bug()));
+}
+
+fn read_u64(d: &mut Driver, off: u64) -> u64 {
+    let mut b = [0u8; 8];
+    d.dev.bar_read(bar::RAM, off, &mut b);
+    u64::from_le_bytes(b)
+}
+
+/// Every id the device has handed back so far, pushed or still in the open batch: the
+/// guest's garbage collector walks each chain through the commands' own `release_info`
+/// (`at(id)` is where the command with that id lives in BAR0).
+fn released(d: &mut Driver, at: impl Fn(u64) -> u64) -> Vec<u64> {
+    let ring = offset_of!(QXLRam, release_ring);
+    let items = d.ram_header + (ring + offset_of!(QXLReleaseRing, items)) as u64;
+    let prod = d.get_u32(ring + offset_of!(QXLRingHeader, prod));
+    let mut seen = Vec::new();
+    for batch in 0..=prod {
+        let mut id = read_u64(d, items + u64::from(batch % QXL_RELEASE_RING_SIZE) * 8);
+        while id != 0 && seen.len() < 16 {
+            seen.push(id);
+            id = read_u64(d, at(id));
+        }
+    }
+    seen.sort_unstable();
+    seen
+}
+
+/// A Linux-style surface command: CREATE in a release slot, DESTROY 64 bytes after it.
+fn surface_cmd(d: &mut Driver, off: u64, id: u64, surface_id: u32, create: bool) {
+    let cmd = QXLSurfaceCmd {
+        release_info: QXLReleaseInfo { id },
+        surface_id,
+        type_: if create {
+            QXL_SURFACE_CMD_CREATE
+        } else {
+            QXL_SURFACE_CMD_DESTROY
+        },
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        surface_create: QXLSurface {
+            format: SPICE_SURFACE_FMT_32_xRGB,
+            width: 64,
+            height: 64,
+            stride: 256,
+            // Surface pixels in the surfaces slot (BAR1).
+            data: make_phys(2, 0, u64::from(surface_id) * 0x1_0000).unwrap(),
+        },
+    };
+    d.dev.bar_write(bar::RAM, off, cmd.as_slice());
+    push_command(
+        d,
+        QXLCommand {
+            data: make_phys(1, 0, off).unwrap(),
+            type_: QXL_CMD_SURFACE,
+            ..Default::default()
+        },
+    );
+}
+
+#[test]
+fn surface_creates_come_back_only_with_their_destroy() {
+    let mut d = with_worker();
+    // Release ids 0x70.. live at 0x3000 + (id - 0x70) * 64.
+    let at = |id: u64| 0x3000 + (id - 0x70) * 64;
+    surface_cmd(&mut d, at(0x70), 0x70, 1, true);
+    surface_cmd(&mut d, at(0x72), 0x72, 2, true);
+    // FLUSH_SURFACES completes after the ring was drained.
+    d.async_op(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    d.out(QXL_IO_FLUSH_RELEASE, 0);
+    assert_eq!(d.dev.stats().commands, 2);
+    assert_eq!(d.dev.stats().releases, 0, "CREATEs are held");
+    assert!(released(&mut d, at).is_empty());
+    // Nor does the guest's NOTIFY_OOM get them back.
+    d.out(QXL_IO_NOTIFY_OOM, 0);
+    assert!(released(&mut d, at).is_empty());
+    // DESTROY of surface 1 (64 bytes after its CREATE, as Linux places it).
+    surface_cmd(&mut d, at(0x71), 0x71, 1, false);
+    assert!(wait_for(|| d.dev.stats().releases == 2));
+    assert_eq!(released(&mut d, at), [0x70, 0x71]);
+    // DESTROY_ALL_SURFACES gives back surface 2's CREATE.
+    d.async_op(QXL_IO_DESTROY_ALL_SURFACES_ASYNC, 0);
+    assert!(wait_for(|| d.dev.stats().releases == 3));
+    assert_eq!(released(&mut d, at), [0x70, 0x71, 0x72]);
+    // A CREATE held across a RESET is dropped: the ring starts over empty and stays so.
+    surface_cmd(&mut d, at(0x73), 0x73, 1, true);
+    d.async_op(QXL_IO_FLUSH_SURFACES_ASYNC, 0);
+    assert_eq!(d.dev.stats().commands, 4);
+    d.bring_up();
+    d.out(QXL_IO_FLUSH_RELEASE, 0);
+    assert!(released(&mut d, at).is_empty());
+    assert_eq!(d.dev.stats().releases, 3);
+    // Surface 1 is free again after the reset.
+    surface_cmd(&mut d, at(0x74), 0x74, 1, true);
+    surface_cmd(&mut d, at(0x75), 0x75, 1, false);
+    assert!(wait_for(|| d.dev.stats().releases == 5));
+    assert_eq!(released(&mut d, at), [0x74, 0x75]);
+    let stats = d.dev.stats();
+    assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
+}
+
+/// With a BAR4, Linux puts its surfaces memslot over BAR4 (all of it) instead of BAR1; a
+/// primary beyond BAR1's size is then surface memory only BAR4 reaches, and what the guest
+/// writes there through BAR4 is what the worker shows.
+#[test]
+fn surfaces_memslot_over_bar4_reaches_past_bar1() {
+    let cfg = QxlConfig {
+        vram64_size: 4 * CFG.vram_size,
+        ..CFG
+    };
+    let mut d = Driver::with_config(cfg);
+    let (dispatcher, control) = saffron_worker::red::spawn(d.dev.interface()).unwrap();
+    d.dev.attach_worker(Box::new(dispatcher));
+    assert_eq!(d.dev.pci().bar_address(bar::VRAM64), Some(BAR4_ADDR));
+    d.out(QXL_IO_RESET, 0);
+    d.put(offset_of!(QXLRam, int_mask), 0x27u32);
+    d.memslot(1, u64::from(BAR0_ADDR), u64::from(BAR0_ADDR) + d.ram_header);
+    d.memslot(2, BAR4_ADDR, BAR4_ADDR + cfg.vram64_size);
+    // A 256x256 primary at 2 MiB into the slot: past BAR1's 1 MiB.
+    let offset = 2 << 20;
+    d.put(
+        offset_of!(QXLRam, create_surface),
+        QXLSurfaceCreate {
+            width: 256,
+            height: 256,
+            stride: 1024,
+            format: SPICE_SURFACE_FMT_32_xRGB,
+            position: 0,
+            mouse_mode: 0,
+            flags: QXL_SURF_FLAG_KEEP_DATA,
+            type_: QXL_SURF_TYPE_PRIMARY,
+            mem: make_phys(2, 0, offset).unwrap(),
+        },
+    );
+    d.async_op(QXL_IO_CREATE_PRIMARY_ASYNC, 0);
+    assert_eq!(d.dev.mode(), Mode::Native);
+    // The guest writes a red pixel at (1, 0) through its BAR4 mapping.
+    d.dev
+        .bar_write(bar::VRAM64, offset + 4, &0x00ff_0000u32.to_le_bytes());
+    let (w, h, rgb) = control.screendump().unwrap();
+    assert_eq!((w, h), (256, 256));
+    assert_eq!(&rgb[3..6], &[0xff, 0, 0]);
+    // BAR1's first bytes are BAR4's first bytes.
+    d.dev.bar_write(bar::VRAM, 0x10, &[0xab]);
+    let mut b = [0u8];
+    d.dev.bar_read(bar::VRAM64, 0x10, &mut b);
+    assert_eq!(b, [0xab]);
+    let stats = d.dev.stats();
+    assert_eq!(stats.guest_bugs, 0, "{}", stats.last_guest_bug);
+    control.stop();
+}
+
+#[test]
+fn memslot_larger_than_bar1_is_a_guest_bug_even_with_bar4() {
+    let mut d = Driver::with_config(QxlConfig {
+        vram64_size: 4 * CFG.vram_size,
+        ..CFG
+    });
+    d.bring_up();
+    // BAR4-sized, but placed at BAR1's address: it runs past BAR1.
+    d.put(
+        offset_of!(QXLRam, mem_slot),
+        QXLMemSlot {
+            mem_start: u64::from(BAR1_ADDR),
+            mem_end: u64::from(BAR1_ADDR) + 4 * CFG.vram_size,
+        },
+    );
+    d.out(QXL_IO_MEMSLOT_ADD, 3);
+    d.assert_guest_bug("memslot past BAR1");
 }

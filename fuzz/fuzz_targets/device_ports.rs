@@ -24,12 +24,15 @@ impl IrqLine for NoIrq {
 
 fuzz_target!(|data: &[u8]| {
     let mut u = Unstructured::new(data);
+    // With a BAR4 (twice BAR1), so BAR4 accesses and memslots in it are exercised too.
     let cfg = QxlConfig {
         ram_size: RAM_SIZE,
         vram_size: VRAM_SIZE,
+        vram64_size: 2 * VRAM_SIZE,
         preferred_resolution: None,
     };
-    let mem = saffron_device::DeviceMemory::anonymous(RAM_SIZE, VRAM_SIZE).expect("memory");
+    let mem = saffron_device::DeviceMemory::anonymous(RAM_SIZE, VRAM_SIZE, 2 * VRAM_SIZE)
+        .expect("memory");
     let mut dev = QxlDevice::new(cfg, mem, Box::new(NoIrq)).expect("device");
     let (dispatcher, control) = saffron_worker::red::spawn(dev.interface()).expect("thread");
     dev.attach_worker(Box::new(dispatcher));

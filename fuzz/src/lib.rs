@@ -451,6 +451,8 @@ pub mod device {
     pub const RAM_HEADER: u64 = 8192;
     pub const BAR0_ADDR: u32 = 0xf400_0000;
     pub const BAR1_ADDR: u32 = 0xf800_0000;
+    /// Where BAR4 (when the device has one) is programmed: above 4 GiB, as a 64-bit BAR may be.
+    pub const BAR4_ADDR: u64 = 0x8_0000_0000;
     pub const IO_ADDR: u32 = 0xc040;
 
     #[derive(Arbitrary, Clone, Copy, Debug, PartialEq, Eq)]
@@ -702,6 +704,7 @@ pub mod device {
         dev.config_write(0x10, &BAR0_ADDR.to_le_bytes());
         dev.config_write(0x14, &BAR1_ADDR.to_le_bytes());
         dev.config_write(0x1c, &IO_ADDR.to_le_bytes());
+        dev.config_write(0x20, &BAR4_ADDR.to_le_bytes());
         dev.config_write(0x04, &0x0007u16.to_le_bytes());
         dev.bar_write(bar::IO, u64::from(QXL_IO_RESET), &[0]);
         put(

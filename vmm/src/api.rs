@@ -160,6 +160,8 @@ impl Api {
                 "cursor_commands": w.cursor_commands,
                 "other_commands": w.other_commands,
                 "bad_commands": w.bad_commands,
+                "surfaces": w.surface_ids,
+                "held_surface_creates": w.held_surface_creates,
                 "render": w.render.iter().map(|(k, c)| json!({
                     "kind": k,
                     "rendered": c.rendered,

@@ -47,6 +47,10 @@ struct QxlArgs {
     /// Size of the QXL VRAM BAR (BAR1) in MiB: a power of two.
     #[arg(long, default_value_t = 64)]
     qxl_vram_mb: u64,
+    /// Size of the optional 64-bit VRAM BAR (BAR4) in MiB, 0 for none: a power of two larger
+    /// than --qxl-vram-mb. Its first part is BAR1's memory; Linux keeps its surfaces there.
+    #[arg(long, default_value_t = 0, value_name = "MB")]
+    qxl_vram64_mb: u64,
     /// Preferred display resolution offered to the guest, e.g. 1280x800.
     #[arg(long, value_parser = parse_resolution)]
     resolution: Option<(u32, u32)>,
@@ -54,8 +58,8 @@ struct QxlArgs {
 
 impl QxlArgs {
     fn config(&self) -> Result<QxlConfig, String> {
-        let mut cfg =
-            QxlConfig::from_mb(self.qxl_ram_mb, self.qxl_vram_mb).map_err(|e| e.to_string())?;
+        let mut cfg = QxlConfig::from_mb(self.qxl_ram_mb, self.qxl_vram_mb, self.qxl_vram64_mb)
+            .map_err(|e| e.to_string())?;
         cfg.preferred_resolution = self.resolution;
         Ok(cfg)
     }
@@ -263,6 +267,45 @@ fn main() -> ExitCode {
         Err(e) => {
             eprintln!("saffron: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn qxl_config(args: &[&str]) -> Result<QxlConfig, String> {
+        let cli = Cli::try_parse_from(args).map_err(|e| e.to_string())?;
+        match cli.command {
+            Cmd::Run(a) => a.qxl.config(),
+            Cmd::Device(a) => a.qxl.config(),
+        }
+    }
+
+    #[test]
+    fn vram64_option_on_both_commands() {
+        let run = ["saffron", "run", "--kernel", "k"];
+        let device = ["saffron", "device", "--socket", "s"];
+        for base in [&run[..], &device[..]] {
+            assert_eq!(qxl_config(base).unwrap().vram64_size, 0, "off by default");
+            let with = |extra: &[&str]| qxl_config(&[base, extra].concat());
+            let cfg = with(&["--qxl-vram64-mb", "128"]).unwrap();
+            assert_eq!(
+                (cfg.vram_size, cfg.vram64_size),
+                (64 << 20, 128 << 20),
+                "{base:?}"
+            );
+            assert!(
+                with(&["--qxl-vram64-mb", "64"]).is_err(),
+                "not larger than BAR1"
+            );
+            assert!(
+                with(&["--qxl-vram64-mb", "100"]).is_err(),
+                "not a power of two"
+            );
+            let cfg = with(&["--qxl-vram-mb", "16", "--qxl-vram64-mb", "32"]).unwrap();
+            assert_eq!((cfg.vram_size, cfg.vram64_size), (16 << 20, 32 << 20));
         }
     }
 }

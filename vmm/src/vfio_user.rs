@@ -4,7 +4,9 @@
 //! A thin adapter: vfio-user regions map onto the device's `(region, offset, bytes)` accesses.
 //! BAR0 and BAR1 are memfds handed to the client, which maps them straight into the guest, so
 //! the guest writes commands and pixels with no message at all; config space, the ROM and the
-//! I/O ports are trapped and arrive here as messages.
+//! I/O ports are trapped and arrive here as messages. The optional BAR4 is the same memfd as
+//! BAR1, offered at its full (larger) size: the client maps it twice, BAR1 being the first
+//! part of it.
 
 use std::fs::File;
 use std::io;
@@ -300,14 +302,16 @@ impl DeviceServer {
         claim_socket_path(&cfg.socket)?;
         let ram =
             memfd::create("saffron-qxl-ram", cfg.qxl.ram_size).map_err(FrontendError::Memfd)?;
-        let vram =
-            memfd::create("saffron-qxl-vram", cfg.qxl.vram_size).map_err(FrontendError::Memfd)?;
+        // One block of surface memory behind BAR1 and BAR4.
+        let surface_size = cfg.qxl.vram_size.max(cfg.qxl.vram64_size);
+        let vram = memfd::create("saffron-qxl-vram", surface_size).map_err(FrontendError::Memfd)?;
         let clone = |f: &File| f.try_clone().map_err(FrontendError::Memfd);
         let memory = DeviceMemory::from_files(
             FileOffset::new(clone(&ram)?, 0),
             cfg.qxl.ram_size,
             FileOffset::new(clone(&vram)?, 0),
             cfg.qxl.vram_size,
+            cfg.qxl.vram64_size,
         )?;
         let intx = Intx::new(cfg.irq_mode);
         let mut device = QxlDevice::new(cfg.qxl, memory, Box::new(IntxLine(Arc::clone(&intx))))?;
@@ -321,6 +325,9 @@ impl DeviceServer {
                 0 => region(index, cfg.qxl.ram_size, rw, Some(&ram)),
                 1 => region(index, cfg.qxl.vram_size, rw, Some(&vram)),
                 2 | 3 => region(index, device.bar_size(index as usize), rw, None),
+                4 if cfg.qxl.vram64_size != 0 => {
+                    region(index, cfg.qxl.vram64_size, rw, Some(&vram))
+                }
                 VFIO_PCI_CONFIG_REGION_INDEX => region(
                     index,
                     saffron_device::pci::CONFIG_SPACE_SIZE as u64,

@@ -21,6 +21,7 @@ use vmm_sys_util::eventfd::EventFd;
 const SMALL: QxlConfig = QxlConfig {
     ram_size: 1 << 20,
     vram_size: 1 << 16,
+    vram64_size: 0,
     preferred_resolution: None,
 };
 const RAM_HEADER: u64 = (1 << 20) - 8192;
@@ -121,6 +122,67 @@ fn mapped_bar_is_the_device_memory() {
     // The RAM header the device wrote at reset is visible through the client's mapping.
     let magic: u32 = map.read_obj(MemoryRegionAddress(RAM_HEADER)).unwrap();
     assert_eq!(magic, 0x4152_5851);
+}
+
+/// With `vram64_size`, region 4 is offered mapped, at BAR4's size, and the client's mappings
+/// of BAR1 and BAR4 are the same memory as the device's surface memory.
+#[test]
+fn bar4_maps_the_memory_behind_bar1_and_more() {
+    let cfg = QxlConfig {
+        vram64_size: 1 << 18,
+        ..SMALL
+    };
+    let server = DeviceServer::start(&DeviceServerConfig {
+        socket: socket_path("bar4"),
+        qxl: cfg,
+        irq_mode: IrqMode::Intx,
+    })
+    .unwrap();
+    let mut client = Client::new(server.socket()).unwrap();
+    let region = |client: &Client, index| {
+        let r = client.region(index).unwrap();
+        assert_ne!(r.flags & VFIO_REGION_INFO_FLAG_MMAP, 0, "region {index}");
+        assert_eq!(r.sparse_areas.len(), 1, "region {index}");
+        (r.size, r.file_offset.clone().unwrap())
+    };
+    let (bar1_size, bar1_fd) = region(&client, 1);
+    let (bar4_size, bar4_fd) = region(&client, 4);
+    assert_eq!((bar1_size, bar4_size), (cfg.vram_size, cfg.vram64_size));
+    // 64-bit prefetchable memory BAR in config space, sized over registers 4 and 5.
+    assert_eq!(
+        read_u32(&mut client, VFIO_PCI_CONFIG_REGION_INDEX, 0x20),
+        0x0c
+    );
+    client
+        .region_write(VFIO_PCI_CONFIG_REGION_INDEX, 0x20, &u64::MAX.to_le_bytes())
+        .unwrap();
+    let mut b = [0u8; 8];
+    client
+        .region_read(VFIO_PCI_CONFIG_REGION_INDEX, 0x20, &mut b)
+        .unwrap();
+    assert_eq!(u64::from_le_bytes(b), !(cfg.vram64_size - 1) | 0x0c);
+    let map = |fo: vm_memory::FileOffset, size: u64| {
+        let m = MmapRegion::<()>::from_file(fo, size as usize).unwrap();
+        GuestRegionMmap::new(m, GuestAddress(0)).unwrap()
+    };
+    let m1 = map(bar1_fd, bar1_size);
+    let m4 = map(bar4_fd, bar4_size);
+    m1.write_slice(b"bar1", MemoryRegionAddress(0x100)).unwrap();
+    let mut seen = [0u8; 4];
+    m4.read_slice(&mut seen, MemoryRegionAddress(0x100))
+        .unwrap();
+    assert_eq!(&seen, b"bar1", "BAR4 starts with BAR1's memory");
+    m4.write_slice(b"bar4", MemoryRegionAddress(cfg.vram64_size - 4))
+        .unwrap();
+    lock(server.device())
+        .memory()
+        .read(
+            saffron_device::memory::MemoryBar::Vram64,
+            cfg.vram64_size - 4,
+            &mut seen,
+        )
+        .unwrap();
+    assert_eq!(&seen, b"bar4", "the device sees BAR4's last bytes");
 }
 
 fn raise_via_ports(client: &mut Client, map: &GuestRegionMmap<()>, pending: u32) {

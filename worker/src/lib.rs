@@ -15,5 +15,5 @@ pub use cursor::{CursorChange, CursorState, CursorSummary, shape_argb};
 pub use render::{DrawCounts, DrawKind, Limitation, RenderError, RenderStats, Renderer};
 /// The shape types a [`CursorState`] holds, for its users (the VMM's cursor source).
 pub use saffron_ring::parse::{CursorShape, CursorType};
-pub use screendump::{ScreendumpError, encode_png, surface_rgb};
+pub use screendump::{Area, ScreendumpError, area_rgb, encode_png, surface_rgb};
 pub use surface::{Surface, SurfaceError, SurfaceTable};

@@ -6,16 +6,20 @@
 //! cursor), and handed back through the release ring. Rendering is eager, so an UPDATE_AREA
 //! only has to drain the rings before it answers.
 
+use std::collections::BTreeMap;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use saffron_ring::memslot::MemSlotTable;
-use saffron_ring::parse::{Command, Context, SurfaceCmdKind, parse_command, parse_monitors_config};
+use saffron_ring::parse::{
+    Command, Context, MonitorsConfig, ReleaseInfo, SurfaceCmdKind, parse_command,
+    parse_monitors_config,
+};
 use tracing::{debug, info, warn};
 
 use crate::cursor::{CursorState, CursorSummary};
 use crate::render::{DrawKind, Renderer};
-use crate::screendump;
+use crate::screendump::{self, Area};
 use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use crate::surface::{Surface, SurfaceTable};
 use saffron_ring::abi::QXLCommand;
@@ -56,7 +60,8 @@ pub enum Query {
         /// Where the answer goes.
         reply: Sender<FrameReply>,
     },
-    /// The primary surface as packed RGB.
+    /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
+    /// guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
     /// The cursor state unless its generation is still `since` (then `None`).
     Cursor {
@@ -64,6 +69,20 @@ pub enum Query {
         since: u64,
         /// Where the answer goes.
         reply: Sender<Option<CursorState>>,
+    },
+    /// A surface's geometry and memory, if it exists.
+    SurfaceInfo {
+        /// The surface id.
+        id: u32,
+        /// Where the answer goes.
+        reply: Sender<Option<Surface>>,
+    },
+    /// Any surface (e.g. an off-screen one) as packed RGB.
+    Surface {
+        /// The surface id.
+        id: u32,
+        /// Where the answer goes.
+        reply: Sender<Screendump>,
     },
     /// Counters.
     Stats(Sender<WorkerStats>),
@@ -91,6 +110,11 @@ pub struct WorkerStats {
     pub other_commands: u64,
     /// Commands that failed to parse (each is a guest bug).
     pub bad_commands: u64,
+    /// Ids of the surfaces that exist now (0 is the primary).
+    pub surface_ids: Vec<u32>,
+    /// Surface CREATE commands held back from the release ring until their surface is
+    /// destroyed.
+    pub held_surface_creates: u64,
     /// Per draw kind: rendered, approximated, unsupported (logged once), failed.
     pub render: Vec<(String, crate::render::DrawCounts)>,
     /// The guest's cursor.
@@ -123,7 +147,8 @@ impl WorkerControl {
         self.tx.send(Msg::Query(q)).is_ok()
     }
 
-    /// The primary surface as RGB.
+    /// What the guest shows as RGB: the primary surface, or head 0's part of it when the
+    /// guest set a monitors config.
     pub fn screendump(&self) -> Screendump {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.query(Query::Screendump(tx)) {
@@ -131,6 +156,25 @@ impl WorkerControl {
         }
         rx.recv()
             .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// Surface `id` as RGB, whatever its format (alpha-only formats as grey).
+    pub fn surface_rgb(&self, id: u32) -> Screendump {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::Surface { id, reply: tx }) {
+            return Err("the worker thread is gone".into());
+        }
+        rx.recv()
+            .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// Surface `id`: where its pixels are (device address space) and its geometry.
+    pub fn surface(&self, id: u32) -> Option<Surface> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::SurfaceInfo { id, reply: tx }) {
+            return None;
+        }
+        rx.recv().ok().flatten()
     }
 
     /// The primary surface if it changed since generation `since`.
@@ -180,6 +224,14 @@ struct RedWorker<I> {
     iface: I,
     slots: MemSlotTable,
     surfaces: SurfaceTable,
+    /// The release of each surface's CREATE command, by surface id. As in spice-server the
+    /// guest gets a CREATE back only when its surface dies: the Linux driver keeps the
+    /// surface's state in the CREATE's release (the DESTROY command is written next to it)
+    /// and frees it when the release arrives.
+    held_creates: BTreeMap<u32, ReleaseInfo>,
+    /// The guest's last monitors config (MONITORS_CONFIG_ASYNC); head 0 is what the screen
+    /// shows of the primary.
+    monitors: Option<MonitorsConfig>,
     renderer: Renderer,
     cursor: CursorState,
     stats: WorkerStats,
@@ -195,6 +247,8 @@ impl<I: QxlInterface> RedWorker<I> {
             iface,
             slots: MemSlotTable::new(),
             surfaces: SurfaceTable::new(n),
+            held_creates: BTreeMap::new(),
+            monitors: None,
             renderer: Renderer::new(),
             cursor: CursorState::new(),
             stats: WorkerStats::default(),
@@ -246,9 +300,8 @@ impl<I: QxlInterface> RedWorker<I> {
             }
             Query::Screendump(tx) => {
                 let result = match self.surfaces.primary() {
-                    Some(s) => {
-                        screendump::surface_rgb(self.iface.memory(), s).map_err(|e| e.to_string())
-                    }
+                    Some(s) => screendump::area_rgb(self.iface.memory(), s, self.scanout(s))
+                        .map_err(|e| e.to_string()),
                     None => Err("no primary surface".to_string()),
                 };
                 let _ = tx.send(result);
@@ -257,8 +310,23 @@ impl<I: QxlInterface> RedWorker<I> {
                 let changed = (since != self.cursor.generation).then(|| self.cursor.clone());
                 let _ = reply.send(changed);
             }
+            Query::SurfaceInfo { id, reply } => {
+                let _ = reply.send(self.surfaces.get(id).ok().copied());
+            }
+            Query::Surface { id, reply } => {
+                let result = self
+                    .surfaces
+                    .get(id)
+                    .map_err(|e| e.to_string())
+                    .and_then(|s| {
+                        screendump::surface_rgb(self.iface.memory(), s).map_err(|e| e.to_string())
+                    });
+                let _ = reply.send(result);
+            }
             Query::Stats(tx) => {
                 let mut s = self.stats.clone();
+                s.surface_ids = self.surfaces.iter().map(|(id, _)| id).collect();
+                s.held_surface_creates = self.held_creates.len() as u64;
                 s.render = self
                     .renderer
                     .stats()
@@ -292,26 +360,43 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.process_rings();
                 // spice-server forgets the cursor with the primary; drivers set it again.
                 self.cursor.reset();
-                let _ = self.surfaces.destroy(0);
+                self.destroy_surface(0);
+                self.iface.flush_resources();
             }
-            WorkerRequest::DestroySurface(id) => {
-                self.process_rings();
-                let _ = self.surfaces.destroy(id);
-            }
+            // Rendering is eager: once the rings are drained nothing is pending on any
+            // surface. The surface stays (spice-server only waits here too); its DESTROY
+            // command will end it.
+            WorkerRequest::DestroySurfaceWait(_) => self.process_rings(),
             WorkerRequest::DestroyAllSurfaces => {
                 self.process_rings();
                 self.surfaces.clear();
+                // spice-server destroys each surface, which releases its CREATE.
+                for (_, create) in std::mem::take(&mut self.held_creates) {
+                    self.iface.release_resource(create.addr, create.id);
+                }
+                self.iface.flush_resources();
             }
             WorkerRequest::UpdateArea { .. } | WorkerRequest::FlushSurfaces => self.process_rings(),
             WorkerRequest::MonitorsConfig(phys) => {
                 let ctx = Context::new(self.iface.memory(), &self.slots, self.iface.n_surfaces());
-                match parse_monitors_config(&ctx, phys) {
-                    Ok(cfg) => info!("guest monitors config: {cfg:?}"),
-                    Err(e) => warn!("unreadable monitors config: {e}"),
-                }
+                self.monitors = match parse_monitors_config(&ctx, phys) {
+                    Ok(cfg) => {
+                        info!("guest monitors config: {cfg:?}");
+                        Some(cfg)
+                    }
+                    Err(e) => {
+                        warn!("unreadable monitors config, showing the whole primary: {e}");
+                        None
+                    }
+                };
             }
             WorkerRequest::Reset => {
                 self.surfaces.clear();
+                self.monitors = None;
+                // The device has re-initialised the release ring already: the guest starts
+                // over and expects nothing from before the reset (QEMU's releases of the
+                // destroyed surfaces land in a ring its reset then wipes).
+                self.held_creates.clear();
                 self.cursor.reset();
                 self.slots = MemSlotTable::new();
                 self.broken = false;
@@ -361,6 +446,33 @@ impl<I: QxlInterface> RedWorker<I> {
         }
     }
 
+    /// What the screen shows of `primary`: head 0 of the guest's monitors config (its x, y,
+    /// width and height, clipped to the primary), as QEMU's qxl display does; the whole
+    /// primary without a config or when head 0 is empty or outside it.
+    fn scanout(&self, primary: &Surface) -> Area {
+        let head = self.monitors.as_ref().and_then(|m| m.heads.first());
+        head.and_then(|h| {
+            Area {
+                x: h.x,
+                y: h.y,
+                width: h.width,
+                height: h.height,
+            }
+            .clipped_to(primary)
+        })
+        .unwrap_or_else(|| Area::whole(primary))
+    }
+
+    /// Destroys surface `id` if it exists and releases the CREATE command that made it.
+    fn destroy_surface(&mut self, id: u32) {
+        if self.surfaces.destroy(id).is_err() {
+            debug!(id, "destroy of a surface that does not exist");
+        }
+        if let Some(create) = self.held_creates.remove(&id) {
+            self.iface.release_resource(create.addr, create.id);
+        }
+    }
+
     fn stop_processing(&mut self) {
         self.broken = true;
         self.iface.flush_resources();
@@ -401,7 +513,11 @@ impl<I: QxlInterface> RedWorker<I> {
                         match Surface::from_create(c)
                             .and_then(|surface| self.surfaces.create(s.surface_id, surface))
                         {
-                            Ok(()) => true,
+                            Ok(()) => {
+                                // Released when the surface is destroyed, not now.
+                                self.held_creates.insert(s.surface_id, s.release);
+                                return true;
+                            }
                             Err(e) => {
                                 self.iface.guest_bug(&format!("surface create: {e}"));
                                 false
@@ -409,7 +525,9 @@ impl<I: QxlInterface> RedWorker<I> {
                         }
                     }
                     SurfaceCmdKind::Destroy => {
-                        let _ = self.surfaces.destroy(s.surface_id);
+                        // The CREATE goes back first, then this DESTROY (below). A DESTROY of
+                        // a surface that does not exist is only released, as spice-server does.
+                        self.destroy_surface(s.surface_id);
                         true
                     }
                 }

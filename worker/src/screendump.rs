@@ -19,6 +19,43 @@ pub enum ScreendumpError {
     Png(#[from] png::EncodingError),
 }
 
+/// A rectangle of a surface: `width × height` pixels from column `x`, row `y`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Area {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Area {
+    /// All of `surface`.
+    pub fn whole(surface: &Surface) -> Self {
+        Area {
+            x: 0,
+            y: 0,
+            width: surface.width,
+            height: surface.height,
+        }
+    }
+
+    /// The part of this area inside `surface`, or `None` when nothing of it is.
+    pub fn clipped_to(self, surface: &Surface) -> Option<Self> {
+        let right = u64::from(self.x) + u64::from(self.width);
+        let bottom = u64::from(self.y) + u64::from(self.height);
+        let right = right.min(u64::from(surface.width));
+        let bottom = bottom.min(u64::from(surface.height));
+        let width = u32::try_from(right.checked_sub(u64::from(self.x))?).ok()?;
+        let height = u32::try_from(bottom.checked_sub(u64::from(self.y))?).ok()?;
+        (width > 0 && height > 0).then_some(Area {
+            x: self.x,
+            y: self.y,
+            width,
+            height,
+        })
+    }
+}
+
 /// The surface as `width × height` RGB triplets, top row first, whatever its storage
 /// order. Colour formats give their colour (the unused or alpha byte of 32-bit pixels is
 /// dropped, not blended); alpha-only formats (A8, A1) give their alpha as grey.
@@ -26,14 +63,31 @@ pub fn surface_rgb<M: GuestMemory>(
     mem: &M,
     surface: &Surface,
 ) -> Result<(u32, u32, Vec<u8>), ScreendumpError> {
-    let (w, h) = (surface.width, surface.height);
+    area_rgb(mem, surface, Area::whole(surface))
+}
+
+/// `area` of the surface as RGB triplets, as [`surface_rgb`] gives the whole. Fails unless
+/// the area lies inside the surface.
+pub fn area_rgb<M: GuestMemory>(
+    mem: &M,
+    surface: &Surface,
+    area: Area,
+) -> Result<(u32, u32, Vec<u8>), ScreendumpError> {
+    let (w, h) = (area.width, area.height);
     let mut rgb = Vec::with_capacity(w as usize * h as usize * 3);
     let mut row = vec![0u32; w as usize];
     let mut scratch = Vec::new();
     let alpha_only =
         has_alpha(surface.format) && surface.format != saffron_ring::parse::SurfaceFormat::Argb8888;
     for y in 0..h {
-        surface.read_pixels(mem, 0, y, &mut row, &mut scratch)?;
+        let sy = area.y.checked_add(y).ok_or(SurfaceError::SpanOutside {
+            x: area.x,
+            y: u32::MAX,
+            n: w,
+            width: surface.width,
+            height: surface.height,
+        })?;
+        surface.read_pixels(mem, area.x, sy, &mut row, &mut scratch)?;
         for v in &row {
             let argb = native_to_argb(surface.format, *v);
             if alpha_only {
@@ -125,5 +179,73 @@ mod tests {
             encode_png(2, 2, &rgb[..11]),
             Err(ScreendumpError::Size { .. })
         ));
+    }
+
+    #[test]
+    fn an_area_is_cut_out_of_the_surface() {
+        let mem = memory();
+        let s = xrgb(0x1000, 4, 3, 16);
+        let mut scratch = Vec::new();
+        for y in 0..3 {
+            let row: Vec<u32> = (0..4).map(|x| y * 4 + x).collect();
+            s.write_pixels(&mem, 0, y, &row, &mut scratch).unwrap();
+        }
+        let area = Area {
+            x: 1,
+            y: 1,
+            width: 2,
+            height: 2,
+        };
+        let (w, h, rgb) = area_rgb(&mem, &s, area).unwrap();
+        assert_eq!((w, h), (2, 2));
+        // Blue channel = the pixel's index: 5, 6 on row 1 and 9, 10 on row 2.
+        let blue: Vec<u8> = rgb.chunks(3).map(|p| p[2]).collect();
+        assert_eq!(blue, [5, 6, 9, 10]);
+        // Areas are clipped to the surface, or refused when nothing is left.
+        let wide = Area {
+            x: 2,
+            y: 1,
+            width: 100,
+            height: 100,
+        };
+        assert_eq!(
+            wide.clipped_to(&s),
+            Some(Area {
+                x: 2,
+                y: 1,
+                width: 2,
+                height: 2
+            })
+        );
+        for outside in [
+            Area {
+                x: 4,
+                y: 0,
+                width: 1,
+                height: 1,
+            },
+            Area {
+                x: 0,
+                y: 3,
+                width: 1,
+                height: 1,
+            },
+            Area {
+                x: 0,
+                y: 0,
+                width: 0,
+                height: 1,
+            },
+            Area {
+                x: u32::MAX,
+                y: u32::MAX,
+                width: u32::MAX,
+                height: u32::MAX,
+            },
+        ] {
+            assert_eq!(outside.clipped_to(&s), None, "{outside:?}");
+        }
+        assert!(area_rgb(&mem, &s, wide).is_err(), "an unclipped area fails");
+        assert_eq!(Area::whole(&s).clipped_to(&s), Some(Area::whole(&s)));
     }
 }

@@ -26,8 +26,9 @@ pub enum WorkerRequest {
     CreatePrimary(PrimarySurface),
     /// DESTROY_PRIMARY.
     DestroyPrimary,
-    /// DESTROY_SURFACE_WAIT for one off-screen surface.
-    DestroySurface(u32),
+    /// DESTROY_SURFACE_WAIT: drawing on this surface must be finished. The surface itself
+    /// lives on until its DESTROY command, as in spice-server.
+    DestroySurfaceWait(u32),
     /// DESTROY_ALL_SURFACES.
     DestroyAllSurfaces,
     /// UPDATE_AREA: rendering touching `area` of `surface_id` must be in guest memory.

@@ -6,10 +6,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use saffron_ring::abi::{
-    QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CURSOR_HIDE, QXL_CURSOR_SET,
-    QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXLCommand, QXLCursor, QXLCursorCmd,
-    QXLCursorHeader, QXLCursorSet, QXLDataChunk, QXLMemSlot, QXLMessage, QXLPoint16,
-    QXLReleaseInfo, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
+    QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_CURSOR_HIDE,
+    QXL_CURSOR_SET, QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXL_SURFACE_CMD_CREATE,
+    QXL_SURFACE_CMD_DESTROY, QXLCommand, QXLCursor, QXLCursorCmd, QXLCursorHeader, QXLCursorSet,
+    QXLDataChunk, QXLHead, QXLMemSlot, QXLMessage, QXLMonitorsConfig, QXLPoint16, QXLReleaseInfo,
+    QXLSurface, QXLSurfaceCmd, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable, make_phys};
 use saffron_ring::parse::{Context, parse_primary};
@@ -290,4 +291,262 @@ fn cursor_state_is_queried_by_generation_and_forgotten_with_the_primary() {
     let rec = dev.rec.lock().unwrap();
     assert!(rec.releases.contains(&(GuestAddress(0x2000), 0x2000)));
     assert!(rec.bugs.is_empty(), "{:?}", rec.bugs);
+}
+
+/// Puts a surface command (release id `id`) at `at` and queues it on the command ring.
+fn queue_surface_cmd(dev: &FakeDevice, at: u64, id: u64, surface_id: u32, create: bool) {
+    let cmd = QXLSurfaceCmd {
+        release_info: QXLReleaseInfo { id },
+        surface_id,
+        type_: if create {
+            QXL_SURFACE_CMD_CREATE
+        } else {
+            QXL_SURFACE_CMD_DESTROY
+        },
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        surface_create: QXLSurface {
+            format: SPICE_SURFACE_FMT_32_xRGB,
+            width: 16,
+            height: 16,
+            stride: 64,
+            data: make_phys(1, 0, 0x4_0000 + u64::from(surface_id) * 0x1000).unwrap(),
+        },
+    };
+    dev.mem.write_obj(cmd, GuestAddress(at)).unwrap();
+    dev.rec.lock().unwrap().commands.push_back(QXLCommand {
+        data: make_phys(1, 0, at).unwrap(),
+        type_: QXL_CMD_SURFACE,
+        ..Default::default()
+    });
+}
+
+/// Sends `request` and waits until the worker has handled it (and everything before it).
+fn sync(worker: &saffron_worker::red::Dispatcher, request: WorkerRequest) {
+    let (tx, rx) = crossbeam_channel::bounded(1);
+    worker.submit(request, Completion::Sync(tx));
+    rx.recv_timeout(Duration::from_secs(10)).unwrap();
+}
+
+fn released_ids(dev: &FakeDevice) -> Vec<u64> {
+    dev.rec
+        .lock()
+        .unwrap()
+        .releases
+        .iter()
+        .map(|(_, id)| *id)
+        .collect()
+}
+
+#[test]
+fn surface_create_is_released_with_its_destroy() {
+    let (dev, worker, control, _slots) = setup();
+    queue_surface_cmd(&dev, 0x1000, 0x21, 1, true);
+    queue_surface_cmd(&dev, 0x1100, 0x22, 2, true);
+    sync(&worker, WorkerRequest::Wakeup);
+    let stats = control.stats().unwrap();
+    assert_eq!(
+        (stats.surface_ids.as_slice(), stats.held_surface_creates),
+        (&[1, 2][..], 2)
+    );
+    assert!(released_ids(&dev).is_empty(), "CREATEs are held");
+    // An off-screen surface can be dumped: its pixels are the guest's memory (surface 1 at
+    // 0x41000, 64 bytes per row; a green pixel at (2, 1)).
+    dev.mem
+        .write_obj(0x0000_ff00u32, GuestAddress(0x4_1000 + 64 + 8))
+        .unwrap();
+    let (w, h, rgb) = control.surface_rgb(1).unwrap();
+    assert_eq!((w, h), (16, 16));
+    assert_eq!(&rgb[(16 + 2) * 3..(16 + 3) * 3], &[0, 0xff, 0]);
+    assert!(control.surface_rgb(7).is_err(), "no surface 7");
+    let info = control.surface(1).unwrap();
+    assert_eq!(
+        (info.memory.addr, info.width, info.stride),
+        (GuestAddress(0x4_1000), 16, 64)
+    );
+    assert!(control.surface(7).is_none());
+    // DESTROY_SURFACE_WAIT only waits: the surface and its CREATE stay.
+    sync(&worker, WorkerRequest::DestroySurfaceWait(1));
+    assert_eq!(control.stats().unwrap().surface_ids, [1, 2]);
+    assert!(released_ids(&dev).is_empty());
+    // The DESTROY of surface 1 hands back its CREATE, then the DESTROY itself.
+    queue_surface_cmd(&dev, 0x1040, 0x23, 1, false);
+    sync(&worker, WorkerRequest::Wakeup);
+    let rec = dev.rec.lock().unwrap();
+    assert_eq!(
+        rec.releases,
+        [(GuestAddress(0x1000), 0x21), (GuestAddress(0x1040), 0x23)]
+    );
+    assert!(rec.bugs.is_empty(), "{:?}", rec.bugs);
+    drop(rec);
+    let stats = control.stats().unwrap();
+    assert_eq!(
+        (stats.surface_ids.as_slice(), stats.held_surface_creates),
+        (&[2][..], 1)
+    );
+    // A DESTROY of a surface that does not exist is simply released.
+    queue_surface_cmd(&dev, 0x1200, 0x24, 5, false);
+    sync(&worker, WorkerRequest::Wakeup);
+    assert_eq!(released_ids(&dev), [0x21, 0x23, 0x24]);
+    assert_eq!(control.stats().unwrap().held_surface_creates, 1);
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+#[test]
+fn destroy_all_surfaces_releases_the_held_creates() {
+    let (dev, worker, control, _slots) = setup();
+    queue_surface_cmd(&dev, 0x1000, 0x31, 1, true);
+    queue_surface_cmd(&dev, 0x1100, 0x32, 3, true);
+    sync(&worker, WorkerRequest::Wakeup);
+    assert!(released_ids(&dev).is_empty());
+    let flushes = dev.rec.lock().unwrap().flushes;
+    sync(&worker, WorkerRequest::DestroyAllSurfaces);
+    let mut ids = released_ids(&dev);
+    ids.sort_unstable();
+    assert_eq!(ids, [0x31, 0x32]);
+    assert!(
+        dev.rec.lock().unwrap().flushes > flushes,
+        "the releases were pushed to the guest"
+    );
+    let stats = control.stats().unwrap();
+    assert_eq!(
+        (stats.surface_ids.len(), stats.held_surface_creates),
+        (0, 0)
+    );
+    // The same ids may come again: the surfaces can be created anew.
+    queue_surface_cmd(&dev, 0x1000, 0x33, 1, true);
+    sync(&worker, WorkerRequest::Wakeup);
+    assert_eq!(control.stats().unwrap().held_surface_creates, 1);
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+#[test]
+fn reset_drops_the_held_creates_without_releasing_them() {
+    let (dev, worker, control, slots) = setup();
+    queue_surface_cmd(&dev, 0x1000, 0x41, 1, true);
+    sync(&worker, WorkerRequest::Wakeup);
+    assert_eq!(control.stats().unwrap().held_surface_creates, 1);
+    // The device re-initialised the release ring: the guest expects nothing from before.
+    sync(&worker, WorkerRequest::Reset);
+    let stats = control.stats().unwrap();
+    assert_eq!(
+        (stats.surface_ids.len(), stats.held_surface_creates),
+        (0, 0)
+    );
+    sync(&worker, WorkerRequest::Memslots(Box::new(slots)));
+    sync(&worker, WorkerRequest::DestroyAllSurfaces);
+    // Surface 1 can be created again after the reset, and its DESTROY releases only the new
+    // CREATE.
+    queue_surface_cmd(&dev, 0x1100, 0x42, 1, true);
+    queue_surface_cmd(&dev, 0x1140, 0x43, 1, false);
+    sync(&worker, WorkerRequest::Wakeup);
+    assert_eq!(released_ids(&dev), [0x42, 0x43]);
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+/// Writes a monitors config with `heads` at `at` (slot 1) and hands it to the worker.
+fn monitors_config(
+    dev: &FakeDevice,
+    worker: &saffron_worker::red::Dispatcher,
+    at: u64,
+    heads: &[QXLHead],
+) {
+    dev.mem
+        .write_obj(
+            QXLMonitorsConfig {
+                count: heads.len() as u16,
+                max_allowed: 4,
+            },
+            GuestAddress(at),
+        )
+        .unwrap();
+    for (i, h) in heads.iter().enumerate() {
+        dev.mem
+            .write_obj(*h, GuestAddress(at + 4 + i as u64 * 28))
+            .unwrap();
+    }
+    sync(
+        worker,
+        WorkerRequest::MonitorsConfig(make_phys(1, 0, at).unwrap()),
+    );
+}
+
+#[test]
+fn screendump_shows_head_0_of_the_monitors_config() {
+    let (dev, worker, control, slots) = setup();
+    let (w, h) = (32u32, 16u32);
+    let create = QXLSurfaceCreate {
+        width: w,
+        height: h,
+        stride: (w * 4) as i32,
+        format: SPICE_SURFACE_FMT_32_xRGB,
+        position: 0,
+        mouse_mode: 0,
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        type_: QXL_SURF_TYPE_PRIMARY,
+        mem: make_phys(1, 0, 0x8000).unwrap(),
+    };
+    // Every pixel holds its own coordinates: R = x, G = y.
+    for y in 0..h {
+        for x in 0..w {
+            let px = (x << 16) | (y << 8);
+            dev.mem
+                .write_obj(px, GuestAddress(0x8000 + u64::from(y * w + x) * 4))
+                .unwrap();
+        }
+    }
+    let primary = parse_primary(&Context::new(&dev.mem, &slots, 16), &create).unwrap();
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    let dims = |c: &saffron_worker::red::WorkerControl| {
+        let (w, h, rgb) = c.screendump().unwrap();
+        (w, h, (rgb[0], rgb[1]))
+    };
+    assert_eq!(
+        dims(&control),
+        (w, h, (0, 0)),
+        "no config: the whole primary"
+    );
+    let head = |x, y, width, height| QXLHead {
+        id: 0,
+        surface_id: 0,
+        width,
+        height,
+        x,
+        y,
+        flags: 0,
+    };
+    // Head 0 at (5, 3), 20x10: the dump is that part, its first pixel (5, 3).
+    monitors_config(
+        &dev,
+        &worker,
+        0x2000,
+        &[head(5, 3, 20, 10), head(25, 0, 7, 16)],
+    );
+    let (dw, dh, rgb) = control.screendump().unwrap();
+    assert_eq!((dw, dh), (20, 10));
+    assert_eq!(&rgb[..3], &[5, 3, 0]);
+    let last = rgb.len() - 3;
+    assert_eq!(&rgb[last..], &[24, 12, 0], "its last pixel is (24, 12)");
+    // Spice clients still get the whole primary (they are sent the layout separately).
+    let Some(FrameReply::Frame { width, .. }) = control.frame(0) else {
+        panic!("a frame")
+    };
+    assert_eq!(width, w);
+    // A head reaching past the primary is clipped to it.
+    monitors_config(&dev, &worker, 0x2000, &[head(30, 14, 1024, 768)]);
+    assert_eq!(dims(&control), (2, 2, (30, 14)));
+    // An empty head 0 (a disabled output) or one outside the primary: the whole primary.
+    monitors_config(&dev, &worker, 0x2000, &[head(0, 0, 0, 0)]);
+    assert_eq!(dims(&control), (w, h, (0, 0)));
+    monitors_config(&dev, &worker, 0x2000, &[head(32, 0, 8, 8)]);
+    assert_eq!(dims(&control), (w, h, (0, 0)));
+    // The config outlives a new primary; a reset forgets it.
+    monitors_config(&dev, &worker, 0x2000, &[head(0, 0, 16, 8)]);
+    sync(&worker, WorkerRequest::DestroyPrimary);
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    assert_eq!(dims(&control), (16, 8, (0, 0)));
+    sync(&worker, WorkerRequest::Reset);
+    sync(&worker, WorkerRequest::Memslots(Box::new(slots.clone())));
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    assert_eq!(dims(&control), (w, h, (0, 0)));
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
 }

@@ -461,7 +461,12 @@ impl Card {
     /// `request` must be an ioctl whose argument is a `T` (the ioctl size field says so for the
     /// encoded ones), and every user pointer inside `arg` must be valid for what the ioctl
     /// reads or writes through it.
-    unsafe fn ioctl<T>(&self, op: &'static str, request: u64, arg: &mut T) -> Result<()> {
+    pub(crate) unsafe fn ioctl<T>(
+        &self,
+        op: &'static str,
+        request: u64,
+        arg: &mut T,
+    ) -> Result<()> {
         loop {
             // SAFETY: the caller guarantees `arg` has the layout `request` expects and that its
             // embedded pointers are valid; the fd stays open for the call.
@@ -705,13 +710,15 @@ impl Card {
         unsafe { self.ioctl("DRM_IOCTL_MODE_RMFB", DRM_IOCTL_MODE_RMFB, &mut arg) }
     }
 
-    /// Shows `fb_id` on `crtc_id` through `connector_id` in `mode`.
+    /// Shows `fb_id` on `crtc_id` through `connector_id` in `mode`, from pixel (`x`, `y`)
+    /// of the framebuffer on (a framebuffer may be larger than the mode).
     pub fn set_crtc(
         &self,
         crtc_id: u32,
         fb_id: u32,
         connector_id: u32,
         mode: &DrmModeModeinfo,
+        (x, y): (u32, u32),
     ) -> Result<()> {
         let mut connectors = [connector_id];
         let mut arg = DrmModeCrtc {
@@ -719,8 +726,8 @@ impl Card {
             count_connectors: 1,
             crtc_id,
             fb_id,
-            x: 0,
-            y: 0,
+            x,
+            y,
             gamma_size: 0,
             mode_valid: 1,
             mode: *mode,

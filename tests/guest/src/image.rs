@@ -212,6 +212,22 @@ impl Image {
         &self.rgb[y * self.width * 3..(y + 1) * self.width * 3]
     }
 
+    /// The part of the picture inside `rect` (clipped to the image).
+    pub fn crop(&self, rect: Rect) -> Image {
+        let x_end = (rect.x + rect.w).min(self.width);
+        let y_end = (rect.y + rect.h).min(self.height);
+        let (x, y) = (rect.x.min(x_end), rect.y.min(y_end));
+        let mut rgb = Vec::with_capacity((x_end - x) * (y_end - y) * 3);
+        for row in y..y_end {
+            rgb.extend_from_slice(&self.row(row)[x * 3..x_end * 3]);
+        }
+        Image {
+            width: x_end - x,
+            height: y_end - y,
+            rgb,
+        }
+    }
+
     /// Paints `rect` (clipped to the image) with one colour.
     pub fn fill_rect(&mut self, rect: Rect, color: [u8; 3]) {
         let x_end = (rect.x + rect.w).min(self.width);
@@ -581,5 +597,26 @@ mod tests {
             [1, 1, 1],
         );
         assert_eq!(img.rgb, want);
+    }
+
+    #[test]
+    fn crop_takes_a_clipped_window() {
+        let img = Pattern::HGrad.render(4, 3).unwrap();
+        let c = img.crop(Rect {
+            x: 1,
+            y: 1,
+            w: 2,
+            h: 5,
+        });
+        assert_eq!((c.width, c.height), (2, 2));
+        assert_eq!(c.row(0), &img.row(1)[3..9]);
+        assert_eq!(c.row(1), &img.row(2)[3..9]);
+        let whole = img.crop(Rect {
+            x: 0,
+            y: 0,
+            w: 4,
+            h: 3,
+        });
+        assert_eq!(whole, img);
     }
 }

@@ -19,6 +19,7 @@ mod mmio;
 mod pattern;
 mod pci;
 mod qxl;
+mod qxl_drm;
 
 use std::process::ExitCode;
 
@@ -26,7 +27,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|settle|sync|kms> [--option value]...";
+                     fbbench|fbcon-off|settle|sync|kms|qxl-surface> [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -48,6 +49,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "settle" => cmd::fb::settle(opts),
         "sync" => cmd::sync::run(opts),
         "kms" => cmd::kms::run(opts),
+        "qxl-surface" => cmd::qxl_surface::run(opts),
         "hostile" => cmd::hostile::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }

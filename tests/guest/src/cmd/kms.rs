@@ -150,7 +150,7 @@ fn draw_frame(i: usize, base: &Image, img: &mut Image) -> Vec<Rect> {
 }
 
 fn clip(r: Rect) -> DrmClipRect {
-    // Callers keep rects inside a mode, whose sides are u16.
+    // Callers keep rects inside the framebuffer, whose sides (at most 8192) fit in u16.
     DrmClipRect {
         x1: r.x as u16,
         y1: r.y as u16,
@@ -174,8 +174,13 @@ fn upload(
     Ok(())
 }
 
-/// `kms [--card /dev/dri/card0] [--width W --height H] [--frames 60] [--pattern hgrad]
-/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX]`.
+/// `kms [--card /dev/dri/card0] [--width W --height H] [--fb-width FW --fb-height FH]
+/// [--x X --y Y] [--frames 60] [--pattern hgrad] [--sync ID] [--sync-timeout-ms 60000]
+/// [--phase NAME] [--cursor-sync PREFIX]`.
+///
+/// The framebuffer is the mode's size unless `--fb-width/--fb-height` make it larger; the CRTC
+/// then shows its `W x H` window from (`X`, `Y`) (default 0, 0). Frames draw over the whole
+/// framebuffer; the digest is of the window, what the screen shows.
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
@@ -204,6 +209,8 @@ pub fn run(mut opts: Options) -> Result<()> {
     )?;
     let phase = opts.take("phase");
     let cursor_sync = opts.take("cursor-sync");
+    let fb_size = (opts.take_u64("fb-width")?, opts.take_u64("fb-height")?);
+    let origin = (opts.u64_or("x", 0, 8192)?, opts.u64_or("y", 0, 8192)?);
     opts.finish()?;
     let want = match (width, height) {
         (None, None) => None,
@@ -273,22 +280,42 @@ pub fn run(mut opts: Options) -> Result<()> {
         Error::Check(format!("connector {} has no {w}x{h} mode", conn.name()))
     })?;
     let (w, h) = (u32::from(mode.hdisplay), u32::from(mode.vdisplay));
+    let (x0, y0) = (origin.0 as u32, origin.1 as u32);
+    let (fw, fh) = match fb_size {
+        (None, None) => (w + x0, h + y0),
+        (Some(fw), Some(fh)) => (
+            u32::try_from(fw).map_err(|_| Error::Usage(format!("--fb-width {fw} too large")))?,
+            u32::try_from(fh).map_err(|_| Error::Usage(format!("--fb-height {fh} too large")))?,
+        ),
+        _ => {
+            return Err(Error::Usage(
+                "--fb-width and --fb-height go together".to_string(),
+            ));
+        }
+    };
+    if u64::from(x0) + u64::from(w) > u64::from(fw) || u64::from(y0) + u64::from(h) > u64::from(fh)
+    {
+        return Err(Error::Usage(format!(
+            "the {w}x{h} window at ({x0}, {y0}) does not fit the {fw}x{fh} framebuffer"
+        )));
+    }
 
-    let dumb = card.create_dumb(w, h, 32)?;
+    let dumb = card.create_dumb(fw, fh, 32)?;
     let mut scanout = Scanout {
         card: &card,
         dumb,
         fb_id: None,
         map: None,
     };
-    if u64::from(dumb.pitch) < u64::from(w) * 4 || dumb.size < u64::from(dumb.pitch) * u64::from(h)
+    if u64::from(dumb.pitch) < u64::from(fw) * 4
+        || dumb.size < u64::from(dumb.pitch) * u64::from(fh)
     {
         return Err(Error::Check(format!(
-            "dumb buffer {w}x{h}: pitch {} and size {} are too small",
+            "dumb buffer {fw}x{fh}: pitch {} and size {} are too small",
             dumb.pitch, dumb.size
         )));
     }
-    scanout.fb_id = Some(card.add_fb(w, h, &dumb)?);
+    scanout.fb_id = Some(card.add_fb(fw, fh, &dumb)?);
     let offset = card.map_dumb(dumb.handle)?;
     let size = usize::try_from(dumb.size)
         .map_err(|_| Error::Check(format!("dumb buffer size {} too large", dumb.size)))?;
@@ -296,9 +323,9 @@ pub fn run(mut opts: Options) -> Result<()> {
     let fb_id = scanout.fb_id.unwrap_or_default();
     let map = scanout.map();
 
-    let base = pattern.render(w, h)?;
+    let base = pattern.render(fw, fh)?;
     let mut img = base.clone();
-    let (wu, hu) = (w as usize, h as usize);
+    let (wu, hu) = (fw as usize, fh as usize);
     let full = Rect {
         x: 0,
         y: 0,
@@ -307,7 +334,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     };
     let mut row = Vec::with_capacity(wu * 4);
     upload(map, dumb.pitch, &img, full, &mut row)?;
-    card.set_crtc(crtc, fb_id, conn.id, &mode)?;
+    card.set_crtc(crtc, fb_id, conn.id, &mode, (x0, y0))?;
 
     let mut dirty_ok = true;
     let mut dirty = |clips: &[DrmClipRect]| -> Result<()> {
@@ -353,14 +380,24 @@ pub fn run(mut opts: Options) -> Result<()> {
         frames as f64 / elapsed.as_secs_f64().max(1e-9)
     };
 
-    let mut hasher = FrameHasher::new(wu, PixelFormat::XRGB8888, HashFormat::Rgb)?;
+    // What the screen shows: the CRTC's window of the framebuffer, read back from it.
+    let mut hasher = FrameHasher::new(w as usize, PixelFormat::XRGB8888, HashFormat::Rgb)?;
     let mut line = vec![0u8; hasher.row_len()];
-    for y in 0..h {
-        map.read_at(u64::from(y) * u64::from(dumb.pitch), &mut line)?;
+    for y in y0..y0 + h {
+        map.read_at(
+            u64::from(y) * u64::from(dumb.pitch) + u64::from(x0) * 4,
+            &mut line,
+        )?;
         hasher.update_row(&line);
     }
     let sha = hasher.finish();
-    let want_sha = img.sha256();
+    let window = Rect {
+        x: x0 as usize,
+        y: y0 as usize,
+        w: w as usize,
+        h: h as usize,
+    };
+    let want_sha = img.crop(window).sha256();
     if sha != want_sha {
         return Err(Error::Check(format!(
             "dumb buffer reads back as sha256 {sha}, drew {want_sha}"
@@ -369,7 +406,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     println!(
         "SAFFRON-KMS width={w} height={h} frames={frames} fps={fps:.2} sha256={sha} mode={} \
          connector={} crtc={crtc} full={n_full} partial={n_partial} clips={n_clips} \
-         dirtyfb={} elapsed_ms={}",
+         dirtyfb={} elapsed_ms={} fb_width={fw} fb_height={fh} x={x0} y={y0}",
         mode.label(),
         conn.name(),
         if dirty_ok { "ok" } else { "unsupported" },

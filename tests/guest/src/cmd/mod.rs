@@ -10,6 +10,7 @@ pub mod hostile;
 pub mod irq;
 pub mod kms;
 pub mod log;
+pub mod qxl_surface;
 pub mod sync;
 
 use sha2::{Digest, Sha256};
