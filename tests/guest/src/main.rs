@@ -12,6 +12,7 @@ mod cmd;
 mod console;
 mod drm;
 mod error;
+mod evdev;
 mod fbdev;
 mod image;
 mod map;
@@ -26,7 +27,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|settle|sync|kms> [--option value]...";
+                     fbbench|fbcon-off|settle|sync|kms|input> [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -49,6 +50,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "sync" => cmd::sync::run(opts),
         "kms" => cmd::kms::run(opts),
         "hostile" => cmd::hostile::run(opts),
+        "input" => cmd::input::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }
