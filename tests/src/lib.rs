@@ -165,6 +165,10 @@ pub struct GuestOptions {
     pub kernel: GuestKernel,
     /// The Spice server, if the test wants one.
     pub spice: SpiceOptions,
+    /// Gets every line of the serial console as it arrives (without `\r`, with its `\n`),
+    /// for a test thread that must follow the guest while the guest runs (the boot functions
+    /// only hand over the whole log at the end).
+    pub serial_tap: Option<std::sync::mpsc::Sender<String>>,
 }
 
 impl GuestOptions {
@@ -179,6 +183,7 @@ impl GuestOptions {
             timeout: Duration::from_secs(600),
             kernel: GuestKernel::Bookworm,
             spice: SpiceOptions::default(),
+            serial_tap: None,
         }
     }
 }
@@ -298,6 +303,10 @@ pub fn boot_guest_with_sync(
             Ok(_) if line.ends_with(b"\n") => {
                 let text = String::from_utf8_lossy(&line).replace('\r', "");
                 serial.push_str(&text);
+                if let Some(tap) = &opts.serial_tap {
+                    // A test thread that has finished no longer listens: that is fine.
+                    let _ = tap.send(text.clone());
+                }
                 if let Some(rec) = records(&text).into_iter().find(|r| r.tag == "SYNC") {
                     on_sync(&rec, &vm);
                     let _ = writer.write_all(b"go\n");
