@@ -158,6 +158,8 @@ pub struct Channel {
     pub stream: TcpStream,
     /// Bytes read from the server on this channel since the link (headers included).
     pub bytes_read: u64,
+    /// PINGs answered with a PONG so far.
+    pub pings_answered: u64,
 }
 
 impl Channel {
@@ -178,6 +180,7 @@ impl Channel {
             0 => Ok(Channel {
                 stream,
                 bytes_read: 0,
+                pings_answered: 0,
             }),
             code => Err(ClientError::Refused(code)),
         }
@@ -190,6 +193,7 @@ impl Channel {
         if ty == msg::PING {
             let pong = body.get(..12).unwrap_or(&body).to_vec();
             self.send(msg::MSGC_PONG, &pong)?;
+            self.pings_answered += 1;
         }
         Ok((ty, body))
     }
@@ -286,6 +290,15 @@ impl Session {
                 return u16_at(&body, 2);
             }
         }
+    }
+
+    /// Reads the main channel until at least one PING has been answered, so the server knows
+    /// this client's round trip (it pings at once on link, then every few seconds).
+    pub fn answer_ping(&mut self) -> Result<(), ClientError> {
+        while self.main.pings_answered == 0 {
+            self.main.read()?;
+        }
+        Ok(())
     }
 
     /// Links the display channel and sends DISPLAY_INIT, as spice-gtk does.

@@ -1,7 +1,11 @@
 //! The inputs channel (spec §9.2): keyboard and mouse messages go to the [`InputSink`];
 //! a MOUSE_MOTION_ACK every four motion/position messages keeps the client sending.
+//! Pointer motion counts only in the session's mouse mode: relative MOTION in SERVER mode,
+//! absolute POSITION in CLIENT mode (a client that has not caught up with a mode switch yet
+//! must not move the guest's pointer with the wrong kind of event); both are acked anyway.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use tracing::debug;
 
@@ -9,7 +13,7 @@ use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
 };
 use crate::server::Shared;
-use crate::session::Session;
+use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Session};
 use crate::source::{InputSink, KeyEvent, PointerEvent};
 use crate::tls::Stream;
 use crate::wire::{Reader, Writer, msg};
@@ -52,7 +56,8 @@ pub(crate) fn run(
             Ok(_) => continue,
             Err(e) => break Err(e),
         }
-        match handle(shared.input.as_ref(), ty, &body) {
+        let mode = session.mouse_mode.load(Ordering::Acquire);
+        match handle(shared.input.as_ref(), mode, ty, &body) {
             Ok(true) => {
                 motions = motions.wrapping_add(1);
                 if motions.is_multiple_of(MOTION_ACK_BUNCH) {
@@ -68,9 +73,15 @@ pub(crate) fn run(
     result
 }
 
-/// Decodes one inputs message and feeds the sink. Returns whether it was a motion/position
-/// message (those are acked in bunches).
-pub fn handle(sink: &dyn InputSink, ty: u16, body: &[u8]) -> Result<bool, ConnError> {
+/// Decodes one inputs message and feeds the sink; `mouse_mode` is the session's current
+/// mode (MOTION is dropped unless it is SERVER, POSITION unless it is CLIENT). Returns whether
+/// it was a motion/position message (those are acked in bunches, dropped or not).
+pub fn handle(
+    sink: &dyn InputSink,
+    mouse_mode: u16,
+    ty: u16,
+    body: &[u8],
+) -> Result<bool, ConnError> {
     let malformed = |source| ConnError::Malformed { ty, source };
     let mut r = Reader::new(body);
     match ty {
@@ -86,7 +97,14 @@ pub fn handle(sink: &dyn InputSink, ty: u16, body: &[u8]) -> Result<bool, ConnEr
             let dx = r.i32().map_err(malformed)?;
             let dy = r.i32().map_err(malformed)?;
             let buttons = r.u16().map_err(malformed)?;
-            sink.pointer(PointerEvent::Motion { dx, dy, buttons });
+            if mouse_mode == MOUSE_MODE_SERVER {
+                sink.pointer(PointerEvent::Motion { dx, dy, buttons });
+            } else {
+                debug!(
+                    mouse_mode,
+                    "relative motion outside the server mouse mode dropped"
+                );
+            }
             return Ok(true);
         }
         msg::MSGC_INPUTS_MOUSE_POSITION => {
@@ -94,12 +112,19 @@ pub fn handle(sink: &dyn InputSink, ty: u16, body: &[u8]) -> Result<bool, ConnEr
             let y = r.u32().map_err(malformed)?;
             let buttons = r.u16().map_err(malformed)?;
             let display = r.u8().map_err(malformed)?;
-            sink.pointer(PointerEvent::Position {
-                x,
-                y,
-                buttons,
-                display,
-            });
+            if mouse_mode == MOUSE_MODE_CLIENT {
+                sink.pointer(PointerEvent::Position {
+                    x,
+                    y,
+                    buttons,
+                    display,
+                });
+            } else {
+                debug!(
+                    mouse_mode,
+                    "absolute position outside the client mouse mode dropped"
+                );
+            }
             return Ok(true);
         }
         msg::MSGC_INPUTS_MOUSE_PRESS | msg::MSGC_INPUTS_MOUSE_RELEASE => {
@@ -135,11 +160,12 @@ mod tests {
     #[test]
     fn decodes_and_rejects_short() {
         let rec = Rec::default();
-        assert!(!handle(&rec, 101, &0x1eu32.to_le_bytes()).unwrap());
+        let server = MOUSE_MODE_SERVER;
+        assert!(!handle(&rec, server, 101, &0x1eu32.to_le_bytes()).unwrap());
         let mut w = Writer::default();
         w.i32(-3).i32(4).u16(1);
-        assert!(handle(&rec, 111, &w.buf).unwrap());
-        assert!(handle(&rec, 113, &[1]).is_err());
+        assert!(handle(&rec, server, 111, &w.buf).unwrap());
+        assert!(handle(&rec, server, 113, &[1]).is_err());
         let got = rec.0.lock().unwrap();
         assert_eq!(got.len(), 2);
         assert!(got[0].contains("scancode: 30, pressed: true"));
@@ -153,5 +179,24 @@ mod tests {
             .collect::<Vec<_>>(),
             vec![0xe0, 0x48]
         );
+    }
+
+    #[test]
+    fn motion_counts_only_in_its_mouse_mode() {
+        let rec = Rec::default();
+        let mut motion = Writer::default();
+        motion.i32(5).i32(-5).u16(0);
+        let mut position = Writer::default();
+        position.u32(10).u32(20).u16(0).u8(0);
+        // Dropped ones are still motion messages for the ack count.
+        assert!(handle(&rec, MOUSE_MODE_CLIENT, 111, &motion.buf).unwrap());
+        assert!(handle(&rec, MOUSE_MODE_SERVER, 112, &position.buf).unwrap());
+        assert!(rec.0.lock().unwrap().is_empty());
+        assert!(handle(&rec, MOUSE_MODE_SERVER, 111, &motion.buf).unwrap());
+        assert!(handle(&rec, MOUSE_MODE_CLIENT, 112, &position.buf).unwrap());
+        let got = rec.0.lock().unwrap();
+        assert_eq!(got.len(), 2);
+        assert!(got[0].starts_with("Motion"), "{got:?}");
+        assert!(got[1].starts_with("Position"), "{got:?}");
     }
 }

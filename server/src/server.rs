@@ -511,7 +511,12 @@ pub fn fuzz_client_messages(
         }
         let r = match channel_type {
             channel::MAIN => main_channel::handle(shared, &session, &queue, ty, &body),
-            channel::INPUTS => inputs::handle(shared.input.as_ref(), ty, &body).map(|_| ()),
+            channel::INPUTS => {
+                let mode = session
+                    .mouse_mode
+                    .load(std::sync::atomic::Ordering::Acquire);
+                inputs::handle(shared.input.as_ref(), mode, ty, &body).map(|_| ())
+            }
             // Display and cursor parse nothing beyond the common messages.
             _ => Ok(()),
         };

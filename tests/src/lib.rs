@@ -167,6 +167,10 @@ pub struct GuestOptions {
     pub spice: SpiceOptions,
     /// The control socket, if the test talks to it.
     pub api_socket: Option<PathBuf>,
+    /// Gets every line of the serial console as it arrives (without `\r`, with its `\n`),
+    /// for a test thread that must follow the guest while the guest runs (the boot functions
+    /// only hand over the whole log at the end).
+    pub serial_tap: Option<std::sync::mpsc::Sender<String>>,
 }
 
 impl GuestOptions {
@@ -182,6 +186,7 @@ impl GuestOptions {
             kernel: GuestKernel::Bookworm,
             spice: SpiceOptions::default(),
             api_socket: None,
+            serial_tap: None,
         }
     }
 }
@@ -301,6 +306,10 @@ pub fn boot_guest_with_sync(
             Ok(_) if line.ends_with(b"\n") => {
                 let text = String::from_utf8_lossy(&line).replace('\r', "");
                 serial.push_str(&text);
+                if let Some(tap) = &opts.serial_tap {
+                    // A test thread that has finished no longer listens: that is fine.
+                    let _ = tap.send(text.clone());
+                }
                 if let Some(rec) = records(&text).into_iter().find(|r| r.tag == "SYNC") {
                     on_sync(&rec, &vm);
                     let _ = writer.write_all(b"go\n");

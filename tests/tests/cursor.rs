@@ -41,6 +41,8 @@ fn on_sync(seen: &mut Seen, rec: &Record, vm: &Vm, api: &Path) {
             let mut session = Session::connect(addr, PASSWORD).expect("main channel");
             // Server mouse mode: the guest's moves are sent (in client mode they are not).
             assert_eq!(session.request_mouse_mode(1).expect("mouse mode"), 1);
+            // A pong, so that client_info has a round trip to show.
+            session.answer_ping().expect("ping");
             let mut cursor = session.cursor().expect("cursor channel");
             let init = cursor.read().expect("cursor INIT");
             seen.messages.push((id, init));

@@ -103,12 +103,42 @@ fn mask_buttons(mask: u16) -> impl Iterator<Item = (u8, bool)> {
     (1u8..=7).map(move |b| (b, mask & (1 << (b - 1)) != 0))
 }
 
+/// Spice buttons 4 and 5: the wheel, one notch up or down per PRESS.
+const WHEEL_UP: u8 = 4;
+const WHEEL_DOWN: u8 = 5;
+/// Their bits in a button mask. Clients do not keep them in `buttons_state` (spice-gtk sends
+/// a wheel notch as PRESS + RELEASE of button 4 or 5 with a mask that lacks both bits), so the
+/// wheel is driven by PRESS messages alone and these bits are ignored in masks.
+const WHEEL_MASK: u16 = (1 << (WHEEL_UP - 1)) | (1 << (WHEEL_DOWN - 1));
+
+/// The mask bit of button number `button` (1..=7), 0 for anything else.
+fn button_bit(button: u8) -> u16 {
+    match button {
+        1..=7 => 1 << (button - 1),
+        _ => 0,
+    }
+}
+
+/// Lock keys: (Spice keyboard-modifier flag, set-1 scancode of the key that toggles it).
+const LOCK_KEYS: [(u16, u32); 3] = [
+    (1, 0x46), // SCROLL_LOCK
+    (2, 0x45), // NUM_LOCK
+    (4, 0x3a), // CAPS_LOCK
+];
+
 /// An [`InputSink`] that drives a QEMU guest's input devices over QMP.
+///
+/// Lock keys: QMP does not tell us the guest's keyboard LEDs, so the state of Caps, Num and
+/// Scroll Lock is *believed*: off at start, toggled by every lock-key press we forward. A
+/// client's KEY_MODIFIERS is met by pressing the lock keys whose believed state differs, as
+/// spice-server does with the real LEDs. A guest that changes its locks by itself (`setleds`)
+/// is not seen.
 pub struct QmpInput {
     qmp: Qmp,
     absolute: bool,
     screen: Box<dyn Fn() -> Option<(u32, u32)> + Send + Sync>,
     buttons: Mutex<u16>,
+    locks: Mutex<u16>,
 }
 
 impl QmpInput {
@@ -124,7 +154,21 @@ impl QmpInput {
             absolute,
             screen,
             buttons: Mutex::new(0),
+            locks: Mutex::new(0),
         }
+    }
+
+    /// The believed Caps/Num/Scroll Lock state (Spice keyboard-modifier flags).
+    pub fn led_modifiers(&self) -> u16 {
+        *self.locks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A key event for QEMU key `number`.
+    fn key_event(number: u32, down: bool) -> Value {
+        json!({"type": "key", "data": {
+            "down": down,
+            "key": {"type": "number", "data": number},
+        }})
     }
 
     fn send(&self, events: Vec<Value>) {
@@ -137,8 +181,9 @@ impl QmpInput {
         }
     }
 
-    /// Button events for the difference between the last mask and `mask`.
+    /// Button events for the difference between the last mask and `mask` (wheel bits aside).
     fn button_changes(&self, mask: u16) -> Vec<Value> {
+        let mask = mask & !WHEEL_MASK;
         let mut last = self.buttons.lock().unwrap_or_else(|e| e.into_inner());
         let old = *last;
         *last = mask;
@@ -152,20 +197,40 @@ impl QmpInput {
     }
 }
 
-impl InputSink for QmpInput {
-    fn key(&self, event: KeyEvent) {
+impl QmpInput {
+    /// The QMP events for a key; a forwarded lock-key press flips its believed state.
+    fn key_events(&self, event: KeyEvent) -> Vec<Value> {
         let Some(number) = qemu_key_number(&event) else {
-            return;
+            return Vec::new();
         };
         debug!(number, pressed = event.pressed, "key");
-        self.send(vec![json!({"type": "key", "data": {
-            "down": event.pressed,
-            "key": {"type": "number", "data": number},
-        }})]);
+        if event.pressed
+            && let Some((flag, _)) = LOCK_KEYS.iter().find(|(_, code)| *code == number)
+        {
+            *self.locks.lock().unwrap_or_else(|e| e.into_inner()) ^= flag;
+        }
+        vec![Self::key_event(number, event.pressed)]
     }
 
-    fn pointer(&self, event: PointerEvent) {
-        let events = match event {
+    /// The QMP events that bring the guest's lock keys to `modifiers`: a press and release of
+    /// each lock key whose believed state differs.
+    fn modifier_events(&self, modifiers: u16) -> Vec<Value> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        let mut events = Vec::new();
+        for (flag, code) in LOCK_KEYS {
+            if (modifiers ^ *locks) & flag != 0 {
+                events.push(Self::key_event(code, true));
+                events.push(Self::key_event(code, false));
+                *locks ^= flag;
+            }
+        }
+        debug!(modifiers, toggled = events.len() / 2, "lock keys");
+        events
+    }
+
+    /// The QMP events for a pointer event.
+    fn pointer_events(&self, event: PointerEvent) -> Vec<Value> {
+        match event {
             PointerEvent::Motion { dx, dy, buttons } => {
                 let mut ev = vec![
                     json!({"type": "rel", "data": {"axis": "x", "value": dx}}),
@@ -176,7 +241,8 @@ impl InputSink for QmpInput {
             }
             PointerEvent::Position { x, y, buttons, .. } => {
                 let Some((w, h)) = (self.screen)().filter(|(w, h)| *w > 1 && *h > 1) else {
-                    return;
+                    debug!("absolute position without a primary surface dropped");
+                    return Vec::new();
                 };
                 let scale = |v: u32, size: u32| {
                     (u64::from(v.min(size - 1)) * ABS_MAX / u64::from(size - 1)) as i64
@@ -188,15 +254,46 @@ impl InputSink for QmpInput {
                 ev.extend(self.button_changes(buttons));
                 ev
             }
-            PointerEvent::Press { buttons, .. } | PointerEvent::Release { buttons, .. } => {
-                self.button_changes(buttons)
-            }
-        };
-        self.send(events);
+            PointerEvent::Press { button, buttons } => match button {
+                WHEEL_UP | WHEEL_DOWN => {
+                    let mut ev = self.button_changes(buttons);
+                    if let Some(name) = button_name(button) {
+                        for down in [true, false] {
+                            ev.push(json!({"type": "btn", "data": {"down": down, "button": name}}));
+                        }
+                    }
+                    ev
+                }
+                // The pressed button is down whatever the client's mask says.
+                _ => self.button_changes(buttons | button_bit(button)),
+            },
+            PointerEvent::Release { button, buttons } => match button {
+                WHEEL_UP | WHEEL_DOWN => self.button_changes(buttons),
+                _ => self.button_changes(buttons & !button_bit(button)),
+            },
+        }
+    }
+}
+
+impl InputSink for QmpInput {
+    fn key(&self, event: KeyEvent) {
+        self.send(self.key_events(event));
+    }
+
+    fn modifiers(&self, modifiers: u16) {
+        self.send(self.modifier_events(modifiers));
+    }
+
+    fn pointer(&self, event: PointerEvent) {
+        self.send(self.pointer_events(event));
     }
 
     fn has_absolute_pointer(&self) -> bool {
         self.absolute
+    }
+
+    fn led_modifiers(&self) -> u16 {
+        QmpInput::led_modifiers(self)
     }
 }
 
@@ -214,10 +311,12 @@ mod tests {
         assert_eq!(k(0, true), None);
     }
 
-    #[test]
-    fn qmp_over_a_fake_qemu() {
+    /// A fake QEMU on a fresh socket: greets, then answers `qmp_capabilities` and `commands`
+    /// more commands (with an event before each answer, which the client must skip) and
+    /// returns what it got.
+    fn fake_qemu(tag: &str, commands: usize) -> (QmpInput, std::thread::JoinHandle<Vec<String>>) {
         use std::os::unix::net::UnixListener;
-        let dir = std::env::temp_dir().join(format!("saffron-qmp-{}", std::process::id()));
+        let dir = std::env::temp_dir().join(format!("saffron-qmp-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("qmp.sock");
@@ -228,13 +327,14 @@ mod tests {
             let mut w = s;
             writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
             let mut got = Vec::new();
-            for _ in 0..2 {
+            for _ in 0..=commands {
                 let mut l = String::new();
                 r.read_line(&mut l).unwrap();
                 got.push(l);
                 writeln!(w, r#"{{"event": "SOMETHING"}}"#).unwrap();
                 writeln!(w, r#"{{"return": {{}}}}"#).unwrap();
             }
+            let _ = std::fs::remove_dir_all(&dir);
             got
         });
         let input = QmpInput::new(
@@ -242,12 +342,39 @@ mod tests {
             true,
             Box::new(|| Some((1024, 768))),
         );
+        (input, server)
+    }
+
+    /// (kind, button or key number, down) of each event, for compact assertions.
+    fn summary(events: &[Value]) -> Vec<(String, String, bool)> {
+        events
+            .iter()
+            .map(|e| {
+                let d = &e["data"];
+                let what = match e["type"].as_str().unwrap() {
+                    "btn" => d["button"].as_str().unwrap().to_string(),
+                    "key" => d["key"]["data"].to_string(),
+                    _ => d["axis"].as_str().unwrap().to_string(),
+                };
+                (
+                    e["type"].as_str().unwrap().to_string(),
+                    what,
+                    d["down"] == true,
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn qmp_over_a_fake_qemu() {
+        let (input, server) = fake_qemu("pos", 1);
         input.pointer(PointerEvent::Position {
             x: 1023,
             y: 0,
             buttons: 1,
             display: 0,
         });
+        drop(input);
         let got = server.join().unwrap();
         assert!(got[0].contains("qmp_capabilities"));
         let v: Value = serde_json::from_str(&got[1]).unwrap();
@@ -256,6 +383,107 @@ mod tests {
         assert_eq!(ev[1]["data"]["value"], 0);
         assert_eq!(ev[2]["data"]["button"], "left");
         assert_eq!(ev[2]["data"]["down"], true);
-        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wheel_notches_come_from_press_alone() {
+        let (input, server) = fake_qemu("wheel", 0);
+        let btn = |b: &str, down| ("btn".to_string(), b.to_string(), down);
+        // spice-gtk: PRESS + RELEASE of button 4 with a mask that lacks the wheel bits.
+        let up = input.pointer_events(PointerEvent::Press {
+            button: 4,
+            buttons: 0,
+        });
+        assert_eq!(
+            summary(&up),
+            [btn("wheel-up", true), btn("wheel-up", false)]
+        );
+        assert!(
+            input
+                .pointer_events(PointerEvent::Release {
+                    button: 4,
+                    buttons: 0
+                })
+                .is_empty()
+        );
+        // A client that does put the wheel bit in its mask gets no second notch.
+        let down = input.pointer_events(PointerEvent::Press {
+            button: 5,
+            buttons: 16,
+        });
+        assert_eq!(
+            summary(&down),
+            [btn("wheel-down", true), btn("wheel-down", false)]
+        );
+        assert!(
+            input
+                .pointer_events(PointerEvent::Motion {
+                    dx: 1,
+                    dy: 1,
+                    buttons: 16
+                })
+                .iter()
+                .all(|e| e["type"] == "rel")
+        );
+        drop(input);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn pressed_buttons_follow_press_and_release() {
+        let (input, server) = fake_qemu("buttons", 0);
+        let btn = |b: &str, down| ("btn".to_string(), b.to_string(), down);
+        // A mask that forgets the pressed button still presses it.
+        let press = input.pointer_events(PointerEvent::Press {
+            button: 3,
+            buttons: 0,
+        });
+        assert_eq!(summary(&press), [btn("right", true)]);
+        // Motion with the button held changes nothing; the release lets it go.
+        let drag = input.pointer_events(PointerEvent::Motion {
+            dx: 2,
+            dy: 0,
+            buttons: 4,
+        });
+        assert_eq!(drag.len(), 2);
+        let release = input.pointer_events(PointerEvent::Release {
+            button: 3,
+            buttons: 4,
+        });
+        assert_eq!(summary(&release), [btn("right", false)]);
+        drop(input);
+        server.join().unwrap();
+    }
+
+    #[test]
+    fn lock_keys_meet_the_client_state_once() {
+        let (input, server) = fake_qemu("locks", 0);
+        let key = |n: u32, down| ("key".to_string(), n.to_string(), down);
+        assert_eq!(input.led_modifiers(), 0);
+        // Caps Lock on: one press and release of Caps Lock (0x3a).
+        let on = input.modifier_events(4);
+        assert_eq!(summary(&on), [key(0x3a, true), key(0x3a, false)]);
+        assert_eq!(input.led_modifiers(), 4);
+        assert!(input.modifier_events(4).is_empty(), "already on");
+        // Num Lock on and Caps Lock off: both keys, Scroll Lock untouched.
+        let both = input.modifier_events(2);
+        assert_eq!(
+            summary(&both),
+            [
+                key(0x45, true),
+                key(0x45, false),
+                key(0x3a, true),
+                key(0x3a, false)
+            ]
+        );
+        // The user pressing Num Lock on the client toggles the believed state too.
+        let typed = input.key_events(KeyEvent {
+            scancode: 0x45,
+            pressed: true,
+        });
+        assert_eq!(summary(&typed), [key(0x45, true)]);
+        assert_eq!(input.led_modifiers(), 0);
+        drop(input);
+        server.join().unwrap();
     }
 }

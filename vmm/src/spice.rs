@@ -106,12 +106,6 @@ impl WorkerDisplay {
             last: Mutex::new(None),
         })
     }
-
-    /// The size of the last frame seen (for scaling absolute pointer positions).
-    pub fn size(&self) -> Option<(u32, u32)> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.as_ref().map(|f| (f.width, f.height))
-    }
 }
 
 impl DisplaySource for WorkerDisplay {
@@ -249,6 +243,12 @@ impl saffron_server::InputSink for LazyInput {
         }
     }
 
+    fn modifiers(&self, modifiers: u16) {
+        if let Some(i) = self.inner.get() {
+            i.modifiers(modifiers);
+        }
+    }
+
     fn pointer(&self, event: saffron_server::PointerEvent) {
         if let Some(i) = self.inner.get() {
             i.pointer(event);
@@ -258,15 +258,20 @@ impl saffron_server::InputSink for LazyInput {
     fn has_absolute_pointer(&self) -> bool {
         self.absolute
     }
+
+    fn led_modifiers(&self) -> u16 {
+        self.inner.get().map_or(0, |i| i.led_modifiers())
+    }
 }
 
 /// Connects `input` to QEMU's QMP socket at `path` from a background thread, retrying while
-/// QEMU starts.
+/// QEMU starts. Absolute positions are scaled to the worker's primary surface as it is when
+/// each event arrives (asked of the worker, not of a display client, which may not exist).
 pub fn connect_qmp_later(
     input: Arc<LazyInput>,
     path: PathBuf,
     absolute: bool,
-    display: Arc<WorkerDisplay>,
+    worker: WorkerControl,
 ) {
     let spawned = std::thread::Builder::new()
         .name("saffron-qmp".into())
@@ -275,11 +280,11 @@ pub fn connect_qmp_later(
             loop {
                 match crate::qmp::Qmp::connect(&path) {
                     Ok(qmp) => {
-                        let d = Arc::clone(&display);
+                        let w = worker.clone();
                         input.connect(crate::qmp::QmpInput::new(
                             qmp,
                             absolute,
-                            Box::new(move || d.size()),
+                            Box::new(move || w.primary_size()),
                         ));
                         tracing::info!("client input goes to the guest through QMP");
                         return;
@@ -309,7 +314,7 @@ pub fn start_server(
     let absolute = qmp.as_ref().is_some_and(|(_, a)| *a);
     let input = LazyInput::new(absolute);
     if let Some((path, absolute)) = qmp {
-        connect_qmp_later(Arc::clone(&input), path, absolute, Arc::clone(&display));
+        connect_qmp_later(Arc::clone(&input), path, absolute, worker.clone());
     }
     let cfg = options.config(addr, "saffron")?;
     let cursor = WorkerCursor::new(worker.clone());

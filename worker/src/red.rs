@@ -86,6 +86,8 @@ pub enum Query {
     },
     /// Counters.
     Stats(Sender<WorkerStats>),
+    /// The primary surface's width and height, without its pixels.
+    PrimarySize(Sender<Option<(u32, u32)>>),
 }
 
 enum Msg {
@@ -203,6 +205,16 @@ impl WorkerControl {
             return None;
         }
         rx.recv().ok()
+    }
+
+    /// The primary surface's size (`None` while there is none). Cheap: no pixels are copied,
+    /// so the input path can ask for every absolute pointer event.
+    pub fn primary_size(&self) -> Option<(u32, u32)> {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::PrimarySize(tx)) {
+            return None;
+        }
+        rx.recv().ok().flatten()
     }
 
     /// Stops the thread.
@@ -336,6 +348,9 @@ impl<I: QxlInterface> RedWorker<I> {
                     .collect();
                 s.cursor = self.cursor.summary();
                 let _ = tx.send(s);
+            }
+            Query::PrimarySize(tx) => {
+                let _ = tx.send(self.surfaces.primary().map(|s| (s.width, s.height)));
             }
         }
     }

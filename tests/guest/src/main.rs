@@ -12,6 +12,7 @@ mod cmd;
 mod console;
 mod drm;
 mod error;
+mod evdev;
 mod fbdev;
 mod image;
 mod map;
@@ -27,7 +28,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|settle|sync|kms|qxl-surface> [--option value]...";
+                     fbbench|fbcon-off|settle|sync|kms|qxl-surface|input> [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -51,6 +52,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "kms" => cmd::kms::run(opts),
         "qxl-surface" => cmd::qxl_surface::run(opts),
         "hostile" => cmd::hostile::run(opts),
+        "input" => cmd::input::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }

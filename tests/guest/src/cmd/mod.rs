@@ -7,6 +7,7 @@ pub mod fb;
 pub mod fbbench;
 pub mod find;
 pub mod hostile;
+pub mod input;
 pub mod irq;
 pub mod kms;
 pub mod log;

@@ -1,0 +1,223 @@
+//! Live display: a Spice client (the library client) stays connected on the display channel
+//! while the real guest draws many KMS frames (full-frame and partial DIRTYFB updates), and
+//! once the guest has drawn its last frame, the client's copy of the screen is exactly that
+//! frame (sha256 of packed R,G,B, as the guest hashes its dumb buffer), having received a
+//! stream of updates on the way, not a single picture at the end.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use saffron_server::client::{Screen, Session, read_msg};
+use saffron_server::wire::msg;
+use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
+use saffron_vmm::run::Vm;
+use saffron_vmm::spice::SpiceOptions;
+
+const PASSWORD: &str = "saffron-live-ticket";
+/// Frames the guest draws (half of them full-frame redraws), as fast as it can.
+const FRAMES: u32 = 240;
+/// How long the display channel must be silent before the client's picture is compared with
+/// the rendered one (comparing while updates stream in would only waste time).
+const QUIET: Duration = Duration::from_millis(300);
+/// Fewest DRAW_COPYs the client must get while the guest draws. One full-screen update is at
+/// most four (1 MiB bands of a 3 MiB screen), so this many means at least four separate
+/// updates: the client followed along. (Measured in the debug build CI runs, under TCG: 29 to
+/// 37 while the guest draws its 240 frames in 8 to 10 s; the server's per-frame copy and diff
+/// are unoptimised there.)
+const MIN_DRAWS: u64 = 16;
+
+/// The client's view, shared with its reader thread.
+struct Live {
+    screen: Screen,
+    /// When the last display message arrived.
+    last: Instant,
+    /// DRAW_COPY messages so far.
+    draws: u64,
+    error: Option<String>,
+}
+
+impl Live {
+    /// The client's picture as packed R,G,B (the byte order the guest hashes).
+    fn rgb(&self) -> Vec<u8> {
+        self.screen
+            .pixels
+            .chunks_exact(4)
+            .flat_map(|p| [p[2], p[1], p[0]])
+            .collect()
+    }
+}
+
+/// The display client: its shared view, the thread that reads, and how to stop it.
+struct Client {
+    live: Arc<Mutex<Live>>,
+    stop: Arc<AtomicBool>,
+    stream: std::net::TcpStream,
+    reader: JoinHandle<()>,
+    _session: Session,
+}
+
+fn connect(addr: std::net::SocketAddr) -> Client {
+    let session = Session::connect(addr, PASSWORD).expect("main channel");
+    let mut display = session.display().expect("display channel");
+    display
+        .set_timeout(Duration::from_secs(600))
+        .expect("read timeout");
+    let stream = display.stream.try_clone().expect("stream clone");
+    let live = Arc::new(Mutex::new(Live {
+        screen: Screen::new(),
+        last: Instant::now(),
+        draws: 0,
+        error: None,
+    }));
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = {
+        let (live, stop) = (Arc::clone(&live), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            loop {
+                // Blocks outside the lock; the test stops the thread by shutting the socket.
+                let m = read_msg(&mut display);
+                let mut l = live.lock().unwrap();
+                let (ty, body) = match m {
+                    Ok(m) => m,
+                    Err(e) => {
+                        if !stop.load(Ordering::Acquire) {
+                            l.error = Some(format!("display channel: {e}"));
+                        }
+                        return;
+                    }
+                };
+                if let Err(e) = l.screen.handle(&mut display, ty, &body) {
+                    l.error = Some(format!("display message {ty}: {e}"));
+                    return;
+                }
+                if ty == msg::DISPLAY_DRAW_COPY {
+                    l.draws += 1;
+                }
+                l.last = Instant::now();
+            }
+        })
+    };
+    Client {
+        live,
+        stop,
+        stream,
+        reader,
+        _session: session,
+    }
+}
+
+/// Waits until the client's picture is the one the worker has rendered (compared with a
+/// screendump once the display channel has been silent for [`QUIET`]): the server has
+/// delivered everything. How long that takes is not the point (the host may be busy); that it
+/// happens is, so the bound is generous. Returns (width, height, sha256 of R,G,B, draws so far,
+/// how long it took).
+fn settled(client: &Client, vm: &Vm, what: &str) -> (u32, u32, String, u64, Duration) {
+    let start = Instant::now();
+    let deadline = start + Duration::from_secs(60);
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the client's picture never became the rendered one within 60 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+        {
+            let l = client.live.lock().unwrap();
+            if let Some(e) = &l.error {
+                panic!("{what}: {e}");
+            }
+            if l.draws == 0 || l.last.elapsed() < QUIET {
+                continue;
+            }
+        }
+        let (dw, dh, dump) = vm
+            .server()
+            .worker()
+            .screendump()
+            .unwrap_or_else(|e| panic!("{what}: screendump: {e}"));
+        let l = client.live.lock().unwrap();
+        let rgb = l.rgb();
+        if (l.screen.width, l.screen.height) == (dw, dh) && rgb == dump {
+            return (dw, dh, sha256_hex(&rgb), l.draws, start.elapsed());
+        }
+    }
+}
+
+#[test]
+fn a_connected_client_follows_many_frames_and_ends_on_the_last() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-live-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let mut opts = GuestOptions::new("spice-live");
+    opts.args = vec!["1024".into(), "768".into(), FRAMES.to_string()];
+    opts.timeout = Duration::from_secs(240);
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    let mut client: Option<Client> = None;
+    let mut before = None;
+    let mut last = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "connect" => {
+                let addr = vm.spice().expect("spice server").local_addr();
+                let c = connect(addr);
+                // The client holds the console's picture before the guest starts drawing.
+                before = Some(settled(&c, vm, "before the frames"));
+                client = Some(c);
+            }
+            "kms" => {
+                let c = client.as_ref().expect("connected at the first sync");
+                last = Some(settled(c, vm, "after the last frame"));
+            }
+            other => panic!("unexpected sync {other}"),
+        },
+    );
+    let client = client.expect("the guest never asked for the client");
+    client.stop.store(true, Ordering::Release);
+    let _ = client.stream.shutdown(std::net::Shutdown::Both);
+    client.reader.join().expect("reader thread");
+    run.assert_workload_ok("spice-live");
+
+    let recs = run.records();
+    let kms = with_tag(&recs, "KMS")
+        .into_iter()
+        .find(|r| r.fields.contains_key("sha256"))
+        .unwrap_or_else(|| panic!("no KMS result; serial:\n{}", run.serial));
+    assert_eq!(kms.num("frames"), u64::from(FRAMES));
+    let (_, _, _, draws_before, _) = before.expect("first sync");
+    let (w, h, digest, draws_after, caught_up) = last.expect("second sync");
+    assert_eq!(
+        (u64::from(w), u64::from(h)),
+        (kms.num("width"), kms.num("height")),
+        "the client's surface is the guest's mode"
+    );
+    assert_eq!(
+        digest,
+        kms.get("sha256"),
+        "the client's last picture differs from the guest's last frame"
+    );
+    let during = draws_after - draws_before;
+    println!(
+        "live: {:?}; guest {} frames at {} fps in {} ms; client got {during} DRAW_COPYs \
+         meanwhile ({draws_before} before) and held the last frame {caught_up:?} after the \
+         guest's sync",
+        run.elapsed,
+        FRAMES,
+        kms.get("fps"),
+        kms.get("elapsed_ms")
+    );
+    assert!(
+        during >= MIN_DRAWS,
+        "the client got {during} DRAW_COPYs while the guest drew {FRAMES} frames; want at \
+         least {MIN_DRAWS}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
