@@ -18,7 +18,7 @@ use crate::conn::{
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
-use crate::source::Frame;
+use crate::source::{Frame, Head};
 use crate::tls::Stream;
 use crate::wire::{Writer, has_cap, msg};
 
@@ -229,6 +229,8 @@ struct Updater {
     last: Option<Frame>,
     marked: bool,
     monitors_cap: bool,
+    /// The head last sent in a MONITORS_CONFIG (clients with the cap).
+    sent_head: Option<Head>,
     image_id: u64,
     base_limit: usize,
     warned: bool,
@@ -272,6 +274,7 @@ impl Updater {
             self.surface = Some(size);
             self.last = None;
             self.marked = false;
+            self.sent_head = None;
             debug!(
                 width = frame.width,
                 height = frame.height,
@@ -319,26 +322,39 @@ impl Updater {
                 }
             }
         }
+        // What the guest shows of the surface (its monitors config's head 0), sent to clients
+        // that understand it whenever it changes, as spice-server forwards the guest's config.
+        let head = frame.head.unwrap_or(Head {
+            x: 0,
+            y: 0,
+            width: frame.width,
+            height: frame.height,
+        });
         self.last = Some(frame);
+        if self.monitors_cap && self.sent_head != Some(head) {
+            let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, monitors_config(head), false);
+            self.sent_head = Some(head);
+        }
         if !self.marked {
-            if self.monitors_cap {
-                let (w, h) = size;
-                let mut m = Writer::default();
-                m.u16(1)
-                    .u16(1)
-                    .u32(0)
-                    .u32(0)
-                    .u32(w)
-                    .u32(h)
-                    .u32(0)
-                    .u32(0)
-                    .u32(0);
-                let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, m.buf, false);
-            }
             let _ = queue.push(msg::DISPLAY_MARK, Vec::new(), false);
             self.marked = true;
         }
     }
+}
+
+/// A MONITORS_CONFIG body with one head on surface 0.
+fn monitors_config(head: Head) -> Vec<u8> {
+    let mut m = Writer::default();
+    m.u16(1) // count
+        .u16(1) // max allowed
+        .u32(0) // id
+        .u32(0) // surface id
+        .u32(head.width)
+        .u32(head.height)
+        .u32(head.x)
+        .u32(head.y)
+        .u32(0); // flags
+    m.buf
 }
 
 pub(crate) fn run(
@@ -365,6 +381,7 @@ pub(crate) fn run(
         last: None,
         marked: false,
         monitors_cap: has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
+        sent_head: None,
         image_id: 0,
         base_limit: shared.config.queue_limit,
         warned: false,
@@ -479,6 +496,61 @@ mod tests {
     }
 
     #[test]
+    fn monitors_config_follows_the_guests_head() {
+        let q = SendQueue::new(1 << 20);
+        let mut u = Updater {
+            surface: None,
+            last: None,
+            marked: false,
+            monitors_cap: true,
+            sent_head: None,
+            image_id: 0,
+            base_limit: 1 << 20,
+            warned: false,
+        };
+        u.tick(&q, frame(16, 8, 1, |_, _| 7));
+        assert_eq!(
+            q.take_types(),
+            [
+                msg::DISPLAY_SURFACE_CREATE,
+                msg::DISPLAY_DRAW_COPY,
+                msg::DISPLAY_MONITORS_CONFIG,
+                msg::DISPLAY_MARK
+            ]
+        );
+        assert_eq!(
+            u.sent_head,
+            Some(Head {
+                x: 0,
+                y: 0,
+                width: 16,
+                height: 8
+            })
+        );
+        // The guest shows a 10x6 window from (4, 2): clients are told, with no pixels sent.
+        let head = Head {
+            x: 4,
+            y: 2,
+            width: 10,
+            height: 6,
+        };
+        let mut f = frame(16, 8, 2, |_, _| 7);
+        f.head = Some(head);
+        u.tick(&q, f.clone());
+        assert_eq!(q.take_types(), [msg::DISPLAY_MONITORS_CONFIG]);
+        assert_eq!(u.sent_head, Some(head));
+        let body = monitors_config(head);
+        assert_eq!(
+            &body[12..28],
+            &[10, 0, 0, 0, 6, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0]
+        );
+        // Unchanged: nothing more.
+        f.serial = 3;
+        u.tick(&q, f);
+        assert!(q.take_types().is_empty());
+    }
+
+    #[test]
     fn updater_sends_fills_for_solid_changes_after_the_first_draw() {
         let q = SendQueue::new(1 << 20);
         let mut u = Updater {
@@ -486,6 +558,7 @@ mod tests {
             last: None,
             marked: false,
             monitors_cap: false,
+            sent_head: None,
             image_id: 0,
             base_limit: 1 << 20,
             warned: false,
@@ -550,6 +623,7 @@ mod tests {
             last: None,
             marked: false,
             monitors_cap: false,
+            sent_head: None,
             image_id: 0,
             base_limit: 0,
             warned: false,

@@ -23,7 +23,7 @@ pub use config::{ServerConfig, TlsConfig};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};
 pub use source::{
-    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, InputSink, KeyEvent,
+    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, Head, InputSink, KeyEvent,
     NoCursor, NullInput, PointerEvent,
 };
 pub use tls::TlsError;

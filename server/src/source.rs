@@ -19,6 +19,18 @@ pub struct Frame {
     pub serial: u64,
     /// `width * height * 4` bytes, B,G,R,X.
     pub pixels: Arc<Vec<u8>>,
+    /// The part of the surface the guest shows on its monitor (head 0 of its monitors
+    /// config); `None` for all of it. Clients are told, so they show just that.
+    pub head: Option<Head>,
+}
+
+/// A rectangle of the surface that one monitor shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Head {
+    pub x: u32,
+    pub y: u32,
+    pub width: u32,
+    pub height: u32,
 }
 
 impl Frame {
@@ -44,6 +56,7 @@ impl Frame {
             height,
             serial,
             pixels: Arc::new(pixels),
+            head: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use saffron_server::{
-    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, ServerConfig,
+    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, Head, ServerConfig,
 };
 use saffron_worker::red::{FrameReply, WorkerControl};
 use saffron_worker::{CursorState, CursorType};
@@ -123,12 +123,23 @@ impl DisplaySource for WorkerDisplay {
                 height,
                 generation,
                 bgrx,
+                scanout,
             } => {
+                let whole = scanout.x == 0
+                    && scanout.y == 0
+                    && scanout.width == width
+                    && scanout.height == height;
                 let f = Frame {
                     width,
                     height,
                     serial: generation,
                     pixels: Arc::new(bgrx),
+                    head: (!whole).then_some(Head {
+                        x: scanout.x,
+                        y: scanout.y,
+                        width: scanout.width,
+                        height: scanout.height,
+                    }),
                 };
                 *last = Some(f.clone());
                 Some(f)

@@ -48,6 +48,9 @@ pub enum FrameReply {
         generation: u64,
         /// `width × height × 4` bytes.
         bgrx: Vec<u8>,
+        /// What the guest shows of it: head 0 of its monitors config (clipped to the
+        /// surface), or the whole surface when it set none.
+        scanout: Area,
     },
 }
 
@@ -301,6 +304,7 @@ impl<I: QxlInterface> RedWorker<I> {
                             height,
                             generation: self.generation,
                             bgrx,
+                            scanout: self.scanout(s),
                         },
                         Err(e) => {
                             warn!("cannot read the primary surface: {e}");
@@ -404,6 +408,8 @@ impl<I: QxlInterface> RedWorker<I> {
                         None
                     }
                 };
+                // What clients show changed even if no pixel did.
+                self.generation = self.generation.wrapping_add(1);
             }
             WorkerRequest::Reset => {
                 self.surfaces.clear();

@@ -167,11 +167,17 @@ fn primary_frames_follow_the_surface_memory() {
         height,
         generation,
         bgrx,
+        scanout,
     }) = control.frame(0)
     else {
         panic!("a frame")
     };
     assert_eq!((width, height), (w, h));
+    assert_eq!(
+        (scanout.x, scanout.y, scanout.width, scanout.height),
+        (0, 0, w, h),
+        "no monitors config: the whole primary is shown"
+    );
     assert_eq!(
         &bgrx[4..8],
         &[0x00, 0x00, 0xff, 0x00],
@@ -526,11 +532,15 @@ fn screendump_shows_head_0_of_the_monitors_config() {
     assert_eq!(&rgb[..3], &[5, 3, 0]);
     let last = rgb.len() - 3;
     assert_eq!(&rgb[last..], &[24, 12, 0], "its last pixel is (24, 12)");
-    // Spice clients still get the whole primary (they are sent the layout separately).
-    let Some(FrameReply::Frame { width, .. }) = control.frame(0) else {
+    // Spice clients still get the whole primary, with head 0 as what it shows.
+    let Some(FrameReply::Frame { width, scanout, .. }) = control.frame(0) else {
         panic!("a frame")
     };
     assert_eq!(width, w);
+    assert_eq!(
+        (scanout.x, scanout.y, scanout.width, scanout.height),
+        (5, 3, 20, 10)
+    );
     // A head reaching past the primary is clipped to it.
     monitors_config(&dev, &worker, 0x2000, &[head(30, 14, 1024, 768)]);
     assert_eq!(dims(&control), (2, 2, (30, 14)));
