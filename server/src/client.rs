@@ -367,6 +367,10 @@ impl Screen {
                 self.apply_draw_fill(body)?;
                 self.draws += 1;
             }
+            msg::DISPLAY_COPY_BITS => {
+                self.apply_copy_bits(body)?;
+                self.draws += 1;
+            }
             _ => {}
         }
         if self.window > 0 {
@@ -392,6 +396,28 @@ impl Screen {
             return proto("draw box outside the surface");
         }
         Ok((top as usize, left as usize, bottom as usize, right as usize))
+    }
+
+    /// Applies a COPY_BITS within surface 0 (source and destination may overlap).
+    fn apply_copy_bits(&mut self, b: &[u8]) -> Result<(), ClientError> {
+        let (top, left, bottom, right) = self.draw_box(b)?;
+        let (sx, sy) = (u32_at(b, 21)? as usize, u32_at(b, 25)? as usize);
+        let (w, h) = (right - left, bottom - top);
+        if sx + w > self.width as usize || sy + h > self.height as usize {
+            return proto("copy-bits source outside the surface");
+        }
+        let stride = self.width as usize * 4;
+        let rows: Vec<usize> = if sy >= top {
+            (0..h).collect()
+        } else {
+            (0..h).rev().collect()
+        };
+        for i in rows {
+            let src = (sy + i) * stride + sx * 4;
+            let dst = (top + i) * stride + left * 4;
+            self.pixels.copy_within(src..src + w * 4, dst);
+        }
+        Ok(())
     }
 
     /// Applies a DRAW_FILL with a solid brush and rop PUT onto surface 0.

@@ -1,7 +1,8 @@
 //! The display channel (spec §4, §8): one primary surface fed from the [`DisplaySource`].
 //!
 //! Each client has an updater thread that polls the source, diffs the new frame with the last
-//! frame queued for *that* client, and queues each changed region (runs of changed rows, see
+//! frame queued for *that* client: a vertical scroll goes first as a COPY_BITS (the client
+//! moves pixels it has), then each region still changed (runs of changed rows, see
 //! [`changed_rects`]) as a DRAW_FILL when it is one solid colour, else as raw 32-bit top-down
 //! BITMAP DRAW_COPYs cut into row bands under [`MAX_DRAW_BODY`] (except the first draw on a
 //! new surface, which is one whole DRAW_COPY). Raw bitmaps are the one image format every
@@ -14,6 +15,9 @@ use tracing::{debug, warn};
 
 use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
+};
+use crate::damage::{
+    Rect, Scroll, apply_scroll, bounding_box, changed_rects, find_scroll, solid_color,
 };
 use crate::link::LinkRequest;
 use crate::server::Shared;
@@ -38,110 +42,6 @@ const DRAW_COPY_IMAGE_OFFSET: u32 = 57;
 /// Header bytes of a DRAW_COPY body before the pixel data.
 pub const DRAW_COPY_HEADER: usize = 93;
 
-/// A rectangle in surface pixels, edges exclusive at bottom/right (Spice order).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rect {
-    pub top: u32,
-    pub left: u32,
-    pub bottom: u32,
-    pub right: u32,
-}
-
-impl Rect {
-    pub fn full(frame: &Frame) -> Rect {
-        Rect {
-            top: 0,
-            left: 0,
-            bottom: frame.height,
-            right: frame.width,
-        }
-    }
-}
-
-/// Unchanged rows allowed inside one changed region before it is split in two. A region costs
-/// about a hundred bytes of message headers and a row of a 1024-wide surface 4 KiB, so only
-/// tiny gaps are worth sending as pixels to save a message.
-const SPLIT_GAP_ROWS: u32 = 2;
-/// Most regions sent per tick; a frame changed in more places than this goes as the bounding
-/// box of all of them (one big message beats hundreds of small ones).
-pub const MAX_REGIONS: usize = 64;
-/// Solid regions of at least this many pixels go as a DRAW_FILL (41 bytes) instead of pixels.
-const MIN_FILL_PIXELS: u64 = 16;
-
-/// What changed between two frames, as regions in top-to-bottom order: runs of changed rows
-/// (split where at least [`SPLIT_GAP_ROWS`] + 1 rows are unchanged), each as wide as the
-/// changes in it. A new size means the whole frame.
-pub fn changed_rects(old: &Frame, new: &Frame) -> Vec<Rect> {
-    if old.width != new.width || old.height != new.height {
-        return vec![Rect::full(new)];
-    }
-    let stride = new.width as usize * 4;
-    let rows = old
-        .pixels
-        .chunks_exact(stride)
-        .zip(new.pixels.chunks_exact(stride));
-    let mut out: Vec<Rect> = Vec::new();
-    let mut current: Option<Rect> = None;
-    for (y, (a, b)) in rows.enumerate() {
-        if a == b {
-            continue;
-        }
-        let px = |(p, q): (&[u8], &[u8])| p != q;
-        let pairs = || a.chunks_exact(4).zip(b.chunks_exact(4));
-        let left = pairs().position(px).unwrap_or(0) as u32;
-        let right = (new.width as usize - pairs().rev().position(px).unwrap_or(0)) as u32;
-        let y = y as u32;
-        current = Some(match current {
-            Some(r) if y - r.bottom <= SPLIT_GAP_ROWS => Rect {
-                top: r.top,
-                left: r.left.min(left),
-                bottom: y + 1,
-                right: r.right.max(right),
-            },
-            other => {
-                out.extend(other);
-                Rect {
-                    top: y,
-                    left,
-                    bottom: y + 1,
-                    right,
-                }
-            }
-        });
-    }
-    out.extend(current);
-    if out.len() > MAX_REGIONS {
-        let bbox = out.iter().skip(1).fold(out[0], |r, q| Rect {
-            top: r.top.min(q.top),
-            left: r.left.min(q.left),
-            bottom: r.bottom.max(q.bottom),
-            right: r.right.max(q.right),
-        });
-        out = vec![bbox];
-    }
-    out
-}
-
-/// The colour of `rect` in `frame` if every pixel in it is the same (all four bytes), as
-/// `0x00RRGGBB`; `None` otherwise or when the rect is too small to be worth a fill.
-pub fn solid_color(frame: &Frame, rect: Rect) -> Option<u32> {
-    let (w, h) = (rect.right - rect.left, rect.bottom - rect.top);
-    if u64::from(w) * u64::from(h) < MIN_FILL_PIXELS {
-        return None;
-    }
-    let stride = frame.width as usize * 4;
-    let first_at = rect.top as usize * stride + rect.left as usize * 4;
-    let first = frame.pixels.get(first_at..first_at + 4)?;
-    for y in rect.top..rect.bottom {
-        let start = y as usize * stride + rect.left as usize * 4;
-        let row = frame.pixels.get(start..start + w as usize * 4)?;
-        if !row.chunks_exact(4).all(|p| p == first) {
-            return None;
-        }
-    }
-    Some(u32::from_le_bytes([first[0], first[1], first[2], 0]))
-}
-
 /// A DRAW_FILL body: `rect` of surface 0 filled with a solid `0x00RRGGBB` brush, rop PUT, no
 /// clip, no mask.
 pub fn draw_fill(rect: Rect, color: u32) -> Vec<u8> {
@@ -161,6 +61,25 @@ pub fn draw_fill(rect: Rect, color: u32) -> Vec<u8> {
         .u32(0); // no mask bitmap
     out.buf
 }
+
+/// A COPY_BITS body: the client moves `scroll.dest`'s pixels from `dy` rows away (pixels it
+/// already has), no clip.
+pub fn copy_bits(scroll: Scroll) -> Vec<u8> {
+    let d = scroll.dest;
+    let mut out = Writer::with_capacity(COPY_BITS_BODY);
+    out.u32(0) // surface
+        .i32(d.top as i32)
+        .i32(d.left as i32)
+        .i32(d.bottom as i32)
+        .i32(d.right as i32)
+        .u8(0) // clip NONE
+        .i32(d.left as i32) // source position x
+        .i32(d.top as i32 + scroll.dy); // source position y
+    out.buf
+}
+
+/// Size of a [`copy_bits`] body.
+pub const COPY_BITS_BODY: usize = 29;
 
 /// Size of a [`draw_fill`] body.
 pub const DRAW_FILL_BODY: usize = 41;
@@ -285,11 +204,38 @@ impl Updater {
             // diff against the last queued frame covers them all).
             return;
         }
-        let rects = match &self.last {
-            None => vec![Rect::full(&frame)],
+        let (scroll, rects) = match &self.last {
+            None => (None, vec![Rect::full(&frame)]),
             Some(last) if last.serial == frame.serial => return,
-            Some(last) => changed_rects(last, &frame),
+            Some(last) => {
+                let rects = changed_rects(last, &frame);
+                // A scrolled console changes in many regions split by blank rows: look for
+                // the scroll in all of them at once.
+                match bounding_box(&rects).and_then(|b| find_scroll(last, &frame, b)) {
+                    Some(scroll) => {
+                        let moved = apply_scroll(last, scroll);
+                        (Some(scroll), changed_rects(&moved, &frame))
+                    }
+                    None => (None, rects),
+                }
+            }
         };
+        if let Some(scroll) = scroll {
+            debug!(
+                dy = scroll.dy,
+                rows = scroll.dest.bottom - scroll.dest.top,
+                "scroll sent as COPY_BITS"
+            );
+        }
+        if let Some(scroll) = scroll
+            && queue
+                .push(msg::DISPLAY_COPY_BITS, copy_bits(scroll), true)
+                .is_err()
+        {
+            debug!("send queue overflow: whole surface marked dirty");
+            self.last = None;
+            return;
+        }
         // The first draw on a new surface is one DRAW_COPY even when large or solid:
         // spicy-screenshot saves the picture at the first draw it sees, so that draw must hold
         // everything.
@@ -448,44 +394,7 @@ mod tests {
     }
 
     #[test]
-    fn diff_regions() {
-        let a = frame(8, 16, 1, |_, _| 0);
-        // Rows 1 and 3: a gap of one row stays one region.
-        let b = frame(8, 16, 2, |x, y| {
-            u32::from((x == 2 && y == 1) || (x == 5 && y == 3))
-        });
-        assert!(changed_rects(&a, &a).is_empty());
-        assert_eq!(changed_rects(&a, &b), vec![r(1, 2, 4, 6)]);
-        // Rows 1 and 12: two regions, each as wide as its own change.
-        let c = frame(8, 16, 3, |x, y| {
-            u32::from((x == 2 && y == 1) || ((4..7).contains(&x) && y == 12))
-        });
-        assert_eq!(changed_rects(&a, &c), vec![r(1, 2, 2, 3), r(12, 4, 13, 7)]);
-        // A new size is the whole frame.
-        assert_eq!(
-            changed_rects(&a, &frame(4, 4, 4, |_, _| 0)),
-            vec![r(0, 0, 4, 4)]
-        );
-    }
-
-    #[test]
-    fn too_many_regions_become_one() {
-        let h = (MAX_REGIONS as u32 + 1) * 4;
-        let a = frame(8, h, 1, |_, _| 0);
-        let b = frame(8, h, 2, |x, y| u32::from(y % 4 == 0 && x == 3));
-        assert_eq!(changed_rects(&a, &b), vec![r(0, 3, h - 3, 4)]);
-    }
-
-    #[test]
-    fn solid_regions_and_fill_layout() {
-        let f = frame(8, 8, 1, |x, _| if x < 4 { 0x00a0b0c0 } else { x });
-        assert_eq!(solid_color(&f, r(0, 0, 8, 4)), Some(0x00a0b0c0));
-        assert_eq!(solid_color(&f, r(0, 0, 8, 5)), None);
-        assert_eq!(
-            solid_color(&f, r(0, 0, 2, 2)),
-            None,
-            "too small to be worth it"
-        );
+    fn fill_layout() {
         let body = draw_fill(r(1, 2, 3, 4), 0x00123456);
         assert_eq!(body.len(), DRAW_FILL_BODY);
         assert_eq!(&body[4..8], &1i32.to_le_bytes());
@@ -548,6 +457,40 @@ mod tests {
         f.serial = 3;
         u.tick(&q, f);
         assert!(q.take_types().is_empty());
+    }
+
+    #[test]
+    fn updater_sends_a_scroll_as_copy_bits_and_the_new_rows_as_pixels() {
+        let q = SendQueue::new(1 << 24);
+        let mut u = Updater {
+            surface: None,
+            last: None,
+            marked: false,
+            monitors_cap: false,
+            sent_head: None,
+            image_id: 0,
+            base_limit: 1 << 24,
+            warned: false,
+        };
+        let lines = |first: u32, serial| {
+            frame(64, 128, serial, move |x, y| {
+                (first + y / 4) * 1000 + x + u32::from(y >= 124 && first > 0) * 7
+            })
+        };
+        u.tick(&q, lines(0, 1));
+        q.take_types();
+        u.tick(&q, lines(2, 2));
+        assert_eq!(
+            q.take_types(),
+            [msg::DISPLAY_COPY_BITS, msg::DISPLAY_DRAW_COPY],
+            "a copy of 120 rows and 8 new rows"
+        );
+        let body = copy_bits(Scroll {
+            dest: r(0, 0, 120, 64),
+            dy: 8,
+        });
+        assert_eq!(body.len(), COPY_BITS_BODY);
+        assert_eq!(&body[21..29], &[0, 0, 0, 0, 8, 0, 0, 0]);
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod cursor;
+pub mod damage;
 pub mod display;
 pub mod inputs;
 pub mod link;

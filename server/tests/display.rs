@@ -112,3 +112,46 @@ fn library_client_session_sees_the_source() {
         Ok(_) => panic!("wrong password accepted"),
     }
 }
+
+/// A console-like scroll reaches the client as a COPY_BITS plus the new rows, and the client's
+/// copy ends exactly equal to the source.
+#[test]
+fn a_scroll_goes_as_copy_bits_and_the_client_ends_exact() {
+    use saffron_server::client::Session;
+    let (h, src) = start(Some("pw"));
+    let text = |first: u32, serial: u64| {
+        let px: Vec<u32> = (0..480u32)
+            .flat_map(|y| (0..640u32).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let line = first + y / 16;
+                if y % 16 < 12 && x < 100 + (line * 37) % 500 {
+                    line.wrapping_mul(2654435761)
+                        .wrapping_add(x * 40503 + (y % 16) * 7919)
+                        & 0x00ff_ffff
+                } else {
+                    0
+                }
+            })
+            .collect();
+        saffron_server::Frame::from_xrgb(640, 480, serial, &px)
+    };
+    src.set(text(0, 1));
+    let session = Session::connect(h.local_addr(), "pw").unwrap();
+    let mut d = session.display().unwrap();
+    let mut screen = Screen::new();
+    while screen.step(&mut d).unwrap() != 102 {}
+    let mut types = Vec::new();
+    for (i, first) in [3u32, 4, 10].into_iter().enumerate() {
+        let f = text(first, 2 + i as u64);
+        src.set(f.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while screen.pixels != *f.pixels {
+            assert!(
+                Instant::now() < deadline,
+                "scroll to line {first} not received"
+            );
+            types.push(screen.step(&mut d).unwrap());
+        }
+    }
+    assert!(types.contains(&104), "COPY_BITS used: {types:?}");
+}

@@ -3,9 +3,10 @@
 # shellcheck disable=SC2317
 # qxl-rv: what the remote-viewer test needs. Loads qxl; for each pattern draws it into
 # /dev/fb0, hashes it (SAFFRON-FB) and holds still while the host screenshots remote-viewer
-# (sync N, label = the pattern); then lets the host type a line into remote-viewer (sync with
-# label typing) and reads it from the framebuffer console's tty:
-# SAFFRON-TYPED hex=<the line's bytes in hex>.
+# (sync N, label = the pattern); then puts the console back in text mode and prints enough
+# lines to scroll it many times (sync label scroll, after the hash of what fbcon drew); then
+# lets the host type a line into remote-viewer (sync with label typing) and reads it from the
+# framebuffer console's tty: SAFFRON-TYPED hex=<the line's bytes in hex>.
 # $@ (saffron.args): the patterns (default random:11).
 
 . /workloads/steps.sh
@@ -26,7 +27,21 @@ for pattern in "$@"; do
     step "fbhash-$n" saffron-guest fbhash
     step "sync-$n" saffron-guest sync --id "$n" --label "$pattern"
 done
-step sync-typing saffron-guest sync --id $((n + 1)) --label typing
+# scroll_text: 120 distinct lines on the console, so fbcon scrolls again and again.
+scroll_text() {
+    i=0
+    while [ "$i" -lt 120 ]; do
+        printf 'line %d: the quick brown fox jumps over the lazy dog %d\n' "$i" $((i * i)) >/dev/tty0 ||
+            return 1
+        i=$((i + 1))
+    done
+}
+step fbcon-text saffron-guest fbcon-off --kd text
+step scroll scroll_text
+step settle saffron-guest settle --ms 1000
+step fbhash-scroll saffron-guest fbhash
+step sync-scroll saffron-guest sync --id $((n + 1)) --label scroll
+step sync-typing saffron-guest sync --id $((n + 2)) --label typing
 typed() {
     # busybox ash has read -t.
     # shellcheck disable=SC3045
