@@ -8,7 +8,7 @@
 //! number of chunks (empty ones included) is capped, which also ends loops.
 
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
 
 use crate::abi::{QXLDataChunk, QXLPHYSICAL};
 use crate::memslot::{MemSlotError, MemSlotTable, phys_add};
@@ -90,8 +90,21 @@ pub fn read_chain<M: GuestMemory>(
     start: ChainStart,
     limits: ChunkLimits,
 ) -> Result<Vec<u8>, ChunkError> {
+    read_chain_observed(mem, slots, start, limits, &mut |_, _| {})
+}
+
+/// [`read_chain`], also handing every guest read to `observe` as (pointer, bytes copied):
+/// each chunk header read through a pointer, then that chunk's data. The command recorder
+/// uses it to keep exactly the guest memory a command referenced.
+pub fn read_chain_observed<M: GuestMemory>(
+    mem: &M,
+    slots: &MemSlotTable,
+    start: ChainStart,
+    limits: ChunkLimits,
+    observe: &mut dyn FnMut(QXLPHYSICAL, &[u8]),
+) -> Result<Vec<u8>, ChunkError> {
     let (mut header, mut header_at) = match start {
-        ChainStart::At(phys) => (read_header(mem, slots, phys)?, phys),
+        ChainStart::At(phys) => (read_header(mem, slots, phys, observe)?, phys),
         ChainStart::Inline { header, header_at } => (header, header_at),
     };
     let mut data = Vec::new();
@@ -122,12 +135,13 @@ pub fn read_chain<M: GuestMemory>(
             data.resize(old_len + chunk_size as usize, 0);
             let dst = data.get_mut(old_len..).unwrap_or_default();
             mem.read_slice(dst, addr).map_err(mem_err(addr))?;
+            observe(data_at, dst);
         }
         let next = header.next_chunk;
         if next == 0 {
             return Ok(data);
         }
-        header = read_header(mem, slots, next)?;
+        header = read_header(mem, slots, next, observe)?;
         header_at = next;
     }
 }
@@ -157,9 +171,12 @@ fn read_header<M: GuestMemory>(
     mem: &M,
     slots: &MemSlotTable,
     phys: QXLPHYSICAL,
+    observe: &mut dyn FnMut(QXLPHYSICAL, &[u8]),
 ) -> Result<QXLDataChunk, ChunkError> {
     let addr = slots.translate(phys, HEADER_SIZE)?;
-    mem.read_obj(addr).map_err(mem_err(addr))
+    let header: QXLDataChunk = mem.read_obj(addr).map_err(mem_err(addr))?;
+    observe(phys, header.as_slice());
+    Ok(header)
 }
 
 fn mem_err(addr: GuestAddress) -> impl FnOnce(GuestMemoryError) -> ChunkError {
@@ -255,6 +272,42 @@ pub(crate) mod tests {
             ChunkLimits::default(),
         );
         assert_eq!(data.unwrap(), b"hello world");
+    }
+
+    #[test]
+    fn observer_sees_every_header_and_data_read_in_order() {
+        let (mem, slots) = setup();
+        put_chunk(&mem, 0x100, b"ab", p(0x200));
+        put_chunk(&mem, 0x200, b"", p(0x300));
+        put_chunk(&mem, 0x300, b"cde", 0);
+        let mut seen = Vec::new();
+        let data = read_chain_observed(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::default(),
+            &mut |phys, bytes| seen.push((phys, bytes.to_vec())),
+        );
+        assert_eq!(data.unwrap(), b"abcde");
+        let header = |data_size: u32, next| {
+            QXLDataChunk {
+                data_size,
+                prev_chunk: 0,
+                next_chunk: next,
+            }
+            .as_slice()
+            .to_vec()
+        };
+        assert_eq!(
+            seen,
+            vec![
+                (p(0x100), header(2, p(0x200))),
+                (p(0x114), b"ab".to_vec()),
+                (p(0x200), header(0, p(0x300))),
+                (p(0x300), header(3, 0)),
+                (p(0x314), b"cde".to_vec()),
+            ]
+        );
     }
 
     #[test]

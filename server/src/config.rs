@@ -56,6 +56,9 @@ pub struct ServerConfig {
     pub queue_limit: usize,
     /// How often display clients poll the display source.
     pub poll_interval: Duration,
+    /// Copy every byte each client sends into a file per connection in this directory
+    /// (fuzz seeds from real clients; see `record.rs` for the format).
+    pub record_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -73,6 +76,7 @@ impl ServerConfig {
             uuid: [0; 16],
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
             poll_interval: Duration::from_millis(33),
+            record_dir: None,
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod display;
 pub mod inputs;
 pub mod link;
 pub mod main_channel;
+mod record;
 pub mod server;
 pub mod session;
 pub mod source;

@@ -281,6 +281,12 @@ fn handle_connection(
         Some(config) => tls::accept(tcp, config)?,
         None => Stream::Plain(tcp),
     };
+    if let Some(dir) = &shared.config.record_dir {
+        match crate::record::ClientLog::create(dir) {
+            Ok(log) => stream = Stream::Recorded(Box::new(stream), log),
+            Err(e) => warn!(dir = %dir.display(), "cannot record client messages: {e}"),
+        }
+    }
 
     let mut header = [0u8; LINK_HEADER_SIZE];
     stream.read_exact(&mut header)?;

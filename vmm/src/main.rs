@@ -95,6 +95,10 @@ struct SpiceArgs {
     /// Channels that must use TLS (comma-separated: main,display,inputs,cursor or default).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     spice_secure_channels: Vec<String>,
+    /// Record every byte Spice clients send (one file per connection) into DIR, for fuzz
+    /// seeds.
+    #[arg(long, value_name = "DIR")]
+    record_spice: Option<PathBuf>,
 }
 
 impl SpiceArgs {
@@ -107,6 +111,7 @@ impl SpiceArgs {
             tls_port: self.spice_tls_port,
             x509_dir: self.spice_x509_dir.clone(),
             secure_channels: self.spice_secure_channels.clone(),
+            record_dir: self.record_spice.clone(),
         }
     }
 }
@@ -148,6 +153,10 @@ struct RunArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
+    /// replay; format in worker/src/record.rs).
+    #[arg(long, value_name = "DIR")]
+    record_commands: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -168,6 +177,10 @@ struct DeviceArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
+    /// replay; format in worker/src/record.rs).
+    #[arg(long, value_name = "DIR")]
+    record_commands: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -204,6 +217,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         irq_mode: args.irq_mode,
         qxl,
         spice: args.spice.options(),
+        record_commands: args.record_commands,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = vm
@@ -230,6 +244,7 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         socket: args.socket,
         qxl,
         irq_mode: args.irq_mode,
+        record_commands: args.record_commands,
     })
     .map_err(|e| e.to_string())?;
     let quit = Arc::new(AtomicBool::new(false));

@@ -37,6 +37,7 @@ fn start(name: &str, irq_mode: IrqMode) -> (DeviceServer, Client) {
         socket: socket_path(name),
         qxl: SMALL,
         irq_mode,
+        record_commands: None,
     })
     .unwrap();
     let client = Client::new(server.socket()).unwrap();
@@ -243,6 +244,7 @@ fn bad_requests_get_errors_not_a_dead_server() {
         socket: socket_path("bad"),
         qxl: SMALL,
         irq_mode: IrqMode::Intx,
+        record_commands: None,
     })
     .unwrap();
     let mut s = UnixStream::connect(server.socket()).unwrap();

@@ -10,10 +10,13 @@ use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use saffron_ring::memslot::MemSlotTable;
-use saffron_ring::parse::{Command, Context, SurfaceCmdKind, parse_command, parse_monitors_config};
+use saffron_ring::parse::{
+    Command, Context, ReadTrace, SurfaceCmdKind, parse_command, parse_monitors_config,
+};
 use tracing::{debug, info, warn};
 
 use crate::cursor::CursorState;
+use crate::record::{Event, Recorder, Ring};
 use crate::render::{DrawKind, Renderer};
 use crate::screendump;
 use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
@@ -150,10 +153,22 @@ impl WorkerControl {
 
 /// Starts the worker thread for the device behind `iface`.
 pub fn spawn<I: QxlInterface>(iface: I) -> std::io::Result<(Dispatcher, WorkerControl)> {
+    spawn_recording(iface, None)
+}
+
+/// [`spawn`], writing every ring command and the guest memory it used to `recorder`.
+pub fn spawn_recording<I: QxlInterface>(
+    iface: I,
+    recorder: Option<Recorder>,
+) -> std::io::Result<(Dispatcher, WorkerControl)> {
     let (tx, rx) = unbounded();
     thread::Builder::new()
         .name("saffron-worker".into())
-        .spawn(move || RedWorker::new(iface).run(rx))?;
+        .spawn(move || {
+            let mut worker = RedWorker::new(iface);
+            worker.recorder = recorder;
+            worker.run(rx)
+        })?;
     Ok((Dispatcher { tx: tx.clone() }, WorkerControl { tx }))
 }
 
@@ -167,6 +182,8 @@ struct RedWorker<I> {
     broken: bool,
     /// Bumped by everything that may change what the primary shows.
     generation: u64,
+    /// The opt-in command recorder.
+    recorder: Option<Recorder>,
 }
 
 impl<I: QxlInterface> RedWorker<I> {
@@ -181,6 +198,7 @@ impl<I: QxlInterface> RedWorker<I> {
             stats: WorkerStats::default(),
             broken: false,
             generation: 1,
+            recorder: None,
         }
     }
 
@@ -189,6 +207,9 @@ impl<I: QxlInterface> RedWorker<I> {
             match msg {
                 Msg::Request(req, done) => {
                     self.handle(req);
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.flush();
+                    }
                     match done {
                         Completion::None => {}
                         Completion::Sync(tx) => {
@@ -256,24 +277,37 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.process_rings();
                 self.iface.flush_resources();
             }
-            WorkerRequest::Memslots(slots) => self.slots = *slots,
+            WorkerRequest::Memslots(slots) => {
+                self.slots = *slots;
+                if let Some(r) = self.recorder.as_mut() {
+                    r.memslots(&self.slots);
+                }
+            }
             WorkerRequest::CreatePrimary(p) => {
                 let created =
                     Surface::from_create(&p.create).and_then(|s| self.surfaces.create(0, s));
-                if let Err(e) = created {
-                    self.iface.guest_bug(&format!("primary surface: {e}"));
+                match created {
+                    Ok(()) => {
+                        if let Some(r) = self.recorder.as_mut() {
+                            r.primary(&p);
+                        }
+                    }
+                    Err(e) => self.iface.guest_bug(&format!("primary surface: {e}")),
                 }
             }
             WorkerRequest::DestroyPrimary => {
                 self.process_rings();
+                self.record_event(Event::DestroyPrimary);
                 let _ = self.surfaces.destroy(0);
             }
             WorkerRequest::DestroySurface(id) => {
                 self.process_rings();
+                self.record_event(Event::DestroySurface(id));
                 let _ = self.surfaces.destroy(id);
             }
             WorkerRequest::DestroyAllSurfaces => {
                 self.process_rings();
+                self.record_event(Event::DestroyAllSurfaces);
                 self.surfaces.clear();
             }
             WorkerRequest::UpdateArea { .. } | WorkerRequest::FlushSurfaces => self.process_rings(),
@@ -285,6 +319,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 }
             }
             WorkerRequest::Reset => {
+                self.record_event(Event::Reset);
                 self.surfaces.clear();
                 self.cursor.reset();
                 self.slots = MemSlotTable::new();
@@ -293,13 +328,23 @@ impl<I: QxlInterface> RedWorker<I> {
         }
     }
 
+    fn record_event(&mut self, event: Event) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.event(event);
+        }
+    }
+
     /// Drains both rings until the guest has nothing more, then pushes the releases.
     fn process_rings(&mut self) {
         if self.broken {
             return;
         }
-        let drained = self.drain(I::get_command, I::req_cmd_notification)
-            && self.drain(I::get_cursor_command, I::req_cursor_notification);
+        let drained = self.drain(Ring::Command, I::get_command, I::req_cmd_notification)
+            && self.drain(
+                Ring::Cursor,
+                I::get_cursor_command,
+                I::req_cursor_notification,
+            );
         if drained {
             self.iface.flush_resources();
         } else {
@@ -311,6 +356,7 @@ impl<I: QxlInterface> RedWorker<I> {
     /// QxlInterface calls). False when the guest broke the protocol.
     fn drain(
         &mut self,
+        ring: Ring,
         pop: fn(&I) -> Result<Option<QXLCommand>, RingFault>,
         arm: fn(&I) -> Result<bool, RingFault>,
     ) -> bool {
@@ -325,7 +371,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 },
                 Err(_) => return false,
             };
-            if !self.execute(&cmd) {
+            if !self.execute(ring, &cmd) {
                 return false;
             }
             handled += 1;
@@ -341,10 +387,20 @@ impl<I: QxlInterface> RedWorker<I> {
     }
 
     /// Applies one ring entry; false when it was a guest bug (processing stops).
-    fn execute(&mut self, cmd: &QXLCommand) -> bool {
+    fn execute(&mut self, ring: Ring, cmd: &QXLCommand) -> bool {
         let mem = self.iface.memory();
+        let trace = ReadTrace::default();
         let ctx = Context::new(mem, &self.slots, self.iface.n_surfaces());
-        let parsed = match parse_command(&ctx, cmd) {
+        let ctx = if self.recorder.is_some() {
+            ctx.with_trace(&trace)
+        } else {
+            ctx
+        };
+        let result = parse_command(&ctx, cmd);
+        if let Some(r) = self.recorder.as_mut() {
+            r.command(ring, cmd, result.is_ok(), &trace.borrow());
+        }
+        let parsed = match result {
             Ok(c) => c,
             Err(e) => {
                 self.stats.bad_commands += 1;

@@ -41,7 +41,7 @@ use crate::abi::{
     QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_CMD_UPDATE, QXLCommand,
     QXLPHYSICAL, QXLPoint, QXLPoint16, QXLPointFix, QXLRect, QXLReleaseInfo,
 };
-use crate::chunks::{ChainStart, ChunkError, ChunkLimits, read_chain};
+use crate::chunks::{ChainStart, ChunkError, ChunkLimits, read_chain, read_chain_observed};
 use crate::memslot::{MemSlotError, MemSlotTable};
 
 // --- Caps on what a single command may make the device copy -------------------------------
@@ -251,12 +251,27 @@ pub struct ReleaseInfo {
     pub addr: GuestAddress,
 }
 
+/// One piece of guest memory a parse used, as the command recorder keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceEntry {
+    /// `bytes` were copied out of guest memory at `phys` (a structure, a chunk header, chunk
+    /// data, a palette, ...).
+    Copied { phys: QXLPHYSICAL, bytes: Vec<u8> },
+    /// `len` bytes at `phys` were validated but stay in guest memory (surface pixels).
+    Referenced { phys: QXLPHYSICAL, len: u64 },
+}
+
+/// Collects, in order, the guest memory a parse used (see [`Context::with_trace`]).
+pub type ReadTrace = core::cell::RefCell<Vec<TraceEntry>>;
+
 /// What parsers need: guest memory, the memslots, and the number of surfaces the ROM offers.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a, M> {
     pub mem: &'a M,
     pub slots: &'a MemSlotTable,
     pub n_surfaces: u32,
+    /// When set, every guest read and surface reference is appended here (command recorder).
+    pub trace: Option<&'a ReadTrace>,
 }
 
 impl<'a, M: GuestMemory> Context<'a, M> {
@@ -265,6 +280,21 @@ impl<'a, M: GuestMemory> Context<'a, M> {
             mem,
             slots,
             n_surfaces,
+            trace: None,
+        }
+    }
+
+    /// The same context, appending what parses read to `trace`.
+    pub fn with_trace(self, trace: &'a ReadTrace) -> Self {
+        Context {
+            trace: Some(trace),
+            ..self
+        }
+    }
+
+    fn record(&self, entry: impl FnOnce() -> TraceEntry) {
+        if let Some(t) = self.trace {
+            t.borrow_mut().push(entry());
         }
     }
 
@@ -273,25 +303,53 @@ impl<'a, M: GuestMemory> Context<'a, M> {
         let addr = self
             .slots
             .translate(phys, core::mem::size_of::<T>() as u64)?;
-        let value = self
+        let value: T = self
             .mem
             .read_obj(addr)
             .map_err(|source| ParseError::Memory {
                 addr: addr.0,
                 source,
             })?;
+        self.record(|| TraceEntry::Copied {
+            phys,
+            bytes: value.as_slice().to_vec(),
+        });
         Ok((value, addr))
     }
 
     /// Copies `len` bytes at `phys`.
     fn read_bytes(&self, phys: QXLPHYSICAL, len: u64, max: u64) -> Result<Vec<u8>, ParseError> {
-        Ok(crate::chunks::read_flat(
-            self.mem, self.slots, phys, len, max,
-        )?)
+        let bytes = crate::chunks::read_flat(self.mem, self.slots, phys, len, max)?;
+        self.record(|| TraceEntry::Copied {
+            phys,
+            bytes: bytes.clone(),
+        });
+        Ok(bytes)
     }
 
     fn chain(&self, start: ChainStart, limits: ChunkLimits) -> Result<Vec<u8>, ParseError> {
-        Ok(read_chain(self.mem, self.slots, start, limits)?)
+        match self.trace {
+            None => Ok(read_chain(self.mem, self.slots, start, limits)?),
+            Some(t) => Ok(read_chain_observed(
+                self.mem,
+                self.slots,
+                start,
+                limits,
+                &mut |phys, bytes| {
+                    t.borrow_mut().push(TraceEntry::Copied {
+                        phys,
+                        bytes: bytes.to_vec(),
+                    })
+                },
+            )?),
+        }
+    }
+
+    /// Translates memory that stays in the guest (surfaces), noting it in the trace.
+    fn reference(&self, phys: QXLPHYSICAL, len: u64) -> Result<GuestAddress, ParseError> {
+        let addr = self.slots.translate(phys, len)?;
+        self.record(|| TraceEntry::Referenced { phys, len });
+        Ok(addr)
     }
 
     fn surface_id(&self, id: u32) -> Result<u32, ParseError> {

@@ -40,6 +40,18 @@ impl SurfaceFormat {
         })
     }
 
+    /// The `SPICE_SURFACE_FMT_*` value.
+    pub fn to_raw(self) -> u32 {
+        match self {
+            Self::A1 => SPICE_SURFACE_FMT_1_A,
+            Self::A8 => SPICE_SURFACE_FMT_8_A,
+            Self::Rgb555 => SPICE_SURFACE_FMT_16_555,
+            Self::Xrgb8888 => SPICE_SURFACE_FMT_32_xRGB,
+            Self::Rgb565 => SPICE_SURFACE_FMT_16_565,
+            Self::Argb8888 => SPICE_SURFACE_FMT_32_ARGB,
+        }
+    }
+
     pub fn bits_per_pixel(self) -> u32 {
         match self {
             Self::A1 => 1,
@@ -134,7 +146,7 @@ fn surface_create<M: GuestMemory>(
     (format, width, height, stride, data, flags): (u32, u32, u32, i32, QXLPHYSICAL, u32),
 ) -> Result<SurfaceCreate, ParseError> {
     let (format, len) = validate_surface(format, width, height, stride)?;
-    let addr = ctx.slots.translate(data, len)?;
+    let addr = ctx.reference(data, len)?;
     Ok(SurfaceCreate {
         format,
         width,
