@@ -45,6 +45,9 @@ pub const QXL_IO_SIZE: u64 = 32;
 pub const RAM_HEADER_SIZE: u64 = 8192;
 /// Surfaces offered to the guest (ids 0..N-1), as QEMU's default.
 pub const N_SURFACES: u32 = 1024;
+/// Largest RAM or VRAM BAR: BAR0 and BAR1 are 32-bit memory BARs (as in QEMU's qxl), and
+/// 2 GiB is the largest power of two one can be below 4 GiB.
+pub const MAX_BAR_SIZE: u64 = 1 << 31;
 /// How long a synchronous port waits for the worker before giving up on it: a worker that
 /// hangs must not hang the guest's vCPU (and the VMM's message loop) for ever.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -103,7 +106,7 @@ impl QxlConfig {
     }
 
     fn validate(&self) -> Result<(), QxlError> {
-        let ok = |s: u64, min: u64| s.is_power_of_two() && s >= min && s <= 1 << 31;
+        let ok = |s: u64, min: u64| s.is_power_of_two() && s >= min && s <= MAX_BAR_SIZE;
         if !ok(self.ram_size, 2 * RAM_HEADER_SIZE) {
             return Err(QxlError::BarSize("RAM (BAR0)", self.ram_size));
         }

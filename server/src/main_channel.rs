@@ -26,6 +26,9 @@ const AGENT_TOKENS: u32 = 10;
 const MM_TIME_DELTA: u32 = 400;
 /// How often the server pings the client.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Pings remembered for their round trip; older ones are forgotten, so a client that never
+/// answers costs nothing.
+const MAX_PINGS_IN_FLIGHT: usize = 8;
 
 /// Pings in flight: (id, when sent). Bounded so a client that never answers costs nothing.
 type Pending = Arc<Mutex<VecDeque<(u32, Instant)>>>;
@@ -154,7 +157,7 @@ fn ping_loop(queue: &SendQueue, pending: &Pending, started: Instant) {
         let now = Instant::now();
         {
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-            if p.len() >= 8 {
+            if p.len() >= MAX_PINGS_IN_FLIGHT {
                 p.pop_front();
             }
             p.push_back((id, now));

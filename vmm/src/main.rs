@@ -61,13 +61,19 @@ impl QxlArgs {
     }
 }
 
+/// Largest `--resolution` side: the largest surface the device accepts
+/// (`saffron_ring::parse::MAX_SURFACE_DIMENSION`, QEMU's and Linux's largest qxl mode).
+const MAX_RESOLUTION: u32 = 8192;
+
 /// Parses `WIDTHxHEIGHT`.
 fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("bad resolution '{s}' (e.g. 1280x800)");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
-    if w == 0 || h == 0 || w > 8192 || h > 8192 {
-        return Err(format!("resolution {w}x{h} out of range (1..=8192 each)"));
+    if w == 0 || h == 0 || w > MAX_RESOLUTION || h > MAX_RESOLUTION {
+        return Err(format!(
+            "resolution {w}x{h} out of range (1..={MAX_RESOLUTION} each)"
+        ));
     }
     Ok((w, h))
 }

@@ -51,20 +51,25 @@ use crate::memslot::{MemSlotError, MemSlotTable};
 /// keeps a per-drawable clip loop bounded.
 pub const MAX_CLIP_RECTS: u32 = 16_384;
 
-/// Largest image width or height. Drivers stay at or below 8192 (Linux's framebuffer limit,
-/// QEMU's largest mode); twice that leaves headroom while `width × height × 4` stays below
-/// 2^31, so renderers with 32-bit signed coordinates and strides cannot overflow.
-pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
+/// Largest surface width or height: 8192, the largest mode of QEMU's qxl and of Linux's
+/// qxl driver (`mode_config.max_width/height`) and the largest resolution we accept.
+pub const MAX_SURFACE_DIMENSION: u32 = 8192;
 
-/// Largest bitmap or QUIC payload: one 8192 × 8192 image at 32 bpp (see
-/// [`crate::chunks::MAX_CHUNK_DATA`]).
-pub const MAX_IMAGE_BYTES: u64 = crate::chunks::MAX_CHUNK_DATA;
+/// Largest surface in bytes (`height × |stride|`): an 8192 × 8192 surface at 32 bpp,
+/// 256 MiB, also QEMU's cap on the memory holding the primary (vgamem ≤ 256 MiB). Every
+/// Spice frame query copies the primary, so this bounds that copy too (spice-server allows
+/// up to 2 GiB − 1, which a 2 GiB BAR could otherwise back).
+pub const MAX_SURFACE_BYTES: u64 = 8192 * 8192 * 4;
 
-/// Largest surface width or height; same reasoning as [`MAX_IMAGE_DIMENSION`].
-pub const MAX_SURFACE_DIMENSION: u32 = 16_384;
+/// Largest image width or height: images are drawn onto surfaces, which are at most
+/// [`MAX_SURFACE_DIMENSION`] wide and high; drivers send the damaged area of a surface.
+/// `width × height × 4` stays far below 2^31, so 32-bit coordinates and strides cannot
+/// overflow in a renderer.
+pub const MAX_IMAGE_DIMENSION: u32 = MAX_SURFACE_DIMENSION;
 
-/// Largest surface in bytes (`height × |stride|`): spice-server's 31-bit data limit.
-pub const MAX_SURFACE_BYTES: u64 = 0x7fff_ffff;
+/// Largest bitmap or QUIC payload: one full largest surface ([`MAX_SURFACE_BYTES`]). An
+/// image must also fit in the memory the memslots cover, checked before anything is copied.
+pub const MAX_IMAGE_BYTES: u64 = MAX_SURFACE_BYTES;
 
 /// Largest cursor width or height. QEMU bounds cursors to 512 since CVE-2021-4206; Linux
 /// sends 64 × 64.
@@ -83,6 +88,12 @@ pub const MAX_MESSAGE_BYTES: u64 = 100_000;
 
 /// Most heads a guest monitors config is read for (the ROM's client config holds 64).
 pub const MAX_MONITORS: u16 = 64;
+
+/// Most palette entries: bitmap pixels index a palette with at most 8 bits.
+pub const MAX_PALETTE_ENTRIES: u16 = 256;
+
+/// Largest line-style array: `style_nseg` is a u8, so at most 255 four-byte segments.
+pub const MAX_LINE_STYLE_BYTES: u64 = 255 * 4;
 
 /// Errors parsing guest commands. All of them are guest bugs or hostile input.
 #[derive(Debug, Error)]
@@ -133,7 +144,7 @@ pub enum ParseError {
     BitmapDataSize { expected: u64, found: u64 },
     #[error("paletted bitmap format {format} has no palette")]
     MissingPalette { format: u8 },
-    #[error("palette of {num_ents} entries exceeds 256")]
+    #[error("palette of {num_ents} entries exceeds {MAX_PALETTE_ENTRIES}")]
     PaletteTooLarge { num_ents: u16 },
     #[error("QUIC image declares {declared} bytes, the chunks hold {found}")]
     QuicDataSize { declared: u32, found: u64 },
