@@ -27,6 +27,10 @@ impl TlsConfig {
     }
 }
 
+/// Default [`ServerConfig::write_timeout`]: generous for a client on a slow link or busy
+/// machine, yet a stalled client's socket and threads do not live for ever.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How the Spice server listens and authenticates.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -56,6 +60,9 @@ pub struct ServerConfig {
     pub queue_limit: usize,
     /// How often display clients poll the display source.
     pub poll_interval: Duration,
+    /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
+    /// which ends the connection). Only that client's own threads ever wait on it.
+    pub write_timeout: Duration,
     /// Copy every byte each client sends into a file per connection in this directory
     /// (fuzz seeds from real clients; see `record.rs` for the format).
     pub record_dir: Option<PathBuf>,
@@ -76,6 +83,7 @@ impl ServerConfig {
             uuid: [0; 16],
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
             poll_interval: Duration::from_millis(33),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
         }
     }

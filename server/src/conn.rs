@@ -33,6 +33,8 @@ pub enum ConnError {
     },
     #[error("the peer disconnected")]
     Closed,
+    #[error("agent data: {0}")]
+    Agent(#[from] crate::agent::AgentError),
 }
 
 /// The queue would exceed its byte bound; queued droppable messages were discarded.
@@ -63,6 +65,9 @@ struct QueueState {
 pub struct SendQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// The connection's socket, shut down when the queue gives up on the client (its writer
+    /// may be blocked in a write, its reader in a read).
+    socket: Mutex<Option<std::net::TcpStream>>,
 }
 
 /// Default byte bound of a client's queue: eight 1024 × 512 32-bpp updates, or two full
@@ -100,7 +105,17 @@ impl SendQueue {
                 unacked: 0,
             }),
             ready: Condvar::new(),
+            socket: Mutex::new(None),
         })
+    }
+
+    /// Ends the connection at the socket: a writer blocked on a client that does not read
+    /// and the channel's reader both return at once.
+    fn drop_client(&self) {
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = socket {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -135,6 +150,8 @@ impl SendQueue {
                 s.bytes = 0;
                 s.control_bytes = 0;
                 self.ready.notify_all();
+                drop(s);
+                self.drop_client();
                 return Err(Overflow);
             }
             s.control_bytes = control;
@@ -236,6 +253,9 @@ pub(crate) fn spawn_writer(
     mini: bool,
     span: tracing::Span,
 ) -> io::Result<thread::JoinHandle<()>> {
+    if let Ok(s) = stream.tcp().try_clone() {
+        *queue.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+    }
     thread::Builder::new()
         .name("spice-writer".into())
         .spawn(move || {

@@ -3,6 +3,7 @@
 //!
 //! Start it with [`start`]; the returned [`ServerHandle`] stops it when dropped.
 
+pub mod agent;
 pub mod config;
 pub mod conn;
 pub mod cursor;
@@ -18,7 +19,7 @@ pub mod ticket;
 pub mod tls;
 pub mod wire;
 
-pub use config::{ServerConfig, TlsConfig};
+pub use config::{DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start};
 pub use source::{DisplaySource, Frame, InputSink, KeyEvent, NullInput, PointerEvent};
 pub use tls::TlsError;

@@ -79,6 +79,9 @@ pub mod msg {
     pub const MAIN_UUID: u16 = 114;
     pub const MSGC_MAIN_ATTACH_CHANNELS: u16 = 104;
     pub const MSGC_MAIN_MOUSE_MODE_REQUEST: u16 = 105;
+    pub const MSGC_MAIN_AGENT_START: u16 = 106;
+    pub const MSGC_MAIN_AGENT_DATA: u16 = 107;
+    pub const MSGC_MAIN_AGENT_TOKEN: u16 = 108;
 
     pub const DISPLAY_MARK: u16 = 102;
     pub const DISPLAY_RESET: u16 = 103;
