@@ -47,6 +47,9 @@ pub const RAM_HEADER_SIZE: u64 = 8192;
 pub const N_SURFACES: u32 = 1024;
 /// Largest BAR4: 16 GiB (surface offsets must stay far below the 48 bits of a QXLPHYSICAL).
 pub const MAX_VRAM64_SIZE: u64 = 1 << 34;
+/// Largest RAM or VRAM BAR: BAR0 and BAR1 are 32-bit memory BARs (as in QEMU's qxl), and
+/// 2 GiB is the largest power of two one can be below 4 GiB.
+pub const MAX_BAR_SIZE: u64 = 1 << 31;
 /// How long a synchronous port waits for the worker before giving up on it: a worker that
 /// hangs must not hang the guest's vCPU (and the VMM's message loop) for ever.
 const SYNC_TIMEOUT: Duration = Duration::from_secs(5);
@@ -114,10 +117,10 @@ impl QxlConfig {
 
     fn validate(&self) -> Result<(), QxlError> {
         let ok = |s: u64, min: u64, max: u64| s.is_power_of_two() && s >= min && s <= max;
-        if !ok(self.ram_size, 2 * RAM_HEADER_SIZE, 1 << 31) {
+        if !ok(self.ram_size, 2 * RAM_HEADER_SIZE, MAX_BAR_SIZE) {
             return Err(QxlError::BarSize("RAM (BAR0)", self.ram_size));
         }
-        if !ok(self.vram_size, 4096, 1 << 31) {
+        if !ok(self.vram_size, 4096, MAX_BAR_SIZE) {
             return Err(QxlError::BarSize("VRAM (BAR1)", self.vram_size));
         }
         // QEMU only adds BAR4 when it is larger than BAR1; asking for a BAR4 that would not

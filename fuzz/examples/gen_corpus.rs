@@ -488,9 +488,43 @@ fn device_ports() {
     );
 }
 
+/// spice_channels: the main channel's agent traffic (AGENT_START, a VDAgentMonitorsConfig of
+/// two heads split over two AGENT_DATA messages, AGENT_TOKEN, then a skipped clipboard
+/// message), mini headers.
+fn spice_channels() {
+    let mut payload = Writer::default();
+    payload.u32(2).u32(0);
+    for x in [0i32, 1024] {
+        payload.u32(768).u32(1024).u32(32).u32(x as u32).u32(0);
+    }
+    let mut message = Writer::default();
+    message
+        .u32(1)
+        .u32(2)
+        .u64(0)
+        .u32(payload.0.len() as u32)
+        .bytes(&payload.0);
+    let mut clipboard = Writer::default();
+    clipboard.u32(1).u32(4).u64(0).u32(5).bytes(b"hello");
+    let (a, b) = message.0.split_at(25);
+    let mut w = Writer::default();
+    w.u8(0);
+    let mut msg = |ty: u16, body: &[u8]| {
+        w.u16(ty).u32(body.len() as u32).bytes(body);
+    };
+    msg(106, &u32::MAX.to_le_bytes());
+    msg(107, a);
+    msg(107, b);
+    msg(108, &3u32.to_le_bytes());
+    msg(107, &clipboard.0);
+    msg(104, &[]);
+    save("spice_channels", "main_agent", &w.0);
+}
+
 fn main() {
     ring_commands();
     chunk_chains();
     decoders();
     device_ports();
+    spice_channels();
 }

@@ -24,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
             assert!(size > max);
             assert!(max <= 8192, "per-channel limits stay small");
         }
-        Err(ConnError::Closed) | Err(ConnError::Malformed { .. }) => {}
+        Err(ConnError::Closed) | Err(ConnError::Malformed { .. }) | Err(ConnError::Agent(_)) => {}
         Err(ConnError::Io(e)) => panic!("in-memory read failed: {e}"),
     }
 });

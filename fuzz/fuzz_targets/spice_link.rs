@@ -78,7 +78,10 @@ fuzz_target!(|data: &[u8]| {
         return; // CHANNEL_NOT_AVAILABLE
     }
     match fuzz_client_messages(req.channel_type, mini, data_stage) {
-        Ok(_) | Err(ConnError::Closed) | Err(ConnError::Malformed { .. }) => {}
+        Ok(_)
+        | Err(ConnError::Closed)
+        | Err(ConnError::Malformed { .. })
+        | Err(ConnError::Agent(_)) => {}
         Err(ConnError::TooLarge { size, max, .. }) => assert!(size > max),
         Err(ConnError::Io(e)) => panic!("in-memory read failed: {e}"),
     }

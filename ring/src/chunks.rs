@@ -4,11 +4,16 @@
 //! guest as linked chunks, each possibly in a different memslot. The chain is guest data:
 //! it can loop, repeat a chunk, point outside the slots, or add up to more than the host
 //! should ever allocate. Every chunk header is read once, every chunk's data range is
-//! translated on its own, the total length is capped before anything is allocated, and the
-//! number of chunks (empty ones included) is capped, which also ends loops.
+//! translated on its own, the total length is capped before anything is allocated, the
+//! number of chunks (empty ones included) is capped, and a chunk that shares a byte with an
+//! earlier chunk of the same chain ends the chain as an error: honest chunks never overlap,
+//! so a loop is caught at its first repeat (one map lookup per chunk) and no chain can make
+//! the device copy more than the memory its slots cover.
+
+use std::collections::BTreeMap;
 
 use thiserror::Error;
-use vm_memory::{Bytes, GuestAddress, GuestMemory, GuestMemoryError};
+use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemory, GuestMemoryError};
 
 use crate::abi::{QXLDataChunk, QXLPHYSICAL};
 use crate::memslot::{MemSlotError, MemSlotTable, phys_add};
@@ -16,14 +21,18 @@ use crate::memslot::{MemSlotError, MemSlotTable, phys_add};
 /// Most chunks one chain may have.
 ///
 /// Linux sends single-chunk data; X and Windows drivers split large images into chunks of
-/// at least a page. 65536 page-sized chunks cover [`MAX_CHUNK_DATA`], so no honest chain
-/// needs more, and a looping chain is cut off after that many header reads.
+/// at least a page. 65536 page-sized chunks cover 256 MiB, the largest payload
+/// ([`MAX_CHUNK_DATA`]), so no honest chain needs more. (Loops end earlier, at the first
+/// chunk that overlaps another; this caps chains of many tiny distinct chunks.)
 pub const MAX_CHUNKS: u32 = 65_536;
 
-/// Most bytes one chain may hold: one 8192 × 8192 image at 32 bpp, the largest frame any
-/// QXL driver sends (Linux caps framebuffers at 8192 × 8192). A chain that repeats chunks
-/// could otherwise make the host copy far more than the BARs contain.
-pub const MAX_CHUNK_DATA: u64 = 256 << 20;
+/// Most bytes one chain may hold: one 8192 × 8192 image at 32 bpp
+/// (`parse::MAX_IMAGE_BYTES`), the largest frame any QXL driver sends (Linux's and QEMU's
+/// largest mode is 8192 × 8192). Parsers tighten it to the size they expect; since chunks
+/// may not overlap, a chain is also bounded by the memory its slots cover (128 MiB with the
+/// default BARs), so a looping or self-overlapping chain is refused after copying each
+/// byte of guest memory at most once, never after copying this much.
+pub const MAX_CHUNK_DATA: u64 = crate::parse::MAX_IMAGE_BYTES;
 
 const HEADER_SIZE: u64 = core::mem::size_of::<QXLDataChunk>() as u64;
 
@@ -42,6 +51,29 @@ pub enum ChunkError {
     TooManyChunks { limit: u32 },
     #[error("chain holds more than {limit} bytes (next chunk adds {chunk_size})")]
     TooLarge { limit: u64, chunk_size: u32 },
+    #[error("chunk at {addr:#x} overlaps an earlier chunk of the chain (a loop)")]
+    Overlap { addr: u64 },
+}
+
+/// The guest memory (device addresses) a chain's chunks, header and data, have covered.
+#[derive(Default)]
+struct Covered(BTreeMap<u64, u64>);
+
+impl Covered {
+    /// Records `[start, end)`; false if it shares a byte with a range recorded before.
+    fn claim(&mut self, start: u64, end: u64) -> bool {
+        let before = self
+            .0
+            .range(..=start)
+            .next_back()
+            .is_some_and(|(_, e)| *e > start);
+        let after = self.0.range(start..).next().is_some_and(|(s, _)| *s < end);
+        if before || after {
+            return false;
+        }
+        self.0.insert(start, end);
+        true
+    }
 }
 
 /// Caps for one chain; parsers tighten them when the expected size is known.
@@ -90,12 +122,26 @@ pub fn read_chain<M: GuestMemory>(
     start: ChainStart,
     limits: ChunkLimits,
 ) -> Result<Vec<u8>, ChunkError> {
+    read_chain_observed(mem, slots, start, limits, &mut |_, _| {})
+}
+
+/// [`read_chain`], also handing every guest read to `observe` as (pointer, bytes copied):
+/// each chunk header read through a pointer, then that chunk's data. The command recorder
+/// uses it to keep exactly the guest memory a command referenced.
+pub fn read_chain_observed<M: GuestMemory>(
+    mem: &M,
+    slots: &MemSlotTable,
+    start: ChainStart,
+    limits: ChunkLimits,
+    observe: &mut dyn FnMut(QXLPHYSICAL, &[u8]),
+) -> Result<Vec<u8>, ChunkError> {
     let (mut header, mut header_at) = match start {
-        ChainStart::At(phys) => (read_header(mem, slots, phys)?, phys),
+        ChainStart::At(phys) => (read_header(mem, slots, phys, observe)?, phys),
         ChainStart::Inline { header, header_at } => (header, header_at),
     };
     let mut data = Vec::new();
     let mut chunks = 0u32;
+    let mut covered = Covered::default();
     loop {
         chunks += 1;
         if chunks > limits.max_chunks {
@@ -114,20 +160,27 @@ pub fn read_chain<M: GuestMemory>(
                 });
             }
         }
+        let data_at = phys_add(header_at, HEADER_SIZE)?;
+        let addr = slots.translate(data_at, u64::from(chunk_size))?;
+        // The header lies just before its data in the same slot (phys_add kept the slot).
+        let start = addr.0.saturating_sub(HEADER_SIZE);
+        let end = addr.0.saturating_add(u64::from(chunk_size));
+        if !covered.claim(start, end) {
+            return Err(ChunkError::Overlap { addr: start });
+        }
         if chunk_size != 0 {
-            let data_at = phys_add(header_at, HEADER_SIZE)?;
-            let addr = slots.translate(data_at, u64::from(chunk_size))?;
             let old_len = data.len();
             // chunk_size ≤ max_bytes ≤ MAX_CHUNK_DATA, far below usize::MAX.
             data.resize(old_len + chunk_size as usize, 0);
             let dst = data.get_mut(old_len..).unwrap_or_default();
             mem.read_slice(dst, addr).map_err(mem_err(addr))?;
+            observe(data_at, dst);
         }
         let next = header.next_chunk;
         if next == 0 {
             return Ok(data);
         }
-        header = read_header(mem, slots, next)?;
+        header = read_header(mem, slots, next, observe)?;
         header_at = next;
     }
 }
@@ -157,9 +210,12 @@ fn read_header<M: GuestMemory>(
     mem: &M,
     slots: &MemSlotTable,
     phys: QXLPHYSICAL,
+    observe: &mut dyn FnMut(QXLPHYSICAL, &[u8]),
 ) -> Result<QXLDataChunk, ChunkError> {
     let addr = slots.translate(phys, HEADER_SIZE)?;
-    mem.read_obj(addr).map_err(mem_err(addr))
+    let header: QXLDataChunk = mem.read_obj(addr).map_err(mem_err(addr))?;
+    observe(phys, header.as_slice());
+    Ok(header)
 }
 
 fn mem_err(addr: GuestAddress) -> impl FnOnce(GuestMemoryError) -> ChunkError {
@@ -258,6 +314,42 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn observer_sees_every_header_and_data_read_in_order() {
+        let (mem, slots) = setup();
+        put_chunk(&mem, 0x100, b"ab", p(0x200));
+        put_chunk(&mem, 0x200, b"", p(0x300));
+        put_chunk(&mem, 0x300, b"cde", 0);
+        let mut seen = Vec::new();
+        let data = read_chain_observed(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::default(),
+            &mut |phys, bytes| seen.push((phys, bytes.to_vec())),
+        );
+        assert_eq!(data.unwrap(), b"abcde");
+        let header = |data_size: u32, next| {
+            QXLDataChunk {
+                data_size,
+                prev_chunk: 0,
+                next_chunk: next,
+            }
+            .as_slice()
+            .to_vec()
+        };
+        assert_eq!(
+            seen,
+            vec![
+                (p(0x100), header(2, p(0x200))),
+                (p(0x114), b"ab".to_vec()),
+                (p(0x200), header(0, p(0x300))),
+                (p(0x300), header(3, 0)),
+                (p(0x314), b"cde".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
     fn inline_start_uses_the_given_header() {
         let (mem, slots) = setup();
         mem.write_slice(b"abc", GuestAddress(BAR + 0x40 + 20))
@@ -282,27 +374,92 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn loops_are_cut_off() {
+    fn loops_are_cut_off_at_the_first_repeat() {
         let (mem, slots) = setup();
+        let mut reads = 0;
+        let mut count = |_: QXLPHYSICAL, _: &[u8]| reads += 1;
+        // A chunk pointing at itself: the second visit overlaps the first.
         put_chunk(&mem, 0x100, b"x", p(0x100));
-        let err = read_chain(
+        let err = read_chain_observed(
             &mem,
             &slots,
             ChainStart::At(p(0x100)),
             ChunkLimits::bytes(1 << 30),
+            &mut count,
         );
-        assert!(matches!(
-            err,
-            Err(ChunkError::TooManyChunks { limit: MAX_CHUNKS })
-        ));
-        // Empty chunks count too.
-        put_chunk(&mem, 0x100, b"", p(0x100));
+        assert!(matches!(err, Err(ChunkError::Overlap { addr }) if addr == BAR + 0x100));
+        assert_eq!(
+            reads, 3,
+            "header, data, header again: nothing more was copied"
+        );
+        // Empty chunks too, and a longer cycle 0x100 → 0x200 → 0x300 → 0x200.
+        put_chunk(&mem, 0x100, b"", p(0x200));
+        put_chunk(&mem, 0x200, b"ab", p(0x300));
+        put_chunk(&mem, 0x300, b"", p(0x200));
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::default(),
+        );
+        assert!(matches!(err, Err(ChunkError::Overlap { addr }) if addr == BAR + 0x200));
+        // Distinct headers whose data overlap (each chunk's data runs over the next header).
+        put_chunk(&mem, 0x400, &[7; 40], p(0x420));
+        put_chunk(&mem, 0x420, &[7; 40], 0);
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x400)),
+            ChunkLimits::default(),
+        );
+        assert!(matches!(err, Err(ChunkError::Overlap { addr }) if addr == BAR + 0x420));
+        // Touching is not overlapping: chunk 2 starts right where chunk 1's data ends.
+        put_chunk(&mem, 0x500, b"abcd", p(0x518));
+        put_chunk(&mem, 0x518, b"ef", 0);
+        let ok = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x500)),
+            ChunkLimits::default(),
+        );
+        assert_eq!(ok.unwrap(), b"abcdef");
+        // The chunk cap still bounds a long chain of distinct empty chunks.
+        for i in 0..8u64 {
+            put_chunk(&mem, 0x1000 + i * 0x20, b"", p(0x1000 + (i + 1) * 0x20));
+        }
         let limits = ChunkLimits {
             max_bytes: 10,
             max_chunks: 7,
         };
-        let err = read_chain(&mem, &slots, ChainStart::At(p(0x100)), limits);
+        let err = read_chain(&mem, &slots, ChainStart::At(p(0x1000)), limits);
         assert!(matches!(err, Err(ChunkError::TooManyChunks { limit: 7 })));
+    }
+
+    #[test]
+    fn a_loop_through_two_slots_over_the_same_memory_is_caught() {
+        let (mem, _) = setup();
+        // Slots 1 and 3 both map the BAR at 1 MiB: the same chunk under two pointers.
+        let bar = BarRange {
+            base: GuestAddress(BAR),
+            len: 0x10_0000,
+        };
+        let mut slots = MemSlotTable::new();
+        for id in [1, 3] {
+            let range = QXLMemSlot {
+                mem_start: BAR,
+                mem_end: BAR + 0x10_0000,
+            };
+            slots.add(id, range, &[bar]).unwrap();
+        }
+        let alias = make_phys(3, 0, 0x100).unwrap();
+        put_chunk(&mem, 0x100, b"loop", alias);
+        let err = read_chain(
+            &mem,
+            &slots,
+            ChainStart::At(p(0x100)),
+            ChunkLimits::default(),
+        );
+        assert!(matches!(err, Err(ChunkError::Overlap { addr }) if addr == BAR + 0x100));
     }
 
     #[test]

@@ -235,6 +235,16 @@ impl MemSlotTable {
             .ok_or(out_of_slot)
     }
 
+    /// Bytes addressable through all active slots together. No honest object is larger, and
+    /// no honest chunk chain (whose chunks never share memory) holds more.
+    pub fn covered_bytes(&self) -> u64 {
+        self.slots
+            .iter()
+            .flatten()
+            .map(|s| s.size)
+            .fold(0, u64::saturating_add)
+    }
+
     /// Bytes from `phys` to the end of its slot, for objects whose length is only known by
     /// scanning them (QXLMessage text).
     pub fn remaining(&self, phys: QXLPHYSICAL) -> Result<u64, MemSlotError> {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use saffron_ring::abi::*;
-use saffron_ring::chunks::{ChainStart, ChunkError, ChunkLimits, MAX_CHUNKS, read_chain};
+use saffron_ring::chunks::{ChainStart, ChunkError, ChunkLimits, read_chain, read_chain_observed};
 use saffron_ring::memslot::{BarRange, MemSlotError, MemSlotTable, make_phys};
 use saffron_ring::parse::{
     Clip, Command, Context, DrawBody, Image, MAX_MONITORS, ParseError, parse_command,
@@ -419,17 +419,22 @@ fn integer_overflow_width_height_stride() {
             err.error
         );
     }
-    // Surfaces: i32::MIN stride, |stride| · height above 2^31 - 1, stride too small.
+    // Surfaces: i32::MIN stride, |stride| · height above 256 MiB, stride too small.
     assert!(matches!(
         validate_surface(SPICE_SURFACE_FMT_32_xRGB, 16, 16, i32::MIN),
         Err(ParseError::InvalidSurfaceStride { .. })
     ));
     assert!(matches!(
-        validate_surface(SPICE_SURFACE_FMT_32_xRGB, 16_384, 16_384, -131_072),
+        validate_surface(SPICE_SURFACE_FMT_32_xRGB, 8192, 8192, -131_072),
         Err(ParseError::SurfaceTooLarge { .. })
     ));
-    // 16384 × 16384 × 4 = 1 GiB is within the 31-bit limit: left to the slot translation.
-    assert!(validate_surface(SPICE_SURFACE_FMT_32_xRGB, 16_384, 16_384, 16_384 * 4).is_ok());
+    // 16384 × 16384 × 4 = 1 GiB fits spice-server's 31-bit limit and a 2 GiB BAR, but is
+    // four times the largest mode any driver sets: refused. 8192 × 8192 × 4 is the largest.
+    assert!(matches!(
+        validate_surface(SPICE_SURFACE_FMT_32_xRGB, 16_384, 16_384, 16_384 * 4),
+        Err(ParseError::InvalidSurfaceSize { .. })
+    ));
+    assert!(validate_surface(SPICE_SURFACE_FMT_32_xRGB, 8192, 8192, 8192 * 4).is_ok());
     assert!(matches!(
         validate_surface(SPICE_SURFACE_FMT_32_xRGB, u32::MAX, u32::MAX, i32::MAX),
         Err(ParseError::InvalidSurfaceSize { .. })
@@ -441,8 +446,9 @@ fn integer_overflow_width_height_stride() {
 }
 
 /// Chunk-chain loop and overflow class (CVE-2015-5261 unbounded chunk lists): a chain
-/// pointing at itself is cut off by the chunk cap; a chunk of 4 GiB - 1 bytes or a loop
-/// of real chunks is cut off by the byte cap before anything that large is allocated.
+/// pointing at itself, or a loop of real chunks, ends at the first chunk that overlaps an
+/// earlier one, after copying each byte at most once (not at the byte or chunk cap); a chunk
+/// of 4 GiB - 1 bytes is cut off by the byte cap before anything that large is allocated.
 #[test]
 fn chunk_chain_loop_and_overflow() {
     let (mem, slots) = setup();
@@ -454,18 +460,25 @@ fn chunk_chain_loop_and_overflow() {
             ChainStart::At(p(0x100)),
             ChunkLimits::default()
         ),
-        Err(ChunkError::TooManyChunks { limit: MAX_CHUNKS })
+        Err(ChunkError::Overlap { .. })
     ));
     put(&mem, 0x200, chunk(4096, p(0x200)));
+    let mut copied = 0;
     assert!(matches!(
-        read_chain(
+        read_chain_observed(
             &mem,
             &slots,
             ChainStart::At(p(0x200)),
-            ChunkLimits::bytes(1 << 20)
+            ChunkLimits::default(),
+            &mut |_, b| copied += b.len()
         ),
-        Err(ChunkError::TooLarge { .. })
+        Err(ChunkError::Overlap { .. })
     ));
+    assert_eq!(
+        copied,
+        20 + 4096 + 20,
+        "one pass of the loop, not up to the byte cap"
+    );
     put(&mem, 0x300, chunk(u32::MAX, 0));
     assert!(matches!(
         read_chain(

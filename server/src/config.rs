@@ -27,6 +27,10 @@ impl TlsConfig {
     }
 }
 
+/// Default [`ServerConfig::write_timeout`]: generous for a client on a slow link or busy
+/// machine, yet a stalled client's socket and threads do not live for ever.
+pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+
 /// How the Spice server listens and authenticates.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -59,6 +63,12 @@ pub struct ServerConfig {
     /// How often cursor clients poll the cursor source (shorter than the display's: a pointer
     /// that lags the hand is noticed sooner than a late picture).
     pub cursor_poll_interval: Duration,
+    /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
+    /// which ends the connection). Only that client's own threads ever wait on it.
+    pub write_timeout: Duration,
+    /// Copy every byte each client sends into a file per connection in this directory
+    /// (fuzz seeds from real clients; see `record.rs` for the format).
+    pub record_dir: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -77,6 +87,8 @@ impl ServerConfig {
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
             poll_interval: Duration::from_millis(33),
             cursor_poll_interval: Duration::from_millis(15),
+            write_timeout: DEFAULT_WRITE_TIMEOUT,
+            record_dir: None,
         }
     }
 }

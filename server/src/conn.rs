@@ -4,7 +4,10 @@
 //! Each client connection has its own writer thread, so a client that reads slowly only ever
 //! blocks itself. Its queue is bounded in bytes: when an update would exceed the bound, the
 //! queued *droppable* messages (display updates) are thrown away and the producer is told, so
-//! it can resend the whole surface later instead of buffering without limit.
+//! it can resend the whole surface later instead of buffering without limit. Messages that
+//! cannot be dropped (replies, pings, surface and ack control) are bounded separately: a
+//! client that lets more than [`control_limit`] of them pile up has stopped reading while it
+//! keeps sending requests, and its connection is closed.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -31,6 +34,8 @@ pub enum ConnError {
     },
     #[error("the peer disconnected")]
     Closed,
+    #[error("agent data: {0}")]
+    Agent(#[from] crate::agent::AgentError),
 }
 
 /// The queue would exceed its byte bound; queued droppable messages were discarded.
@@ -46,6 +51,8 @@ struct Queued {
 struct QueueState {
     msgs: VecDeque<Queued>,
     bytes: usize,
+    /// What the queued non-droppable messages cost (bodies plus per-message overhead).
+    control_bytes: usize,
     limit: usize,
     closed: bool,
     /// ACK flow control (spec §2.2); window 0 = off.
@@ -59,10 +66,30 @@ struct QueueState {
 pub struct SendQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// The connection's socket, shut down when the queue gives up on the client (its writer
+    /// may be blocked in a write, its reader in a read).
+    socket: Mutex<Option<std::net::TcpStream>>,
 }
 
-/// Default byte bound of a client's queue.
+/// Default byte bound of a client's queue: eight 1024 × 512 32-bpp updates, or two full
+/// 1920 × 1080 frames. The display channel raises its own to two full frames of the current
+/// primary (at most 2 × 256 MiB for the largest surface, `MAX_SURFACE_BYTES`).
 pub const DEFAULT_QUEUE_LIMIT: usize = 16 << 20;
+
+/// The smallest bound on a queue's non-droppable messages. Those are small (acks, pings,
+/// replies, surface control: tens of bytes; a cursor shape at most ~1 MiB), so megabytes of
+/// them unsent means the client stopped reading while still sending requests that each get
+/// a reply; without a bound, such a client grows the queue until the write timeout.
+pub const MIN_CONTROL_LIMIT: usize = 4 << 20;
+
+/// Counted per queued message on top of its body (the header, the allocation): a flood of
+/// empty replies must reach the bound as surely as a few large ones.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// The bound on a queue's non-droppable bytes for a queue bounded at `limit`.
+pub fn control_limit(limit: usize) -> usize {
+    limit.max(MIN_CONTROL_LIMIT)
+}
 
 impl SendQueue {
     pub fn new(limit: usize) -> Arc<SendQueue> {
@@ -70,6 +97,7 @@ impl SendQueue {
             state: Mutex::new(QueueState {
                 msgs: VecDeque::new(),
                 bytes: 0,
+                control_bytes: 0,
                 limit,
                 closed: false,
                 ack_window: 0,
@@ -78,7 +106,17 @@ impl SendQueue {
                 unacked: 0,
             }),
             ready: Condvar::new(),
+            socket: Mutex::new(None),
         })
+    }
+
+    /// Ends the connection at the socket: a writer blocked on a client that does not read
+    /// and the channel's reader both return at once.
+    fn drop_client(&self) {
+        let socket = self.socket.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(s) = socket {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, QueueState> {
@@ -91,12 +129,33 @@ impl SendQueue {
         self.lock().limit = limit;
     }
 
-    /// Queues a message. A non-droppable message is always queued. A droppable one that would
-    /// push the queue past its bound empties the queue of droppable messages and fails.
+    /// Queues a message. A droppable one that would push the queue past its bound empties
+    /// the queue of droppable messages and fails. A non-droppable one is queued unless the
+    /// non-droppable messages already waiting exceed [`control_limit`]: then the client is not
+    /// reading, the queue closes (which ends the connection) and the push fails.
     pub fn push(&self, ty: u16, body: Vec<u8>, droppable: bool) -> Result<(), Overflow> {
         let mut s = self.lock();
         if s.closed {
             return Ok(());
+        }
+        if !droppable {
+            let cost = body.len().saturating_add(MESSAGE_OVERHEAD);
+            let control = s.control_bytes.saturating_add(cost);
+            if control > control_limit(s.limit) {
+                tracing::info!(
+                    queued = s.control_bytes,
+                    "client leaves its replies unread; closing the connection"
+                );
+                s.closed = true;
+                s.msgs.clear();
+                s.bytes = 0;
+                s.control_bytes = 0;
+                self.ready.notify_all();
+                drop(s);
+                self.drop_client();
+                return Err(Overflow);
+            }
+            s.control_bytes = control;
         }
         if droppable
             && s.bytes.saturating_add(body.len()) > s.limit
@@ -141,6 +200,7 @@ impl SendQueue {
         s.closed = true;
         s.msgs.clear();
         s.bytes = 0;
+        s.control_bytes = 0;
         self.ready.notify_all();
     }
 
@@ -180,6 +240,11 @@ impl SendQueue {
             let blocked = s.ack_window > 0 && s.unacked > s.ack_window.saturating_mul(2);
             if !blocked && let Some(m) = s.msgs.pop_front() {
                 s.bytes = s.bytes.saturating_sub(m.body.len());
+                if !m.droppable {
+                    s.control_bytes = s
+                        .control_bytes
+                        .saturating_sub(m.body.len().saturating_add(MESSAGE_OVERHEAD));
+                }
                 if s.ack_window > 0 {
                     s.unacked = s.unacked.saturating_add(1);
                 }
@@ -238,6 +303,9 @@ pub(crate) fn spawn_writer(
     span: tracing::Span,
     traffic: Arc<Traffic>,
 ) -> io::Result<thread::JoinHandle<()>> {
+    if let Ok(s) = stream.tcp().try_clone() {
+        *queue.socket.lock().unwrap_or_else(|e| e.into_inner()) = Some(s);
+    }
     thread::Builder::new()
         .name("spice-writer".into())
         .spawn(move || {
@@ -349,6 +417,33 @@ mod tests {
         assert_eq!(q.queued_bytes(), 4);
         // An update into a queue holding nothing droppable still goes in.
         q.push(4, vec![0; 40], true).unwrap();
+    }
+
+    #[test]
+    fn unread_replies_beyond_the_control_limit_close_the_queue() {
+        let q = SendQueue::new(0);
+        // Empty replies count their overhead: the bound is reached by count too.
+        let fit = MIN_CONTROL_LIMIT / MESSAGE_OVERHEAD;
+        for _ in 0..fit {
+            q.push(9, Vec::new(), false).unwrap();
+        }
+        assert!(!q.is_closed());
+        assert!(q.push(9, Vec::new(), false).is_err());
+        assert!(q.is_closed(), "the connection ends");
+        assert_eq!(q.queued_bytes(), 0, "and its queue is freed");
+        // What the writer sent no longer counts.
+        let q = SendQueue::new(0);
+        for _ in 0..fit {
+            q.push(9, Vec::new(), false).unwrap();
+        }
+        assert!(q.next().is_some());
+        q.push(9, Vec::new(), false).unwrap();
+        assert!(!q.is_closed());
+        // Droppable updates do not count against it.
+        let q = SendQueue::new(0);
+        q.push(1, vec![0; MIN_CONTROL_LIMIT * 2], true).unwrap();
+        q.push(9, vec![0; 1024], false).unwrap();
+        assert!(!q.is_closed());
     }
 
     #[test]

@@ -20,7 +20,11 @@ use crate::wire::{Reader, Writer, msg};
 
 /// SPICE_INPUT_MOTION_ACK_BUNCH.
 const MOTION_ACK_BUNCH: u32 = 4;
+/// Largest client message on the inputs channel: the largest inputs message is 14 bytes
+/// (MOUSE_POSITION); unknown ones are read and ignored up to this.
 pub(crate) const MAX_INPUTS_MESSAGE: u32 = 256;
+/// Byte bound of the inputs channel's queue: it only sends INIT and motion acks.
+const INPUTS_QUEUE_LIMIT: usize = 1 << 20;
 
 pub(crate) fn run(
     mut stream: Stream,
@@ -29,7 +33,7 @@ pub(crate) fn run(
     mini: bool,
     traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
-    let queue = SendQueue::new(1 << 20);
+    let queue = SendQueue::new(INPUTS_QUEUE_LIMIT);
     let writer = spawn_writer(
         stream.try_clone()?,
         queue.clone(),

@@ -4,6 +4,7 @@
 //! Start it with [`start_with_cursor`] (or [`start`], without a pointer); the returned
 //! [`ServerHandle`] stops it when dropped.
 
+pub mod agent;
 pub mod client;
 pub mod config;
 pub mod conn;
@@ -13,6 +14,7 @@ pub mod display;
 pub mod inputs;
 pub mod link;
 pub mod main_channel;
+mod record;
 pub mod server;
 pub mod session;
 pub mod source;
@@ -20,7 +22,7 @@ pub mod ticket;
 pub mod tls;
 pub mod wire;
 
-pub use config::{ServerConfig, TlsConfig};
+pub use config::{DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};
 pub use source::{

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info};
 
+use crate::agent::{AgentInbox, AgentMessage};
 use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
 };
@@ -20,16 +21,22 @@ use crate::session::Session;
 use crate::tls::Stream;
 use crate::wire::{Reader, Writer, channel, has_cap, msg};
 
-/// Largest client message on the main channel (agent data is ≤ 2048 bytes a message).
+/// Largest client message on the main channel: AGENT_DATA, the largest one, is at most
+/// 2048 bytes (`agent::VD_AGENT_MAX_DATA_SIZE`, checked per message); unknown types are read
+/// and ignored up to this.
 pub(crate) const MAX_MAIN_MESSAGE: u32 = 8192;
 /// The client-side channel cap NAME_AND_UUID.
 const CAP_NAME_AND_UUID: u32 = 1;
-/// Agent tokens granted in INIT (REDS_AGENT_WINDOW_SIZE); unused while no agent exists.
-const AGENT_TOKENS: u32 = 10;
+/// Agent tokens granted in INIT (REDS_AGENT_WINDOW_SIZE): the most AGENT_DATA messages a
+/// client may send. With no agent none is returned, so a client gets at most this many.
+pub(crate) const AGENT_TOKENS: u32 = 10;
 /// mm-time in INIT is "now − 400 ms" so that streams have playback slack (spec §6.4).
 const MM_TIME_DELTA: u32 = 400;
 /// How often the server pings the client.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// Pings remembered for their round trip; older ones are forgotten, so a client that never
+/// answers costs nothing.
+const MAX_PINGS_IN_FLIGHT: usize = 8;
 
 /// Pings in flight: (id, when sent). Bounded so a client that never answers costs nothing.
 type Pending = Arc<Mutex<VecDeque<(u32, Instant)>>>;
@@ -74,6 +81,7 @@ pub(crate) fn run(
     }
 
     let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
+    let mut agent = AgentInbox::new(AGENT_TOKENS);
     let pinger = {
         let (queue, pending, started) = (queue.clone(), pending.clone(), shared.started);
         let span = tracing::Span::current();
@@ -101,7 +109,7 @@ pub(crate) fn run(
             Ok(Common::NotCommon) => {}
             Err(e) => break Err(e),
         }
-        if let Err(e) = handle(shared, session, &queue, ty, &body) {
+        if let Err(e) = handle(shared, session, &queue, &mut agent, ty, &body) {
             break Err(e);
         }
     };
@@ -115,6 +123,7 @@ pub(crate) fn handle(
     shared: &Shared,
     session: &Session,
     queue: &SendQueue,
+    agent: &mut AgentInbox,
     ty: u16,
     body: &[u8],
 ) -> Result<(), ConnError> {
@@ -148,11 +157,24 @@ pub(crate) fn handle(
                 .u16(session.mouse_mode.load(Ordering::Acquire));
             let _ = queue.push(msg::MAIN_MOUSE_MODE, w.buf, false);
         }
-        // There is no guest agent (MAIN_INIT says so, and spice-gtk then sends none of
-        // these); a client that sends them anyway is not wrong, its data goes nowhere, as in
-        // spice-server without a vdagent.
-        msg::MSGC_MAIN_AGENT_START | msg::MSGC_MAIN_AGENT_DATA | msg::MSGC_MAIN_AGENT_TOKEN => {
-            debug!(ty, "agent message dropped: no agent");
+        msg::MSGC_MAIN_AGENT_START | msg::MSGC_MAIN_AGENT_TOKEN => {
+            let tokens = agent.on_tokens(body)?;
+            debug!(tokens, "client agent tokens");
+        }
+        msg::MSGC_MAIN_AGENT_DATA => {
+            // No guest agent: checked, then dropped.
+            for m in agent.on_data(body)? {
+                match m {
+                    AgentMessage::MonitorsConfig { monitors, .. } => info!(
+                        heads = monitors.len(),
+                        ?monitors,
+                        "client monitors config dropped: no guest agent"
+                    ),
+                    AgentMessage::Other { type_, size } => {
+                        debug!(type_, size, "agent message dropped: no guest agent")
+                    }
+                }
+            }
         }
         other => debug!(ty = other, "ignored main message"),
     }
@@ -166,7 +188,7 @@ fn ping_loop(queue: &SendQueue, pending: &Pending, started: Instant) {
         let now = Instant::now();
         {
             let mut p = pending.lock().unwrap_or_else(|e| e.into_inner());
-            if p.len() >= 8 {
+            if p.len() >= MAX_PINGS_IN_FLIGHT {
                 p.pop_front();
             }
             p.push_back((id, now));

@@ -25,8 +25,6 @@ use crate::{cursor, display, inputs, main_channel};
 pub const MAX_CONNECTIONS: usize = 64;
 /// A client must finish the link stage within this time (slowloris).
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
-/// A client that accepts no bytes for this long is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Errors starting the server.
 #[derive(Debug, Error)]
@@ -87,6 +85,11 @@ impl ServerHandle {
     /// The address actually bound.
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// Connections open now (linking or linked, every channel counts).
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::Acquire)
     }
 
     /// The TLS port's address actually bound, when `ServerConfig::tls` is set.
@@ -300,6 +303,12 @@ fn handle_connection(
         Some(config) => tls::accept(tcp, config)?,
         None => Stream::Plain(tcp),
     };
+    if let Some(dir) = &shared.config.record_dir {
+        match crate::record::ClientLog::create(dir) {
+            Ok(log) => stream = Stream::Recorded(Box::new(stream), log),
+            Err(e) => warn!(dir = %dir.display(), "cannot record client messages: {e}"),
+        }
+    }
 
     let mut header = [0u8; LINK_HEADER_SIZE];
     stream.read_exact(&mut header)?;
@@ -392,7 +401,7 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         let traffic = registration.traffic().clone();
         let result = (|| {
             send_result(&mut stream, LinkErr::Ok)?;
-            after_link(&stream)?;
+            after_link(&stream, shared.config.write_timeout)?;
             let span = info_span!("main", session = session.id);
             let _e = span.enter();
             info!("client connected");
@@ -418,7 +427,7 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
     }
     session.attach(stream.tcp());
     send_result(&mut stream, LinkErr::Ok)?;
-    after_link(&stream)?;
+    after_link(&stream, shared.config.write_timeout)?;
     let registration = session.register_channel(
         req.channel_type,
         req.channel_id,
@@ -448,11 +457,12 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
 }
 
 /// Switches a linked socket to data-stage timeouts: no read timeout (idle clients are fine),
-/// a generous write timeout so a client that stopped reading is eventually dropped.
-fn after_link(stream: &Stream) -> io::Result<()> {
+/// `write_timeout` so that a client that stopped reading is dropped.
+fn after_link(stream: &Stream, write_timeout: Duration) -> io::Result<()> {
     let stream = stream.tcp();
     stream.set_read_timeout(None)?;
-    stream.set_write_timeout(Some(WRITE_TIMEOUT))
+    // A zero timeout means "none" to the socket API: keep at least a millisecond.
+    stream.set_write_timeout(Some(write_timeout.max(Duration::from_millis(1))))
 }
 
 /// Fuzzing entry point, not API: runs the data-stage dispatch of one channel (`channel_type`
@@ -488,6 +498,7 @@ pub fn fuzz_client_messages(
     let shared = &server.shared;
     let session = shared.sessions.create(MOUSE_MODE_SERVER, None);
     let queue = SendQueue::new(shared.config.queue_limit);
+    let mut agent = crate::agent::AgentInbox::new(main_channel::AGENT_TOKENS);
     let max = match channel_type {
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
         channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,
@@ -510,7 +521,7 @@ pub fn fuzz_client_messages(
             Err(e) => break Err(e),
         }
         let r = match channel_type {
-            channel::MAIN => main_channel::handle(shared, &session, &queue, ty, &body),
+            channel::MAIN => main_channel::handle(shared, &session, &queue, &mut agent, ty, &body),
             channel::INPUTS => {
                 let mode = session
                     .mouse_mode

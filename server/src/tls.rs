@@ -105,6 +105,8 @@ pub(crate) fn accept(sock: TcpStream, config: Arc<rustls::ServerConfig>) -> io::
 pub(crate) enum Stream {
     Plain(TcpStream),
     Tls(TlsStream),
+    /// Either of the above, with what the client sends copied to a recording.
+    Recorded(Box<Stream>, crate::record::ClientLog),
 }
 
 impl Stream {
@@ -113,11 +115,16 @@ impl Stream {
         match self {
             Stream::Plain(s) => s,
             Stream::Tls(t) => &t.sock,
+            Stream::Recorded(s, _) => s.tcp(),
         }
     }
 
     pub fn is_tls(&self) -> bool {
-        matches!(self, Stream::Tls(_))
+        match self {
+            Stream::Plain(_) => false,
+            Stream::Tls(_) => true,
+            Stream::Recorded(s, _) => s.is_tls(),
+        }
     }
 
     /// Another handle on the same connection.
@@ -129,6 +136,7 @@ impl Stream {
                 state: t.state.clone(),
                 write_order: t.write_order.clone(),
             }),
+            Stream::Recorded(s, log) => Stream::Recorded(Box::new(s.try_clone()?), log.clone()),
         })
     }
 
@@ -143,6 +151,11 @@ impl Read for Stream {
         match self {
             Stream::Plain(s) => s.read(buf),
             Stream::Tls(t) => t.read(buf),
+            Stream::Recorded(s, log) => {
+                let n = s.read(buf)?;
+                log.append(buf.get(..n).unwrap_or_default());
+                Ok(n)
+            }
         }
     }
 }
@@ -152,6 +165,7 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(t) => t.write(buf),
+            Stream::Recorded(s, _) => s.write(buf),
         }
     }
 
@@ -159,6 +173,7 @@ impl Write for Stream {
         match self {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(_) => Ok(()), // every write sends its records
+            Stream::Recorded(s, _) => s.flush(),
         }
     }
 }

@@ -6,7 +6,8 @@ mod common;
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -14,7 +15,7 @@ use common::*;
 use rsa::pkcs8::DecodePublicKey;
 use rsa::rand_core::OsRng;
 use rsa::{Oaep, RsaPublicKey};
-use saffron_server::{Frame, NullInput, ServerConfig};
+use saffron_server::{DisplaySource, Frame, NullInput, ServerConfig};
 
 /// Per-channel receive limits of the server (main_channel.rs, display.rs, inputs.rs,
 /// cursor.rs): the largest client message body each channel accepts.
@@ -436,4 +437,430 @@ fn garbage_after_link_drops_only_that_client() {
     // And the server still links new clients.
     let (_c, id_c) = main_session(addr, "pw");
     assert_ne!(id_c, id_b);
+}
+
+/// Runs `openssl s_client` over TLS 1.2 to `addr`, waits for its handshake, asks it to
+/// renegotiate ("R" on its stdin) and returns whether it ended within `within`, and what it
+/// printed.
+fn openssl_renegotiate(addr: SocketAddr, ca: &std::path::Path, within: Duration) -> (bool, String) {
+    use std::process::{Command, Stdio};
+    let mut child = Command::new("openssl")
+        .args([
+            "s_client",
+            "-tls1_2",
+            "-connect",
+            &addr.to_string(),
+            "-CAfile",
+        ])
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("openssl (apt-get install openssl)");
+    let out = Arc::new(Mutex::new(String::new()));
+    let stdout: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+    let stderr: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+    let readers: Vec<_> = [stdout, stderr]
+        .into_iter()
+        .map(|mut r| {
+            let out = out.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = r.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+                    out.lock().unwrap().push_str(&text);
+                }
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !out.lock().unwrap().contains("Verify return code") {
+        assert!(
+            Instant::now() < deadline && child.try_wait().unwrap().is_none(),
+            "no TLS 1.2 handshake: {}",
+            out.lock().unwrap()
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"R\n").unwrap();
+    let end = Instant::now() + within;
+    let ended = loop {
+        if child.try_wait().unwrap().is_some() {
+            break true;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            let _ = child.wait();
+            break false;
+        }
+        thread::sleep(Duration::from_millis(20));
+    };
+    drop(stdin);
+    for r in readers {
+        let _ = r.join();
+    }
+    let text = out.lock().unwrap().clone();
+    (ended, text)
+}
+
+/// CVE-2021-20201 (client-initiated TLS renegotiation, a CPU-exhaustion DoS in
+/// spice-server): a TLS 1.2 client asking to renegotiate (`openssl s_client`, "R") is
+/// refused at once — rustls answers no_renegotiation without doing any handshake work — and
+/// its connection ends; a session linked over TLS before, and clients linking after, over TLS
+/// and plain, are served normally.
+#[test]
+fn tls_renegotiation_is_refused_and_other_clients_are_served() {
+    let pki = Pki::new("reneg");
+    let (h, _src) = pki.start(&[]);
+    let tls_addr = h.tls_local_addr().unwrap();
+    let mut main = tls_connect(tls_addr, &pki.ca_der, false);
+    assert_eq!(link_over(&mut main, 0, 1, "pw"), 0);
+    assert_eq!(msg_of(&mut main).0, 103, "MAIN_INIT");
+    let ca = pki.dir.join("ca-cert.pem");
+    for attempt in 0..3 {
+        let (ended, text) = openssl_renegotiate(tls_addr, &ca, Duration::from_secs(10));
+        assert!(text.contains("RENEGOTIATING"), "attempt {attempt}: {text}");
+        assert!(
+            text.contains("no renegotiation"),
+            "attempt {attempt}: the server must refuse: {text}"
+        );
+        assert!(ended, "attempt {attempt}: the refused client ends: {text}");
+    }
+    // All those connections are gone; the TLS session from before still answers.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.connections() > 1 {
+        assert!(Instant::now() < deadline, "{} connections", h.connections());
+        thread::sleep(Duration::from_millis(20));
+    }
+    send_over(&mut main, 104, &[]);
+    while msg_of(&mut main).0 != 104 {}
+    let mut tls12 = tls_connect(tls_addr, &pki.ca_der, true);
+    assert_eq!(link_over(&mut tls12, 0, 1, "pw"), 0);
+    assert_eq!(msg_of(&mut tls12).0, 103);
+    let (_plain, id) = main_session(h.local_addr(), "pw");
+    assert_ne!(id, 0);
+}
+
+/// The display source of the stalled-client test: counts the frames the server asks for
+/// (as the worker answers frame queries) while the test changes the picture.
+#[derive(Default)]
+struct CountingSource {
+    frame: Mutex<Option<Frame>>,
+    calls: AtomicU64,
+}
+
+impl DisplaySource for CountingSource {
+    fn frame(&self) -> Option<Frame> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.frame.lock().unwrap().clone()
+    }
+}
+
+fn stall_server(write_timeout: Duration) -> (saffron_server::ServerHandle, Arc<CountingSource>) {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some("pw".into());
+    cfg.queue_limit = 0;
+    cfg.poll_interval = Duration::from_millis(5);
+    cfg.write_timeout = write_timeout;
+    let src = Arc::new(CountingSource::default());
+    let h = saffron_server::start(cfg, src.clone(), Arc::new(NullInput)).unwrap();
+    (h, src)
+}
+
+/// A display client that answers SET_ACK and then never reads again.
+fn stalled_display(addr: SocketAddr) -> (TcpStream, TcpStream) {
+    let (main, id) = main_session(addr, "pw");
+    let (r, mut d) = link(addr, id, 2, "pw", &[]);
+    assert_eq!(r, 0);
+    let (ty, set_ack) = read_msg(&mut d);
+    assert_eq!(ty, 3, "SET_ACK first");
+    send_msg(&mut d, 1, &set_ack[0..4]);
+    (main, d)
+}
+
+/// Slow or stalled client class, write side: a display client that stops reading while the
+/// screen keeps changing is dropped once a write has made no progress for the server's
+/// `write_timeout` (1 s here), while the display source keeps being polled and another
+/// client keeps receiving every frame. The same stall on a server with the default 60 s
+/// timeout is still connected at that point: the timeout, not the stall alone, ends it.
+#[test]
+fn stalled_client_is_dropped_after_the_write_timeout() {
+    const W: u32 = 256;
+    const H: u32 = 256;
+    let frames = [gradient(W, H, 0, 0), gradient(W, H, 0, 0x55)];
+    let (fast, src) = stall_server(Duration::from_secs(1));
+    let (slow, slow_src) = stall_server(saffron_server::DEFAULT_WRITE_TIMEOUT);
+    let set = |src: &CountingSource, i: u64| {
+        *src.frame.lock().unwrap() = Some(Frame {
+            serial: i + 1,
+            ..frames[(i % 2) as usize].clone()
+        });
+    };
+    set(&src, 0);
+    set(&slow_src, 0);
+    let (_main_a, mut a) = stalled_display(fast.local_addr());
+    let (_main_c, mut c) = stalled_display(slow.local_addr());
+    assert_eq!((fast.connections(), slow.connections()), (2, 2));
+
+    // Client B on the fast server reads everything until it shows the last frame.
+    let (_main_b, id_b) = main_session(fast.local_addr(), "pw");
+    let (r, mut b) = link(fast.local_addr(), id_b, 2, "pw", &[]);
+    assert_eq!(r, 0);
+    let last = gradient(W, H, 1 << 40, 0xaa);
+    let want = last.pixels.clone();
+    let reader_b = thread::spawn(move || {
+        let mut screen = Screen::new();
+        b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut draws = 0u32;
+        while screen.pixels != *want {
+            if screen.step(&mut b).unwrap() == 304 {
+                draws += 1;
+            }
+        }
+        draws
+    });
+
+    // Change the picture until the fast server has dropped A (4 connections → 3).
+    let started = Instant::now();
+    let polls = src.calls.load(Ordering::Relaxed);
+    let mut i = 1;
+    while fast.connections() > 3 {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the stalled client was not dropped"
+        );
+        set(&src, i);
+        set(&slow_src, i);
+        i += 1;
+        thread::sleep(Duration::from_millis(8));
+    }
+    let dropped_after = started.elapsed();
+    let polled = src.calls.load(Ordering::Relaxed) - polls;
+    // Keep going a little: the slow server's stalled client must still be there.
+    for _ in 0..100 {
+        set(&src, i);
+        set(&slow_src, i);
+        i += 1;
+        thread::sleep(Duration::from_millis(8));
+    }
+    *src.frame.lock().unwrap() = Some(last.clone());
+    let draws_b = reader_b.join().expect("client B must reach the last frame");
+    eprintln!(
+        "stalled client dropped after {dropped_after:?}; {polled} frame polls meanwhile; \
+         B got {draws_b} draws"
+    );
+    assert!(
+        polled as u128 > dropped_after.as_millis() / 50,
+        "the source kept being polled during the stall ({polled} polls)"
+    );
+    assert!(
+        draws_b > 2,
+        "B got updates while A stalled ({draws_b} draws)"
+    );
+    assert_eq!(
+        slow.connections(),
+        2,
+        "the 60 s server still holds its stalled client"
+    );
+
+    // A, reading again, gets what was in flight and then the end of the connection.
+    let mut buf = vec![0u8; 1 << 16];
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = 0usize;
+    let eof = loop {
+        match a.read(&mut buf) {
+            Ok(0) => break true,
+            Ok(n) => got += n,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    assert!(
+        eof,
+        "A's connection was closed by the server (after {got} bytes)"
+    );
+    // C (60 s timeout) drains and stays connected.
+    c.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let c_open = loop {
+        match c.read(&mut buf) {
+            Ok(0) => break false,
+            Ok(_) => continue,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                break true;
+            }
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        c_open,
+        "the default timeout does not drop a client this soon"
+    );
+    // The fast server links new clients.
+    let (_m, _id) = main_session(fast.local_addr(), "pw");
+}
+
+/// Slow or stalled client class, request side: a client that keeps sending requests (here
+/// MOUSE_MODE_REQUEST, each answered with MOUSE_MODE) but never reads the replies is dropped
+/// once its unread replies pass the control-message bound (`conn::MIN_CONTROL_LIMIT`),
+/// long before the 60 s write timeout, instead of growing its queue without limit. Another
+/// session is untouched.
+#[test]
+fn stalled_client_flooding_requests_is_dropped_at_the_control_limit() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some("pw".into());
+    cfg.queue_limit = 0; // the control bound is then its minimum, 4 MiB
+    let h =
+        saffron_server::start(cfg, Arc::new(TestSource::default()), Arc::new(NullInput)).unwrap();
+    let addr = h.local_addr();
+    let (mut other, _) = main_session(addr, "pw");
+    let (mut flood, _) = main_session(addr, "pw");
+    assert_eq!(h.connections(), 2);
+    let mut batch = Vec::new();
+    for _ in 0..8192 {
+        batch.extend(105u16.to_le_bytes());
+        batch.extend(2u32.to_le_bytes());
+        batch.extend(1u16.to_le_bytes());
+    }
+    flood
+        .set_write_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut sent = 0usize;
+    let write_error = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "still connected after {sent} bytes"
+        );
+        match flood.write_all(&batch) {
+            Ok(()) => sent += batch.len(),
+            Err(e) => break e,
+        }
+    };
+    eprintln!(
+        "flooding client dropped after {sent} bytes ({} requests) in {:?}: {write_error}",
+        sent / 8,
+        started.elapsed()
+    );
+    assert!(started.elapsed() < Duration::from_secs(40));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.connections() > 1 {
+        assert!(Instant::now() < deadline, "{} connections", h.connections());
+        thread::sleep(Duration::from_millis(20));
+    }
+    main_still_answers(&mut other);
+}
+
+fn agent_data(s: &mut TcpStream, bytes: &[u8]) {
+    send_msg(s, 107, bytes);
+}
+
+/// A VDAgentMessage of `type_` holding `payload`.
+fn agent_message(type_: u32, payload: &[u8]) -> Vec<u8> {
+    let mut m = 1u32.to_le_bytes().to_vec();
+    m.extend(type_.to_le_bytes());
+    m.extend(0u64.to_le_bytes());
+    m.extend((payload.len() as u32).to_le_bytes());
+    m.extend(payload);
+    m
+}
+
+/// A VDAgentMonitorsConfig claiming `count` heads with `heads` actually present.
+fn monitors_config(count: u32, heads: u32) -> Vec<u8> {
+    let mut m = count.to_le_bytes().to_vec();
+    m.extend(0u32.to_le_bytes());
+    for i in 0..heads {
+        for v in [768u32, 1024, 32, i * 1024, 0] {
+            m.extend(v.to_le_bytes());
+        }
+    }
+    m
+}
+
+/// CVE-2017-7506 (agent monitors-config count): a client's VDAgentMonitorsConfig whose
+/// num_of_monitors exceeds the heads it holds (u32::MAX, or 3 with 2 present), more heads
+/// than the device can pass on (65), or a header claiming a 4 GiB monitors config, ends that
+/// client's session at once, without allocating by the claimed count; a valid one split over
+/// two AGENT_DATA messages is accepted; agent data beyond the 10 granted tokens, or an
+/// AGENT_DATA over 2048 bytes, ends the session too. Another session keeps its frames.
+#[test]
+fn agent_monitors_config_count_is_bounded() {
+    let (h, src) = start(Some("pw"));
+    src.set(gradient(64, 32, 1, 0));
+    let addr = h.local_addr();
+    let (mut main_b, id_b) = main_session(addr, "pw");
+    let (r, mut display_b) = link(addr, id_b, 2, "pw", &[]);
+    assert_eq!(r, 0);
+    let mut screen_b = Screen::new();
+    while screen_b.pixels != *gradient(64, 32, 1, 0).pixels {
+        screen_b.step(&mut display_b).unwrap();
+    }
+
+    // Valid: AGENT_START, then 2 heads split over two AGENT_DATA messages.
+    let (mut main, _) = main_session(addr, "pw");
+    send_msg(&mut main, 106, &u32::MAX.to_le_bytes());
+    let good = agent_message(2, &monitors_config(2, 2));
+    agent_data(&mut main, &good[..25]);
+    agent_data(&mut main, &good[25..]);
+    send_msg(&mut main, 108, &5u32.to_le_bytes());
+    main_still_answers(&mut main);
+
+    let hostile: [(&str, Vec<Vec<u8>>); 6] = [
+        (
+            "u32::MAX heads, one present",
+            vec![agent_message(2, &monitors_config(u32::MAX, 1))],
+        ),
+        (
+            "3 heads claimed, 2 present",
+            vec![agent_message(2, &monitors_config(3, 2))],
+        ),
+        ("65 heads", vec![agent_message(2, &monitors_config(65, 65))]),
+        ("a 4 GiB monitors config", {
+            let mut m = agent_message(2, &[]);
+            m[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+            vec![m]
+        }),
+        ("11 messages on 10 tokens", {
+            let mut m = agent_message(4, &[]);
+            m[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
+            let mut all = vec![m];
+            all.extend(std::iter::repeat_n(vec![0u8; 100], 10));
+            all
+        }),
+        ("2049 bytes in one AGENT_DATA", vec![vec![0u8; 2049]]),
+    ];
+    for (what, messages) in hostile {
+        let (mut main, id) = main_session(addr, "pw");
+        let (r, mut display) = link(addr, id, 2, "pw", &[]);
+        assert_eq!(r, 0);
+        for m in &messages {
+            agent_data(&mut main, m);
+        }
+        assert!(
+            closes_within(&mut main, Duration::from_secs(5)),
+            "{what}: the main channel closes"
+        );
+        assert!(
+            closes_within(&mut display, Duration::from_secs(5)),
+            "{what}: and the session's display channel with it"
+        );
+        let (r, _s) = link(addr, id, 2, "pw", &[]);
+        assert_eq!(r, 8, "{what}: the session is gone (BAD_CONNECTION_ID)");
+    }
+
+    // Session B keeps its main channel and its frames.
+    main_still_answers(&mut main_b);
+    let next = gradient(64, 32, 2, 0x33);
+    src.set(next.clone());
+    while screen_b.pixels != *next.pixels {
+        screen_b.step(&mut display_b).unwrap();
+    }
+    main_still_answers(&mut main);
 }

@@ -140,3 +140,40 @@ fn insecure_listen_is_refused() {
         saffron_server::start(cfg, src, std::sync::Arc::new(saffron_server::NullInput)).is_ok()
     );
 }
+
+/// `record_dir` keeps, per connection, exactly the bytes the client sent (the fuzz seeds of
+/// `ci/record-seeds` come from it): link message, auth mechanism, ticket, data messages.
+#[test]
+fn record_dir_keeps_exactly_what_each_client_sent() {
+    let dir = std::env::temp_dir().join(format!("saffron-spice-rec-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut cfg = saffron_server::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some("pw".into());
+    cfg.record_dir = Some(dir.clone());
+    let h = saffron_server::start(
+        cfg,
+        std::sync::Arc::new(TestSource::default()),
+        std::sync::Arc::new(saffron_server::NullInput),
+    )
+    .unwrap();
+    let (mut main, _id) = main_session(h.local_addr(), "pw");
+    send_msg(&mut main, 104, &[]);
+    while read_msg(&mut main).0 != 104 {}
+    drop(main);
+    drop(h);
+    let files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "one file per connection: {files:?}");
+    let bytes = std::fs::read(&files[0]).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    // The library client offers AUTH_SELECTION, AUTH_SPICE and MINI_HEADER.
+    let link = link_bytes(0, 1, &[0xb], &[]);
+    let mut tail = 104u16.to_le_bytes().to_vec();
+    tail.extend(0u32.to_le_bytes());
+    assert_eq!(bytes.len(), link.len() + 4 + 128 + tail.len());
+    assert_eq!(&bytes[..link.len()], &link[..]);
+    assert_eq!(&bytes[link.len()..link.len() + 4], &1u32.to_le_bytes());
+    assert_eq!(&bytes[bytes.len() - tail.len()..], &tail[..]);
+}

@@ -5,163 +5,21 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
-use rsa::pkcs8::DecodePublicKey;
-use rsa::rand_core::OsRng;
-use rsa::{Oaep, RsaPublicKey};
-use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
-use saffron_server::{NullInput, ServerConfig, ServerError, ServerHandle, TlsConfig};
+use rcgen::KeyPair;
+use saffron_server::{NullInput, ServerConfig, ServerError};
 
 const MAIN: u8 = 1;
 const DISPLAY: u8 = 2;
 const INPUTS: u8 = 3;
 const CURSOR: u8 = 4;
 const NEED_SECURED: u32 = 5;
-
-/// A test CA and a server certificate it issued for 127.0.0.1, as PEM files in `dir` laid out
-/// like QEMU's x509-dir (ca-cert.pem, server-cert.pem, server-key.pem).
-struct Pki {
-    dir: PathBuf,
-    ca_der: CertificateDer<'static>,
-}
-
-impl Pki {
-    fn new(tag: &str) -> Pki {
-        let dir = std::env::temp_dir().join(format!("saffron-tls-{tag}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca_key = KeyPair::generate().unwrap();
-        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca.distinguished_name
-            .push(DnType::CommonName, "Saffron test CA");
-        let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let issuer = Issuer::new(ca, ca_key);
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
-        let cert = params.signed_by(&key, &issuer).unwrap();
-        std::fs::write(dir.join("ca-cert.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(dir.join("server-cert.pem"), cert.pem()).unwrap();
-        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
-        Pki {
-            dir,
-            ca_der: ca_cert.der().clone(),
-        }
-    }
-
-    fn config(&self, secure: &[u8]) -> ServerConfig {
-        let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
-        cfg.password = Some("pw".into());
-        cfg.tls = Some(TlsConfig::from_x509_dir(
-            "127.0.0.1:0".parse().unwrap(),
-            &self.dir,
-        ));
-        cfg.secure_channels = secure.to_vec();
-        cfg
-    }
-
-    fn start(&self, secure: &[u8]) -> (ServerHandle, Arc<TestSource>) {
-        let source = Arc::new(TestSource::default());
-        let h = saffron_server::start(self.config(secure), source.clone(), Arc::new(NullInput))
-            .unwrap();
-        (h, source)
-    }
-}
-
-impl Drop for Pki {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-type Tls = StreamOwned<ClientConnection, TcpStream>;
-
-fn tls_connect(addr: SocketAddr, ca: &CertificateDer<'static>, tls12_only: bool) -> Tls {
-    let mut roots = RootCertStore::empty();
-    roots.add(ca.clone()).unwrap();
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
-        &[&rustls::version::TLS12]
-    } else {
-        &[&rustls::version::TLS13]
-    };
-    let config = ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let name = ServerName::try_from("127.0.0.1").unwrap();
-    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
-    let mut s = StreamOwned::new(conn, connect(addr));
-    while s.conn.is_handshaking() {
-        s.conn.complete_io(&mut s.sock).unwrap();
-    }
-    let want = if tls12_only {
-        rustls::ProtocolVersion::TLSv1_2
-    } else {
-        rustls::ProtocolVersion::TLSv1_3
-    };
-    assert_eq!(s.conn.protocol_version(), Some(want));
-    s
-}
-
-/// Reads the link header + reply; returns (error, reply bytes).
-fn reply_of(s: &mut impl Read) -> (u32, Vec<u8>) {
-    let mut hdr = [0u8; 16];
-    s.read_exact(&mut hdr).unwrap();
-    assert_eq!(u32_at(&hdr, 0), MAGIC);
-    let mut reply = vec![0u8; u32_at(&hdr, 12) as usize];
-    s.read_exact(&mut reply).unwrap();
-    (u32_at(&reply, 0), reply)
-}
-
-/// The full link (SPICE ticket) over any stream; returns the link result.
-fn link_over(s: &mut (impl Read + Write), conn_id: u32, ch: u8, password: &str) -> u32 {
-    s.write_all(&link_bytes(conn_id, ch, &[0x9], &[])).unwrap();
-    let (err, reply) = reply_of(s);
-    assert_eq!(err, 0);
-    let key = RsaPublicKey::from_public_key_der(&reply[4..166]).unwrap();
-    let mut pw = password.as_bytes().to_vec();
-    pw.push(0);
-    let ticket = key
-        .encrypt(&mut OsRng, Oaep::new::<sha1::Sha1>(), &pw)
-        .unwrap();
-    s.write_all(&1u32.to_le_bytes()).unwrap();
-    s.write_all(&ticket).unwrap();
-    let mut result = [0u8; 4];
-    s.read_exact(&mut result).unwrap();
-    u32::from_le_bytes(result)
-}
-
-fn msg_of(s: &mut impl Read) -> (u16, Vec<u8>) {
-    let mut hdr = [0u8; 6];
-    s.read_exact(&mut hdr).unwrap();
-    let mut body = vec![0u8; u32_at(&hdr, 2) as usize];
-    s.read_exact(&mut body).unwrap();
-    (u16::from_le_bytes([hdr[0], hdr[1]]), body)
-}
-
-fn send_over(s: &mut impl Write, ty: u16, body: &[u8]) {
-    let mut m = ty.to_le_bytes().to_vec();
-    m.extend((body.len() as u32).to_le_bytes());
-    m.extend(body);
-    s.write_all(&m).unwrap();
-}
 
 /// A plain link for `ch`: the server answers NEED_SECURED and closes.
 fn plain_link_error(addr: SocketAddr, ch: u8) -> u32 {

@@ -4,6 +4,10 @@
 //!
 //! The guest reports through lines of the form `SAFFRON-<TAG> key=value ...`, printed by the
 //! `saffron-guest` tool and the guest's `/init`.
+//!
+//! With `SAFFRON_RECORD_DIR=DIR` in the environment every guest run records its ring commands
+//! (`--record-commands`) and its Spice clients' bytes (`--record-spice`) into DIR; that is how
+//! `ci/record-seeds` turns real-guest runs into fuzz seeds. Nothing is recorded otherwise.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -250,6 +254,11 @@ pub fn boot_guest_with_sync(
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("test run directory");
     let console = dir.join("console.sock");
+    let record = std::env::var_os("SAFFRON_RECORD_DIR").map(PathBuf::from);
+    let mut spice = opts.spice.clone();
+    if spice.record_dir.is_none() {
+        spice.record_dir = record.clone();
+    }
     let run = RunOptions {
         kernel,
         initrd: Some(initrd),
@@ -267,7 +276,8 @@ pub fn boot_guest_with_sync(
         accel: Some(Accel::Tcg),
         irq_mode: Some(opts.irq_mode),
         qxl: opts.qxl,
-        spice: opts.spice.clone(),
+        spice,
+        record_commands: record,
     };
     let started = Instant::now();
     let deadline = started + opts.timeout;

@@ -65,13 +65,19 @@ impl QxlArgs {
     }
 }
 
+/// Largest `--resolution` side: the largest surface the device accepts
+/// (`saffron_ring::parse::MAX_SURFACE_DIMENSION`, QEMU's and Linux's largest qxl mode).
+const MAX_RESOLUTION: u32 = 8192;
+
 /// Parses `WIDTHxHEIGHT`.
 fn parse_resolution(s: &str) -> Result<(u32, u32), String> {
     let bad = || format!("bad resolution '{s}' (e.g. 1280x800)");
     let (w, h) = s.split_once(['x', 'X']).ok_or_else(bad)?;
     let (w, h): (u32, u32) = (w.parse().map_err(|_| bad())?, h.parse().map_err(|_| bad())?);
-    if w == 0 || h == 0 || w > 8192 || h > 8192 {
-        return Err(format!("resolution {w}x{h} out of range (1..=8192 each)"));
+    if w == 0 || h == 0 || w > MAX_RESOLUTION || h > MAX_RESOLUTION {
+        return Err(format!(
+            "resolution {w}x{h} out of range (1..={MAX_RESOLUTION} each)"
+        ));
     }
     Ok((w, h))
 }
@@ -99,6 +105,10 @@ struct SpiceArgs {
     /// Channels that must use TLS (comma-separated: main,display,inputs,cursor or default).
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     spice_secure_channels: Vec<String>,
+    /// Record every byte Spice clients send (one file per connection) into DIR, for fuzz
+    /// seeds.
+    #[arg(long, value_name = "DIR")]
+    record_spice: Option<PathBuf>,
 }
 
 impl SpiceArgs {
@@ -111,6 +121,7 @@ impl SpiceArgs {
             tls_port: self.spice_tls_port,
             x509_dir: self.spice_x509_dir.clone(),
             secure_channels: self.spice_secure_channels.clone(),
+            record_dir: self.record_spice.clone(),
         }
     }
 }
@@ -152,6 +163,10 @@ struct RunArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
+    /// replay; format in worker/src/record.rs).
+    #[arg(long, value_name = "DIR")]
+    record_commands: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -172,6 +187,10 @@ struct DeviceArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
+    /// replay; format in worker/src/record.rs).
+    #[arg(long, value_name = "DIR")]
+    record_commands: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -208,6 +227,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         irq_mode: args.irq_mode,
         qxl,
         spice: args.spice.options(),
+        record_commands: args.record_commands,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = vm
@@ -234,6 +254,7 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         socket: args.socket,
         qxl,
         irq_mode: args.irq_mode,
+        record_commands: args.record_commands,
     })
     .map_err(|e| e.to_string())?;
     let quit = Arc::new(AtomicBool::new(false));

@@ -45,6 +45,8 @@ pub struct RunOptions {
     pub qxl: QxlConfig,
     /// The Spice server, if any.
     pub spice: SpiceOptions,
+    /// Record the rings' commands and the guest memory they use into this directory.
+    pub record_commands: Option<PathBuf>,
 }
 
 /// Why a run could not start or failed.
@@ -147,6 +149,7 @@ impl Vm {
             socket: dir.join("qxl.sock"),
             qxl: opts.qxl,
             irq_mode,
+            record_commands: opts.record_commands.clone(),
         })?;
         let quit = Arc::new(AtomicBool::new(false));
         let api = Arc::new(Api::new("run", &server, Arc::clone(&quit)));

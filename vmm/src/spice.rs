@@ -29,6 +29,8 @@ pub struct SpiceOptions {
     pub x509_dir: Option<PathBuf>,
     /// Channels that must use TLS: main, display, inputs, cursor, or default (all).
     pub secure_channels: Vec<String>,
+    /// Record every byte clients send, one file per connection, into this directory.
+    pub record_dir: Option<PathBuf>,
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -54,6 +56,7 @@ impl SpiceOptions {
         cfg.disable_ticketing = self.disable_ticketing;
         cfg.insecure = self.insecure;
         cfg.name = Some(name.to_string());
+        cfg.record_dir = self.record_dir.clone();
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);

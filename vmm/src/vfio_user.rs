@@ -74,6 +74,15 @@ pub enum FrontendError {
     /// The server thread could not be started.
     #[error("cannot start the vfio-user thread: {0}")]
     Thread(#[source] io::Error),
+    /// The command recording could not be created.
+    #[error("cannot record commands in {path}: {source}")]
+    Record {
+        /// The directory.
+        path: PathBuf,
+        /// Cause.
+        #[source]
+        source: io::Error,
+    },
 }
 
 /// Counters of the front end itself.
@@ -218,6 +227,9 @@ pub struct DeviceServerConfig {
     pub qxl: QxlConfig,
     /// How interrupts reach the guest.
     pub irq_mode: IrqMode,
+    /// Record every ring command and the guest memory it used into this directory
+    /// (`saffron_worker::record`).
+    pub record_commands: Option<PathBuf>,
 }
 
 /// A running vfio-user server for one QXL device.
@@ -315,8 +327,21 @@ impl DeviceServer {
         )?;
         let intx = Intx::new(cfg.irq_mode);
         let mut device = QxlDevice::new(cfg.qxl, memory, Box::new(IntxLine(Arc::clone(&intx))))?;
+        let recorder = cfg
+            .record_commands
+            .as_deref()
+            .map(|dir| {
+                saffron_worker::record::Recorder::create(dir).map_err(|source| {
+                    FrontendError::Record {
+                        path: dir.to_path_buf(),
+                        source,
+                    }
+                })
+            })
+            .transpose()?;
         let (dispatcher, worker) =
-            saffron_worker::red::spawn(device.interface()).map_err(FrontendError::Thread)?;
+            saffron_worker::red::spawn_recording(device.interface(), recorder)
+                .map_err(FrontendError::Thread)?;
         device.attach_worker(Box::new(dispatcher));
         let rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
         let mut regions = Vec::new();

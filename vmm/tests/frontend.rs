@@ -38,6 +38,7 @@ fn start(name: &str, irq_mode: IrqMode) -> (DeviceServer, Client) {
         socket: socket_path(name),
         qxl: SMALL,
         irq_mode,
+        record_commands: None,
     })
     .unwrap();
     let client = Client::new(server.socket()).unwrap();
@@ -136,6 +137,7 @@ fn bar4_maps_the_memory_behind_bar1_and_more() {
         socket: socket_path("bar4"),
         qxl: cfg,
         irq_mode: IrqMode::Intx,
+        record_commands: None,
     })
     .unwrap();
     let mut client = Client::new(server.socket()).unwrap();
@@ -305,6 +307,7 @@ fn bad_requests_get_errors_not_a_dead_server() {
         socket: socket_path("bad"),
         qxl: SMALL,
         irq_mode: IrqMode::Intx,
+        record_commands: None,
     })
     .unwrap();
     let mut s = UnixStream::connect(server.socket()).unwrap();

@@ -4,6 +4,7 @@
 
 pub mod cursor;
 pub mod pixel;
+pub mod record;
 pub mod red;
 pub mod region;
 pub mod render;

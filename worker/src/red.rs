@@ -12,12 +12,13 @@ use std::thread;
 use crossbeam_channel::{Receiver, Sender, unbounded};
 use saffron_ring::memslot::MemSlotTable;
 use saffron_ring::parse::{
-    Command, Context, MonitorsConfig, ReleaseInfo, SurfaceCmdKind, parse_command,
+    Command, Context, MonitorsConfig, ReadTrace, ReleaseInfo, SurfaceCmdKind, parse_command,
     parse_monitors_config,
 };
 use tracing::{debug, info, warn};
 
 use crate::cursor::{CursorState, CursorSummary};
+use crate::record::{Event, Recorder, Ring};
 use crate::render::{DrawKind, Renderer};
 use crate::screendump::{self, Area};
 use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
@@ -228,10 +229,22 @@ impl WorkerControl {
 
 /// Starts the worker thread for the device behind `iface`.
 pub fn spawn<I: QxlInterface>(iface: I) -> std::io::Result<(Dispatcher, WorkerControl)> {
+    spawn_recording(iface, None)
+}
+
+/// [`spawn`], writing every ring command and the guest memory it used to `recorder`.
+pub fn spawn_recording<I: QxlInterface>(
+    iface: I,
+    recorder: Option<Recorder>,
+) -> std::io::Result<(Dispatcher, WorkerControl)> {
     let (tx, rx) = unbounded();
     thread::Builder::new()
         .name("saffron-worker".into())
-        .spawn(move || RedWorker::new(iface).run(rx))?;
+        .spawn(move || {
+            let mut worker = RedWorker::new(iface);
+            worker.recorder = recorder;
+            worker.run(rx)
+        })?;
     Ok((Dispatcher { tx: tx.clone() }, WorkerControl { tx }))
 }
 
@@ -253,6 +266,8 @@ struct RedWorker<I> {
     broken: bool,
     /// Bumped by everything that may change what the primary shows.
     generation: u64,
+    /// The opt-in command recorder.
+    recorder: Option<Recorder>,
 }
 
 impl<I: QxlInterface> RedWorker<I> {
@@ -269,6 +284,7 @@ impl<I: QxlInterface> RedWorker<I> {
             stats: WorkerStats::default(),
             broken: false,
             generation: 1,
+            recorder: None,
         }
     }
 
@@ -277,6 +293,9 @@ impl<I: QxlInterface> RedWorker<I> {
             match msg {
                 Msg::Request(req, done) => {
                     self.handle(req);
+                    if let Some(r) = self.recorder.as_mut() {
+                        r.flush();
+                    }
                     match done {
                         Completion::None => {}
                         Completion::Sync(tx) => {
@@ -367,16 +386,27 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.process_rings();
                 self.iface.flush_resources();
             }
-            WorkerRequest::Memslots(slots) => self.slots = *slots,
+            WorkerRequest::Memslots(slots) => {
+                self.slots = *slots;
+                if let Some(r) = self.recorder.as_mut() {
+                    r.memslots(&self.slots);
+                }
+            }
             WorkerRequest::CreatePrimary(p) => {
                 let created =
                     Surface::from_create(&p.create).and_then(|s| self.surfaces.create(0, s));
-                if let Err(e) = created {
-                    self.iface.guest_bug(&format!("primary surface: {e}"));
+                match created {
+                    Ok(()) => {
+                        if let Some(r) = self.recorder.as_mut() {
+                            r.primary(&p);
+                        }
+                    }
+                    Err(e) => self.iface.guest_bug(&format!("primary surface: {e}")),
                 }
             }
             WorkerRequest::DestroyPrimary => {
                 self.process_rings();
+                self.record_event(Event::DestroyPrimary);
                 // spice-server forgets the cursor with the primary; drivers set it again.
                 self.cursor.reset();
                 self.destroy_surface(0);
@@ -385,9 +415,13 @@ impl<I: QxlInterface> RedWorker<I> {
             // Rendering is eager: once the rings are drained nothing is pending on any
             // surface. The surface stays (spice-server only waits here too); its DESTROY
             // command will end it.
-            WorkerRequest::DestroySurfaceWait(_) => self.process_rings(),
+            WorkerRequest::DestroySurfaceWait(id) => {
+                self.process_rings();
+                self.record_event(Event::DestroySurface(id));
+            }
             WorkerRequest::DestroyAllSurfaces => {
                 self.process_rings();
+                self.record_event(Event::DestroyAllSurfaces);
                 self.surfaces.clear();
                 // spice-server destroys each surface, which releases its CREATE.
                 for (_, create) in std::mem::take(&mut self.held_creates) {
@@ -412,6 +446,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.generation = self.generation.wrapping_add(1);
             }
             WorkerRequest::Reset => {
+                self.record_event(Event::Reset);
                 self.surfaces.clear();
                 self.monitors = None;
                 // The device has re-initialised the release ring already: the guest starts
@@ -425,13 +460,23 @@ impl<I: QxlInterface> RedWorker<I> {
         }
     }
 
+    fn record_event(&mut self, event: Event) {
+        if let Some(r) = self.recorder.as_mut() {
+            r.event(event);
+        }
+    }
+
     /// Drains both rings until the guest has nothing more, then pushes the releases.
     fn process_rings(&mut self) {
         if self.broken {
             return;
         }
-        let drained = self.drain(I::get_command, I::req_cmd_notification)
-            && self.drain(I::get_cursor_command, I::req_cursor_notification);
+        let drained = self.drain(Ring::Command, I::get_command, I::req_cmd_notification)
+            && self.drain(
+                Ring::Cursor,
+                I::get_cursor_command,
+                I::req_cursor_notification,
+            );
         if drained {
             self.iface.flush_resources();
         } else {
@@ -443,6 +488,7 @@ impl<I: QxlInterface> RedWorker<I> {
     /// QxlInterface calls). False when the guest broke the protocol.
     fn drain(
         &mut self,
+        ring: Ring,
         pop: fn(&I) -> Result<Option<QXLCommand>, RingFault>,
         arm: fn(&I) -> Result<bool, RingFault>,
     ) -> bool {
@@ -457,7 +503,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 },
                 Err(_) => return false,
             };
-            if !self.execute(&cmd) {
+            if !self.execute(ring, &cmd) {
                 return false;
             }
             handled += 1;
@@ -500,10 +546,20 @@ impl<I: QxlInterface> RedWorker<I> {
     }
 
     /// Applies one ring entry; false when it was a guest bug (processing stops).
-    fn execute(&mut self, cmd: &QXLCommand) -> bool {
+    fn execute(&mut self, ring: Ring, cmd: &QXLCommand) -> bool {
         let mem = self.iface.memory();
+        let trace = ReadTrace::default();
         let ctx = Context::new(mem, &self.slots, self.iface.n_surfaces());
-        let parsed = match parse_command(&ctx, cmd) {
+        let ctx = if self.recorder.is_some() {
+            ctx.with_trace(&trace)
+        } else {
+            ctx
+        };
+        let result = parse_command(&ctx, cmd);
+        if let Some(r) = self.recorder.as_mut() {
+            r.command(ring, cmd, result.is_ok(), &trace.borrow());
+        }
+        let parsed = match result {
             Ok(c) => c,
             Err(e) => {
                 self.stats.bad_commands += 1;

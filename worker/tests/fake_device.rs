@@ -13,8 +13,10 @@ use saffron_ring::abi::{
     QXLSurface, QXLSurfaceCmd, QXLSurfaceCreate, SPICE_SURFACE_FMT_32_xRGB,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable, make_phys};
+use saffron_ring::parse::TraceEntry;
 use saffron_ring::parse::{Context, parse_primary};
-use saffron_worker::red::{FrameReply, spawn};
+use saffron_worker::record::{Record as Rec, Recorder, Ring, read_recording};
+use saffron_worker::red::{FrameReply, spawn, spawn_recording};
 use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
@@ -80,18 +82,27 @@ fn wait(mut f: impl FnMut() -> bool) -> bool {
     false
 }
 
-fn setup() -> (
+type Setup = (
     FakeDevice,
     saffron_worker::red::Dispatcher,
     saffron_worker::red::WorkerControl,
     MemSlotTable,
-) {
+);
+
+fn setup() -> Setup {
+    setup_with(None)
+}
+
+fn setup_with(recorder: Option<Recorder>) -> Setup {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap();
     let dev = FakeDevice {
         mem,
         rec: Arc::default(),
     };
-    let (dispatcher, control) = spawn(dev.clone()).unwrap();
+    let (dispatcher, control) = match recorder {
+        None => spawn(dev.clone()).unwrap(),
+        Some(r) => spawn_recording(dev.clone(), Some(r)).unwrap(),
+    };
     let mut slots = MemSlotTable::new();
     slots
         .add(
@@ -559,4 +570,67 @@ fn screendump_shows_head_0_of_the_monitors_config() {
     sync(&worker, WorkerRequest::CreatePrimary(primary));
     assert_eq!(dims(&control), (w, h, (0, 0)));
     assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+#[test]
+fn the_recorder_keeps_each_command_with_the_guest_memory_it_read() {
+    let dir = std::env::temp_dir().join(format!("saffron-worker-rec-{}", std::process::id()));
+    let recorder = Recorder::create(&dir).unwrap();
+    let path = recorder.path().to_owned();
+    let (dev, worker, _control, _slots) = setup_with(Some(recorder));
+    let text = b"hi\0";
+    dev.mem
+        .write_obj(QXLReleaseInfo { id: 9 }, GuestAddress(0x2000))
+        .unwrap();
+    dev.mem.write_slice(text, GuestAddress(0x2000 + 8)).unwrap();
+    let good = QXLCommand {
+        data: make_phys(1, 0, 0x2000).unwrap(),
+        type_: QXL_CMD_MESSAGE,
+        ..Default::default()
+    };
+    // Then a command whose pointer names no slot: recorded as a guest bug, nothing read.
+    let bad = QXLCommand {
+        data: make_phys(3, 0, 0).unwrap(),
+        type_: QXL_CMD_DRAW,
+        ..Default::default()
+    };
+    dev.rec.lock().unwrap().commands.extend([good, bad]);
+    worker.submit(WorkerRequest::Wakeup, Completion::None);
+    worker.submit(WorkerRequest::FlushSurfaces, Completion::Async(1));
+    assert!(wait(|| dev.rec.lock().unwrap().completions == [1]));
+    let records = read_recording(&path).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let Some(Rec::Memslots(slots)) = records.first() else {
+        panic!("memslots first: {records:?}")
+    };
+    assert_eq!((slots.len(), slots[0].id, slots[0].size), (1, 1, MEM));
+    let commands: Vec<_> = records
+        .iter()
+        .filter_map(|r| match r {
+            Rec::Command(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(commands.len(), 2, "{records:?}");
+    assert_eq!(
+        (commands[0].ring, commands[0].command, commands[0].parsed),
+        (Ring::Command, good, true)
+    );
+    // The release info, then the text up to the end of the slot (the parser scans it for
+    // the NUL; at most MAX_MESSAGE_BYTES).
+    let TraceEntry::Copied { phys, bytes } = &commands[0].memory[0] else {
+        panic!("a copy")
+    };
+    assert_eq!(
+        (*phys, bytes.as_slice()),
+        (good.data, &9u64.to_le_bytes()[..])
+    );
+    let TraceEntry::Copied { phys, bytes } = &commands[0].memory[1] else {
+        panic!("a copy")
+    };
+    assert_eq!(*phys, good.data + 8);
+    assert_eq!(&bytes[..3], text);
+    assert_eq!(commands[0].memory.len(), 2);
+    assert_eq!((commands[1].command, commands[1].parsed), (bad, false));
+    assert!(commands[1].memory.is_empty());
 }

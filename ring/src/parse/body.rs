@@ -231,7 +231,11 @@ pub(super) fn parse_body<M: GuestMemory>(
                 if a.style == 0 {
                     return Err(ParseError::MissingLineStyle { nseg: a.style_nseg });
                 }
-                let bytes = ctx.read_bytes(a.style, u64::from(a.style_nseg) * 4, 1024)?;
+                let bytes = ctx.read_bytes(
+                    a.style,
+                    u64::from(a.style_nseg) * 4,
+                    super::MAX_LINE_STYLE_BYTES,
+                )?;
                 bytes
                     .chunks_exact(4)
                     .map(|c| i32::from_le_bytes(c.try_into().unwrap_or_default()))

@@ -7,7 +7,7 @@
 
 use vm_memory::{ByteValued, GuestMemory};
 
-use super::{Context, MAX_IMAGE_BYTES, MAX_IMAGE_DIMENSION, ParseError};
+use super::{Context, MAX_IMAGE_BYTES, MAX_IMAGE_DIMENSION, MAX_PALETTE_ENTRIES, ParseError};
 use crate::abi::{
     QXL_BITMAP_DIRECT, QXL_BITMAP_TOP_DOWN, QXL_BITMAP_UNSTABLE, QXL_QUIC_CHUNK_OFFSET,
     QXLDataChunk, QXLImage, QXLPHYSICAL, QXLPalette, QXLQUICData, QXLSurfaceId,
@@ -180,9 +180,16 @@ pub(super) fn parse_image<M: GuestMemory>(
             );
             let header_at = phys_add(phys, QXL_QUIC_CHUNK_OFFSET)?;
             let declared = quic.data_size;
+            let limit = image_limit(ctx);
+            if u64::from(declared) > limit {
+                return Err(ParseError::ImageTooLarge {
+                    size: u64::from(declared),
+                    limit,
+                });
+            }
             let data = ctx.chain(
                 ChainStart::Inline { header, header_at },
-                ChunkLimits::bytes(u64::from(declared).min(MAX_IMAGE_BYTES)),
+                ChunkLimits::bytes(u64::from(declared)),
             )?;
             if data.len() as u64 != u64::from(declared) {
                 return Err(ParseError::QuicDataSize {
@@ -194,6 +201,13 @@ pub(super) fn parse_image<M: GuestMemory>(
         }
         type_ => Err(ParseError::UnsupportedImageType { type_ }),
     }
+}
+
+/// The most image bytes a command may name: [`MAX_IMAGE_BYTES`], and never more than the
+/// memslots cover, so an image that cannot be in guest memory is refused before anything is
+/// copied (rather than after copying all the memory there is).
+fn image_limit<M: GuestMemory>(ctx: &Context<'_, M>) -> u64 {
+    MAX_IMAGE_BYTES.min(ctx.slots.covered_bytes())
 }
 
 fn parse_bitmap<M: GuestMemory>(
@@ -215,11 +229,9 @@ fn parse_bitmap<M: GuestMemory>(
         return Err(ParseError::StrideTooSmall { stride, width, bpp });
     }
     let size = u64::from(height) * u64::from(stride);
-    if size > MAX_IMAGE_BYTES {
-        return Err(ParseError::ImageTooLarge {
-            size,
-            limit: MAX_IMAGE_BYTES,
-        });
+    let limit = image_limit(ctx);
+    if size > limit {
+        return Err(ParseError::ImageTooLarge { size, limit });
     }
     let palette = match b.palette {
         0 if format.is_paletted() && !is_mask => {
@@ -259,11 +271,15 @@ fn parse_palette<M: GuestMemory>(
 ) -> Result<Palette, ParseError> {
     let (header, _) = ctx.read::<QXLPalette>(phys)?;
     let num_ents = header.num_ents;
-    if num_ents > 256 {
+    if num_ents > MAX_PALETTE_ENTRIES {
         return Err(ParseError::PaletteTooLarge { num_ents });
     }
     let entries_at = phys_add(phys, core::mem::size_of::<QXLPalette>() as u64)?;
-    let bytes = ctx.read_bytes(entries_at, u64::from(num_ents) * 4, 1024)?;
+    let bytes = ctx.read_bytes(
+        entries_at,
+        u64::from(num_ents) * 4,
+        u64::from(MAX_PALETTE_ENTRIES) * 4,
+    )?;
     let entries = bytes
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes(c.try_into().unwrap_or_default()))
@@ -363,7 +379,10 @@ pub(crate) mod tests {
             (bitmap_image(8, 0, 20000, 1, 80000, p(0x200)), "wide"),
             (bitmap_image(0, 0, 4, 2, 16, p(0x200)), "format"),
             (bitmap_image(11, 0, 4, 2, 16, p(0x200)), "format"),
-            (bitmap_image(8, 0, 16384, 16384, u32::MAX, p(0x200)), "size"),
+            (bitmap_image(8, 0, 8193, 1, 32772, p(0x200)), "wide"),
+            (bitmap_image(8, 0, 8192, 8192, u32::MAX, p(0x200)), "size"),
+            // 4 MiB: under MAX_IMAGE_BYTES, over the 2 MiB the two slots cover.
+            (bitmap_image(8, 0, 1024, 1024, 4096, p(0x200)), "slots"),
         ];
         for (image, what) in cases {
             put(&mem, 0x100, image);
@@ -379,6 +398,13 @@ pub(crate) mod tests {
                 ),
                 "zero" | "wide" => matches!(err, ParseError::InvalidImageSize { .. }),
                 "format" => matches!(err, ParseError::InvalidBitmapFormat { .. }),
+                "slots" => matches!(
+                    err,
+                    ParseError::ImageTooLarge {
+                        size: 0x40_0000,
+                        limit: 0x20_0000
+                    }
+                ),
                 _ => matches!(err, ParseError::ImageTooLarge { .. }),
             };
             assert!(ok, "{what}: {err:?}");

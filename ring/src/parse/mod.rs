@@ -41,7 +41,7 @@ use crate::abi::{
     QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_CMD_UPDATE, QXLCommand,
     QXLPHYSICAL, QXLPoint, QXLPoint16, QXLPointFix, QXLRect, QXLReleaseInfo,
 };
-use crate::chunks::{ChainStart, ChunkError, ChunkLimits, read_chain};
+use crate::chunks::{ChainStart, ChunkError, ChunkLimits, read_chain, read_chain_observed};
 use crate::memslot::{MemSlotError, MemSlotTable};
 
 // --- Caps on what a single command may make the device copy -------------------------------
@@ -51,20 +51,25 @@ use crate::memslot::{MemSlotError, MemSlotTable};
 /// keeps a per-drawable clip loop bounded.
 pub const MAX_CLIP_RECTS: u32 = 16_384;
 
-/// Largest image width or height. Drivers stay at or below 8192 (Linux's framebuffer limit,
-/// QEMU's largest mode); twice that leaves headroom while `width × height × 4` stays below
-/// 2^31, so renderers with 32-bit signed coordinates and strides cannot overflow.
-pub const MAX_IMAGE_DIMENSION: u32 = 16_384;
+/// Largest surface width or height: 8192, the largest mode of QEMU's qxl and of Linux's
+/// qxl driver (`mode_config.max_width/height`) and the largest resolution we accept.
+pub const MAX_SURFACE_DIMENSION: u32 = 8192;
 
-/// Largest bitmap or QUIC payload: one 8192 × 8192 image at 32 bpp (see
-/// [`crate::chunks::MAX_CHUNK_DATA`]).
-pub const MAX_IMAGE_BYTES: u64 = crate::chunks::MAX_CHUNK_DATA;
+/// Largest surface in bytes (`height × |stride|`): an 8192 × 8192 surface at 32 bpp,
+/// 256 MiB, also QEMU's cap on the memory holding the primary (vgamem ≤ 256 MiB). Every
+/// Spice frame query copies the primary, so this bounds that copy too (spice-server allows
+/// up to 2 GiB − 1, which a 2 GiB BAR could otherwise back).
+pub const MAX_SURFACE_BYTES: u64 = 8192 * 8192 * 4;
 
-/// Largest surface width or height; same reasoning as [`MAX_IMAGE_DIMENSION`].
-pub const MAX_SURFACE_DIMENSION: u32 = 16_384;
+/// Largest image width or height: images are drawn onto surfaces, which are at most
+/// [`MAX_SURFACE_DIMENSION`] wide and high; drivers send the damaged area of a surface.
+/// `width × height × 4` stays far below 2^31, so 32-bit coordinates and strides cannot
+/// overflow in a renderer.
+pub const MAX_IMAGE_DIMENSION: u32 = MAX_SURFACE_DIMENSION;
 
-/// Largest surface in bytes (`height × |stride|`): spice-server's 31-bit data limit.
-pub const MAX_SURFACE_BYTES: u64 = 0x7fff_ffff;
+/// Largest bitmap or QUIC payload: one full largest surface ([`MAX_SURFACE_BYTES`]). An
+/// image must also fit in the memory the memslots cover, checked before anything is copied.
+pub const MAX_IMAGE_BYTES: u64 = MAX_SURFACE_BYTES;
 
 /// Largest cursor width or height. QEMU bounds cursors to 512 since CVE-2021-4206; Linux
 /// sends 64 × 64.
@@ -83,6 +88,12 @@ pub const MAX_MESSAGE_BYTES: u64 = 100_000;
 
 /// Most heads a guest monitors config is read for (the ROM's client config holds 64).
 pub const MAX_MONITORS: u16 = 64;
+
+/// Most palette entries: bitmap pixels index a palette with at most 8 bits.
+pub const MAX_PALETTE_ENTRIES: u16 = 256;
+
+/// Largest line-style array: `style_nseg` is a u8, so at most 255 four-byte segments.
+pub const MAX_LINE_STYLE_BYTES: u64 = 255 * 4;
 
 /// Errors parsing guest commands. All of them are guest bugs or hostile input.
 #[derive(Debug, Error)]
@@ -133,7 +144,7 @@ pub enum ParseError {
     BitmapDataSize { expected: u64, found: u64 },
     #[error("paletted bitmap format {format} has no palette")]
     MissingPalette { format: u8 },
-    #[error("palette of {num_ents} entries exceeds 256")]
+    #[error("palette of {num_ents} entries exceeds {MAX_PALETTE_ENTRIES}")]
     PaletteTooLarge { num_ents: u16 },
     #[error("QUIC image declares {declared} bytes, the chunks hold {found}")]
     QuicDataSize { declared: u32, found: u64 },
@@ -251,12 +262,27 @@ pub struct ReleaseInfo {
     pub addr: GuestAddress,
 }
 
+/// One piece of guest memory a parse used, as the command recorder keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TraceEntry {
+    /// `bytes` were copied out of guest memory at `phys` (a structure, a chunk header, chunk
+    /// data, a palette, ...).
+    Copied { phys: QXLPHYSICAL, bytes: Vec<u8> },
+    /// `len` bytes at `phys` were validated but stay in guest memory (surface pixels).
+    Referenced { phys: QXLPHYSICAL, len: u64 },
+}
+
+/// Collects, in order, the guest memory a parse used (see [`Context::with_trace`]).
+pub type ReadTrace = core::cell::RefCell<Vec<TraceEntry>>;
+
 /// What parsers need: guest memory, the memslots, and the number of surfaces the ROM offers.
 #[derive(Clone, Copy, Debug)]
 pub struct Context<'a, M> {
     pub mem: &'a M,
     pub slots: &'a MemSlotTable,
     pub n_surfaces: u32,
+    /// When set, every guest read and surface reference is appended here (command recorder).
+    pub trace: Option<&'a ReadTrace>,
 }
 
 impl<'a, M: GuestMemory> Context<'a, M> {
@@ -265,6 +291,21 @@ impl<'a, M: GuestMemory> Context<'a, M> {
             mem,
             slots,
             n_surfaces,
+            trace: None,
+        }
+    }
+
+    /// The same context, appending what parses read to `trace`.
+    pub fn with_trace(self, trace: &'a ReadTrace) -> Self {
+        Context {
+            trace: Some(trace),
+            ..self
+        }
+    }
+
+    fn record(&self, entry: impl FnOnce() -> TraceEntry) {
+        if let Some(t) = self.trace {
+            t.borrow_mut().push(entry());
         }
     }
 
@@ -273,25 +314,53 @@ impl<'a, M: GuestMemory> Context<'a, M> {
         let addr = self
             .slots
             .translate(phys, core::mem::size_of::<T>() as u64)?;
-        let value = self
+        let value: T = self
             .mem
             .read_obj(addr)
             .map_err(|source| ParseError::Memory {
                 addr: addr.0,
                 source,
             })?;
+        self.record(|| TraceEntry::Copied {
+            phys,
+            bytes: value.as_slice().to_vec(),
+        });
         Ok((value, addr))
     }
 
     /// Copies `len` bytes at `phys`.
     fn read_bytes(&self, phys: QXLPHYSICAL, len: u64, max: u64) -> Result<Vec<u8>, ParseError> {
-        Ok(crate::chunks::read_flat(
-            self.mem, self.slots, phys, len, max,
-        )?)
+        let bytes = crate::chunks::read_flat(self.mem, self.slots, phys, len, max)?;
+        self.record(|| TraceEntry::Copied {
+            phys,
+            bytes: bytes.clone(),
+        });
+        Ok(bytes)
     }
 
     fn chain(&self, start: ChainStart, limits: ChunkLimits) -> Result<Vec<u8>, ParseError> {
-        Ok(read_chain(self.mem, self.slots, start, limits)?)
+        match self.trace {
+            None => Ok(read_chain(self.mem, self.slots, start, limits)?),
+            Some(t) => Ok(read_chain_observed(
+                self.mem,
+                self.slots,
+                start,
+                limits,
+                &mut |phys, bytes| {
+                    t.borrow_mut().push(TraceEntry::Copied {
+                        phys,
+                        bytes: bytes.to_vec(),
+                    })
+                },
+            )?),
+        }
+    }
+
+    /// Translates memory that stays in the guest (surfaces), noting it in the trace.
+    fn reference(&self, phys: QXLPHYSICAL, len: u64) -> Result<GuestAddress, ParseError> {
+        let addr = self.slots.translate(phys, len)?;
+        self.record(|| TraceEntry::Referenced { phys, len });
+        Ok(addr)
     }
 
     fn surface_id(&self, id: u32) -> Result<u32, ParseError> {

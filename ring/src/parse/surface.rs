@@ -40,6 +40,18 @@ impl SurfaceFormat {
         })
     }
 
+    /// The `SPICE_SURFACE_FMT_*` value.
+    pub fn to_raw(self) -> u32 {
+        match self {
+            Self::A1 => SPICE_SURFACE_FMT_1_A,
+            Self::A8 => SPICE_SURFACE_FMT_8_A,
+            Self::Rgb555 => SPICE_SURFACE_FMT_16_555,
+            Self::Xrgb8888 => SPICE_SURFACE_FMT_32_xRGB,
+            Self::Rgb565 => SPICE_SURFACE_FMT_16_565,
+            Self::Argb8888 => SPICE_SURFACE_FMT_32_ARGB,
+        }
+    }
+
     pub fn bits_per_pixel(self) -> u32 {
         match self {
             Self::A1 => 1,
@@ -134,7 +146,7 @@ fn surface_create<M: GuestMemory>(
     (format, width, height, stride, data, flags): (u32, u32, u32, i32, QXLPHYSICAL, u32),
 ) -> Result<SurfaceCreate, ParseError> {
     let (format, len) = validate_surface(format, width, height, stride)?;
-    let addr = ctx.slots.translate(data, len)?;
+    let addr = ctx.reference(data, len)?;
     Ok(SurfaceCreate {
         format,
         width,
@@ -294,10 +306,12 @@ mod tests {
             validate_surface(32, 0, 1, 4),
             Err(ParseError::InvalidSurfaceSize { .. })
         ));
-        assert!(matches!(
-            validate_surface(32, 16385, 1, 65540),
-            Err(ParseError::InvalidSurfaceSize { .. })
-        ));
+        for (w, h) in [(8193, 1), (1, 8193), (16384, 16384)] {
+            assert!(matches!(
+                validate_surface(32, w, h, 4 * w as i32),
+                Err(ParseError::InvalidSurfaceSize { .. })
+            ));
+        }
         for stride in [i32::MIN, 3996, -3996, 4098] {
             assert!(
                 matches!(
@@ -308,8 +322,17 @@ mod tests {
             );
         }
         assert_eq!(validate_surface(32, 1000, 10, -4000).unwrap().1, 40_000);
+        // The largest surface: 8192 × 8192 at 32 bpp (256 MiB); one padded row more is not.
+        assert_eq!(
+            validate_surface(32, 8192, 8192, 8192 * 4).unwrap().1,
+            256 << 20
+        );
         assert!(matches!(
-            validate_surface(32, 16384, 16384, i32::MAX - 3),
+            validate_surface(32, 8192, 8192, 8192 * 4 + 4),
+            Err(ParseError::SurfaceTooLarge { .. })
+        ));
+        assert!(matches!(
+            validate_surface(32, 8192, 8192, i32::MAX - 3),
             Err(ParseError::SurfaceTooLarge { .. })
         ));
     }

@@ -2,13 +2,17 @@
 
 #![allow(dead_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use saffron_server::client;
-use saffron_server::{DisplaySource, Frame, NullInput, ServerConfig, ServerHandle};
+use saffron_server::{DisplaySource, Frame, NullInput, ServerConfig, ServerHandle, TlsConfig};
 
 pub const MAGIC: u32 = 0x5144_4552;
 
@@ -100,4 +104,118 @@ pub fn main_session(addr: SocketAddr, password: &str) -> (TcpStream, u32) {
     let id = u32_at(&body, 0);
     assert_ne!(id, 0);
     (s, id)
+}
+
+/// A test CA and a server certificate it issued for 127.0.0.1, as PEM files in `dir` laid out
+/// like QEMU's x509-dir (ca-cert.pem, server-cert.pem, server-key.pem).
+pub struct Pki {
+    pub dir: PathBuf,
+    pub ca_der: CertificateDer<'static>,
+}
+
+impl Pki {
+    pub fn new(tag: &str) -> Pki {
+        let dir = std::env::temp_dir().join(format!("saffron-tls-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        ca.distinguished_name
+            .push(DnType::CommonName, "Saffron test CA");
+        let ca_cert = ca.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        std::fs::write(dir.join("ca-cert.pem"), ca_cert.pem()).unwrap();
+        std::fs::write(dir.join("server-cert.pem"), cert.pem()).unwrap();
+        std::fs::write(dir.join("server-key.pem"), key.serialize_pem()).unwrap();
+        Pki {
+            dir,
+            ca_der: ca_cert.der().clone(),
+        }
+    }
+
+    pub fn config(&self, secure: &[u8]) -> ServerConfig {
+        let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+        cfg.password = Some("pw".into());
+        cfg.tls = Some(TlsConfig::from_x509_dir(
+            "127.0.0.1:0".parse().unwrap(),
+            &self.dir,
+        ));
+        cfg.secure_channels = secure.to_vec();
+        cfg
+    }
+
+    pub fn start(&self, secure: &[u8]) -> (ServerHandle, Arc<TestSource>) {
+        let source = Arc::new(TestSource::default());
+        let h = saffron_server::start(self.config(secure), source.clone(), Arc::new(NullInput))
+            .unwrap();
+        (h, source)
+    }
+}
+
+impl Drop for Pki {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub type Tls = StreamOwned<ClientConnection, TcpStream>;
+
+pub fn tls_connect(addr: SocketAddr, ca: &CertificateDer<'static>, tls12_only: bool) -> Tls {
+    let mut roots = RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] = if tls12_only {
+        &[&rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
+    let config = ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from("127.0.0.1").unwrap();
+    let conn = ClientConnection::new(Arc::new(config), name).unwrap();
+    let mut s = StreamOwned::new(conn, connect(addr));
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock).unwrap();
+    }
+    let want = if tls12_only {
+        rustls::ProtocolVersion::TLSv1_2
+    } else {
+        rustls::ProtocolVersion::TLSv1_3
+    };
+    assert_eq!(s.conn.protocol_version(), Some(want));
+    s
+}
+
+/// Reads the link header + reply over any stream; returns (error, reply bytes).
+pub fn reply_of(s: &mut impl Read) -> (u32, Vec<u8>) {
+    client::read_link_reply(s).unwrap()
+}
+
+/// The full link (SPICE ticket) over any stream; returns the link result.
+pub fn link_over(s: &mut (impl Read + Write), conn_id: u32, ch: u8, password: &str) -> u32 {
+    client::link_stream(s, conn_id, ch, password, &[]).unwrap()
+}
+
+/// Reads one mini-header message from any stream.
+pub fn msg_of(s: &mut impl Read) -> (u16, Vec<u8>) {
+    client::read_msg(s).unwrap()
+}
+
+/// Sends one mini-header message over any stream.
+pub fn send_over(s: &mut impl Write, ty: u16, body: &[u8]) {
+    client::send_msg(s, ty, body).unwrap()
 }
