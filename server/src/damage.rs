@@ -258,10 +258,11 @@ pub fn apply_scroll(old: &Frame, scroll: Scroll) -> Frame {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn frame(w: u32, h: u32, serial: u64, f: impl Fn(u32, u32) -> u32) -> Frame {
+    /// A frame whose pixel (x, y) is `f(x, y)` as 0x00RRGGBB.
+    pub(crate) fn frame(w: u32, h: u32, serial: u64, f: impl Fn(u32, u32) -> u32) -> Frame {
         let px: Vec<u32> = (0..h)
             .flat_map(|y| (0..w).map(move |x| (x, y)))
             .map(|(x, y)| f(x, y))
@@ -269,7 +270,7 @@ mod tests {
         Frame::from_xrgb(w, h, serial, &px)
     }
 
-    fn r(top: u32, left: u32, bottom: u32, right: u32) -> Rect {
+    pub(crate) fn r(top: u32, left: u32, bottom: u32, right: u32) -> Rect {
         Rect {
             top,
             left,

@@ -376,20 +376,19 @@ pub(crate) fn run(
 mod tests {
     use super::*;
 
-    fn frame(w: u32, h: u32, serial: u64, f: impl Fn(u32, u32) -> u32) -> Frame {
-        let px: Vec<u32> = (0..h)
-            .flat_map(|y| (0..w).map(move |x| (x, y)))
-            .map(|(x, y)| f(x, y))
-            .collect();
-        Frame::from_xrgb(w, h, serial, &px)
-    }
+    use crate::damage::tests::{frame, r};
 
-    fn r(top: u32, left: u32, bottom: u32, right: u32) -> Rect {
-        Rect {
-            top,
-            left,
-            bottom,
-            right,
+    /// A fresh per-client updater.
+    fn updater(monitors_cap: bool, base_limit: usize) -> Updater {
+        Updater {
+            surface: None,
+            last: None,
+            marked: false,
+            monitors_cap,
+            sent_head: None,
+            image_id: 0,
+            base_limit,
+            warned: false,
         }
     }
 
@@ -407,16 +406,7 @@ mod tests {
     #[test]
     fn monitors_config_follows_the_guests_head() {
         let q = SendQueue::new(1 << 20);
-        let mut u = Updater {
-            surface: None,
-            last: None,
-            marked: false,
-            monitors_cap: true,
-            sent_head: None,
-            image_id: 0,
-            base_limit: 1 << 20,
-            warned: false,
-        };
+        let mut u = updater(true, 1 << 20);
         u.tick(&q, frame(16, 8, 1, |_, _| 7));
         assert_eq!(
             q.take_types(),
@@ -462,16 +452,7 @@ mod tests {
     #[test]
     fn updater_sends_a_scroll_as_copy_bits_and_the_new_rows_as_pixels() {
         let q = SendQueue::new(1 << 24);
-        let mut u = Updater {
-            surface: None,
-            last: None,
-            marked: false,
-            monitors_cap: false,
-            sent_head: None,
-            image_id: 0,
-            base_limit: 1 << 24,
-            warned: false,
-        };
+        let mut u = updater(false, 1 << 24);
         let lines = |first: u32, serial| {
             frame(64, 128, serial, move |x, y| {
                 (first + y / 4) * 1000 + x + u32::from(y >= 124 && first > 0) * 7
@@ -496,16 +477,7 @@ mod tests {
     #[test]
     fn updater_sends_fills_for_solid_changes_after_the_first_draw() {
         let q = SendQueue::new(1 << 20);
-        let mut u = Updater {
-            surface: None,
-            last: None,
-            marked: false,
-            monitors_cap: false,
-            sent_head: None,
-            image_id: 0,
-            base_limit: 1 << 20,
-            warned: false,
-        };
+        let mut u = updater(false, 1 << 20);
         u.tick(&q, frame(16, 16, 1, |_, _| 7));
         let first = q.take_types();
         assert_eq!(
@@ -561,16 +533,7 @@ mod tests {
     #[test]
     fn overflow_resends_full_frame() {
         let q = SendQueue::new(0);
-        let mut u = Updater {
-            surface: None,
-            last: None,
-            marked: false,
-            monitors_cap: false,
-            sent_head: None,
-            image_id: 0,
-            base_limit: 0,
-            warned: false,
-        };
+        let mut u = updater(false, 0);
         u.tick(&q, frame(4, 4, 1, |_, _| 1));
         assert!(u.marked && u.last.is_some());
         // Limit is now 2 frames + slack; force an overflow with a tiny limit.

@@ -31,7 +31,10 @@ fn clients_reconnect_cleanly_past_the_connection_limit() {
         let mut d = session.display().expect("display channel");
         let mut screen = Screen::new();
         while screen.step(&mut d).expect("display message") != 102 {}
-        assert_eq!(screen.pixels, *frame.pixels, "round {round}: the whole picture");
+        assert_eq!(
+            screen.pixels, *frame.pixels,
+            "round {round}: the whole picture"
+        );
         if round % 2 == 0 {
             // Clean: the client says goodbye on each channel (DISCONNECTING).
             let bye = [0u8; 12];
