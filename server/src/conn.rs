@@ -184,6 +184,14 @@ impl SendQueue {
         s.msgs.drain(..).map(|m| m.ty).collect()
     }
 
+    /// The queued messages, taken out of the queue (for unit tests that replay them).
+    #[cfg(test)]
+    pub(crate) fn take_all(&self) -> Vec<(u16, Vec<u8>)> {
+        let mut s = self.lock();
+        s.bytes = 0;
+        s.msgs.drain(..).map(|m| (m.ty, m.body)).collect()
+    }
+
     /// Bytes waiting to be written.
     pub fn queued_bytes(&self) -> usize {
         self.lock().bytes

@@ -541,4 +541,56 @@ mod tests {
         u.tick(&q, frame(4, 4, 2, |x, _| x));
         assert!(u.last.is_none() || q.queued_bytes() > 0);
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+
+        /// Whatever the change (a scroll either way, rows replaced, solid areas, nothing), the
+        /// messages an updater queues, applied by a client in order, turn the client's copy of
+        /// the old frame into exactly the new one.
+        #[test]
+        fn a_client_applying_the_updates_ends_with_the_new_frame(
+            (w, h) in (8u32..40, 32u32..96),
+            rows in proptest::collection::vec(0u32..6, 96),
+            dy in -40i32..40,
+            replaced in proptest::collection::vec((0u32..96, 0u32..6), 0..12),
+            solid in proptest::option::of((0u32..96, 0u32..96, 0u32..0x00ff_ffff)),
+        ) {
+            use crate::client::Screen;
+            // Rows drawn from a few contents (repeats, as text lines have), each row's pixels
+            // varying along x.
+            let content = |r: u32, x: u32| r.wrapping_mul(0x0001_0101).wrapping_add(x * 3) & 0xff_ffff;
+            let old = frame(w, h, 1, |x, y| content(rows[y as usize], x));
+            let new_row = |y: u32| -> u32 {
+                let src = y as i32 + dy;
+                if (0..h as i32).contains(&src) { rows[src as usize] } else { 5 }
+            };
+            let mut new_rows: Vec<u32> = (0..h).map(new_row).collect();
+            for (y, r) in &replaced {
+                if let Some(row) = new_rows.get_mut(*y as usize) {
+                    *row = *r;
+                }
+            }
+            let new = frame(w, h, 2, |x, y| {
+                match solid {
+                    Some((top, len, color)) if (top..top + len).contains(&y) => color,
+                    _ => content(new_rows[y as usize], x),
+                }
+            });
+            let q = SendQueue::new(1 << 24);
+            let mut u = updater(true, 1 << 24);
+            let mut screen = Screen::new();
+            let mut sink = std::io::sink();
+            u.tick(&q, old.clone());
+            for (ty, body) in q.take_all() {
+                screen.handle(&mut sink, ty, &body).unwrap();
+            }
+            proptest::prop_assert_eq!(&screen.pixels, &*old.pixels);
+            u.tick(&q, new.clone());
+            for (ty, body) in q.take_all() {
+                screen.handle(&mut sink, ty, &body).unwrap();
+            }
+            proptest::prop_assert_eq!(&screen.pixels, &*new.pixels);
+        }
+    }
 }
