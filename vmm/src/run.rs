@@ -1,6 +1,7 @@
 //! `saffron run`: our device server plus a QEMU that attaches it, as one unit that ends with
 //! the guest.
 
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
@@ -196,6 +197,25 @@ impl Vm {
         cmd.args(cfg.args());
         if opts.serial != Serial::Stdio {
             cmd.stdin(Stdio::null());
+        }
+        // QEMU must not outlive us: if this process dies in any way (SIGTERM, SIGKILL, a
+        // crash) the kernel sends QEMU SIGTERM, and a QEMU whose parent is already gone does
+        // not start. (Drop covers the orderly exits.) The signal is tied to the thread that
+        // forks, which is the one that owns this `Vm`.
+        let parent = std::process::id();
+        // SAFETY: the closure runs in the forked child before exec, where only
+        // async-signal-safe calls are allowed: prctl and getppid are system calls that touch
+        // no memory of ours, and the error is built from errno without allocating.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if libc::getppid() as u32 != parent {
+                    return Err(std::io::Error::from_raw_os_error(libc::ESRCH));
+                }
+                Ok(())
+            });
         }
         info!(qemu = %qemu_bin.display(), "starting QEMU: {:?}", cfg.args());
         let child = cmd
