@@ -19,33 +19,6 @@ fn have_spicy() -> bool {
     ok
 }
 
-/// Parses a binary PPM (P6, maxval 255) into (width, height, RGB bytes).
-fn read_ppm(path: &Path) -> (u32, u32, Vec<u8>) {
-    let data = std::fs::read(path).unwrap();
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if data[pos] == b'#' {
-            while data[pos] != b'\n' {
-                pos += 1;
-            }
-            continue;
-        }
-        let start = pos;
-        while !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8(data[start..pos].to_vec()).unwrap());
-    }
-    assert_eq!(fields[0], "P6");
-    assert_eq!(fields[3], "255");
-    let (w, h) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
-    (w, h, data[pos + 1..].to_vec())
-}
-
 fn run_spicy(port: u16, password: &str, out: &Path) -> std::process::Output {
     let mut cmd = Command::new("timeout");
     cmd.args([

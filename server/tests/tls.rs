@@ -186,33 +186,6 @@ fn bad_certificate_or_key_refuses_to_start() {
 
 const SPICY: &str = "spicy-screenshot";
 
-/// Parses a binary PPM (P6, maxval 255) into (width, height, RGB bytes).
-fn read_ppm(path: &Path) -> (u32, u32, Vec<u8>) {
-    let data = std::fs::read(path).unwrap();
-    let mut fields = Vec::new();
-    let mut pos = 0;
-    while fields.len() < 4 {
-        while data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        if data[pos] == b'#' {
-            while data[pos] != b'\n' {
-                pos += 1;
-            }
-            continue;
-        }
-        let start = pos;
-        while !data[pos].is_ascii_whitespace() {
-            pos += 1;
-        }
-        fields.push(String::from_utf8(data[start..pos].to_vec()).unwrap());
-    }
-    assert_eq!(fields[0], "P6");
-    assert_eq!(fields[3], "255");
-    let (w, h) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
-    (w, h, data[pos + 1..].to_vec())
-}
-
 /// spicy-screenshot has no CA option, and spice-gtk's default CA file
 /// (`$HOME/.spicec/spice_truststore.pem`) is only set by clients that use its option group;
 /// without one it trusts OpenSSL's default verify paths, which `SSL_CERT_FILE` overrides.

@@ -219,3 +219,30 @@ pub fn msg_of(s: &mut impl Read) -> (u16, Vec<u8>) {
 pub fn send_over(s: &mut impl Write, ty: u16, body: &[u8]) {
     client::send_msg(s, ty, body).unwrap()
 }
+
+/// Parses a binary PPM (P6, maxval 255) into (width, height, RGB bytes).
+pub fn read_ppm(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
+    let data = std::fs::read(path).unwrap();
+    let mut fields = Vec::new();
+    let mut pos = 0;
+    while fields.len() < 4 {
+        while data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        if data[pos] == b'#' {
+            while data[pos] != b'\n' {
+                pos += 1;
+            }
+            continue;
+        }
+        let start = pos;
+        while !data[pos].is_ascii_whitespace() {
+            pos += 1;
+        }
+        fields.push(String::from_utf8(data[start..pos].to_vec()).unwrap());
+    }
+    assert_eq!(fields[0], "P6");
+    assert_eq!(fields[3], "255");
+    let (w, h) = (fields[1].parse().unwrap(), fields[2].parse().unwrap());
+    (w, h, data[pos + 1..].to_vec())
+}
