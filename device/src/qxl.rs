@@ -20,7 +20,7 @@ use saffron_ring::memslot::{BarRange, MemSlotTable};
 use saffron_ring::parse::{Context, PrimarySurface, Rect, parse_primary};
 use saffron_rom::ram::RamHeader;
 use saffron_rom::rom::{Rom, RomConfig};
-use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
+use saffron_seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
 

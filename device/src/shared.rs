@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use saffron_ring::abi::{QXL_INTERRUPT_ERROR, QXL_INTERRUPT_IO_CMD, QXLCommand};
 use saffron_ring::ring::{CommandRing, Idle, Push, ReleaseRing};
 use saffron_rom::ram::RamHeader;
-use saffron_worker::seam::{QxlInterface, RingFault};
+use saffron_seam::{QxlInterface, RingFault};
 use tracing::{error, warn};
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 

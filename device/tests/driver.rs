@@ -11,7 +11,7 @@ use saffron_device::qxl::{Mode, bar};
 use saffron_device::{DeviceMemory, IrqLine, QxlConfig, QxlDevice};
 use saffron_ring::abi::*;
 use saffron_ring::memslot::make_phys;
-use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
+use saffron_seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
 use vm_memory::ByteValued;
 
 const CFG: QxlConfig = QxlConfig {

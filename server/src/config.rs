@@ -31,6 +31,9 @@ impl TlsConfig {
 /// machine, yet a stalled client's socket and threads do not live for ever.
 pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Default [`ServerConfig::display_pipe_limit`]: four full 1920 × 1080 frames.
+pub const DEFAULT_PIPE_LIMIT: usize = 32 << 20;
+
 /// How the Spice server listens and authenticates.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
@@ -58,8 +61,11 @@ pub struct ServerConfig {
     pub uuid: [u8; 16],
     /// Byte bound of each client's send queue (raised to two full frames when needed).
     pub queue_limit: usize,
-    /// How often display clients poll the display source.
-    pub poll_interval: Duration,
+    /// Byte bound of each display client's pipe of display items (what the worker pushed and
+    /// the client's encoder has not taken yet); past it the pipe merges its drawings.
+    pub display_pipe_limit: usize,
+    /// How images are compressed for display clients (QEMU's `image-compression`).
+    pub image_compression: crate::image::Compression,
     /// How often cursor clients poll the cursor source (shorter than the display's: a pointer
     /// that lags the hand is noticed sooner than a late picture).
     pub cursor_poll_interval: Duration,
@@ -85,7 +91,8 @@ impl ServerConfig {
             name: None,
             uuid: [0; 16],
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
-            poll_interval: Duration::from_millis(33),
+            display_pipe_limit: DEFAULT_PIPE_LIMIT,
+            image_compression: crate::image::Compression::default(),
             cursor_poll_interval: Duration::from_millis(15),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,

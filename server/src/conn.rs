@@ -66,6 +66,9 @@ struct QueueState {
 pub struct SendQueue {
     state: Mutex<QueueState>,
     ready: Condvar,
+    /// Signalled when the writer takes a message (or the queue closes): producers that wait
+    /// for room (the display encoder) wake.
+    drained: Condvar,
     /// The connection's socket, shut down when the queue gives up on the client (its writer
     /// may be blocked in a write, its reader in a read).
     socket: Mutex<Option<std::net::TcpStream>>,
@@ -106,6 +109,7 @@ impl SendQueue {
                 unacked: 0,
             }),
             ready: Condvar::new(),
+            drained: Condvar::new(),
             socket: Mutex::new(None),
         })
     }
@@ -127,6 +131,36 @@ impl SendQueue {
     /// Raises the byte bound (a full frame must always fit twice).
     pub fn set_limit(&self, limit: usize) {
         self.lock().limit = limit;
+    }
+
+    /// The byte bound.
+    pub fn limit(&self) -> usize {
+        self.lock().limit
+    }
+
+    /// Waits up to `timeout` until fewer than `bytes` bytes are queued. True when they are
+    /// (false on timeout or once closed): a producer that would rather wait than have its
+    /// messages dropped calls this first.
+    pub fn wait_below(&self, bytes: usize, timeout: std::time::Duration) -> bool {
+        let mut s = self.lock();
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if s.closed {
+                return false;
+            }
+            if s.bytes < bytes {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            s = self
+                .drained
+                .wait_timeout(s, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
     }
 
     /// Queues a message. A droppable one that would push the queue past its bound empties
@@ -210,6 +244,7 @@ impl SendQueue {
         s.bytes = 0;
         s.control_bytes = 0;
         self.ready.notify_all();
+        self.drained.notify_all();
     }
 
     /// Starts ACK flow control: queues SET_ACK and resets the unacked count.
@@ -256,6 +291,7 @@ impl SendQueue {
                 if s.ack_window > 0 {
                     s.unacked = s.unacked.saturating_add(1);
                 }
+                self.drained.notify_all();
                 return Some(m);
             }
             s = self.ready.wait(s).unwrap_or_else(|e| e.into_inner());

@@ -1,32 +1,32 @@
-//! The display channel (spec §4, §8): one primary surface fed from the [`DisplaySource`].
+//! The display channel (spec §4, §8): the primary surface, pushed by the display source.
 //!
-//! Each client has an updater thread that polls the source, diffs the new frame with the last
-//! frame queued for *that* client: a vertical scroll goes first as a COPY_BITS (the client
-//! moves pixels it has), then each region still changed (runs of changed rows, see
-//! [`changed_rects`]) as a DRAW_FILL when it is one solid colour, else as raw 32-bit top-down
-//! BITMAP DRAW_COPYs cut into row bands under [`MAX_DRAW_BODY`] (except the first draw on a
-//! new surface, which is one whole DRAW_COPY). Raw bitmaps are the one image format every
-//! Spice client decodes; compression comes later.
+//! Each client subscribes a bounded [`Pipe`] to the [`DisplaySource`]; an encoder thread per
+//! client takes the items the worker pushes into it and turns each into Spice messages: a
+//! fill as DRAW_FILL, the guest's COPY_BITS as COPY_BITS (the client moves pixels it has),
+//! rendered pixels as a DRAW_COPY of an image encoded for that client. Nothing is polled: a
+//! client hears of a change because the guest drew it. The encoder waits while the client's
+//! send queue is full, so a slow client lets its pipe fill, and the pipe merges what it holds
+//! (see `saffron_display::pipe`); the guest never waits for a client.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
-use tracing::{debug, warn};
+use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
+use tracing::{debug, info};
 
 use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
 };
-use crate::damage::{
-    Rect, Scroll, apply_scroll, bounding_box, changed_rects, find_scroll, solid_color,
-};
+use crate::image::{self, BITMAP_HEADER_SIZE, DESCRIPTOR_SIZE};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
-use crate::source::{Frame, Head};
 use crate::tls::Stream;
-use crate::wire::{Writer, has_cap, msg};
+use crate::wire::{Reader, Writer, has_cap, msg};
 
-/// Largest DRAW_COPY body we build; bigger areas are split into row bands.
+/// Largest raw DRAW_COPY body we build after the first draw; bigger areas are split into row
+/// bands, so one message does not hold the writer for long.
 pub const MAX_DRAW_BODY: usize = 1 << 20;
 /// ACK window announced with SET_ACK (spice-server's value).
 const ACK_WINDOW: u32 = 20;
@@ -39,20 +39,18 @@ const SURFACE_FMT_32_XRGB: u32 = 32;
 const SURFACE_FLAG_PRIMARY: u32 = 1;
 /// Offset of the image from the start of a DRAW_COPY body with clip NONE and no mask.
 const DRAW_COPY_IMAGE_OFFSET: u32 = 57;
-/// Header bytes of a DRAW_COPY body before the pixel data.
-pub const DRAW_COPY_HEADER: usize = 93;
+/// Header bytes of a raw DRAW_COPY body before the pixel data.
+pub const DRAW_COPY_HEADER: usize =
+    DRAW_COPY_IMAGE_OFFSET as usize + DESCRIPTOR_SIZE + BITMAP_HEADER_SIZE;
+/// How long the encoder waits for an item before it checks whether the client is gone.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// A DRAW_FILL body: `rect` of surface 0 filled with a solid `0x00RRGGBB` brush, rop PUT, no
 /// clip, no mask.
 pub fn draw_fill(rect: Rect, color: u32) -> Vec<u8> {
     let mut out = Writer::with_capacity(DRAW_FILL_BODY);
-    out.u32(0) // surface
-        .i32(rect.top as i32)
-        .i32(rect.left as i32)
-        .i32(rect.bottom as i32)
-        .i32(rect.right as i32)
-        .u8(0) // clip NONE
-        .u8(1) // brush SOLID
+    box_header(&mut out, rect);
+    out.u8(1) // brush SOLID
         .u32(color)
         .u16(8) // rop OP_PUT
         .u8(0) // mask flags
@@ -62,19 +60,22 @@ pub fn draw_fill(rect: Rect, color: u32) -> Vec<u8> {
     out.buf
 }
 
-/// A COPY_BITS body: the client moves `scroll.dest`'s pixels from `dy` rows away (pixels it
-/// already has), no clip.
-pub fn copy_bits(scroll: Scroll) -> Vec<u8> {
-    let d = scroll.dest;
-    let mut out = Writer::with_capacity(COPY_BITS_BODY);
+/// Surface 0, the box, clip NONE: how every draw message starts.
+fn box_header(out: &mut Writer, rect: Rect) {
     out.u32(0) // surface
-        .i32(d.top as i32)
-        .i32(d.left as i32)
-        .i32(d.bottom as i32)
-        .i32(d.right as i32)
-        .u8(0) // clip NONE
-        .i32(d.left as i32) // source position x
-        .i32(d.top as i32 + scroll.dy); // source position y
+        .i32(rect.top as i32)
+        .i32(rect.left as i32)
+        .i32(rect.bottom as i32)
+        .i32(rect.right as i32)
+        .u8(0); // clip NONE
+}
+
+/// A COPY_BITS body: the client copies the `area`-sized rectangle at (`src_x`, `src_y`) to
+/// `area` (pixels it already has), no clip.
+pub fn copy_bits(area: Rect, src_x: u32, src_y: u32) -> Vec<u8> {
+    let mut out = Writer::with_capacity(COPY_BITS_BODY);
+    box_header(&mut out, area);
+    out.i32(src_x as i32).i32(src_y as i32);
     out.buf
 }
 
@@ -84,208 +85,39 @@ pub const COPY_BITS_BODY: usize = 29;
 /// Size of a [`draw_fill`] body.
 pub const DRAW_FILL_BODY: usize = 41;
 
-/// Cuts `rect` into row bands whose DRAW_COPY bodies stay under `max_body` (at least one row).
-pub fn bands(rect: Rect, max_body: usize) -> impl Iterator<Item = Rect> {
-    let row_bytes = ((rect.right - rect.left) as usize * 4).max(1);
-    let rows = u32::try_from((max_body.saturating_sub(DRAW_COPY_HEADER) / row_bytes).max(1))
-        .unwrap_or(u32::MAX);
-    (rect.top..rect.bottom)
-        .step_by(rows as usize)
-        .map(move |top| Rect {
-            top,
-            bottom: top.saturating_add(rows).min(rect.bottom),
-            ..rect
-        })
-}
-
-/// A DRAW_COPY body drawing `rect` of `frame` onto surface 0 from a raw top-down 32BIT bitmap.
-/// `rect` must lie inside the frame (callers derive it from the frame).
-pub fn draw_copy(frame: &Frame, rect: Rect, image_id: u64) -> Vec<u8> {
-    let (w, h) = (rect.right - rect.left, rect.bottom - rect.top);
-    let stride = w as usize * 4;
-    let mut out = Writer::with_capacity(DRAW_COPY_HEADER + stride * h as usize);
-    out.u32(0) // surface
-        .i32(rect.top as i32)
-        .i32(rect.left as i32)
-        .i32(rect.bottom as i32)
-        .i32(rect.right as i32)
-        .u8(0) // clip NONE
-        .u32(DRAW_COPY_IMAGE_OFFSET)
+/// A DRAW_COPY body putting the image `image` (a whole SpiceImage: descriptor and payload,
+/// `area`'s size) at `area` of surface 0, rop PUT.
+pub fn draw_copy(area: Rect, image: &[u8]) -> Vec<u8> {
+    let mut out = Writer::with_capacity(DRAW_COPY_IMAGE_OFFSET as usize + image.len());
+    box_header(&mut out, area);
+    out.u32(DRAW_COPY_IMAGE_OFFSET)
         .i32(0) // src_area: the whole image
         .i32(0)
-        .i32(h as i32)
-        .i32(w as i32)
+        .i32(area.height() as i32)
+        .i32(area.width() as i32)
         .u16(8) // rop OP_PUT
         .u8(0) // scale mode
         .u8(0) // mask flags
         .i32(0)
         .i32(0)
         .u32(0) // no mask bitmap
-        .u64(image_id)
-        .u8(0) // image type BITMAP
-        .u8(0) // image flags
-        .u32(w)
-        .u32(h)
-        .u8(8) // bitmap format 32BIT
-        .u8(4) // TOP_DOWN
-        .u32(w)
-        .u32(h)
-        .u32(stride as u32)
-        .u32(0); // no palette
-    let src_stride = frame.width as usize * 4;
-    for y in rect.top..rect.bottom {
-        let start = y as usize * src_stride + rect.left as usize * 4;
-        if let Some(row) = frame.pixels.get(start..start + stride) {
-            out.bytes(row);
-        }
-    }
+        .bytes(image);
     out.buf
 }
 
-/// Per-client display state: what the client has.
-struct Updater {
-    surface: Option<(u32, u32)>,
-    last: Option<Frame>,
-    marked: bool,
-    monitors_cap: bool,
-    /// The head last sent in a MONITORS_CONFIG (clients with the cap).
-    sent_head: Option<Head>,
-    image_id: u64,
-    base_limit: usize,
-    warned: bool,
-}
-
-impl Updater {
-    fn tick(&mut self, queue: &SendQueue, frame: Frame) {
-        if !frame.is_consistent() {
-            if !self.warned {
-                warn!(
-                    frame.width,
-                    frame.height,
-                    len = frame.pixels.len(),
-                    "inconsistent frame ignored"
-                );
-                self.warned = true;
-            }
-            return;
-        }
-        let size = (frame.width, frame.height);
-        if self.surface != Some(size) {
-            if self.surface.is_some() {
-                let _ = queue.push(
-                    msg::DISPLAY_SURFACE_DESTROY,
-                    0u32.to_le_bytes().to_vec(),
-                    false,
-                );
-            }
-            let mut w = Writer::default();
-            w.u32(0)
-                .u32(frame.width)
-                .u32(frame.height)
-                .u32(SURFACE_FMT_32_XRGB)
-                .u32(SURFACE_FLAG_PRIMARY);
-            let _ = queue.push(msg::DISPLAY_SURFACE_CREATE, w.buf, false);
-            // Two full frames must always fit, or a full refresh could never be queued.
-            queue.set_limit(
-                self.base_limit
-                    .max(frame.pixels.len().saturating_mul(2) + (1 << 16)),
-            );
-            self.surface = Some(size);
-            self.last = None;
-            self.marked = false;
-            self.sent_head = None;
-            debug!(
-                width = frame.width,
-                height = frame.height,
-                "surface created"
-            );
-        } else if queue.queued_bytes() >= frame.pixels.len() {
-            // The client is behind by a frame or more: let the changes accumulate (the next
-            // diff against the last queued frame covers them all).
-            return;
-        }
-        let (scroll, rects) = match &self.last {
-            None => (None, vec![Rect::full(&frame)]),
-            Some(last) if last.serial == frame.serial => return,
-            Some(last) => {
-                let rects = changed_rects(last, &frame);
-                // A scrolled console changes in many regions split by blank rows: look for
-                // the scroll in all of them at once.
-                match bounding_box(&rects).and_then(|b| find_scroll(last, &frame, b)) {
-                    Some(scroll) => {
-                        let moved = apply_scroll(last, scroll);
-                        (Some(scroll), changed_rects(&moved, &frame))
-                    }
-                    None => (None, rects),
-                }
-            }
-        };
-        if let Some(scroll) = scroll {
-            debug!(
-                dy = scroll.dy,
-                rows = scroll.dest.bottom - scroll.dest.top,
-                "scroll sent as COPY_BITS"
-            );
-        }
-        if let Some(scroll) = scroll
-            && queue
-                .push(msg::DISPLAY_COPY_BITS, copy_bits(scroll), true)
-                .is_err()
-        {
-            debug!("send queue overflow: whole surface marked dirty");
-            self.last = None;
-            return;
-        }
-        // The first draw on a new surface is one DRAW_COPY even when large or solid:
-        // spicy-screenshot saves the picture at the first draw it sees, so that draw must hold
-        // everything.
-        let max_body = if self.marked {
-            MAX_DRAW_BODY
-        } else {
-            usize::MAX
-        };
-        for rect in rects {
-            if self.marked
-                && let Some(color) = solid_color(&frame, rect)
-            {
-                if queue
-                    .push(msg::DISPLAY_DRAW_FILL, draw_fill(rect, color), true)
-                    .is_err()
-                {
-                    debug!("send queue overflow: whole surface marked dirty");
-                    self.last = None;
-                    return;
-                }
-                continue;
-            }
-            for band in bands(rect, max_body) {
-                self.image_id = self.image_id.wrapping_add(1);
-                let body = draw_copy(&frame, band, self.image_id);
-                if queue.push(msg::DISPLAY_DRAW_COPY, body, true).is_err() {
-                    debug!("send queue overflow: whole surface marked dirty");
-                    self.last = None;
-                    return;
-                }
-            }
-        }
-        // What the guest shows of the surface (its monitors config's head 0), sent to clients
-        // that understand it whenever it changes, as spice-server forwards the guest's config.
-        let head = frame.head.unwrap_or(Head {
-            x: 0,
-            y: 0,
-            width: frame.width,
-            height: frame.height,
-        });
-        self.last = Some(frame);
-        if self.monitors_cap && self.sent_head != Some(head) {
-            let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, monitors_config(head), false);
-            self.sent_head = Some(head);
-        }
-        if !self.marked {
-            let _ = queue.push(msg::DISPLAY_MARK, Vec::new(), false);
-            self.marked = true;
-        }
-    }
+/// Cuts the rows of a `width`-wide area into bands whose raw DRAW_COPY bodies stay under
+/// `max_body` (at least one row each).
+pub fn bands(
+    width: u32,
+    height: u32,
+    max_body: usize,
+) -> impl Iterator<Item = std::ops::Range<u32>> {
+    let row_bytes = (width as usize * 4).max(1);
+    let rows = u32::try_from((max_body.saturating_sub(DRAW_COPY_HEADER) / row_bytes).max(1))
+        .unwrap_or(u32::MAX);
+    (0..height)
+        .step_by(rows as usize)
+        .map(move |top| top..top.saturating_add(rows).min(height))
 }
 
 /// A MONITORS_CONFIG body with one head on surface 0.
@@ -301,6 +133,226 @@ fn monitors_config(head: Head) -> Vec<u8> {
         .u32(head.y)
         .u32(0); // flags
     m.buf
+}
+
+/// What the client said in its DISPLAY_INIT: its cache and GLZ dictionary budgets.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DisplayInit {
+    pub pixmap_cache_id: u8,
+    pub pixmap_cache_size: i64,
+    pub glz_dictionary_id: u8,
+    pub glz_window_size: i32,
+}
+
+impl DisplayInit {
+    fn parse(body: &[u8]) -> Option<DisplayInit> {
+        let mut r = Reader::new(body);
+        Some(DisplayInit {
+            pixmap_cache_id: r.u8().ok()?,
+            pixmap_cache_size: r.u64().ok()? as i64,
+            glz_dictionary_id: r.u8().ok()?,
+            glz_window_size: r.u32().ok()? as i32,
+        })
+    }
+}
+
+/// Per-client display state: what the client has, and how its images are encoded.
+pub(crate) struct ClientDisplay {
+    surface: Option<(u32, u32)>,
+    marked: bool,
+    monitors_cap: bool,
+    /// The head last sent in a MONITORS_CONFIG (clients with the cap).
+    sent_head: Option<Head>,
+    image_id: u64,
+    base_limit: usize,
+}
+
+impl ClientDisplay {
+    pub(crate) fn new(monitors_cap: bool, base_limit: usize) -> ClientDisplay {
+        ClientDisplay {
+            surface: None,
+            marked: false,
+            monitors_cap,
+            sent_head: None,
+            image_id: 0,
+            base_limit,
+        }
+    }
+
+    /// Sends what `item` changed. False when the client's queue overflowed (its updates were
+    /// thrown away): the caller asks for the surface again.
+    pub(crate) fn apply(&mut self, queue: &SendQueue, item: DisplayItem) -> bool {
+        match item {
+            DisplayItem::SurfaceCreate(info) => {
+                self.destroy(queue);
+                let mut w = Writer::default();
+                w.u32(0)
+                    .u32(info.width)
+                    .u32(info.height)
+                    .u32(SURFACE_FMT_32_XRGB)
+                    .u32(SURFACE_FLAG_PRIMARY);
+                let _ = queue.push(msg::DISPLAY_SURFACE_CREATE, w.buf, false);
+                // Two full frames must always fit, or a full refresh could never be queued.
+                let frame = (info.width as usize * info.height as usize).saturating_mul(4);
+                queue.set_limit(self.base_limit.max(frame.saturating_mul(2) + (1 << 16)));
+                self.surface = Some((info.width, info.height));
+                self.marked = false;
+                self.sent_head = None;
+                debug!(width = info.width, height = info.height, "surface created");
+                true
+            }
+            DisplayItem::SurfaceDestroy => {
+                self.destroy(queue);
+                true
+            }
+            DisplayItem::Reset => true,
+            DisplayItem::Monitors(head) => {
+                let Some((w, h)) = self.surface else {
+                    return true;
+                };
+                let head = if head.width == 0 || head.height == 0 {
+                    Head {
+                        x: 0,
+                        y: 0,
+                        width: w,
+                        height: h,
+                    }
+                } else {
+                    head
+                };
+                if self.monitors_cap && self.sent_head != Some(head) {
+                    let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, monitors_config(head), false);
+                    self.sent_head = Some(head);
+                }
+                true
+            }
+            DisplayItem::CopyBits { area, src_x, src_y } => {
+                if !self.fits(area) {
+                    return true;
+                }
+                self.drawn(queue, msg::DISPLAY_COPY_BITS, copy_bits(area, src_x, src_y))
+            }
+            DisplayItem::Draw(d) => {
+                if !self.fits(d.area) {
+                    return true;
+                }
+                match d.content {
+                    DrawContent::Fill(color) => {
+                        self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
+                    }
+                    DrawContent::Image(px) => {
+                        if !px.is_consistent()
+                            || px.width != d.area.width()
+                            || px.height != d.area.height()
+                        {
+                            debug!("inconsistent image ignored");
+                            return true;
+                        }
+                        self.image(queue, d.area, &px)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether `area` lies in the client's surface (items for another are stale).
+    fn fits(&self, area: Rect) -> bool {
+        self.surface
+            .is_some_and(|(w, h)| Rect::of_size(w, h).contains(&area) && !area.is_empty())
+    }
+
+    fn destroy(&mut self, queue: &SendQueue) {
+        if self.surface.take().is_some() {
+            let _ = queue.push(
+                msg::DISPLAY_SURFACE_DESTROY,
+                0u32.to_le_bytes().to_vec(),
+                false,
+            );
+        }
+    }
+
+    /// Queues a drawing message, then MARK after the first drawing on a surface.
+    fn drawn(&mut self, queue: &SendQueue, ty: u16, body: Vec<u8>) -> bool {
+        if queue.push(ty, body, true).is_err() {
+            return false;
+        }
+        if !self.marked {
+            let _ = queue.push(msg::DISPLAY_MARK, Vec::new(), false);
+            self.marked = true;
+        }
+        true
+    }
+
+    fn image(&mut self, queue: &SendQueue, area: Rect, px: &Pixels) -> bool {
+        if self.marked
+            && let Some(color) = px.solid_color()
+        {
+            return self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(area, color));
+        }
+        // The first drawing on a new surface is one message even when large: spicy-screenshot
+        // saves the picture at the first drawing it sees.
+        let max_body = if self.marked {
+            MAX_DRAW_BODY
+        } else {
+            usize::MAX
+        };
+        for rows in bands(px.width, px.height, max_body) {
+            self.image_id = self.image_id.wrapping_add(1);
+            let band = Rect {
+                top: area.top + rows.start,
+                bottom: area.top + rows.end,
+                ..area
+            };
+            let mut img = Writer::with_capacity(
+                DESCRIPTOR_SIZE + BITMAP_HEADER_SIZE + band.area() as usize * 4,
+            );
+            image::raw_bitmap(&mut img, self.image_id, px, rows);
+            if !self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(band, &img.buf)) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The whole surface, for a resync after an overflow of the client's send queue.
+    fn whole(&self) -> Option<Rect> {
+        self.surface.map(|(w, h)| Rect::of_size(w, h))
+    }
+}
+
+/// The encoder thread's loop: items from the pipe to messages in the queue, waiting while the
+/// queue is full.
+fn encode_loop(
+    queue: &SendQueue,
+    pipe: &Arc<Pipe>,
+    source: &Arc<dyn DisplaySource>,
+    session: &Session,
+    client: &mut ClientDisplay,
+) {
+    while !queue.is_closed() && !session.is_closed() {
+        if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
+            continue;
+        }
+        match pipe.pop(IDLE_CHECK) {
+            Popped::Item(item) => {
+                if !client.apply(queue, item) {
+                    debug!("send queue overflow: the surface is sent again");
+                    if let Some(area) = client.whole() {
+                        pipe.force_resync(area);
+                    }
+                }
+            }
+            Popped::Resync => source.resync(pipe),
+            Popped::Idle => {}
+            Popped::Closed => break,
+        }
+    }
+}
+
+/// How full the client's queue may be before the encoder waits: half its bound (which the
+/// surface raises to two frames), so a frame encoded now still fits.
+fn queue_room(queue: &SendQueue) -> usize {
+    (queue.limit() / 2).max(1)
 }
 
 pub(crate) fn run(
@@ -322,28 +374,24 @@ pub(crate) fn run(
     )?;
     queue.set_ack(ACK_WINDOW);
 
-    let mut updater = Updater {
-        surface: None,
-        last: None,
-        marked: false,
-        monitors_cap: has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
-        sent_head: None,
-        image_id: 0,
-        base_limit: shared.config.queue_limit,
-        warned: false,
-    };
-    let poller = {
-        let (queue, shared, session) = (queue.clone(), shared.clone(), session.clone());
+    let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
+    let init: Arc<Mutex<Option<DisplayInit>>> = Arc::new(Mutex::new(None));
+    let mut client = ClientDisplay::new(
+        has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
+        shared.config.queue_limit,
+    );
+    if !shared.source.subscribe(pipe.clone()) {
+        info!("no display source to subscribe to");
+    }
+    let encoder = {
+        let (queue, shared, session, pipe) =
+            (queue.clone(), shared.clone(), session.clone(), pipe.clone());
         thread::Builder::new()
             .name("spice-display".into())
             .spawn(move || {
                 let _e = span.enter();
-                while !queue.is_closed() && !session.is_closed() {
-                    if let Some(frame) = shared.source.frame() {
-                        updater.tick(&queue, frame);
-                    }
-                    thread::sleep(shared.config.poll_interval);
-                }
+                encode_loop(&queue, &pipe, &shared.source, &session, &mut client);
+                pipe.close();
             })?
     };
 
@@ -356,7 +404,9 @@ pub(crate) fn run(
         match handle_common(&queue, ty, &body) {
             Ok(Common::NotCommon) => {
                 if ty == msg::MSGC_DISPLAY_INIT {
-                    debug!("display INIT");
+                    let parsed = DisplayInit::parse(&body);
+                    debug!(?parsed, "display INIT");
+                    *init.lock().unwrap_or_else(|e| e.into_inner()) = parsed;
                 } else {
                     debug!(ty, "ignored display message");
                 }
@@ -366,231 +416,205 @@ pub(crate) fn run(
             Err(e) => break Err(e),
         }
     };
+    pipe.close();
     queue.close();
     let _ = writer.join();
-    let _ = poller.join();
+    let _ = encoder.join();
     result
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use saffron_display::{Draw, Pixels, SurfaceInfo};
+
     use super::*;
+    use crate::client::Screen;
 
-    use crate::damage::tests::{frame, r};
+    fn rect(l: u32, t: u32, r: u32, b: u32) -> Rect {
+        Rect::new(l, t, r, b).unwrap()
+    }
 
-    /// A fresh per-client updater.
-    fn updater(monitors_cap: bool, base_limit: usize) -> Updater {
-        Updater {
-            surface: None,
-            last: None,
-            marked: false,
-            monitors_cap,
-            sent_head: None,
-            image_id: 0,
-            base_limit,
-            warned: false,
+    /// What a client shows after the messages `queue` holds.
+    fn replay(queue: &SendQueue, screen: &mut Screen) -> Vec<u16> {
+        let mut sink = std::io::sink();
+        let mut types = Vec::new();
+        for (ty, body) in queue.take_all() {
+            screen.handle(&mut sink, ty, &body).unwrap();
+            types.push(ty);
         }
+        types
+    }
+
+    fn image(area: Rect, f: impl Fn(u32, u32) -> u32) -> DisplayItem {
+        let bgrx = (area.top..area.bottom)
+            .flat_map(|y| (area.left..area.right).map(move |x| (x, y)))
+            .flat_map(|(x, y)| (f(x, y) & 0xff_ffff).to_le_bytes())
+            .collect();
+        DisplayItem::Draw(Draw {
+            area,
+            content: DrawContent::Image(Arc::new(Pixels {
+                width: area.width(),
+                height: area.height(),
+                bgrx,
+                guest_id: None,
+            })),
+        })
     }
 
     #[test]
-    fn fill_layout() {
-        let body = draw_fill(r(1, 2, 3, 4), 0x00123456);
-        assert_eq!(body.len(), DRAW_FILL_BODY);
-        assert_eq!(&body[4..8], &1i32.to_le_bytes());
-        assert_eq!(body[20], 0, "clip NONE");
-        assert_eq!(body[21], 1, "SOLID");
-        assert_eq!(&body[22..26], &0x00123456u32.to_le_bytes());
-        assert_eq!(&body[26..28], &8u16.to_le_bytes());
+    fn layouts() {
+        let fill = draw_fill(rect(2, 1, 4, 3), 0x00123456);
+        assert_eq!(fill.len(), DRAW_FILL_BODY);
+        assert_eq!(&fill[4..8], &1i32.to_le_bytes(), "top");
+        assert_eq!(&fill[8..12], &2i32.to_le_bytes(), "left");
+        assert_eq!((fill[20], fill[21]), (0, 1), "clip NONE, SOLID");
+        assert_eq!(&fill[22..26], &0x00123456u32.to_le_bytes());
+        let cb = copy_bits(rect(0, 0, 64, 120), 0, 8);
+        assert_eq!(cb.len(), COPY_BITS_BODY);
+        assert_eq!(&cb[21..29], &[0, 0, 0, 0, 8, 0, 0, 0]);
+        let mut img = Writer::default();
+        let px = Pixels {
+            width: 2,
+            height: 2,
+            bgrx: vec![9; 16],
+            guest_id: None,
+        };
+        image::raw_bitmap(&mut img, 7, &px, 0..2);
+        let copy = draw_copy(rect(1, 1, 3, 3), &img.buf);
+        assert_eq!(copy.len(), DRAW_COPY_HEADER + 16);
+        assert_eq!(&copy[21..25], &57u32.to_le_bytes());
+        assert_eq!((copy[75], copy[76]), (8, 4), "32BIT, TOP_DOWN");
     }
 
     #[test]
-    fn monitors_config_follows_the_guests_head() {
+    fn bands_cover_the_rows() {
+        let bs: Vec<_> = bands(10, 100, DRAW_COPY_HEADER + 40 * 7).collect();
+        assert_eq!(bs.first().unwrap().start, 0);
+        assert_eq!(bs.last().unwrap().end, 100);
+        assert!(bs.iter().all(|b| b.end - b.start <= 7));
+        assert!(bs.windows(2).all(|w| w[0].end == w[1].start));
+    }
+
+    #[test]
+    fn a_new_surface_goes_out_whole_then_marked_and_monitors_follow_the_guest() {
         let q = SendQueue::new(1 << 20);
-        let mut u = updater(true, 1 << 20);
-        u.tick(&q, frame(16, 8, 1, |_, _| 7));
+        let mut c = ClientDisplay::new(true, 1 << 20);
+        let mut screen = Screen::new();
+        let info = SurfaceInfo {
+            width: 16,
+            height: 8,
+        };
+        c.apply(&q, DisplayItem::SurfaceCreate(info));
+        c.apply(&q, image(Rect::of_size(16, 8), |_, _| 7));
+        let head = Head {
+            x: 0,
+            y: 0,
+            width: 16,
+            height: 8,
+        };
+        c.apply(&q, DisplayItem::Monitors(head));
         assert_eq!(
-            q.take_types(),
+            replay(&q, &mut screen),
             [
                 msg::DISPLAY_SURFACE_CREATE,
                 msg::DISPLAY_DRAW_COPY,
-                msg::DISPLAY_MONITORS_CONFIG,
-                msg::DISPLAY_MARK
-            ]
+                msg::DISPLAY_MARK,
+                msg::DISPLAY_MONITORS_CONFIG
+            ],
+            "the first draw is a whole DRAW_COPY even when solid"
         );
-        assert_eq!(
-            u.sent_head,
-            Some(Head {
-                x: 0,
-                y: 0,
-                width: 16,
-                height: 8
-            })
-        );
-        // The guest shows a 10x6 window from (4, 2): clients are told, with no pixels sent.
-        let head = Head {
+        // The same head again: nothing; a new one: told, no pixels.
+        c.apply(&q, DisplayItem::Monitors(head));
+        assert!(q.take_all().is_empty());
+        let window = Head {
             x: 4,
             y: 2,
             width: 10,
             height: 6,
         };
-        let mut f = frame(16, 8, 2, |_, _| 7);
-        f.head = Some(head);
-        u.tick(&q, f.clone());
-        assert_eq!(q.take_types(), [msg::DISPLAY_MONITORS_CONFIG]);
-        assert_eq!(u.sent_head, Some(head));
-        let body = monitors_config(head);
+        c.apply(&q, DisplayItem::Monitors(window));
+        let sent = q.take_all();
+        assert_eq!(sent.len(), 1);
         assert_eq!(
-            &body[12..28],
+            &sent[0].1[12..28],
             &[10, 0, 0, 0, 6, 0, 0, 0, 4, 0, 0, 0, 2, 0, 0, 0]
         );
-        // Unchanged: nothing more.
-        f.serial = 3;
-        u.tick(&q, f);
-        assert!(q.take_types().is_empty());
+        // A solid image after the first draw goes as a fill.
+        c.apply(&q, image(rect(0, 0, 4, 4), |_, _| 9));
+        assert_eq!(replay(&q, &mut screen), [msg::DISPLAY_DRAW_FILL]);
+        // Items outside the surface (stale) are ignored.
+        c.apply(&q, image(rect(10, 0, 20, 4), |_, _| 9));
+        assert!(q.take_all().is_empty());
     }
 
     #[test]
-    fn updater_sends_a_scroll_as_copy_bits_and_the_new_rows_as_pixels() {
-        let q = SendQueue::new(1 << 24);
-        let mut u = updater(false, 1 << 24);
-        let lines = |first: u32, serial| {
-            frame(64, 128, serial, move |x, y| {
-                (first + y / 4) * 1000 + x + u32::from(y >= 124 && first > 0) * 7
-            })
-        };
-        u.tick(&q, lines(0, 1));
-        q.take_types();
-        u.tick(&q, lines(2, 2));
-        assert_eq!(
-            q.take_types(),
-            [msg::DISPLAY_COPY_BITS, msg::DISPLAY_DRAW_COPY],
-            "a copy of 120 rows and 8 new rows"
-        );
-        let body = copy_bits(Scroll {
-            dest: r(0, 0, 120, 64),
-            dy: 8,
-        });
-        assert_eq!(body.len(), COPY_BITS_BODY);
-        assert_eq!(&body[21..29], &[0, 0, 0, 0, 8, 0, 0, 0]);
-    }
-
-    #[test]
-    fn updater_sends_fills_for_solid_changes_after_the_first_draw() {
-        let q = SendQueue::new(1 << 20);
-        let mut u = updater(false, 1 << 20);
-        u.tick(&q, frame(16, 16, 1, |_, _| 7));
-        let first = q.take_types();
-        assert_eq!(
-            first,
-            vec![
-                msg::DISPLAY_SURFACE_CREATE,
-                msg::DISPLAY_DRAW_COPY,
-                msg::DISPLAY_MARK
-            ],
-            "the first draw is a whole DRAW_COPY even when solid"
-        );
-        u.tick(&q, frame(16, 16, 2, |_, y| if y < 8 { 9 } else { 7 }));
-        let next = q.take_types();
-        assert_eq!(next, vec![msg::DISPLAY_DRAW_FILL]);
-    }
-
-    #[test]
-    fn bands_cover_rect() {
-        let r = Rect {
-            top: 3,
-            left: 1,
-            bottom: 103,
-            right: 11,
-        };
-        let bs: Vec<_> = bands(r, DRAW_COPY_HEADER + 40 * 7).collect();
-        assert_eq!(bs.first().unwrap().top, 3);
-        assert_eq!(bs.last().unwrap().bottom, 103);
-        assert!(bs.iter().all(|b| b.bottom - b.top <= 7));
-        assert!(bs.windows(2).all(|w| w[0].bottom == w[1].top));
-    }
-
-    #[test]
-    fn draw_copy_layout() {
-        let f = frame(4, 3, 1, |x, y| y * 16 + x);
-        let body = draw_copy(
-            &f,
-            Rect {
-                top: 1,
-                left: 1,
-                bottom: 3,
-                right: 3,
-            },
-            9,
-        );
-        assert_eq!(body.len(), DRAW_COPY_HEADER + 2 * 2 * 4);
-        assert_eq!(&body[21..25], &57u32.to_le_bytes());
-        assert_eq!(body[75], 8);
-        assert_eq!(body[76], 4);
-        assert_eq!(&body[93..97], &(16 + 1u32).to_le_bytes());
-        assert_eq!(&body[101..105], &(32 + 1u32).to_le_bytes());
-    }
-
-    #[test]
-    fn overflow_resends_full_frame() {
+    fn an_overflowing_queue_asks_for_the_surface_again() {
         let q = SendQueue::new(0);
-        let mut u = updater(false, 0);
-        u.tick(&q, frame(4, 4, 1, |_, _| 1));
-        assert!(u.marked && u.last.is_some());
-        // Limit is now 2 frames + slack; force an overflow with a tiny limit.
+        let mut c = ClientDisplay::new(false, 0);
+        c.apply(
+            &q,
+            DisplayItem::SurfaceCreate(SurfaceInfo {
+                width: 4,
+                height: 4,
+            }),
+        );
+        assert!(c.apply(&q, image(Rect::of_size(4, 4), |x, _| x)));
         q.set_limit(1);
-        u.tick(&q, frame(4, 4, 2, |x, _| x));
-        assert!(u.last.is_none() || q.queued_bytes() > 0);
+        assert!(!c.apply(&q, image(Rect::of_size(4, 4), |x, y| x + y)));
+        assert_eq!(c.whole(), Some(Rect::of_size(4, 4)));
     }
 
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100))]
 
-        /// Whatever the change (a scroll either way, rows replaced, solid areas, nothing), the
-        /// messages an updater queues, applied by a client in order, turn the client's copy of
-        /// the old frame into exactly the new one.
+        /// Whatever the worker pushes (images, fills, copy-bits either way), a client that
+        /// applies the messages ends with exactly the picture the items describe.
         #[test]
-        fn a_client_applying_the_updates_ends_with_the_new_frame(
-            (w, h) in (8u32..40, 32u32..96),
-            rows in proptest::collection::vec(0u32..6, 96),
-            dy in -40i32..40,
-            replaced in proptest::collection::vec((0u32..96, 0u32..6), 0..12),
-            solid in proptest::option::of((0u32..96, 0u32..96, 0u32..0x00ff_ffff)),
+        fn a_client_applying_the_messages_holds_the_worker_picture(
+            (w, h) in (8u32..40, 8u32..40),
+            ops in proptest::collection::vec(
+                (0u8..3, 0u32..40, 0u32..40, 1u32..40, 1u32..40, 0u32..40, 0u32..40, 0u32..0xff_ffff),
+                1..12,
+            ),
         ) {
-            use crate::client::Screen;
-            // Rows drawn from a few contents (repeats, as text lines have), each row's pixels
-            // varying along x.
-            let content = |r: u32, x: u32| r.wrapping_mul(0x0001_0101).wrapping_add(x * 3) & 0xff_ffff;
-            let old = frame(w, h, 1, |x, y| content(rows[y as usize], x));
-            let new_row = |y: u32| -> u32 {
-                let src = y as i32 + dy;
-                if (0..h as i32).contains(&src) { rows[src as usize] } else { 5 }
-            };
-            let mut new_rows: Vec<u32> = (0..h).map(new_row).collect();
-            for (y, r) in &replaced {
-                if let Some(row) = new_rows.get_mut(*y as usize) {
-                    *row = *r;
-                }
-            }
-            let new = frame(w, h, 2, |x, y| {
-                match solid {
-                    Some((top, len, color)) if (top..top + len).contains(&y) => color,
-                    _ => content(new_rows[y as usize], x),
-                }
-            });
             let q = SendQueue::new(1 << 24);
-            let mut u = updater(true, 1 << 24);
+            let mut c = ClientDisplay::new(false, 1 << 24);
             let mut screen = Screen::new();
-            let mut sink = std::io::sink();
-            u.tick(&q, old.clone());
-            for (ty, body) in q.take_all() {
-                screen.handle(&mut sink, ty, &body).unwrap();
+            let mut truth: Vec<u32> = vec![0; (w * h) as usize];
+            c.apply(&q, DisplayItem::SurfaceCreate(SurfaceInfo { width: w, height: h }));
+            c.apply(&q, image(Rect::of_size(w, h), |_, _| 0));
+            for (kind, x, y, rw, rh, sx, sy, color) in ops {
+                let (x, y) = (x % w, y % h);
+                let area = rect(x, y, (x + rw).min(w), (y + rh).min(h));
+                let item = match kind {
+                    0 => DisplayItem::Draw(Draw { area, content: DrawContent::Fill(color) }),
+                    1 => image(area, |px, py| color ^ (px * 31 + py * 7)),
+                    _ => {
+                        let (sx, sy) = (sx % (w - area.width() + 1), sy % (h - area.height() + 1));
+                        DisplayItem::CopyBits { area, src_x: sx, src_y: sy }
+                    }
+                };
+                // The worker's picture after the item.
+                let before = truth.clone();
+                for py in area.top..area.bottom {
+                    for px in area.left..area.right {
+                        let i = (py * w + px) as usize;
+                        truth[i] = match (&item, kind) {
+                            (_, 0) => color,
+                            (_, 1) => (color ^ (px * 31 + py * 7)) & 0xff_ffff,
+                            (DisplayItem::CopyBits { src_x, src_y, .. }, _) => {
+                                before[((src_y + py - area.top) * w + src_x + px - area.left) as usize]
+                            }
+                            _ => unreachable!(),
+                        };
+                    }
+                }
+                c.apply(&q, item);
             }
-            proptest::prop_assert_eq!(&screen.pixels, &*old.pixels);
-            u.tick(&q, new.clone());
-            for (ty, body) in q.take_all() {
-                screen.handle(&mut sink, ty, &body).unwrap();
-            }
-            proptest::prop_assert_eq!(&screen.pixels, &*new.pixels);
+            replay(&q, &mut screen);
+            proptest::prop_assert_eq!(screen.xrgb(), truth);
         }
     }
 }

@@ -9,8 +9,8 @@ pub mod client;
 pub mod config;
 pub mod conn;
 pub mod cursor;
-pub mod damage;
 pub mod display;
+pub mod image;
 pub mod inputs;
 pub mod link;
 pub mod main_channel;
@@ -22,11 +22,13 @@ pub mod ticket;
 pub mod tls;
 pub mod wire;
 
-pub use config::{DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
+pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
+pub use image::Compression;
+pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};
 pub use source::{
-    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, Head, InputSink, KeyEvent,
-    NoCursor, NullInput, PointerEvent,
+    Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
+    PointerEvent,
 };
 pub use tls::TlsError;

@@ -13,13 +13,14 @@ use tracing::{debug, info, info_span, warn};
 use crate::config::ServerConfig;
 use crate::link::{self, LinkRequest};
 use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Sessions};
-use crate::source::{CursorSource, DisplaySource, InputSink, NoCursor};
+use crate::source::{CursorSource, InputSink, NoCursor};
 use crate::ticket::{KeyPool, MAX_PASSWORD_LEN, Ticket};
 use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
     AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
 };
 use crate::{cursor, display, inputs, main_channel};
+use saffron_display::DisplaySource;
 
 /// Most simultaneous connections (linking or linked); more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
@@ -478,17 +479,11 @@ pub fn fuzz_client_messages(
 ) -> Result<usize, crate::conn::ConnError> {
     use crate::conn::{Common, ConnError, SendQueue, handle_common, read_message};
     static SERVER: std::sync::OnceLock<Option<ServerHandle>> = std::sync::OnceLock::new();
-    struct NoFrames;
-    impl DisplaySource for NoFrames {
-        fn frame(&self) -> Option<crate::source::Frame> {
-            None
-        }
-    }
     let Some(server) = SERVER.get_or_init(|| {
         let config = ServerConfig::new(SocketAddr::from(([127, 0, 0, 1], 0)));
         start(
             config,
-            Arc::new(NoFrames),
+            saffron_display::FrameSource::new(),
             Arc::new(crate::source::NullInput),
         )
         .ok()

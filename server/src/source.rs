@@ -1,72 +1,7 @@
-//! What the server shows and where client input goes: the traits the VMM implements.
+//! Where the cursor comes from and where client input goes: the traits the VMM implements
+//! (the display's, [`saffron_display::DisplaySource`], lives with the display items).
 
 use std::sync::Arc;
-
-/// One picture of the guest's primary surface.
-///
-/// Pixels are 32-bit xRGB in little-endian byte order (B, G, R, X per pixel), top-down rows,
-/// stride exactly `width * 4`. That is the Spice `32BIT` bitmap layout, so the display channel
-/// sends rows without converting them. The buffer is shared (`Arc`) so that every client can
-/// keep "the last frame I sent" without copying it.
-#[derive(Clone, Debug)]
-pub struct Frame {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Changes whenever the content may have changed; equal serials mean equal pixels, which
-    /// lets the server skip comparing buffers on idle ticks.
-    pub serial: u64,
-    /// `width * height * 4` bytes, B,G,R,X.
-    pub pixels: Arc<Vec<u8>>,
-    /// The part of the surface the guest shows on its monitor (head 0 of its monitors
-    /// config); `None` for all of it. Clients are told, so they show just that.
-    pub head: Option<Head>,
-}
-
-/// A rectangle of the surface that one monitor shows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Head {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Frame {
-    /// Whether the buffer really holds `width * height` pixels. Frames that do not are ignored
-    /// (a VMM bug must not become an out-of-bounds slice in the server).
-    pub fn is_consistent(&self) -> bool {
-        (self.width as usize)
-            .checked_mul(self.height as usize)
-            .and_then(|n| n.checked_mul(4))
-            .is_some_and(|n| n == self.pixels.len())
-            && self.width > 0
-            && self.height > 0
-    }
-
-    /// Builds a frame from `0x00RRGGBB` pixels (handy for tests and simple sources).
-    pub fn from_xrgb(width: u32, height: u32, serial: u64, xrgb: &[u32]) -> Frame {
-        let mut pixels = Vec::with_capacity(xrgb.len() * 4);
-        for p in xrgb {
-            pixels.extend_from_slice(&p.to_le_bytes());
-        }
-        Frame {
-            width,
-            height,
-            serial,
-            pixels: Arc::new(pixels),
-            head: None,
-        }
-    }
-}
-
-/// The guest's screen as the server sees it. The server polls it (about every 33 ms per display
-/// client) and sends each client what changed since the last frame that client received.
-pub trait DisplaySource: Send + Sync + 'static {
-    /// The current primary surface, or `None` while the guest has none (nothing is sent then).
-    fn frame(&self) -> Option<Frame>;
-}
 
 /// Pixel layouts of cursor shapes the cursor channel forwards (the Spice cursor types the
 /// guest drivers use; spice-gtk decodes both).

@@ -284,13 +284,6 @@ fn kernel_max(path: &str) -> usize {
         .unwrap_or(32 << 20)
 }
 
-fn with_serial(f: &Frame, serial: u64) -> Frame {
-    Frame {
-        serial,
-        ..f.clone()
-    }
-}
-
 /// Slow client: one display client stops reading while the screen keeps changing. Another
 /// client still gets every frame up to the last, and what the stalled client receives once
 /// it resumes is bounded by the kernel socket buffers plus the server's queue bound (two
@@ -304,13 +297,13 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
     let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.password = Some("pw".into());
     cfg.queue_limit = 0; // the queue bound becomes 2 frames + 64 KiB
-    cfg.poll_interval = Duration::from_millis(5);
+    cfg.display_pipe_limit = frame_bytes; // and the pipe's one frame
     let src = Arc::new(TestSource::default());
     let h = saffron_server::start(cfg, src.clone(), Arc::new(NullInput)).unwrap();
     let addr = h.local_addr();
     let frames = [gradient(W, H, 0, 0), gradient(W, H, 0, 0x55)];
     let last = gradient(W, H, FRAMES + 10, 0xaa);
-    src.set(with_serial(&frames[0], 1));
+    src.set(frames[0].clone());
 
     // Stalled client A: links display, answers SET_ACK with ACK_SYNC, then stops reading.
     let (_main_a, id_a) = main_session(addr, "pw");
@@ -325,7 +318,7 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
     let (_main_b, id_b) = main_session(addr, "pw");
     let (r, mut b) = link(addr, id_b, 2, "pw", &[]);
     assert_eq!(r, 0);
-    let want = last.pixels.clone();
+    let want = last.bgrx.clone();
     let reader_b = thread::spawn(move || {
         let mut screen = Screen::new();
         let mut draws = 0u32;
@@ -339,7 +332,7 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
     });
 
     for i in 0..FRAMES {
-        src.set(with_serial(&frames[(i % 2) as usize], i + 2));
+        src.set(frames[(i % 2) as usize].clone());
         thread::sleep(Duration::from_millis(8));
     }
     src.set(last.clone());
@@ -372,7 +365,8 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
         + kernel_max("/proc/sys/net/ipv4/tcp_wmem")
         + 2 * frame_bytes
         + (64 << 10)
-        + 2 * frame_bytes; // the catch-up redraw after the queue overflowed
+        + frame_bytes // the items waiting in the pipe
+        + frame_bytes; // the resync of the area the pipe merged
     assert!(
         received <= bound,
         "stalled client got {received} bytes after resuming; bound {bound}"
@@ -398,7 +392,7 @@ fn garbage_after_link_drops_only_that_client() {
     let (r, mut display_b) = link(addr, id_b, 2, "pw", &[]);
     assert_eq!(r, 0);
     let mut screen_b = Screen::new();
-    while screen_b.pixels != *gradient(64, 32, 1, 0).pixels {
+    while screen_b.pixels != *gradient(64, 32, 1, 0).bgrx {
         screen_b.step(&mut display_b).unwrap();
     }
 
@@ -431,7 +425,7 @@ fn garbage_after_link_drops_only_that_client() {
     main_still_answers(&mut main_b);
     let next = gradient(64, 32, 2, 0x33);
     src.set(next.clone());
-    while screen_b.pixels != *next.pixels {
+    while screen_b.pixels != *next.bgrx {
         screen_b.step(&mut display_b).unwrap();
     }
     // And the server still links new clients.
@@ -546,18 +540,31 @@ fn tls_renegotiation_is_refused_and_other_clients_are_served() {
     assert_ne!(id, 0);
 }
 
-/// The display source of the stalled-client test: counts the frames the server asks for
-/// (as the worker answers frame queries) while the test changes the picture.
+/// The display source of the stalled-client test: counts the frames the test publishes and
+/// the longest a publication took (a source pushing to a stalled client must never wait).
 #[derive(Default)]
 struct CountingSource {
-    frame: Mutex<Option<Frame>>,
+    frames: saffron_server::FrameSource,
     calls: AtomicU64,
+    slowest_us: AtomicU64,
+}
+
+impl CountingSource {
+    fn set(&self, frame: Frame) {
+        let t = Instant::now();
+        self.frames.set_frame(frame);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.slowest_us
+            .fetch_max(t.elapsed().as_micros() as u64, Ordering::Relaxed);
+    }
 }
 
 impl DisplaySource for CountingSource {
-    fn frame(&self) -> Option<Frame> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.frame.lock().unwrap().clone()
+    fn subscribe(&self, pipe: Arc<saffron_display::Pipe>) -> bool {
+        self.frames.subscribe(pipe)
+    }
+    fn resync(&self, pipe: &Arc<saffron_display::Pipe>) {
+        self.frames.resync(pipe)
     }
 }
 
@@ -565,7 +572,6 @@ fn stall_server(write_timeout: Duration) -> (saffron_server::ServerHandle, Arc<C
     let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.password = Some("pw".into());
     cfg.queue_limit = 0;
-    cfg.poll_interval = Duration::from_millis(5);
     cfg.write_timeout = write_timeout;
     let src = Arc::new(CountingSource::default());
     let h = saffron_server::start(cfg, src.clone(), Arc::new(NullInput)).unwrap();
@@ -585,7 +591,7 @@ fn stalled_display(addr: SocketAddr) -> (TcpStream, TcpStream) {
 
 /// Slow or stalled client class, write side: a display client that stops reading while the
 /// screen keeps changing is dropped once a write has made no progress for the server's
-/// `write_timeout` (1 s here), while the display source keeps being polled and another
+/// `write_timeout` (1 s here), while the display source keeps publishing unhindered and another
 /// client keeps receiving every frame. The same stall on a server with the default 60 s
 /// timeout is still connected at that point: the timeout, not the stall alone, ends it.
 #[test]
@@ -595,12 +601,7 @@ fn stalled_client_is_dropped_after_the_write_timeout() {
     let frames = [gradient(W, H, 0, 0), gradient(W, H, 0, 0x55)];
     let (fast, src) = stall_server(Duration::from_secs(1));
     let (slow, slow_src) = stall_server(saffron_server::DEFAULT_WRITE_TIMEOUT);
-    let set = |src: &CountingSource, i: u64| {
-        *src.frame.lock().unwrap() = Some(Frame {
-            serial: i + 1,
-            ..frames[(i % 2) as usize].clone()
-        });
-    };
+    let set = |src: &CountingSource, i: u64| src.set(frames[(i % 2) as usize].clone());
     set(&src, 0);
     set(&slow_src, 0);
     let (_main_a, mut a) = stalled_display(fast.local_addr());
@@ -612,7 +613,7 @@ fn stalled_client_is_dropped_after_the_write_timeout() {
     let (r, mut b) = link(fast.local_addr(), id_b, 2, "pw", &[]);
     assert_eq!(r, 0);
     let last = gradient(W, H, 1 << 40, 0xaa);
-    let want = last.pixels.clone();
+    let want = last.bgrx.clone();
     let reader_b = thread::spawn(move || {
         let mut screen = Screen::new();
         b.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -648,16 +649,18 @@ fn stalled_client_is_dropped_after_the_write_timeout() {
         i += 1;
         thread::sleep(Duration::from_millis(8));
     }
-    *src.frame.lock().unwrap() = Some(last.clone());
+    src.set(last.clone());
     let draws_b = reader_b.join().expect("client B must reach the last frame");
     eprintln!(
-        "stalled client dropped after {dropped_after:?}; {polled} frame polls meanwhile; \
+        "stalled client dropped after {dropped_after:?}; {polled} frames published meanwhile; \
          B got {draws_b} draws"
     );
+    let slowest = Duration::from_micros(src.slowest_us.load(Ordering::Relaxed));
     assert!(
-        polled as u128 > dropped_after.as_millis() / 50,
-        "the source kept being polled during the stall ({polled} polls)"
+        slowest < Duration::from_millis(500),
+        "publishing a frame never waited for the stalled client (slowest {slowest:?})"
     );
+    assert!(polled > 10, "frames kept being published ({polled})");
     assert!(
         draws_b > 2,
         "B got updates while A stalled ({draws_b} draws)"
@@ -799,7 +802,7 @@ fn agent_monitors_config_count_is_bounded() {
     let (r, mut display_b) = link(addr, id_b, 2, "pw", &[]);
     assert_eq!(r, 0);
     let mut screen_b = Screen::new();
-    while screen_b.pixels != *gradient(64, 32, 1, 0).pixels {
+    while screen_b.pixels != *gradient(64, 32, 1, 0).bgrx {
         screen_b.step(&mut display_b).unwrap();
     }
 
@@ -859,7 +862,7 @@ fn agent_monitors_config_count_is_bounded() {
     main_still_answers(&mut main_b);
     let next = gradient(64, 32, 2, 0x33);
     src.set(next.clone());
-    while screen_b.pixels != *next.pixels {
+    while screen_b.pixels != *next.bgrx {
         screen_b.step(&mut display_b).unwrap();
     }
     main_still_answers(&mut main);

@@ -30,26 +30,26 @@ fn screenshot_and_updates_match_the_source() {
         seen.contains(&317),
         "MONITORS_CONFIG for a client with the cap"
     );
-    assert_eq!(screen.pixels, *frame.pixels);
+    assert_eq!(screen.pixels, *frame.bgrx);
 
     // A small solid change arrives as a DRAW_FILL, a small patterned one as a DRAW_COPY.
     let mut changed = frame.clone();
     for (serial, solid, want) in [(2u64, true, 302u16), (3, false, 304)] {
-        let mut px = (*changed.pixels).clone();
+        let mut px = (*changed.bgrx).clone();
         for y in 100..110usize {
             for x in 200..220usize {
                 let v = if solid { 3 } else { (x * 7 + y) as u8 };
                 px[(y * 1024 + x) * 4..][..4].copy_from_slice(&[1, 2, v, 0]);
             }
         }
+        let _ = serial;
         changed = saffron_server::Frame {
-            serial,
-            pixels: std::sync::Arc::new(px),
+            bgrx: std::sync::Arc::new(px),
             ..frame.clone()
         };
         src.set(changed.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while screen.pixels != *changed.pixels {
+        while screen.pixels != *changed.bgrx {
             assert!(Instant::now() < deadline, "update not received");
             assert_eq!(screen.step(&mut d).unwrap(), want);
         }
@@ -59,7 +59,7 @@ fn screenshot_and_updates_match_the_source() {
     let deadline = Instant::now() + Duration::from_secs(10);
     let small = gradient(320, 200, 3, 0x55);
     src.set(small.clone());
-    while screen.width != 320 || screen.pixels != *small.pixels {
+    while screen.width != 320 || screen.pixels != *small.bgrx {
         assert!(Instant::now() < deadline, "resize not received");
         screen.step(&mut d).unwrap();
     }
@@ -82,7 +82,7 @@ fn a_client_that_never_reads_does_not_stall_another() {
     let last = gradient(1024, 768, 40, 40);
     src.set(last.clone());
     let deadline = Instant::now() + Duration::from_secs(20);
-    while screen.pixels != *last.pixels {
+    while screen.pixels != *last.bgrx {
         assert!(Instant::now() < deadline);
         screen.step(&mut d).unwrap();
     }
@@ -100,7 +100,7 @@ fn library_client_session_sees_the_source() {
     let mut d = session.display().unwrap();
     let mut screen = Screen::new();
     while screen.step(&mut d).unwrap() != 102 {}
-    assert_eq!(screen.pixels, *frame.pixels);
+    assert_eq!(screen.pixels, *frame.bgrx);
     assert!(
         d.bytes_read > 640 * 480 * 4,
         "{} bytes counted",
@@ -133,7 +133,10 @@ fn a_scroll_goes_as_copy_bits_and_the_client_ends_exact() {
                 }
             })
             .collect();
-        saffron_server::Frame::from_xrgb(640, 480, serial, &px)
+        {
+            let _ = serial;
+            saffron_server::Frame::from_xrgb(640, 480, &px)
+        }
     };
     src.set(text(0, 1));
     let session = Session::connect(h.local_addr(), "pw").unwrap();
@@ -145,7 +148,7 @@ fn a_scroll_goes_as_copy_bits_and_the_client_ends_exact() {
         let f = text(first, 2 + i as u64);
         src.set(f.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
-        while screen.pixels != *f.pixels {
+        while screen.pixels != *f.bgrx {
             assert!(
                 Instant::now() < deadline,
                 "scroll to line {first} not received"

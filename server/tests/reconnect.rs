@@ -32,7 +32,7 @@ fn clients_reconnect_cleanly_past_the_connection_limit() {
         let mut screen = Screen::new();
         while screen.step(&mut d).expect("display message") != 102 {}
         assert_eq!(
-            screen.pixels, *frame.pixels,
+            screen.pixels, *frame.bgrx,
             "round {round}: the whole picture"
         );
         if round % 2 == 0 {

@@ -59,7 +59,7 @@ fn spicy_screenshot_saves_the_exact_frame() {
     let (w, hgt, rgb) = read_ppm(&out);
     assert_eq!((w, hgt), (1024, 768));
     let expected: Vec<u8> = frame
-        .pixels
+        .bgrx
         .chunks_exact(4)
         .flat_map(|p| [p[2], p[1], p[0]])
         .collect();

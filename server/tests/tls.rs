@@ -104,7 +104,7 @@ fn tls_link_main_and_display_and_need_secured() {
             }
         }
     }
-    assert!(screen == *frame.pixels, "frame over TLS differs");
+    assert!(screen == *frame.bgrx, "frame over TLS differs");
 
     // Closing the main channel ends the TLS display channel too.
     drop(main);
@@ -237,7 +237,7 @@ fn spicy_screenshot_over_tls_saves_the_exact_frame() {
     let (w, hgt, rgb) = read_ppm(&out);
     assert_eq!((w, hgt), (1024, 768));
     let expected: Vec<u8> = frame
-        .pixels
+        .bgrx
         .chunks_exact(4)
         .flat_map(|p| [p[2], p[1], p[0]])
         .collect();

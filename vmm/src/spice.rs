@@ -6,10 +6,9 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use saffron_server::{
-    Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, Frame, Head, ServerConfig,
-};
-use saffron_worker::red::{FrameReply, WorkerControl};
+use saffron_display::Pipe;
+use saffron_server::{Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, ServerConfig};
+use saffron_worker::red::WorkerControl;
 use saffron_worker::{CursorState, CursorType};
 
 /// What the user asked of the Spice server on the command line.
@@ -94,60 +93,26 @@ impl SpiceOptions {
     }
 }
 
-/// The worker's primary surface as the server's [`DisplaySource`]. The pixels are copied out
-/// of guest memory only when the worker says something was drawn since the last copy.
+/// The worker as the server's [`DisplaySource`]: each display client's pipe is subscribed to
+/// the worker, which pushes what it draws on the primary surface.
 pub struct WorkerDisplay {
     worker: WorkerControl,
-    last: Mutex<Option<Frame>>,
 }
 
 impl WorkerDisplay {
     /// A source over `worker`.
     pub fn new(worker: WorkerControl) -> Arc<Self> {
-        Arc::new(WorkerDisplay {
-            worker,
-            last: Mutex::new(None),
-        })
+        Arc::new(WorkerDisplay { worker })
     }
 }
 
 impl DisplaySource for WorkerDisplay {
-    fn frame(&self) -> Option<Frame> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let since = last.as_ref().map_or(0, |f| f.serial);
-        match self.worker.frame(since)? {
-            FrameReply::NoPrimary => {
-                *last = None;
-                None
-            }
-            FrameReply::Unchanged => last.clone(),
-            FrameReply::Frame {
-                width,
-                height,
-                generation,
-                bgrx,
-                scanout,
-            } => {
-                let whole = scanout.x == 0
-                    && scanout.y == 0
-                    && scanout.width == width
-                    && scanout.height == height;
-                let f = Frame {
-                    width,
-                    height,
-                    serial: generation,
-                    pixels: Arc::new(bgrx),
-                    head: (!whole).then_some(Head {
-                        x: scanout.x,
-                        y: scanout.y,
-                        width: scanout.width,
-                        height: scanout.height,
-                    }),
-                };
-                *last = Some(f.clone());
-                Some(f)
-            }
-        }
+    fn subscribe(&self, pipe: Arc<Pipe>) -> bool {
+        self.worker.subscribe(pipe)
+    }
+
+    fn resync(&self, pipe: &Arc<Pipe>) {
+        self.worker.resync(pipe.clone());
     }
 }
 

@@ -4,17 +4,18 @@
 
 pub mod cursor;
 pub mod pixel;
+pub mod publish;
 pub mod record;
 pub mod red;
 pub mod region;
 pub mod render;
 pub mod screendump;
-pub mod seam;
+
 pub mod surface;
 
 pub use cursor::{CursorChange, CursorState, CursorSummary, shape_argb};
 pub use render::{DrawCounts, DrawKind, Limitation, RenderError, RenderStats, Renderer};
 /// The shape types a [`CursorState`] holds, for its users (the VMM's cursor source).
 pub use saffron_ring::parse::{CursorShape, CursorType};
-pub use screendump::{Area, ScreendumpError, area_rgb, encode_png, surface_rgb};
+pub use screendump::{Area, ScreendumpError, area_bgrx, area_rgb, encode_png, surface_rgb};
 pub use surface::{Surface, SurfaceError, SurfaceTable};

@@ -7,6 +7,7 @@
 //! only has to drain the rings before it answers.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::thread;
 
 use crossbeam_channel::{Receiver, Sender, unbounded};
@@ -17,13 +18,16 @@ use saffron_ring::parse::{
 };
 use tracing::{debug, info, warn};
 
+use saffron_display::{DisplayItem, Head, Pipe};
+
 use crate::cursor::{CursorState, CursorSummary};
+use crate::publish::{self, PublishStats, Publisher};
 use crate::record::{Event, Recorder, Ring};
 use crate::render::{DrawKind, Renderer};
 use crate::screendump::{self, Area};
-use crate::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use crate::surface::{Surface, SurfaceTable};
 use saffron_ring::abi::QXLCommand;
+use saffron_seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 
 /// Commands handled per ring before the release batch is pushed, so a guest waiting on
 /// releases is not starved by a long stream of drawing.
@@ -32,38 +36,8 @@ const RELEASE_BATCH: u32 = 32;
 /// A screendump: (width, height, packed RGB), or why there is none.
 pub type Screendump = Result<(u32, u32, Vec<u8>), String>;
 
-/// The primary surface for a display client.
-#[derive(Clone, Debug)]
-pub enum FrameReply {
-    /// No primary surface.
-    NoPrimary,
-    /// Nothing was drawn since the generation the caller has.
-    Unchanged,
-    /// The primary's pixels as B,G,R,X bytes, with the generation they show.
-    Frame {
-        /// Width in pixels.
-        width: u32,
-        /// Height in pixels.
-        height: u32,
-        /// Changes whenever the primary may have changed.
-        generation: u64,
-        /// `width × height × 4` bytes.
-        bgrx: Vec<u8>,
-        /// What the guest shows of it: head 0 of its monitors config (clipped to the
-        /// surface), or the whole surface when it set none.
-        scanout: Area,
-    },
-}
-
 /// What the host side can ask the worker (the control socket).
 pub enum Query {
-    /// The primary as B,G,R,X unless nothing changed since `since`.
-    Frame {
-        /// The generation the caller already has.
-        since: u64,
-        /// Where the answer goes.
-        reply: Sender<FrameReply>,
-    },
     /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
     /// guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
@@ -97,6 +71,10 @@ pub enum Query {
 enum Msg {
     Request(WorkerRequest, Completion),
     Query(Query),
+    /// A display client's pipe: push the current state, then every change.
+    Subscribe(Arc<Pipe>),
+    /// A display client's pipe overflowed and was drained: push the area it lost.
+    Resync(Arc<Pipe>),
     Stop,
 }
 
@@ -125,6 +103,10 @@ pub struct WorkerStats {
     pub render: Vec<(String, crate::render::DrawCounts)>,
     /// The guest's cursor.
     pub cursor: CursorSummary,
+    /// What was published to display clients.
+    pub publish: PublishStats,
+    /// Display clients subscribed now.
+    pub display_subscribers: usize,
 }
 
 /// The device's [`QxlWorker`]: sends requests to the worker thread.
@@ -183,13 +165,14 @@ impl WorkerControl {
         rx.recv().ok().flatten()
     }
 
-    /// The primary surface if it changed since generation `since`.
-    pub fn frame(&self, since: u64) -> Option<FrameReply> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if !self.query(Query::Frame { since, reply: tx }) {
-            return None;
-        }
-        rx.recv().ok()
+    /// Subscribes a display client's pipe (see [`saffron_display::DisplaySource`]).
+    pub fn subscribe(&self, pipe: Arc<Pipe>) -> bool {
+        self.tx.send(Msg::Subscribe(pipe)).is_ok()
+    }
+
+    /// Asks for the area a display client's pipe lost to an overflow.
+    pub fn resync(&self, pipe: Arc<Pipe>) {
+        let _ = self.tx.send(Msg::Resync(pipe));
     }
 
     /// The cursor state if it changed since generation `since`: `Some(None)` when it did not,
@@ -264,8 +247,8 @@ struct RedWorker<I> {
     cursor: CursorState,
     stats: WorkerStats,
     broken: bool,
-    /// Bumped by everything that may change what the primary shows.
-    generation: u64,
+    /// The display clients' pipes.
+    publisher: Publisher,
     /// The opt-in command recorder.
     recorder: Option<Recorder>,
 }
@@ -283,7 +266,7 @@ impl<I: QxlInterface> RedWorker<I> {
             cursor: CursorState::new(),
             stats: WorkerStats::default(),
             broken: false,
-            generation: 1,
+            publisher: Publisher::default(),
             recorder: None,
         }
     }
@@ -305,6 +288,16 @@ impl<I: QxlInterface> RedWorker<I> {
                     }
                 }
                 Msg::Query(q) => self.answer(q),
+                Msg::Subscribe(pipe) => {
+                    let head = self.head();
+                    let mem = self.iface.memory();
+                    self.publisher
+                        .subscribe(pipe, mem, self.surfaces.primary(), head);
+                }
+                Msg::Resync(pipe) => {
+                    let mem = self.iface.memory();
+                    self.publisher.resync(&pipe, mem, self.surfaces.primary());
+                }
                 Msg::Stop => break,
             }
         }
@@ -313,26 +306,6 @@ impl<I: QxlInterface> RedWorker<I> {
 
     fn answer(&mut self, q: Query) {
         match q {
-            Query::Frame { since, reply } => {
-                let answer = match self.surfaces.primary() {
-                    None => FrameReply::NoPrimary,
-                    Some(_) if since == self.generation => FrameReply::Unchanged,
-                    Some(s) => match screendump::surface_bgrx(self.iface.memory(), s) {
-                        Ok((width, height, bgrx)) => FrameReply::Frame {
-                            width,
-                            height,
-                            generation: self.generation,
-                            bgrx,
-                            scanout: self.scanout(s),
-                        },
-                        Err(e) => {
-                            warn!("cannot read the primary surface: {e}");
-                            FrameReply::NoPrimary
-                        }
-                    },
-                };
-                let _ = reply.send(answer);
-            }
             Query::Screendump(tx) => {
                 let result = match self.surfaces.primary() {
                     Some(s) => screendump::area_rgb(self.iface.memory(), s, self.scanout(s))
@@ -370,6 +343,8 @@ impl<I: QxlInterface> RedWorker<I> {
                     .map(|(k, c)| (format!("{k:?}"), c))
                     .collect();
                 s.cursor = self.cursor.summary();
+                s.publish = self.publisher.stats();
+                s.display_subscribers = self.publisher.subscribers();
                 let _ = tx.send(s);
             }
             Query::PrimarySize(tx) => {
@@ -379,7 +354,6 @@ impl<I: QxlInterface> RedWorker<I> {
     }
 
     fn handle(&mut self, req: WorkerRequest) {
-        self.generation = self.generation.wrapping_add(1);
         match req {
             WorkerRequest::Wakeup => self.process_rings(),
             WorkerRequest::Oom | WorkerRequest::FlushRelease => {
@@ -400,6 +374,7 @@ impl<I: QxlInterface> RedWorker<I> {
                         if let Some(r) = self.recorder.as_mut() {
                             r.primary(&p);
                         }
+                        self.publish_primary_created();
                     }
                     Err(e) => self.iface.guest_bug(&format!("primary surface: {e}")),
                 }
@@ -422,6 +397,9 @@ impl<I: QxlInterface> RedWorker<I> {
             WorkerRequest::DestroyAllSurfaces => {
                 self.process_rings();
                 self.record_event(Event::DestroyAllSurfaces);
+                if self.surfaces.primary().is_some() {
+                    self.publisher.push(DisplayItem::SurfaceDestroy);
+                }
                 self.surfaces.clear();
                 // spice-server destroys each surface, which releases its CREATE.
                 for (_, create) in std::mem::take(&mut self.held_creates) {
@@ -443,10 +421,17 @@ impl<I: QxlInterface> RedWorker<I> {
                     }
                 };
                 // What clients show changed even if no pixel did.
-                self.generation = self.generation.wrapping_add(1);
+                if self.surfaces.primary().is_some() {
+                    let head = self.head();
+                    self.publisher.push(DisplayItem::Monitors(head));
+                }
             }
             WorkerRequest::Reset => {
                 self.record_event(Event::Reset);
+                if self.surfaces.primary().is_some() {
+                    self.publisher.push(DisplayItem::SurfaceDestroy);
+                }
+                self.publisher.push(DisplayItem::Reset);
                 self.surfaces.clear();
                 self.monitors = None;
                 // The device has re-initialised the release ring already: the guest starts
@@ -530,8 +515,44 @@ impl<I: QxlInterface> RedWorker<I> {
         .unwrap_or_else(|| Area::whole(primary))
     }
 
+    /// What the monitor shows of the primary, for display clients.
+    fn head(&self) -> Head {
+        let a = self
+            .surfaces
+            .primary()
+            .map(|s| self.scanout(s))
+            .unwrap_or(Area {
+                x: 0,
+                y: 0,
+                width: 0,
+                height: 0,
+            });
+        Head {
+            x: a.x,
+            y: a.y,
+            width: a.width,
+            height: a.height,
+        }
+    }
+
+    /// Tells display clients about the new primary: its size, its pixels, its monitor.
+    fn publish_primary_created(&mut self) {
+        if self.publisher.is_idle() {
+            return;
+        }
+        let head = self.head();
+        if let Some(s) = self.surfaces.primary() {
+            for item in publish::created_items(self.iface.memory(), s, head) {
+                self.publisher.push(item);
+            }
+        }
+    }
+
     /// Destroys surface `id` if it exists and releases the CREATE command that made it.
     fn destroy_surface(&mut self, id: u32) {
+        if id == 0 && self.surfaces.primary().is_some() {
+            self.publisher.push(DisplayItem::SurfaceDestroy);
+        }
         if self.surfaces.destroy(id).is_err() {
             debug!(id, "destroy of a surface that does not exist");
         }
@@ -574,12 +595,20 @@ impl<I: QxlInterface> RedWorker<I> {
         let ok = match &parsed {
             Command::Draw(d) => {
                 self.stats.draws += 1;
-                self.generation = self.generation.wrapping_add(1);
-                if let Err(e) = self.renderer.draw(mem, &self.surfaces, d) {
-                    // Like spice-server: a drawable on a missing surface or outside it is
-                    // dropped (and counted per kind), the guest keeps going.
-                    self.stats.dropped_draws += 1;
-                    debug!("{:?} drawable dropped: {e}", DrawKind::of(&d.body));
+                match self.renderer.draw(mem, &self.surfaces, d) {
+                    Ok(()) => {
+                        if d.surface_id == 0
+                            && let Some(primary) = self.surfaces.primary()
+                        {
+                            self.publisher.drawn(mem, primary, d);
+                        }
+                    }
+                    Err(e) => {
+                        // Like spice-server: a drawable on a missing surface or outside it is
+                        // dropped (and counted per kind), the guest keeps going.
+                        self.stats.dropped_draws += 1;
+                        debug!("{:?} drawable dropped: {e}", DrawKind::of(&d.body));
+                    }
                 }
                 true
             }
@@ -593,6 +622,9 @@ impl<I: QxlInterface> RedWorker<I> {
                             Ok(()) => {
                                 // Released when the surface is destroyed, not now.
                                 self.held_creates.insert(s.surface_id, s.release);
+                                if s.surface_id == 0 {
+                                    self.publish_primary_created();
+                                }
                                 return true;
                             }
                             Err(e) => {

@@ -108,12 +108,45 @@ pub fn surface_bgrx<M: GuestMemory>(
     mem: &M,
     surface: &Surface,
 ) -> Result<(u32, u32, Vec<u8>), ScreendumpError> {
-    let (w, h) = (surface.width, surface.height);
-    let mut out = Vec::with_capacity(w as usize * h as usize * 4);
+    area_bgrx(mem, surface, Area::whole(surface))
+}
+
+/// `area` of the surface as B, G, R, X bytes (X = 0), as [`surface_bgrx`] gives the whole.
+/// Fails unless the area lies inside the surface. 32-bit surfaces are copied row by row
+/// without a per-pixel conversion (their bytes already are B, G, R, X/A).
+pub fn area_bgrx<M: GuestMemory>(
+    mem: &M,
+    surface: &Surface,
+    area: Area,
+) -> Result<(u32, u32, Vec<u8>), ScreendumpError> {
+    use saffron_ring::parse::SurfaceFormat;
+    let (w, h) = (area.width, area.height);
+    let row_bytes = w as usize * 4;
+    let mut out = Vec::with_capacity(row_bytes * h as usize);
+    let direct = matches!(
+        surface.format,
+        SurfaceFormat::Xrgb8888 | SurfaceFormat::Argb8888
+    );
     let mut row = vec![0u32; w as usize];
     let mut scratch = Vec::new();
     for y in 0..h {
-        surface.read_pixels(mem, 0, y, &mut row, &mut scratch)?;
+        let sy = area.y.checked_add(y).ok_or(SurfaceError::SpanOutside {
+            x: area.x,
+            y: u32::MAX,
+            n: w,
+            width: surface.width,
+            height: surface.height,
+        })?;
+        if direct {
+            surface.read_bytes(mem, area.x, sy, w, &mut scratch)?;
+            let start = out.len();
+            out.extend_from_slice(&scratch);
+            for px in out[start..].chunks_exact_mut(4) {
+                px[3] = 0;
+            }
+            continue;
+        }
+        surface.read_pixels(mem, area.x, sy, &mut row, &mut scratch)?;
         for v in &row {
             let argb = native_to_argb(surface.format, *v) & 0x00ff_ffff;
             out.extend_from_slice(&argb.to_le_bytes());

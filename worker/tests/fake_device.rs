@@ -5,6 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use saffron_display::{DisplayItem, DrawContent, Head, Pipe, Popped, SurfaceInfo};
 use saffron_ring::abi::{
     QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_CURSOR_HIDE,
     QXL_CURSOR_SET, QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXL_SURFACE_CMD_CREATE,
@@ -15,9 +16,9 @@ use saffron_ring::abi::{
 use saffron_ring::memslot::{BarRange, MemSlotTable, make_phys};
 use saffron_ring::parse::TraceEntry;
 use saffron_ring::parse::{Context, parse_primary};
+use saffron_seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 use saffron_worker::record::{Record as Rec, Recorder, Ring, read_recording};
-use saffron_worker::red::{FrameReply, spawn, spawn_recording};
-use saffron_worker::seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
+use saffron_worker::red::{spawn, spawn_recording};
 use vm_memory::{ByteValued, Bytes, GuestAddress, GuestMemoryMmap};
 
 const MEM: u64 = 1 << 20;
@@ -173,31 +174,42 @@ fn primary_frames_follow_the_surface_memory() {
     let (tx, rx) = crossbeam_channel::bounded(1);
     worker.submit(WorkerRequest::CreatePrimary(primary), Completion::Sync(tx));
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let Some(FrameReply::Frame {
-        width,
-        height,
-        generation,
-        bgrx,
-        scanout,
-    }) = control.frame(0)
-    else {
-        panic!("a frame")
-    };
-    assert_eq!((width, height), (w, h));
+    // A display client subscribes: it gets the surface, all of its pixels, its monitor.
+    let pipe = Arc::new(Pipe::new(1 << 20));
+    assert!(control.subscribe(pipe.clone()));
+    let items = drain(&pipe);
     assert_eq!(
-        (scanout.x, scanout.y, scanout.width, scanout.height),
-        (0, 0, w, h),
-        "no monitors config: the whole primary is shown"
+        items.first(),
+        Some(&DisplayItem::SurfaceCreate(SurfaceInfo {
+            width: w,
+            height: h
+        }))
     );
+    let Some(DisplayItem::Draw(d)) = items.get(1) else {
+        panic!("the pixels: {items:?}")
+    };
+    let DrawContent::Image(px) = &d.content else {
+        panic!("an image")
+    };
+    assert_eq!((px.width, px.height), (w, h));
     assert_eq!(
-        &bgrx[4..8],
+        &px.bgrx[4..8],
         &[0x00, 0x00, 0xff, 0x00],
         "B,G,R,X of the red pixel"
     );
-    assert!(matches!(
-        control.frame(generation),
-        Some(FrameReply::Unchanged)
-    ));
+    assert_eq!(
+        items.get(2),
+        Some(&DisplayItem::Monitors(Head {
+            x: 0,
+            y: 0,
+            width: w,
+            height: h
+        })),
+        "no monitors config: the whole primary is shown"
+    );
+    // Nothing drawn: nothing more.
+    sync(&worker, WorkerRequest::Wakeup);
+    assert!(drain(&pipe).is_empty(), "quiet when nothing is drawn");
     let (sw, sh, rgb) = control.screendump().unwrap();
     assert_eq!((sw, sh, &rgb[3..6]), (w, h, &[0xff, 0, 0][..]));
     assert!(dev.rec.lock().unwrap().bugs.is_empty());
@@ -544,13 +556,32 @@ fn screendump_shows_head_0_of_the_monitors_config() {
     let last = rgb.len() - 3;
     assert_eq!(&rgb[last..], &[24, 12, 0], "its last pixel is (24, 12)");
     // Spice clients still get the whole primary, with head 0 as what it shows.
-    let Some(FrameReply::Frame { width, scanout, .. }) = control.frame(0) else {
-        panic!("a frame")
-    };
-    assert_eq!(width, w);
+    let pipe = Arc::new(Pipe::new(1 << 20));
+    assert!(control.subscribe(pipe.clone()));
+    let items = drain(&pipe);
+    assert!(matches!(
+        items.first(),
+        Some(DisplayItem::SurfaceCreate(SurfaceInfo { width, .. })) if *width == w
+    ));
     assert_eq!(
-        (scanout.x, scanout.y, scanout.width, scanout.height),
-        (5, 3, 20, 10)
+        items.last(),
+        Some(&DisplayItem::Monitors(Head {
+            x: 5,
+            y: 3,
+            width: 20,
+            height: 10
+        }))
+    );
+    // A new config reaches the subscribed client as it is set.
+    monitors_config(&dev, &worker, 0x2000, &[head(1, 2, 3, 4)]);
+    assert_eq!(
+        drain(&pipe),
+        [DisplayItem::Monitors(Head {
+            x: 1,
+            y: 2,
+            width: 3,
+            height: 4
+        })]
     );
     // A head reaching past the primary is clipped to it.
     monitors_config(&dev, &worker, 0x2000, &[head(30, 14, 1024, 768)]);
@@ -633,4 +664,14 @@ fn the_recorder_keeps_each_command_with_the_guest_memory_it_read() {
     assert_eq!(commands[0].memory.len(), 2);
     assert_eq!((commands[1].command, commands[1].parsed), (bad, false));
     assert!(commands[1].memory.is_empty());
+}
+
+/// Every item waiting in `pipe` (after a round trip to the worker, so what it pushed for
+/// earlier requests is there).
+fn drain(pipe: &Pipe) -> Vec<DisplayItem> {
+    let mut out = Vec::new();
+    while let Popped::Item(i) = pipe.pop(Duration::from_millis(200)) {
+        out.push(i);
+    }
+    out
 }

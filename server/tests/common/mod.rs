@@ -5,39 +5,46 @@
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use rustls::pki_types::{CertificateDer, ServerName};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, StreamOwned};
 use saffron_server::client;
-use saffron_server::{DisplaySource, Frame, NullInput, ServerConfig, ServerHandle, TlsConfig};
+use saffron_server::{
+    DisplaySource, Frame, FrameSource, NullInput, ServerConfig, ServerHandle, TlsConfig,
+};
 
 pub const MAGIC: u32 = 0x5144_4552;
 
-/// A display source whose frame the test replaces.
+/// A display source whose frame the test replaces: each new frame reaches the subscribed
+/// clients as the band of rows that changed.
 #[derive(Default)]
-pub struct TestSource(pub Mutex<Option<Frame>>);
+pub struct TestSource(pub FrameSource);
 
 impl DisplaySource for TestSource {
-    fn frame(&self) -> Option<Frame> {
-        self.0.lock().unwrap().clone()
+    fn subscribe(&self, pipe: Arc<saffron_display::Pipe>) -> bool {
+        self.0.subscribe(pipe)
+    }
+    fn resync(&self, pipe: &Arc<saffron_display::Pipe>) {
+        self.0.resync(pipe)
     }
 }
 
 impl TestSource {
     pub fn set(&self, f: Frame) {
-        *self.0.lock().unwrap() = Some(f);
+        self.0.set_frame(f);
     }
 }
 
-pub fn gradient(w: u32, h: u32, serial: u64, salt: u32) -> Frame {
+/// A picture that differs with `salt` (`_serial` is kept from when sources were polled).
+pub fn gradient(w: u32, h: u32, _serial: u64, salt: u32) -> Frame {
     let px: Vec<u32> = (0..h)
         .flat_map(|y| (0..w).map(move |x| (x, y)))
         .map(|(x, y)| (((x * 255 / w) ^ salt) << 16) | ((y * 255 / h) << 8) | ((x + y) & 0xff))
         .collect();
-    Frame::from_xrgb(w, h, serial, &px)
+    Frame::from_xrgb(w, h, &px)
 }
 
 pub fn start(password: Option<&str>) -> (ServerHandle, Arc<TestSource>) {

@@ -1,4 +1,5 @@
-//! The two traits at the device ↔ worker seam.
+//! The two traits at the device ↔ worker seam, in a crate of their own so that the device
+//! depends on the seam and not on the renderer.
 //!
 //! [`QxlWorker`] is how the device asks the worker for something (a ring was kicked, a
 //! primary surface was created, an area must be up to date); the dispatcher behind it turns

@@ -1,0 +1,261 @@
+//! Publishing what the worker draws on the primary surface to display clients.
+//!
+//! Each subscribed client has a [`Pipe`]; after a command changed the primary, the worker
+//! pushes one [`DisplayItem`] saying what changed, in the most useful form it can prove
+//! exact: a solid fill as a fill, the guest's COPY_BITS as a copy of pixels the client has,
+//! anything else as the area's pixels as rendered. A client that applies the items in order
+//! holds exactly what the worker rendered, and nothing is sent for work that does not change
+//! the primary (cursor commands, memslots, flushes).
+
+use std::sync::Arc;
+
+use saffron_display::{DisplayItem, Draw, DrawContent, Head, Pipe, Pixels, Rect, SurfaceInfo};
+use saffron_ring::abi::{QXL_IMAGE_CACHE, SPICE_ROPD_OP_PUT};
+use saffron_ring::parse::{Brush, Clip, DrawBody, Drawable, Image, SurfaceFormat};
+use tracing::{debug, warn};
+use vm_memory::GuestMemory;
+
+use crate::screendump::{Area, area_bgrx};
+use crate::surface::Surface;
+
+/// Counters of what was published.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PublishStats {
+    /// Items pushed (counted once however many clients took them).
+    pub items: u64,
+    /// Of them, fills.
+    pub fills: u64,
+    /// Of them, COPY_BITS.
+    pub copy_bits: u64,
+    /// Of them, rendered pixels.
+    pub images: u64,
+    /// Bytes of pixels copied out of the surface for them.
+    pub image_bytes: u64,
+    /// Resyncs answered.
+    pub resyncs: u64,
+}
+
+/// The subscribed clients' pipes.
+#[derive(Default)]
+pub struct Publisher {
+    pipes: Vec<Arc<Pipe>>,
+    stats: PublishStats,
+}
+
+impl Publisher {
+    /// Whether anybody listens (when nobody does, nothing is captured).
+    pub fn is_idle(&self) -> bool {
+        self.pipes.is_empty()
+    }
+
+    pub fn stats(&self) -> PublishStats {
+        self.stats
+    }
+
+    /// Subscribers now.
+    pub fn subscribers(&self) -> usize {
+        self.pipes.len()
+    }
+
+    /// Pushes `item` to every pipe, forgetting the closed ones.
+    pub fn push(&mut self, item: DisplayItem) {
+        self.count(&item);
+        self.pipes.retain(|p| p.push(item.clone()));
+    }
+
+    fn count(&mut self, item: &DisplayItem) {
+        self.stats.items += 1;
+        match item {
+            DisplayItem::Draw(Draw {
+                content: DrawContent::Fill(_),
+                ..
+            }) => self.stats.fills += 1,
+            DisplayItem::Draw(Draw {
+                content: DrawContent::Image(p),
+                ..
+            }) => {
+                self.stats.images += 1;
+                self.stats.image_bytes += p.bgrx.len() as u64;
+            }
+            DisplayItem::CopyBits { .. } => self.stats.copy_bits += 1,
+            _ => {}
+        }
+    }
+
+    /// A new client: it gets the current state first (the primary, all of its pixels, what
+    /// the monitor shows), then everything that follows.
+    pub fn subscribe<M: GuestMemory>(
+        &mut self,
+        pipe: Arc<Pipe>,
+        mem: &M,
+        primary: Option<&Surface>,
+        head: Head,
+    ) {
+        if let Some(s) = primary {
+            for item in initial_items(mem, s, head) {
+                self.count(&item);
+                pipe.push(item);
+            }
+        }
+        debug!(
+            subscribers = self.pipes.len() + 1,
+            "display client subscribed"
+        );
+        self.pipes.push(pipe);
+    }
+
+    /// Answers a pipe's resync: the current pixels of the area it lost.
+    pub fn resync<M: GuestMemory>(&mut self, pipe: &Arc<Pipe>, mem: &M, primary: Option<&Surface>) {
+        let Some(area) = pipe.take_resync() else {
+            return;
+        };
+        let Some(s) = primary else {
+            return;
+        };
+        if !self.pipes.iter().any(|p| Arc::ptr_eq(p, pipe)) {
+            return;
+        }
+        let Some(area) = area.intersect(&Rect::of_size(s.width, s.height)) else {
+            return;
+        };
+        self.stats.resyncs += 1;
+        if let Some(item) = capture(mem, s, area, None) {
+            self.count(&item);
+            pipe.push(item);
+        }
+    }
+
+    /// After `d` was rendered onto the primary `s`: what it changed.
+    pub fn drawn<M: GuestMemory>(&mut self, mem: &M, s: &Surface, d: &Drawable) {
+        if self.is_idle() {
+            return;
+        }
+        for item in draw_items(mem, s, d) {
+            self.push(item);
+        }
+    }
+}
+
+/// What a new client needs before any change: the surface and all of its pixels.
+fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
+    let mut items = vec![DisplayItem::SurfaceCreate(SurfaceInfo {
+        width: s.width,
+        height: s.height,
+    })];
+    items.extend(capture(mem, s, Rect::of_size(s.width, s.height), None));
+    items.push(DisplayItem::Monitors(head));
+    items
+}
+
+/// The items for a new primary surface (sent to every client).
+pub fn created_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
+    initial_items(mem, s, head)
+}
+
+/// The pixels of `area` (inside the surface) as an image item.
+fn capture<M: GuestMemory>(
+    mem: &M,
+    s: &Surface,
+    area: Rect,
+    guest_id: Option<u64>,
+) -> Option<DisplayItem> {
+    let a = Area {
+        x: area.left,
+        y: area.top,
+        width: area.width(),
+        height: area.height(),
+    };
+    match area_bgrx(mem, s, a) {
+        Ok((width, height, bgrx)) => Some(DisplayItem::Draw(Draw {
+            area,
+            content: DrawContent::Image(Arc::new(Pixels {
+                width,
+                height,
+                bgrx,
+                guest_id,
+            })),
+        })),
+        Err(e) => {
+            warn!("cannot read the primary surface for display clients: {e}");
+            None
+        }
+    }
+}
+
+/// `r` as a display rectangle clipped to the surface, or `None` when nothing is left.
+fn clipped(r: &saffron_ring::parse::Rect, s: &Surface) -> Option<Rect> {
+    let c = |v: i32, max: u32| u32::try_from(v.max(0)).unwrap_or(0).min(max);
+    Rect::new(
+        c(r.left, s.width),
+        c(r.top, s.height),
+        c(r.right, s.width),
+        c(r.bottom, s.height),
+    )
+    .filter(|r| !r.is_empty())
+}
+
+/// The items describing what `d` did to `s`.
+fn draw_items<M: GuestMemory>(mem: &M, s: &Surface, d: &Drawable) -> Vec<DisplayItem> {
+    let Some(area) = clipped(&d.bbox, s) else {
+        return Vec::new();
+    };
+    let xrgb = matches!(s.format, SurfaceFormat::Xrgb8888 | SurfaceFormat::Argb8888);
+    match &d.body {
+        DrawBody::Fill(f) if xrgb && f.rop_descriptor == SPICE_ROPD_OP_PUT && f.mask.is_none() => {
+            if let Brush::Solid(color) = f.brush {
+                let color = color & 0x00ff_ffff;
+                let fill = |area| {
+                    DisplayItem::Draw(Draw {
+                        area,
+                        content: DrawContent::Fill(color),
+                    })
+                };
+                return match &d.clip {
+                    Clip::None => vec![fill(area)],
+                    Clip::Rects(rects) => rects
+                        .iter()
+                        .filter_map(|r| clipped(r, s).and_then(|r| r.intersect(&area)))
+                        .map(fill)
+                        .collect(),
+                };
+            }
+        }
+        DrawBody::CopyBits { src_pos } if d.clip == Clip::None => {
+            let src = (u32::try_from(src_pos.x), u32::try_from(src_pos.y));
+            if let (Ok(src_x), Ok(src_y)) = src {
+                let inside = u64::from(src_x) + u64::from(area.width()) <= u64::from(s.width)
+                    && u64::from(src_y) + u64::from(area.height()) <= u64::from(s.height)
+                    && area == clipped(&d.bbox, s).unwrap_or_default()
+                    && d.bbox.left >= 0
+                    && d.bbox.top >= 0;
+                if inside {
+                    return vec![DisplayItem::CopyBits { area, src_x, src_y }];
+                }
+            }
+        }
+        _ => {}
+    }
+    capture(mem, s, area, guest_image_id(d))
+        .into_iter()
+        .collect()
+}
+
+/// The guest's id of the image `d` copies unchanged onto its whole bbox, when the guest
+/// marked it cacheable.
+fn guest_image_id(d: &Drawable) -> Option<u64> {
+    let DrawBody::Copy(c) = &d.body else {
+        return None;
+    };
+    let plain = c.rop_descriptor == SPICE_ROPD_OP_PUT && c.mask.is_none() && d.clip == Clip::None;
+    let desc = match c.src.as_ref() {
+        Image::Bitmap(b) => &b.descriptor,
+        _ => return None,
+    };
+    let whole = c.src_area.left == 0
+        && c.src_area.top == 0
+        && i64::from(c.src_area.right) == i64::from(desc.width)
+        && i64::from(c.src_area.bottom) == i64::from(desc.height)
+        && c.src_area.right - c.src_area.left == d.bbox.right - d.bbox.left
+        && c.src_area.bottom - c.src_area.top == d.bbox.bottom - d.bbox.top;
+    (plain && whole && desc.flags & QXL_IMAGE_CACHE != 0).then_some(desc.id)
+}
