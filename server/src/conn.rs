@@ -209,15 +209,6 @@ impl SendQueue {
         Ok(())
     }
 
-    /// The types of the queued messages, taking them out of the queue (for unit tests that
-    /// look at what an updater queued).
-    #[cfg(test)]
-    pub(crate) fn take_types(&self) -> Vec<u16> {
-        let mut s = self.lock();
-        s.bytes = 0;
-        s.msgs.drain(..).map(|m| m.ty).collect()
-    }
-
     /// The queued messages, taken out of the queue (for unit tests that replay them).
     #[cfg(test)]
     pub(crate) fn take_all(&self) -> Vec<(u16, Vec<u8>)> {
