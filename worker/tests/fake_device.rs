@@ -675,3 +675,149 @@ fn drain(pipe: &Pipe) -> Vec<DisplayItem> {
     }
     out
 }
+
+/// Writes a drawable of `type_` on the primary with `bbox` (top, left, bottom, right) and
+/// the union bytes `body` at `addr`, and queues it on the command ring.
+fn queue_draw(dev: &FakeDevice, addr: u64, type_: u8, bbox: (i32, i32, i32, i32), body: &[u8]) {
+    use saffron_ring::abi::{QXLDrawable, QXLRect};
+    let mut d = QXLDrawable {
+        release_info: QXLReleaseInfo { id: addr },
+        type_,
+        bbox: QXLRect {
+            top: bbox.0,
+            left: bbox.1,
+            bottom: bbox.2,
+            right: bbox.3,
+        },
+        surfaces_dest: [-1; 3],
+        ..Default::default()
+    };
+    d.u[..body.len()].copy_from_slice(body);
+    dev.mem.write_obj(d, GuestAddress(addr)).unwrap();
+    dev.rec.lock().unwrap().commands.push_back(QXLCommand {
+        data: make_phys(1, 0, addr).unwrap(),
+        type_: QXL_CMD_DRAW,
+        ..Default::default()
+    });
+}
+
+/// The union bytes of a FILL with a solid brush.
+fn fill_body(color: u32, rop: u16) -> Vec<u8> {
+    use saffron_ring::abi::{QXLBrush, QXLFill, SPICE_BRUSH_TYPE_SOLID};
+    let mut brush = QXLBrush {
+        type_: SPICE_BRUSH_TYPE_SOLID,
+        u: [0; 16],
+    };
+    brush.u[..4].copy_from_slice(&color.to_le_bytes());
+    QXLFill {
+        brush,
+        rop_descriptor: rop,
+        mask: Default::default(),
+    }
+    .as_slice()
+    .to_vec()
+}
+
+/// What the guest draws on the primary reaches a subscribed display client as it was drawn:
+/// a solid PUT fill as a fill, a COPY_BITS as a copy of pixels the client has, anything else
+/// as the rendered pixels of its box, in order; commands that draw nothing send nothing.
+#[test]
+fn draws_on_the_primary_reach_subscribers_as_drawn() {
+    use saffron_display::{Draw, Rect};
+    use saffron_ring::abi::{
+        QXL_COPY_BITS, QXL_DRAW_FILL, QXLCopyBits, QXLPoint, SPICE_ROPD_OP_INVERS,
+        SPICE_ROPD_OP_PUT,
+    };
+    let (dev, worker, control, slots) = setup();
+    let (w, h) = (32u32, 16u32);
+    let create = QXLSurfaceCreate {
+        width: w,
+        height: h,
+        stride: (w * 4) as i32,
+        format: SPICE_SURFACE_FMT_32_xRGB,
+        position: 0,
+        mouse_mode: 0,
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        type_: QXL_SURF_TYPE_PRIMARY,
+        mem: make_phys(1, 0, 0x8000).unwrap(),
+    };
+    let primary = parse_primary(&Context::new(&dev.mem, &slots, 16), &create).unwrap();
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    let pipe = Arc::new(Pipe::new(1 << 20));
+    assert!(control.subscribe(pipe.clone()));
+    assert_eq!(drain(&pipe).len(), 3, "surface, pixels, monitor");
+
+    queue_draw(
+        &dev,
+        0x1000,
+        QXL_DRAW_FILL,
+        (0, 0, 8, 32),
+        &fill_body(0x00ff_0000, SPICE_ROPD_OP_PUT),
+    );
+    let copy = QXLCopyBits {
+        src_pos: QXLPoint { x: 0, y: 0 },
+    };
+    queue_draw(&dev, 0x1400, QXL_COPY_BITS, (8, 0, 16, 32), copy.as_slice());
+    queue_draw(
+        &dev,
+        0x1800,
+        QXL_DRAW_FILL,
+        (2, 4, 4, 8),
+        &fill_body(0, SPICE_ROPD_OP_INVERS),
+    );
+    sync(&worker, WorkerRequest::Wakeup);
+    let items = drain(&pipe);
+    assert_eq!(items.len(), 3, "{items:?}");
+    assert_eq!(
+        items[0],
+        DisplayItem::Draw(Draw {
+            area: Rect::new(0, 0, 32, 8).unwrap(),
+            content: DrawContent::Fill(0x00ff_0000)
+        })
+    );
+    assert_eq!(
+        items[1],
+        DisplayItem::CopyBits {
+            area: Rect::new(0, 8, 32, 16).unwrap(),
+            src_x: 0,
+            src_y: 0
+        }
+    );
+    let DisplayItem::Draw(Draw {
+        area,
+        content: DrawContent::Image(px),
+    }) = &items[2]
+    else {
+        panic!(
+            "an inverting fill goes as its rendered pixels: {:?}",
+            items[2]
+        );
+    };
+    assert_eq!(*area, Rect::new(4, 2, 8, 4).unwrap());
+    assert!(
+        px.bgrx
+            .chunks_exact(4)
+            .all(|p| p == [0xff, 0xff, 0x00, 0x00]),
+        "red inverted is cyan"
+    );
+    // A command that draws nothing on the primary: nothing published.
+    dev.mem
+        .write_obj(
+            QXLMessage {
+                release_info: QXLReleaseInfo { id: 9 },
+            },
+            GuestAddress(0x2000),
+        )
+        .unwrap();
+    dev.rec.lock().unwrap().commands.push_back(QXLCommand {
+        data: make_phys(1, 0, 0x2000).unwrap(),
+        type_: QXL_CMD_MESSAGE,
+        ..Default::default()
+    });
+    sync(&worker, WorkerRequest::Wakeup);
+    assert!(drain(&pipe).is_empty());
+    // The primary goes: the client is told.
+    sync(&worker, WorkerRequest::DestroyPrimary);
+    assert_eq!(drain(&pipe), [DisplayItem::SurfaceDestroy]);
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
