@@ -134,8 +134,8 @@ fn initial(frame: &Frame) -> Vec<DisplayItem> {
             width: frame.width,
             height: frame.height,
         }),
-        image(frame, Rect::of_size(frame.width, frame.height)),
         DisplayItem::Monitors(frame.head()),
+        image(frame, Rect::of_size(frame.width, frame.height)),
     ]
 }
 

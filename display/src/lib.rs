@@ -21,7 +21,7 @@ pub use rect::Rect;
 /// over the red worker.
 pub trait DisplaySource: Send + Sync + 'static {
     /// Registers `pipe` as a new display client. The worker first pushes the current state
-    /// into it (the primary surface, all of its pixels, the monitors config), then every
+    /// into it (the primary surface, the monitors config, all of its pixels), then every
     /// change, in order. False when there is no worker to subscribe to.
     fn subscribe(&self, pipe: std::sync::Arc<Pipe>) -> bool;
 

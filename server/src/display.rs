@@ -506,22 +506,22 @@ mod tests {
             width: 16,
             height: 8,
         };
-        c.apply(&q, DisplayItem::SurfaceCreate(info));
-        c.apply(&q, image(Rect::of_size(16, 8), |_, _| 7));
         let head = Head {
             x: 0,
             y: 0,
             width: 16,
             height: 8,
         };
+        c.apply(&q, DisplayItem::SurfaceCreate(info));
         c.apply(&q, DisplayItem::Monitors(head));
+        c.apply(&q, image(Rect::of_size(16, 8), |_, _| 7));
         assert_eq!(
             replay(&q, &mut screen),
             [
                 msg::DISPLAY_SURFACE_CREATE,
+                msg::DISPLAY_MONITORS_CONFIG,
                 msg::DISPLAY_DRAW_COPY,
                 msg::DISPLAY_MARK,
-                msg::DISPLAY_MONITORS_CONFIG
             ],
             "the first draw is a whole DRAW_COPY even when solid"
         );

@@ -82,8 +82,8 @@ impl Publisher {
         }
     }
 
-    /// A new client: it gets the current state first (the primary, all of its pixels, what
-    /// the monitor shows), then everything that follows.
+    /// A new client: it gets the current state first (the primary, what the monitor shows,
+    /// all of its pixels), then everything that follows.
     pub fn subscribe<M: GuestMemory>(
         &mut self,
         pipe: Arc<Pipe>,
@@ -138,12 +138,16 @@ impl Publisher {
 
 /// What a new client needs before any change: the surface and all of its pixels.
 fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
-    let mut items = vec![DisplayItem::SurfaceCreate(SurfaceInfo {
-        width: s.width,
-        height: s.height,
-    })];
+    // The monitor before the pixels: clients (spice-gtk) show a display once they know its
+    // monitor and have seen the MARK that follows the first drawing.
+    let mut items = vec![
+        DisplayItem::SurfaceCreate(SurfaceInfo {
+            width: s.width,
+            height: s.height,
+        }),
+        DisplayItem::Monitors(head),
+    ];
     items.extend(capture(mem, s, Rect::of_size(s.width, s.height), None));
-    items.push(DisplayItem::Monitors(head));
     items
 }
 

@@ -174,7 +174,7 @@ fn primary_frames_follow_the_surface_memory() {
     let (tx, rx) = crossbeam_channel::bounded(1);
     worker.submit(WorkerRequest::CreatePrimary(primary), Completion::Sync(tx));
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    // A display client subscribes: it gets the surface, all of its pixels, its monitor.
+    // A display client subscribes: it gets the surface, its monitor, all of its pixels.
     let pipe = Arc::new(Pipe::new(1 << 20));
     assert!(control.subscribe(pipe.clone()));
     let items = drain(&pipe);
@@ -185,7 +185,7 @@ fn primary_frames_follow_the_surface_memory() {
             height: h
         }))
     );
-    let Some(DisplayItem::Draw(d)) = items.get(1) else {
+    let Some(DisplayItem::Draw(d)) = items.get(2) else {
         panic!("the pixels: {items:?}")
     };
     let DrawContent::Image(px) = &d.content else {
@@ -198,7 +198,7 @@ fn primary_frames_follow_the_surface_memory() {
         "B,G,R,X of the red pixel"
     );
     assert_eq!(
-        items.get(2),
+        items.get(1),
         Some(&DisplayItem::Monitors(Head {
             x: 0,
             y: 0,
@@ -564,7 +564,7 @@ fn screendump_shows_head_0_of_the_monitors_config() {
         Some(DisplayItem::SurfaceCreate(SurfaceInfo { width, .. })) if *width == w
     ));
     assert_eq!(
-        items.last(),
+        items.get(1),
         Some(&DisplayItem::Monitors(Head {
             x: 5,
             y: 3,
@@ -745,7 +745,7 @@ fn draws_on_the_primary_reach_subscribers_as_drawn() {
     sync(&worker, WorkerRequest::CreatePrimary(primary));
     let pipe = Arc::new(Pipe::new(1 << 20));
     assert!(control.subscribe(pipe.clone()));
-    assert_eq!(drain(&pipe).len(), 3, "surface, pixels, monitor");
+    assert_eq!(drain(&pipe).len(), 3, "surface, monitor, pixels");
 
     queue_draw(
         &dev,
