@@ -368,20 +368,26 @@ pub fn ui(width: u32, height: u32) -> Vec<u8> {
     c.pixels
 }
 
-/// A photograph-like picture: per channel, a sum of low-frequency waves at various angles
-/// (built separably so that large images stay cheap), a soft vignette, and a little noise.
+/// A photograph-like picture: per channel, a sum of waves at various angles, mostly low
+/// frequencies with some finer texture (built separably so that large images stay cheap), a
+/// few soft-edged objects in front, a vignette, and a little sensor noise.
 pub fn photo(width: u32, height: u32) -> Vec<u8> {
     let (w, h) = (width as usize, height as usize);
     let mut rng = Rng(3);
-    // A scale that keeps the waves low-frequency relative to the picture, whatever its size.
+    // Frequencies are relative to a 512-pixel period, whatever the picture size.
     let scale = std::f32::consts::TAU / 512.0;
     let mut planes = vec![[0f32; 3]; w * h];
     for ch in 0..3 {
-        for _ in 0..5 {
-            let fx = (rng.below(200) as f32 / 100.0 - 1.0) * 2.5 * scale;
-            let fy = (rng.below(200) as f32 / 100.0 - 1.0) * 2.5 * scale;
+        for term in 0..8 {
+            // Five broad waves, then three finer, fainter ones.
+            let (freq, amp) = if term < 5 {
+                (2.5, 10.0 + rng.below(25) as f32)
+            } else {
+                (16.0, 2.0 + rng.below(5) as f32)
+            };
+            let fx = (rng.below(200) as f32 / 100.0 - 1.0) * freq * scale;
+            let fy = (rng.below(200) as f32 / 100.0 - 1.0) * freq * scale;
             let phase = rng.below(628) as f32 / 100.0;
-            let amp = 10.0 + rng.below(25) as f32;
             // sin(fx x + fy y + p) = sin(fx x) cos(fy y + p) + cos(fx x) sin(fy y + p)
             let (sx, cx): (Vec<f32>, Vec<f32>) = (0..w).map(|x| (fx * x as f32).sin_cos()).unzip();
             for y in 0..h {
@@ -389,6 +395,34 @@ pub fn photo(width: u32, height: u32) -> Vec<u8> {
                 let row = &mut planes[y * w..(y + 1) * w];
                 for ((p, &s), &c) in row.iter_mut().zip(&sx).zip(&cx) {
                     p[ch] += amp * (s * cy + c * sy);
+                }
+            }
+        }
+    }
+    // Objects: ellipses of their own shade, blended in over a few pixels of edge.
+    for _ in 0..6 {
+        let (ox, oy) = (rng.below(width) as f32, rng.below(height) as f32);
+        let rx = (w as f32 / 12.0) * (1.0 + rng.below(200) as f32 / 100.0);
+        let ry = (h as f32 / 12.0) * (1.0 + rng.below(200) as f32 / 100.0);
+        let shade = [0, 1, 2].map(|_| rng.below(120) as f32 - 60.0);
+        let edge = 2.0 + rng.below(3) as f32;
+        let (x0, x1) = (
+            (ox - rx - edge).max(0.0) as usize,
+            ((ox + rx + edge) as usize).min(w),
+        );
+        let (y0, y1) = (
+            (oy - ry - edge).max(0.0) as usize,
+            ((oy + ry + edge) as usize).min(h),
+        );
+        for y in y0..y1 {
+            for x in x0..x1 {
+                let (dx, dy) = ((x as f32 - ox) / rx, (y as f32 - oy) / ry);
+                // Distance outside the outline, in pixels, roughly.
+                let d = ((dx * dx + dy * dy).sqrt() - 1.0) * rx.min(ry);
+                let a = (0.5 - d / edge).clamp(0.0, 1.0);
+                let p = &mut planes[y * w + x];
+                for ch in 0..3 {
+                    p[ch] += a * shade[ch];
                 }
             }
         }

@@ -65,15 +65,20 @@ pub fn estimate(image: &ImageRef<'_>) -> Graduality {
         return Graduality::Low;
     }
     let (sum, samples, informative) = match image.format() {
-        PixelFormat::Rgb32 | PixelFormat::Rgba => sample(image, 4, 60, |p| [p[2], p[1], p[0]]),
-        PixelFormat::Rgb24 => sample(image, 3, 60, |p| [p[2], p[1], p[0]]),
-        PixelFormat::Rgb16 => sample(image, 2, 8, |p| {
-            let v = u16::from_le_bytes([p[0], p[1]]);
-            [
-                (v >> 10) as u8 & 0x1f,
-                (v >> 5) as u8 & 0x1f,
-                v as u8 & 0x1f,
-            ]
+        PixelFormat::Rgb32 | PixelFormat::Rgba => sample::<8>(image, 60, |row, x| {
+            let p = row.get(x * 4..)?.first_chunk::<8>()?;
+            let key = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], 0]);
+            Some((key(0), key(4)))
+        }),
+        PixelFormat::Rgb24 => sample::<8>(image, 60, |row, x| {
+            let p = row.get(x * 3..)?.first_chunk::<6>()?;
+            let key = |i: usize| u32::from_le_bytes([p[i], p[i + 1], p[i + 2], 0]);
+            Some((key(0), key(3)))
+        }),
+        PixelFormat::Rgb16 => sample::<5>(image, 8, |row, x| {
+            let p = row.get(x * 2..)?.first_chunk::<4>()?;
+            let key = |i: usize| u32::from(u16::from_le_bytes([p[i], p[i + 1]]) & 0x7fff);
+            Some((key(0), key(2)))
         }),
     };
     if !informative {
@@ -96,13 +101,15 @@ pub fn estimate(image: &ImageRef<'_>) -> Graduality {
 }
 
 /// Walks the sample positions; returns (sum of scores in quarters, number of samples,
-/// whether any sample square held two different colours). `rgb` extracts the channels of
-/// one pixel from its `bpp` bytes.
-fn sample(
+/// whether any sample square held two different colours).
+///
+/// Pixels are compared as keys holding red, green and blue in `BITS`-bit fields (blue lowest)
+/// and nothing else, so equal keys are equal colours; `pixels(row, x)` returns the keys of
+/// pixel `x` of a row and of its right neighbour.
+fn sample<const BITS: u32>(
     image: &ImageRef<'_>,
-    bpp: usize,
     contrast: i32,
-    rgb: impl Fn(&[u8]) -> [u8; 3],
+    pixels: impl Fn(&[u8], usize) -> Option<(u32, u32)>,
 ) -> (i64, u64, bool) {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let jump = if !SAMPLE_JUMP.is_multiple_of(width) {
@@ -110,39 +117,40 @@ fn sample(
     } else {
         SAMPLE_JUMP - 1
     };
-    let pair = |a: [u8; 3], b: [u8; 3]| -> i64 {
-        let mut differ = false;
-        for (&p, &q) in a.iter().zip(&b) {
-            let d = i32::from(p) - i32::from(q);
-            if d <= -contrast || d >= contrast {
-                return CONTRAST;
-            }
-            differ |= d != 0;
-        }
-        if differ { NOT_CONTRAST } else { SAME }
+    let mask = (1u32 << BITS) - 1;
+    // Equal, a sharp edge in some channel, or a small change; written without early exits so
+    // that it compiles to selects rather than unpredictable branches on noisy pictures.
+    let pair = |a: u32, b: u32| -> i64 {
+        let channel = |k: u32, c: u32| ((k >> (c * BITS)) & mask) as i32;
+        let d0 = (channel(a, 0) - channel(b, 0)).abs();
+        let d1 = (channel(a, 1) - channel(b, 1)).abs();
+        let d2 = (channel(a, 2) - channel(b, 2)).abs();
+        let d = d0.max(d1).max(d2);
+        let small = if d == 0 { SAME } else { NOT_CONTRAST };
+        if d >= contrast { CONTRAST } else { small }
     };
 
     let (mut sum, mut samples, mut informative) = (0i64, 0u64, false);
     // (x, y) of the current sample in the flat pixel sequence; the walk stops at the last row.
     let (mut x, mut y) = (width / 2, 0usize);
     while y < height - 1 {
-        if x == width - 1 {
-            x -= 1;
-        }
         let (top, bottom) = (image.row(y as u32), image.row(y as u32 + 1));
-        let at = |row: &[u8], x: usize| rgb(&row[x * bpp..(x + 1) * bpp]);
-        let p = at(top, x);
-        let (right, below, diagonal) = (at(top, x + 1), at(bottom, x), at(bottom, x + 1));
-        if p != right || p != below || p != diagonal {
-            sum += pair(p, right) + pair(p, below) + pair(p, diagonal);
-            informative = true;
+        while x < width {
+            if x == width - 1 {
+                x -= 1;
+            }
+            // Always present: x + 1 < width, so both pixels lie within each row.
+            if let (Some((p, right)), Some((below, diagonal))) = (pixels(top, x), pixels(bottom, x))
+                && (p != right || p != below || p != diagonal)
+            {
+                sum += pair(p, right) + pair(p, below) + pair(p, diagonal);
+                informative = true;
+            }
+            samples += 1;
+            x += jump;
         }
-        samples += 1;
-        x += jump;
-        if x >= width {
-            y += x / width;
-            x %= width;
-        }
+        y += x / width;
+        x %= width;
     }
     (sum, samples, informative)
 }
@@ -159,13 +167,13 @@ mod tests {
     /// A literal transcription of spice-server's walk over a packed Rgb32 image (flat
     /// pointer arithmetic, double accumulation), to check that our incremental walk visits the
     /// same pixels and scores the same.
-    fn reference_score(w: usize, h: usize, data: &[u8]) -> (f64, bool) {
-        let px = |i: usize| [data[i * 4 + 2], data[i * 4 + 1], data[i * 4]];
-        let cmp = |a: [u8; 3], b: [u8; 3]| -> usize {
+    /// `px(i)` gives the (r, g, b) of flat pixel `i`; `th` is the contrast threshold.
+    fn reference_score(w: usize, h: usize, th: i32, px: impl Fn(usize) -> [i32; 3]) -> (f64, bool) {
+        let cmp = |a: [i32; 3], b: [i32; 3]| -> usize {
             let mut any = 0;
             for c in 0..3 {
-                let d = a[c] as i32 - b[c] as i32;
-                if d <= -60 || d >= 60 {
+                let d = a[c] - b[c];
+                if d <= -th || d >= th {
                     return 1;
                 }
                 any |= d;
@@ -195,8 +203,8 @@ mod tests {
         (total / (n * 3) as f64, informative)
     }
 
-    fn classify(score: f64) -> Graduality {
-        if score < -0.03 {
+    fn classify(score: f64, high: f64) -> Graduality {
+        if score < high {
             Graduality::High
         } else if score < 0.002 {
             Graduality::Medium
@@ -244,13 +252,38 @@ mod tests {
             (333, 97),
         ] {
             for data in [corpus::photo(w, h), corpus::text(w, h), corpus::ui(w, h)] {
-                let (score, informative) = reference_score(w as usize, h as usize, &data);
-                let expected = if !informative {
-                    Graduality::Low // our one deviation: nothing varies at the samples
+                let (w_, h_) = (w as usize, h as usize);
+                let rgb = |i: usize| [2, 1, 0].map(|c| i32::from(data[i * 4 + c]));
+                let (score, informative) = reference_score(w_, h_, 60, rgb);
+                // Our one deviation: nothing varies at the samples.
+                let expected = if informative {
+                    classify(score, -0.03)
                 } else {
-                    classify(score)
+                    Graduality::Low
                 };
                 assert_eq!(rgb32(w, h, &data), expected, "{w}x{h} score {score}");
+
+                // The same picture as 16-bit x1r5g5b5, with garbage in the top bit.
+                let p16: Vec<u8> = data
+                    .chunks_exact(4)
+                    .enumerate()
+                    .flat_map(|(i, p)| {
+                        let [b, g, r] = [p[0] >> 3, p[1] >> 3, p[2] >> 3].map(u16::from);
+                        ((r << 10) | (g << 5) | b | ((i as u16 & 1) << 15)).to_le_bytes()
+                    })
+                    .collect();
+                let rgb16 = |i: usize| {
+                    let v = i32::from(u16::from_le_bytes([p16[i * 2], p16[i * 2 + 1]]));
+                    [(v >> 10) & 31, (v >> 5) & 31, v & 31]
+                };
+                let (score, informative) = reference_score(w_, h_, 8, rgb16);
+                let expected = if informative {
+                    classify(score, 0.0)
+                } else {
+                    Graduality::Low
+                };
+                let img = ImageRef::packed(w, h, PixelFormat::Rgb16, &p16).unwrap();
+                assert_eq!(estimate(&img), expected, "16-bit {w}x{h} score {score}");
             }
         }
     }
