@@ -46,6 +46,10 @@
 //! well as one big block (matches cross block boundaries) while the encoder only needs
 //! block-sized buffers, which stay in cache. The rows are copied from the image into the
 //! block buffer as they are (the X byte of `Rgb32` included; the client ignores it).
+//!
+//! LZ4 cannot shrink noise-like pictures: the payload can then be slightly larger than the
+//! raw pixels. spice-server sends such images uncompressed instead; so should our callers
+//! (compare the payload length with `width * height * bytes_per_pixel`).
 
 use lz4_flex::block::{
     CompressError, DecompressError, compress_into_with_dict, decompress_into_with_dict,
@@ -149,15 +153,18 @@ pub fn encode(image: &ImageRef<'_>) -> Result<Vec<u8>, EncodeError> {
     let total = row_len * image.height() as usize;
     let block_len = BLOCK_LEN.min(total);
 
-    // Screen content typically compresses 5-20x; start there and let the Vec grow otherwise.
-    let mut out = Vec::with_capacity(2 + total / 8);
-    out.extend_from_slice(&[1, format]);
+    // The output buffer is sized for the worst case of every block up front, so blocks are
+    // compressed straight into it: no copy, no regrowth. A large zeroed allocation comes from
+    // fresh (lazily zeroed) pages, so only the bytes actually written ever cost anything.
+    let blocks = total.div_ceil(block_len);
+    let mut out = vec![0u8; 2 + blocks * (4 + get_maximum_output_size(block_len))];
+    out[..2].copy_from_slice(&[1, format]);
+    let mut len = 2;
 
     // `window` holds the dictionary (the last `history` bytes before the block) followed by
     // the block being filled.
     let mut window: Vec<u8> = Vec::with_capacity(WINDOW + block_len);
     let mut history = 0;
-    let mut compressed = vec![0u8; get_maximum_output_size(block_len)];
     let mut rows = image.rows();
     let mut pending: &[u8] = &[];
     loop {
@@ -177,10 +184,11 @@ pub fn encode(image: &ImageRef<'_>) -> Result<Vec<u8>, EncodeError> {
             break;
         }
         let (dict, block) = window.split_at(history);
-        let n = compress_into_with_dict(block, &mut compressed, dict)?;
+        let (length, free) = out[len..].split_at_mut(4);
+        let n = compress_into_with_dict(block, free, dict)?;
         let n32 = u32::try_from(n).map_err(|_| EncodeError::BlockTooLong(n))?;
-        out.extend_from_slice(&n32.to_be_bytes());
-        out.extend_from_slice(&compressed[..n]);
+        length.copy_from_slice(&n32.to_be_bytes());
+        len += 4 + n;
 
         let keep = window.len().min(WINDOW);
         let start = window.len() - keep;
@@ -188,6 +196,7 @@ pub fn encode(image: &ImageRef<'_>) -> Result<Vec<u8>, EncodeError> {
         window.truncate(keep);
         history = keep;
     }
+    out.truncate(len);
     Ok(out)
 }
 
