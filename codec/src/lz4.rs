@@ -43,9 +43,13 @@
 //! Always top-down (that is how [`ImageRef`] holds rows). The packed rows are cut into blocks
 //! of [`BLOCK_LEN`] bytes, each compressed with the previous 64 KiB as the LZ4 dictionary, which
 //! is exactly what the client's stream decoder has behind the block: the result compresses as
-//! well as one big block (matches cross block boundaries) while the encoder only needs
-//! block-sized buffers, which stay in cache. The rows are copied from the image into the
-//! block buffer as they are (the X byte of `Rgb32` included; the client ignores it).
+//! well as one big block (matches cross block boundaries) while the encoder's working buffer
+//! stays block-sized and in cache. The rows are copied into that buffer as they are (the X
+//! byte of `Rgb32` included; the client ignores it): LZ4 needs contiguous input and
+//! [`ImageRef`] hands out rows. Payloads were checked outside this repository against
+//! liblz4 1.9.4 decoding them exactly as `canvas_get_lz4` does, for all four formats, odd
+//! sizes and multi-block frames; and payloads made the way `lz4-encoder.c` makes them (one
+//! linked block per 1 or 17 rows or per image, top-down and bottom-up) decode with ours.
 //!
 //! LZ4 cannot shrink noise-like pictures: the payload can then be slightly larger than the
 //! raw pixels. spice-server sends such images uncompressed instead; so should our callers
