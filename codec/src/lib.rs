@@ -9,6 +9,7 @@
 //! [`DecodedImage`] (top-down, tightly packed), so every codec can be checked the same way:
 //! `decode(encode(x)) == x`.
 
+pub mod corpus;
 pub mod glz;
 pub mod graduality;
 pub mod image;
