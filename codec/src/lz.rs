@@ -632,6 +632,8 @@ pub(crate) trait Target {
     /// Copies `len` pixels from `from` to `to` (`from < to`), in order, so an overlapping
     /// copy repeats the pattern as the format requires.
     fn copy(px: &mut [u32], from: usize, to: usize, len: usize);
+    /// Copies pixels of another image (GLZ); `dst` and `src` have the same length.
+    fn copy_from(dst: &mut [u32], src: &[u32]);
 }
 
 /// Writes whole keys.
@@ -662,6 +664,10 @@ impl Target for Whole {
             }
         }
     }
+    #[inline]
+    fn copy_from(dst: &mut [u32], src: &[u32]) {
+        dst.copy_from_slice(src);
+    }
 }
 
 impl Target for AlphaByte {
@@ -674,6 +680,12 @@ impl Target for AlphaByte {
         for i in 0..len {
             let a = px[from + i] & 0xff00_0000;
             px[to + i] = (px[to + i] & 0x00ff_ffff) | a;
+        }
+    }
+    #[inline]
+    fn copy_from(dst: &mut [u32], src: &[u32]) {
+        for (d, s) in dst.iter_mut().zip(src) {
+            *d = (*d & 0x00ff_ffff) | (s & 0xff00_0000);
         }
     }
 }
