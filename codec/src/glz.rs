@@ -44,13 +44,13 @@ use thiserror::Error;
 use crate::image::{DecodedImage, ImageRef, PixelFormat};
 use crate::lz::{
     AlphaByte, ByteKind, Kind, LzType, MAGIC, Reader, Rgb16Kind, RgbKind, StreamError, Target,
-    VERSION, Whole, alpha_keys, colour_keys, common_len, hash3, keys_to_pixels, local_copy,
+    VERSION, Whole, alpha_keys, colour_keys, common_len, hash32, keys_to_pixels, local_copy,
     plausible, put_len, put_literals,
 };
 
 /// The largest window (in pixels) an [`Encoder`] or [`Decoder`] uses: 16 Mi pixels, what
 /// spice-gtk asks for at most by default. Memory for the window is at most 4 bytes per pixel
-/// (5 for RGBA images) plus a fixed 1 MiB hash table (2 MiB once RGBA images are seen).
+/// (5 for RGBA images) plus a fixed 2 MiB hash table (4 MiB once RGBA images are seen).
 pub const MAX_WINDOW_PIXELS: u32 = 1 << 24;
 /// Bytes of the GLZ header.
 pub const HEADER_LEN: usize = 33;
@@ -58,8 +58,17 @@ pub const HEADER_LEN: usize = 33;
 const MAX_PIXEL_OFFSET: usize = 1 << 25;
 /// The farthest image distance spice-server codes (the long-offset form holds 24 bits).
 const MAX_IMAGE_DIST: u64 = (1 << 24) - 1;
-/// log2 of the hash table entries (u32 each): 1 MiB.
+/// log2 of the hash table entries (u64 each): 2 MiB.
 const HASH_BITS: u32 = 18;
+
+/// A hash table entry: the low 32 bits of a global position, and the full 32-bit hash of
+/// the three keys there. With a window of millions of pixels most candidates lie in images
+/// long out of the cache; comparing the stored hash first avoids touching them unless the
+/// three keys almost surely match.
+#[inline(always)]
+fn entry(pos: u64, hash: u32) -> u64 {
+    u64::from(hash) << 32 | (pos & 0xffff_ffff)
+}
 
 /// Why an image was not GLZ-encoded (the caller then sends it another way).
 #[derive(Debug, Error, PartialEq, Eq)]
@@ -248,7 +257,7 @@ fn compress<K: Kind>(
     scope: &Scope<'_>,
     keys: &[u32],
     source: fn(&Held) -> &[u32],
-    htab: &mut [u32],
+    htab: &mut [u64],
     out: &mut Vec<u8>,
 ) {
     let n = keys.len();
@@ -282,11 +291,13 @@ fn compress<K: Kind>(
                     }
                 }
             }
-            let h = hash3(k0, keys[pos + 1], keys[pos + 2], HASH_BITS);
+            let hash = hash32(k0, keys[pos + 1], keys[pos + 2]);
+            let h = (hash >> (32 - HASH_BITS)) as usize;
             let g_cur = scope.cur_base + pos as u64;
-            let age = u64::from((g_cur as u32).wrapping_sub(htab[h]));
-            htab[h] = g_cur as u32;
-            if age != 0 && age <= g_cur - scope.min_base {
+            let old = htab[h];
+            let age = u64::from((g_cur as u32).wrapping_sub(old as u32));
+            htab[h] = entry(g_cur, hash);
+            if (old >> 32) as u32 == hash && age != 0 && age <= g_cur - scope.min_base {
                 let g = g_cur - age;
                 if g >= scope.cur_base {
                     let offset = (age - 1) as usize;
@@ -324,8 +335,8 @@ fn compress<K: Kind>(
         let end = pos + len;
         for p in [end - 2, end - 1] {
             if p > pos && p + 3 <= n {
-                let h = hash3(keys[p], keys[p + 1], keys[p + 2], HASH_BITS);
-                htab[h] = (scope.cur_base + p as u64) as u32;
+                let hash = hash32(keys[p], keys[p + 1], keys[p + 2]);
+                htab[(hash >> (32 - HASH_BITS)) as usize] = entry(scope.cur_base + p as u64, hash);
             }
         }
         pos = end;
@@ -357,8 +368,8 @@ pub struct Encoder {
     next_base: u64,
     held: VecDeque<Held>,
     held_pixels: u64,
-    htab: Vec<u32>,
-    atab: Vec<u32>,
+    htab: Vec<u64>,
+    atab: Vec<u64>,
 }
 
 impl Encoder {

@@ -307,10 +307,16 @@ impl Kind for ByteKind {
 /// Hash of three consecutive keys, `bits` wide.
 #[inline(always)]
 pub(crate) fn hash3(a: u32, b: u32, c: u32, bits: u32) -> usize {
+    (hash32(a, b, c) >> (32 - bits)) as usize
+}
+
+/// The full 32-bit hash of three consecutive keys ([`hash3`] keeps its top bits).
+#[inline(always)]
+pub(crate) fn hash32(a: u32, b: u32, c: u32) -> u32 {
     let h = a.wrapping_mul(0x9e37_79b1)
         ^ b.wrapping_mul(0x85eb_ca77).rotate_left(11)
         ^ c.wrapping_mul(0xc2b2_ae3d).rotate_left(22);
-    (h.wrapping_mul(0x2722_0a95) >> (32 - bits)) as usize
+    h.wrapping_mul(0x2722_0a95)
 }
 
 /// How many keys from the start of `a` and `b` are equal.
