@@ -359,9 +359,12 @@ fn put_header(out: &mut Vec<u8>, image: &ImageRef<'_>, ty: LzType, id: u64, head
     out.extend_from_slice(&head_dist.to_be_bytes());
 }
 
-/// A client's GLZ dictionary, server side. One per client (spice-gtk shares one window among
-/// all display channels of a session; the caller must also send the images in the order
-/// they were encoded, every one of them, as the module documentation explains).
+/// A client's GLZ dictionary, server side. One per client session: spice-gtk shares one
+/// window among all its display channels, so they must share this encoder too. Encode an
+/// image only when it is about to be sent, and send every image encoded: the client frees
+/// images only once all ids up to the newest have arrived, and a copy from an image that
+/// never arrives makes it wait forever. With several channels, a copy from an image still
+/// queued on another channel makes the client wait for it, which is correct but stalls.
 pub struct Encoder {
     window: u32,
     next_id: u64,
@@ -408,6 +411,9 @@ impl Encoder {
     /// after it clears its window on connecting (its `tail_gap` restarts at 0 and it frees
     /// images only once ids from 0 on have all arrived). Within a session there is no
     /// message that makes the client forget its window, so never call this mid-session.
+    /// (spice-gtk's clear does not reset the id below which it frees images, so after a
+    /// reconnection it keeps images longer than needed until the new ids pass the old ones;
+    /// that costs the client memory, never correctness.)
     pub fn reset(&mut self) {
         self.next_id = 0;
         self.held.clear();

@@ -395,3 +395,22 @@ proptest! {
         let _ = d.decode(&data, 1 << 20);
     }
 }
+
+#[test]
+fn long_offsets_within_and_across_images() {
+    // 700x300 = 210000 pixels: offsets past 2^17 both inside an image (rows far above)
+    // and into the earlier image.
+    let (a, _) = image(Scene::Text, 700, 300, 1, PixelFormat::Rgb32);
+    let (mut b, _) = image(Scene::Text, 700, 300, 1, PixelFormat::Rgb32);
+    // Change the top of the second copy so its first copies come from far into the first.
+    b[..700 * 4 * 20]
+        .iter_mut()
+        .for_each(|x| *x = x.wrapping_add(1));
+    let mut enc = Encoder::new(1 << 20);
+    let mut dec = Decoder::new(1 << 20);
+    for data in [&a, &b] {
+        let img = ImageRef::packed(700, 300, PixelFormat::Rgb32, data).unwrap();
+        let out = enc.encode(&img).unwrap();
+        assert!(dec.decode(&out, 1 << 20).unwrap().same_picture(&img));
+    }
+}
