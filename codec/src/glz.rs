@@ -8,7 +8,7 @@
 //! come the pixel offset and an *image distance*. Image distance 0 means "this image" and the
 //! offset is `distance - 1` back; otherwise the source is the image whose id is
 //! `id - image distance`, and the offset counts pixels from that image's first pixel. The
-//! offset takes 12, 17 or 25 bits and the image distance 6 to 30 bits (see [`put_copy`]).
+//! offset takes 12, 17 or 25 bits and the image distance 6 to 30 bits (see `put_copy`).
 //! RGBA is a colour stream and then an alpha stream, each able to reach earlier images.
 //!
 //! # The dictionary window, as spice-gtk keeps it (src/decode-glz.c)
