@@ -157,7 +157,7 @@ impl PaletteDepth {
 pub enum EncodeError {
     #[error("image of {width}x{height} is empty")]
     Empty { width: u32, height: u32 },
-    #[error("image of {width}x{height} has more pixels than this encoder indexes (2^31)")]
+    #[error("image of {width}x{height} is too large for LZ (over 2^31 pixels, or rows over 4 GiB)")]
     TooLarge { width: u32, height: u32 },
     #[error(
         "palette stride {stride} is shorter than the {needed} bytes a row of {width} pixels needs"
@@ -441,15 +441,18 @@ fn put_header(out: &mut Vec<u8>, ty: LzType, width: u32, height: u32, stride: u3
 /// Most pixels an encoder indexes (hash entries are u32 positions).
 const MAX_ENCODE_PIXELS: u64 = 1 << 31;
 
-fn check_size(width: u32, height: u32) -> Result<usize, EncodeError> {
+/// The pixel count and the header's stride (a u32) of a `width`x`height` image of `bpp`
+/// bytes per pixel.
+fn check_size(width: u32, height: u32, bpp: u32) -> Result<(usize, u32), EncodeError> {
     let n = u64::from(width) * u64::from(height);
     if n == 0 {
         return Err(EncodeError::Empty { width, height });
     }
-    if n > MAX_ENCODE_PIXELS {
-        return Err(EncodeError::TooLarge { width, height });
+    let stride = width.checked_mul(bpp);
+    match stride {
+        Some(stride) if n <= MAX_ENCODE_PIXELS => Ok((n as usize, stride)),
+        _ => Err(EncodeError::TooLarge { width, height }),
     }
-    Ok(n as usize)
 }
 
 /// The colour keys of an RGB-family image (X byte and RGB16's top bit dropped).
@@ -486,17 +489,11 @@ pub(crate) fn alpha_keys(image: &ImageRef<'_>) -> Vec<u32> {
 /// Encodes `image` as an LZ_RGB payload of the type matching its format (RGB32, RGBA,
 /// RGB24 or RGB16), top-down.
 pub fn encode(image: &ImageRef<'_>) -> Result<Vec<u8>, EncodeError> {
-    let n = check_size(image.width(), image.height())?;
-    let ty = LzType::for_format(image.format());
     let bpp = image.format().bytes_per_pixel() as u32;
+    let (n, stride) = check_size(image.width(), image.height(), bpp)?;
+    let ty = LzType::for_format(image.format());
     let mut out = Vec::with_capacity(HEADER_LEN + n * 2 + 64);
-    put_header(
-        &mut out,
-        ty,
-        image.width(),
-        image.height(),
-        image.width() * bpp,
-    );
+    put_header(&mut out, ty, image.width(), image.height(), stride);
     let mut htab = vec![0u32; 1 << LZ_HASH_BITS];
     let keys = colour_keys(image);
     match image.format() {
@@ -518,14 +515,14 @@ pub fn encode_alpha(image: &ImageRef<'_>) -> Result<Vec<u8>, EncodeError> {
     if image.format() != PixelFormat::Rgba {
         return Err(EncodeError::NoAlpha(image.format()));
     }
-    let n = check_size(image.width(), image.height())?;
+    let (n, stride) = check_size(image.width(), image.height(), 4)?;
     let mut out = Vec::with_capacity(HEADER_LEN + n / 2 + 64);
     put_header(
         &mut out,
         LzType::Xxxa,
         image.width(),
         image.height(),
-        image.width() * 4,
+        stride,
     );
     let mut htab = vec![0u32; 1 << LZ_HASH_BITS];
     compress::<ByteKind>(&alpha_keys(image), &mut htab, &mut out);
@@ -543,7 +540,7 @@ pub fn encode_palette(
     stride: usize,
     packed: &[u8],
 ) -> Result<Vec<u8>, EncodeError> {
-    check_size(width, height)?;
+    check_size(width, height, 1)?;
     let row = depth.row_bytes(width);
     if (stride as u64) < row {
         return Err(EncodeError::StrideTooShort {
