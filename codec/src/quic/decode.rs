@@ -282,3 +282,25 @@ fn get_run(a: &mut Adapt, rd: &mut BitReader<'_>, max: usize) -> Option<usize> {
     a.melc_end();
     (len <= max && !rd.overrun()).then_some(len)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_bounded_by_the_segment() {
+        let ones = [0xffu8; 64];
+        let mut rd = BitReader::new(&ones).unwrap();
+        assert_eq!(get_run(&mut Adapt::new(), &mut rd, 1000), None);
+
+        // Hits of 1, 1, 1, 1, 2 (the state climbs), then a zero and 1 remainder bit.
+        let mut a = Adapt::new();
+        let stream = 0b1111_1010_u32 << 24;
+        let words = [stream.to_le_bytes(), [0; 4]].concat();
+        let mut rd = BitReader::new(&words).unwrap();
+        assert_eq!(get_run(&mut a, &mut rd, 100), Some(6 + 1));
+        let mut a = Adapt::new();
+        let mut rd = BitReader::new(&words).unwrap();
+        assert_eq!(get_run(&mut a, &mut rd, 6), None);
+    }
+}

@@ -1,19 +1,13 @@
 //! The QUIC encoder.
 //!
-//! Each row is first turned into folded prediction residuals per channel (a pass with no
-//! state, so it runs fast), then a second pass walks the row in the reference's order and
-//! entropy-codes those residuals, switching to the run coder where the reference does.
+//! Rows are read straight from the image: the residual of a pixel is only computed when the
+//! pixel is coded, so pixels inside runs cost no more than a comparison.
 
 use super::bits::BitWriter;
-use super::model::{Channels, Segment};
+use super::model::{Channels, Segment, channel_offset, same_pixel};
 use super::tables::{FAMILY, fold};
 use super::{QUIC_MAGIC, QUIC_VERSION, QuicType};
 use crate::image::ImageRef;
-
-/// Byte offsets of R, G, B inside a pixel (Spice pixels are B, G, R[, X|A]); QUIC codes the
-/// channels in that order.
-const RGB_OFFSETS: [usize; 3] = [2, 1, 0];
-const ALPHA_OFFSET: usize = 3;
 
 /// Encodes `image` as a QUIC stream of type `ty` (RGB32, RGB24 or RGBA, matching the image's
 /// pixel format).
@@ -21,7 +15,6 @@ pub(super) fn encode_image(image: &ImageRef<'_>, ty: QuicType) -> Vec<u8> {
     let width = image.width() as usize;
     let height = image.height();
     let bpp = image.format().bytes_per_pixel();
-    let with_alpha = ty == QuicType::Rgba;
 
     // A generous first guess; screen content usually needs far less.
     let raw = width * height as usize * bpp;
@@ -30,109 +23,76 @@ pub(super) fn encode_image(image: &ImageRef<'_>, ty: QuicType) -> Vec<u8> {
         bw.put(v >> 16, 16);
         bw.put(v & 0xffff, 16);
     }
-
-    let mut rgb = Channels::<3>::new(width);
-    let mut alpha = Channels::<1>::new(if with_alpha { width } else { 0 });
-    let mut res: [Vec<u8>; 3] = std::array::from_fn(|_| vec![0; width]);
-    let mut res_a: [Vec<u8>; 1] = [vec![0u8; if with_alpha { width } else { 0 }]];
-    let mut keys = vec![0u32; width];
-    let mut keys_prev = vec![0u32; width];
-    let mut keys_a = vec![0u32; if with_alpha { width } else { 0 }];
-    let mut keys_a_prev = keys_a.clone();
-
-    let mut prev_row: Option<&[u8]> = None;
-    for y in 0..height {
-        let row = image.row(y);
-        for (out, &off) in res.iter_mut().zip(RGB_OFFSETS.iter()) {
-            residuals(prev_row, row, bpp, off, out);
-        }
-        rgb_keys(row, bpp, &mut keys);
-        code_row(&mut rgb, &mut bw, &res, &keys_prev, &keys, y == 0);
-        if with_alpha {
-            residuals(prev_row, row, bpp, ALPHA_OFFSET, &mut res_a[0]);
-            for (k, px) in keys_a.iter_mut().zip(row.chunks_exact(bpp)) {
-                *k = px[ALPHA_OFFSET] as u32;
-            }
-            code_row(&mut alpha, &mut bw, &res_a, &keys_a_prev, &keys_a, y == 0);
-            std::mem::swap(&mut keys_a, &mut keys_a_prev);
-        }
-        std::mem::swap(&mut keys, &mut keys_prev);
-        prev_row = Some(row);
+    match ty {
+        QuicType::Rgb24 => encode_rows::<3, false>(image, &mut bw),
+        QuicType::Rgba => encode_rows::<4, true>(image, &mut bw),
+        _ => encode_rows::<4, false>(image, &mut bw),
     }
     bw.finish()
 }
 
-/// The folded prediction residuals of one channel of `row`: on the first row each pixel is
-/// predicted by its left neighbour (the first by 0); below, the first pixel by the one above
-/// and the others by the mean of left and above, rounded down.
-fn residuals(prev: Option<&[u8]>, row: &[u8], bpp: usize, off: usize, out: &mut [u8]) {
-    let cur = row.chunks_exact(bpp).map(|p| p[off]);
-    match prev {
-        None => {
-            let mut left = 0u8;
-            for (o, c) in out.iter_mut().zip(cur) {
-                *o = fold(c.wrapping_sub(left));
-                left = c;
-            }
+/// Codes every row: colour first, then (for RGBA) alpha, each with its own models.
+fn encode_rows<const BPP: usize, const ALPHA: bool>(image: &ImageRef<'_>, bw: &mut BitWriter) {
+    let width = image.width() as usize;
+    let mut rgb = Channels::<3>::new(width);
+    let mut alpha = Channels::<1>::new(if ALPHA { width } else { 0 });
+    let mut prev: &[u8] = &[];
+    for y in 0..image.height() {
+        let cur = image.row(y);
+        code_row::<3, BPP>(&mut rgb, bw, prev, cur);
+        if ALPHA {
+            code_row::<1, BPP>(&mut alpha, bw, prev, cur);
         }
-        Some(prev) => {
-            let above = prev.chunks_exact(bpp).map(|p| p[off]);
-            let mut iter = out.iter_mut().zip(cur.zip(above));
-            let Some((o, (c, a))) = iter.next() else {
-                return;
-            };
-            *o = fold(c.wrapping_sub(a));
-            let mut left = c;
-            for (o, (c, a)) in iter {
-                let pred = ((left as u16 + a as u16) >> 1) as u8;
-                *o = fold(c.wrapping_sub(pred));
-                left = c;
-            }
-        }
+        prev = cur;
     }
 }
 
-/// One comparable value per pixel, from its colour channels only (the X or alpha byte never
-/// takes part in colour runs).
-fn rgb_keys(row: &[u8], bpp: usize, keys: &mut [u32]) {
-    for (k, p) in keys.iter_mut().zip(row.chunks_exact(bpp)) {
-        *k = p[0] as u32 | (p[1] as u32) << 8 | (p[2] as u32) << 16;
-    }
-}
-
-/// Codes one row of `N` channels, split into the segments the wait-mask schedule dictates.
-fn code_row<const N: usize>(
+/// Codes one row of `N` channels (`prev` is empty on the first row), split into the segments
+/// the wait-mask schedule dictates.
+fn code_row<const N: usize, const BPP: usize>(
     ch: &mut Channels<N>,
     bw: &mut BitWriter,
-    res: &[Vec<u8>; N],
-    keys_prev: &[u32],
-    keys: &[u32],
-    first_row: bool,
+    prev: &[u8],
+    cur: &[u8],
 ) {
+    let first_row = prev.is_empty();
     ch.start_row(first_row);
-    let plan = ch.adapt.plan_row(keys.len());
+    let plan = ch.adapt.plan_row(cur.len() / BPP);
     for seg in plan.segments() {
         if first_row {
-            code_segment::<N, false>(ch, bw, res, keys_prev, keys, seg);
+            code_segment::<N, BPP, true>(ch, bw, prev, cur, seg);
         } else {
-            code_segment::<N, true>(ch, bw, res, keys_prev, keys, seg);
+            code_segment::<N, BPP, false>(ch, bw, prev, cur, seg);
         }
     }
 }
 
-/// Codes the residuals of column `i` with each channel's current best code.
+/// Codes column `i` of every channel: the prediction error, folded, with the channel's best
+/// code for the context left by column `i - 1`. On the first row a pixel is predicted by its
+/// left neighbour (the first by 0); below, the first pixel by the one above and the others
+/// by the mean of left and above, rounded down.
 #[inline(always)]
-fn code_pixel<const N: usize>(
+fn code_pixel<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     ch: &mut Channels<N>,
     bw: &mut BitWriter,
-    res: &[Vec<u8>; N],
+    prev: &[u8],
+    cur: &[u8],
     i: usize,
 ) {
-    for c in 0..N {
-        let v = res[c][i];
-        let code = ch.models[c].code_for(ch.ctx[c][i]) & 7;
+    for (c, (model, ctx)) in ch.models.iter().zip(ch.ctx.iter_mut()).enumerate() {
+        let off = channel_offset::<N>(c);
+        let pred = match (FIRST_ROW, i) {
+            (true, 0) => 0,
+            (true, _) => cur[(i - 1) * BPP + off],
+            (false, 0) => prev[off],
+            (false, _) => {
+                ((cur[(i - 1) * BPP + off] as u16 + prev[i * BPP + off] as u16) >> 1) as u8
+            }
+        };
+        let v = fold(cur[i * BPP + off].wrapping_sub(pred));
+        let code = model.code_for(ctx[i]) & 7;
         bw.put_packed(FAMILY.code[code][v as usize]);
-        ch.ctx[c][i + 1] = v;
+        ctx[i + 1] = v;
     }
 }
 
@@ -140,12 +100,11 @@ fn code_pixel<const N: usize>(
 /// because the decoder replays it: models are updated at pseudo-randomly spaced columns, and
 /// (below the first row) a run is tried wherever the row above repeats a pixel and the two
 /// pixels to the left are equal.
-fn code_segment<const N: usize, const RUNS: bool>(
+fn code_segment<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     ch: &mut Channels<N>,
     bw: &mut BitWriter,
-    res: &[Vec<u8>; N],
-    keys_prev: &[u32],
-    keys: &[u32],
+    prev: &[u8],
+    cur: &[u8],
     seg: &Segment,
 ) {
     let waitmask = ch.adapt.enter(seg);
@@ -153,7 +112,7 @@ fn code_segment<const N: usize, const RUNS: bool>(
     let mut i = seg.start;
     let mut stop;
     if i == 0 {
-        code_pixel(ch, bw, res, 0);
+        code_pixel::<N, BPP, FIRST_ROW>(ch, bw, prev, cur, 0);
         if ch.adapt.waitcnt > 0 {
             ch.adapt.waitcnt -= 1;
         } else {
@@ -168,10 +127,11 @@ fn code_segment<const N: usize, const RUNS: bool>(
     // Column where the last run started: no second run may start there.
     let mut run_index = 0usize;
     let run_here = |i: usize, run_index: usize| {
-        RUNS && keys_prev[i - 1] == keys_prev[i]
+        !FIRST_ROW
+            && same_pixel::<N, BPP>(prev, i - 1, i)
             && run_index != i
             && i > 2
-            && keys[i - 1] == keys[i - 2]
+            && same_pixel::<N, BPP>(cur, i - 1, i - 2)
     };
     loop {
         let run_found = 'coding: {
@@ -180,7 +140,7 @@ fn code_segment<const N: usize, const RUNS: bool>(
                     if run_here(i, run_index) {
                         break 'coding true;
                     }
-                    code_pixel(ch, bw, res, i);
+                    code_pixel::<N, BPP, FIRST_ROW>(ch, bw, prev, cur, i);
                     i += 1;
                 }
                 ch.update(stop);
@@ -190,7 +150,7 @@ fn code_segment<const N: usize, const RUNS: bool>(
                 if run_here(i, run_index) {
                     break 'coding true;
                 }
-                code_pixel(ch, bw, res, i);
+                code_pixel::<N, BPP, FIRST_ROW>(ch, bw, prev, cur, i);
                 i += 1;
             }
             false
@@ -204,7 +164,7 @@ fn code_segment<const N: usize, const RUNS: bool>(
         run_index = i;
         ch.adapt.waitcnt = stop - i;
         let mut len = 0;
-        while keys[i] == keys[i - 1] {
+        while same_pixel::<N, BPP>(cur, i, i - 1) {
             len += 1;
             i += 1;
             if i == end {

@@ -189,6 +189,23 @@ impl Adapt {
     }
 }
 
+/// Byte offset of channel `c` of a group of `N` inside a Spice pixel (B, G, R[, X|A]): the
+/// colour group is coded R, G, B; a group of one is alpha.
+#[inline(always)]
+pub(super) const fn channel_offset<const N: usize>(c: usize) -> usize {
+    if N == 1 { 3 } else { 2 - c }
+}
+
+/// Whether pixels `a` and `b` of `row` agree on the `N` channels of the group (the X byte,
+/// and alpha for the colour group, never take part).
+#[inline(always)]
+pub(super) fn same_pixel<const N: usize, const BPP: usize>(row: &[u8], a: usize, b: usize) -> bool {
+    (0..N).all(|c| {
+        let off = channel_offset::<N>(c);
+        row[a * BPP + off] == row[b * BPP + off]
+    })
+}
+
 /// The models and context rows of `N` channels coded together, plus their shared state.
 pub(super) struct Channels<const N: usize> {
     pub models: [Model; N],
