@@ -2,13 +2,10 @@
 //! decides how every codeword is read), writing straight into the packed output rows.
 
 use super::bits::BitReader;
-use super::model::{Adapt, Channels, Segment};
+use super::model::{Adapt, Channels, Segment, channel_offset, same_pixel};
 use super::tables::{FAMILY, low_mask, unfold};
 use super::{DecodeError, QUIC_MAGIC, QUIC_VERSION, QuicType};
 use crate::image::{DecodedImage, PixelFormat};
-
-const RGB_OFFSETS: [usize; 3] = [2, 1, 0];
-const ALPHA_OFFSETS: [usize; 1] = [3];
 
 pub(super) fn decode_image(data: &[u8], max_pixels: u64) -> Result<DecodedImage, DecodeError> {
     let mut rd = BitReader::new(data).ok_or(DecodeError::Truncated)?;
@@ -62,22 +59,10 @@ pub(super) fn decode_image(data: &[u8], max_pixels: u64) -> Result<DecodedImage,
     // Rows are appended as they are decoded, so a stream that fails early has allocated
     // little; the first reservation only guesses at plausible compression.
     let mut out = Vec::with_capacity(total.min(data.len().saturating_mul(64).max(row_bytes)));
-    let mut rgb = Channels::<3>::new(w);
-    let mut alpha = Channels::<1>::new(if ty == QuicType::Rgba { w } else { 0 });
-
-    for y in 0..height {
-        let start = out.len();
-        out.resize(start + row_bytes, 0);
-        let (before, cur) = out.split_at_mut(start);
-        let prev = &before[start.saturating_sub(row_bytes)..];
-        let first = y == 0;
-        decode_row(&mut rgb, &mut rd, prev, cur, bpp, RGB_OFFSETS, first, y)?;
-        if ty == QuicType::Rgba {
-            decode_row(&mut alpha, &mut rd, prev, cur, bpp, ALPHA_OFFSETS, first, y)?;
-        }
-        if rd.overrun() {
-            return Err(DecodeError::Truncated);
-        }
+    match ty {
+        QuicType::Rgb24 => decode_rows::<3, false>(&mut rd, &mut out, w, height)?,
+        QuicType::Rgba => decode_rows::<4, true>(&mut rd, &mut out, w, height)?,
+        _ => decode_rows::<4, false>(&mut rd, &mut out, w, height)?,
     }
     Ok(DecodedImage {
         width,
@@ -87,40 +72,48 @@ pub(super) fn decode_image(data: &[u8], max_pixels: u64) -> Result<DecodedImage,
     })
 }
 
-/// Where one row's channels live and what it is decoded against.
-struct RowCtx<'r, const N: usize> {
-    prev: &'r [u8],
-    cur: &'r mut [u8],
-    bpp: usize,
-    offs: [usize; N],
-    y: u32,
+/// Decodes all rows into `out`, appending each before decoding into it.
+fn decode_rows<const BPP: usize, const ALPHA: bool>(
+    rd: &mut BitReader<'_>,
+    out: &mut Vec<u8>,
+    width: usize,
+    height: u32,
+) -> Result<(), DecodeError> {
+    let row_bytes = width * BPP;
+    let mut rgb = Channels::<3>::new(width);
+    let mut alpha = Channels::<1>::new(if ALPHA { width } else { 0 });
+    for y in 0..height {
+        let start = out.len();
+        out.resize(start + row_bytes, 0);
+        let (before, cur) = out.split_at_mut(start);
+        let prev = &before[start.saturating_sub(row_bytes)..];
+        decode_row::<3, BPP>(&mut rgb, rd, prev, cur, y)?;
+        if ALPHA {
+            decode_row::<1, BPP>(&mut alpha, rd, prev, cur, y)?;
+        }
+        if rd.overrun() {
+            return Err(DecodeError::Truncated);
+        }
+    }
+    Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-fn decode_row<const N: usize>(
+/// Decodes one row of `N` channels (`prev` is empty on the first row).
+fn decode_row<const N: usize, const BPP: usize>(
     ch: &mut Channels<N>,
     rd: &mut BitReader<'_>,
     prev: &[u8],
     cur: &mut [u8],
-    bpp: usize,
-    offs: [usize; N],
-    first_row: bool,
     y: u32,
 ) -> Result<(), DecodeError> {
-    let mut row = RowCtx {
-        prev,
-        cur,
-        bpp,
-        offs,
-        y,
-    };
+    let first_row = prev.is_empty();
     ch.start_row(first_row);
-    let plan = ch.adapt.plan_row(row.cur.len() / bpp);
+    let plan = ch.adapt.plan_row(cur.len() / BPP);
     for seg in plan.segments() {
         if first_row {
-            decode_segment::<N, true>(ch, rd, &mut row, seg)?;
+            decode_segment::<N, BPP, true>(ch, rd, prev, cur, seg, y)?;
         } else {
-            decode_segment::<N, false>(ch, rd, &mut row, seg)?;
+            decode_segment::<N, BPP, false>(ch, rd, prev, cur, seg, y)?;
         }
     }
     Ok(())
@@ -129,68 +122,68 @@ fn decode_row<const N: usize>(
 /// Reads one Golomb codeword of code `code` from the front of `window`: the value and the
 /// codeword length. Escaped values past 255 cannot come from a valid encoder; like the
 /// reference we keep their low 8 bits.
+///
+/// Both readings are computed and one is selected without a branch: on noisy content the
+/// escape is taken about half the time, and a mispredicted branch per channel costs more
+/// than the few extra instructions.
 #[inline(always)]
 fn golomb(code: usize, window: u32) -> (u8, u32) {
     let l = code as u32;
+    let zeros = window.leading_zeros();
+    let gr_len = zeros + 1 + l;
+    let gr = (zeros << l) | (window.wrapping_shr(32u32.wrapping_sub(gr_len)) & low_mask(l));
+    let esc_len = FAMILY.escape_len[code];
+    let esc =
+        FAMILY.gr_limit[code] + ((window >> (32 - esc_len)) & low_mask(FAMILY.suffix_len[code]));
     if window > FAMILY.escape_window_max[code] {
-        let zeros = window.leading_zeros();
-        let len = zeros + 1 + l;
-        let v = (zeros << l) | ((window >> (32 - len)) & low_mask(l));
-        (v as u8, len)
+        (gr as u8, gr_len)
     } else {
-        let len = FAMILY.escape_len[code];
-        let v =
-            FAMILY.gr_limit[code] + ((window >> (32 - len)) & low_mask(FAMILY.suffix_len[code]));
-        (v as u8, len)
+        (esc as u8, esc_len)
     }
 }
 
-/// Decodes column `i` of every channel.
+/// Decodes column `i` of every channel (see `encode::code_pixel` for the predictions).
 #[inline(always)]
-fn decode_pixel<const N: usize, const FIRST_ROW: bool>(
+fn decode_pixel<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     ch: &mut Channels<N>,
     rd: &mut BitReader<'_>,
-    row: &mut RowCtx<'_, N>,
+    prev: &[u8],
+    cur: &mut [u8],
     i: usize,
 ) {
-    let bpp = row.bpp;
-    for c in 0..N {
-        let code = ch.models[c].code_for(ch.ctx[c][i]) & 7;
+    for (c, (model, ctx)) in ch.models.iter().zip(ch.ctx.iter_mut()).enumerate() {
+        let off = channel_offset::<N>(c);
+        let code = model.code_for(ctx[i]) & 7;
         let (v, len) = golomb(code, rd.peek());
         rd.eat(len);
-        ch.ctx[c][i + 1] = v;
-        let off = row.offs[c];
+        ctx[i + 1] = v;
         let pred = match (FIRST_ROW, i) {
             (true, 0) => 0,
-            (true, _) => row.cur[(i - 1) * bpp + off],
-            (false, 0) => row.prev[off],
+            (true, _) => cur[(i - 1) * BPP + off],
+            (false, 0) => prev[off],
             (false, _) => {
-                ((row.cur[(i - 1) * bpp + off] as u16 + row.prev[i * bpp + off] as u16) >> 1) as u8
+                ((cur[(i - 1) * BPP + off] as u16 + prev[i * BPP + off] as u16) >> 1) as u8
             }
         };
-        row.cur[i * bpp + off] = unfold(v).wrapping_add(pred);
+        cur[i * BPP + off] = unfold(v).wrapping_add(pred);
     }
 }
 
-/// Whether pixels `a` and `b` of `row` agree on the channels at `offs`.
-#[inline(always)]
-fn same<const N: usize>(row: &[u8], bpp: usize, offs: &[usize; N], a: usize, b: usize) -> bool {
-    offs.iter().all(|&o| row[a * bpp + o] == row[b * bpp + o])
-}
-
-/// Decodes columns `seg.start..seg.end`, mirroring `encode::code_segment`.
-fn decode_segment<const N: usize, const FIRST_ROW: bool>(
+/// Decodes columns `seg.start..seg.end` of row `y`, mirroring `encode::code_segment`.
+fn decode_segment<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     ch: &mut Channels<N>,
     rd: &mut BitReader<'_>,
-    row: &mut RowCtx<'_, N>,
+    prev: &[u8],
+    cur: &mut [u8],
     seg: &Segment,
+    y: u32,
 ) -> Result<(), DecodeError> {
     let waitmask = ch.adapt.enter(seg);
     let end = seg.end;
     let mut i = seg.start;
     let mut stop;
     if i == 0 {
-        decode_pixel::<N, FIRST_ROW>(ch, rd, row, 0);
+        decode_pixel::<N, BPP, FIRST_ROW>(ch, rd, prev, cur, 0);
         if ch.adapt.waitcnt > 0 {
             ch.adapt.waitcnt -= 1;
         } else {
@@ -203,31 +196,31 @@ fn decode_segment<const N: usize, const FIRST_ROW: bool>(
         stop = i + ch.adapt.waitcnt;
     }
     let mut run_index = 0usize;
-    let run_here = |row: &RowCtx<'_, N>, i: usize, run_index: usize| {
+    let run_here = |cur: &[u8], i: usize, run_index: usize| {
         !FIRST_ROW
-            && same(row.prev, row.bpp, &row.offs, i - 1, i)
+            && same_pixel::<N, BPP>(prev, i - 1, i)
             && run_index != i
             && i > 2
-            && same(row.cur, row.bpp, &row.offs, i - 1, i - 2)
+            && same_pixel::<N, BPP>(cur, i - 1, i - 2)
     };
     loop {
         let run_found = 'coding: {
             while stop < end {
                 while i <= stop {
-                    if run_here(row, i, run_index) {
+                    if run_here(cur, i, run_index) {
                         break 'coding true;
                     }
-                    decode_pixel::<N, FIRST_ROW>(ch, rd, row, i);
+                    decode_pixel::<N, BPP, FIRST_ROW>(ch, rd, prev, cur, i);
                     i += 1;
                 }
                 ch.update(stop);
                 stop = i + ch.adapt.next_wait(waitmask);
             }
             while i < end {
-                if run_here(row, i, run_index) {
+                if run_here(cur, i, run_index) {
                     break 'coding true;
                 }
-                decode_pixel::<N, FIRST_ROW>(ch, rd, row, i);
+                decode_pixel::<N, BPP, FIRST_ROW>(ch, rd, prev, cur, i);
                 i += 1;
             }
             false
@@ -238,21 +231,30 @@ fn decode_segment<const N: usize, const FIRST_ROW: bool>(
         }
         run_index = i;
         ch.adapt.waitcnt = stop - i;
-        let len = get_run(&mut ch.adapt, rd, end - i).ok_or(DecodeError::BadRun {
-            row: row.y,
-            column: i,
-        })?;
-        let (bpp, offs) = (row.bpp, row.offs);
-        for k in i..i + len {
-            for &o in offs.iter() {
-                row.cur[k * bpp + o] = row.cur[(k - 1) * bpp + o];
-            }
-        }
+        let len =
+            get_run(&mut ch.adapt, rd, end - i).ok_or(DecodeError::BadRun { row: y, column: i })?;
+        fill_run::<N, BPP>(cur, i, len);
         i += len;
         if i == end {
             return Ok(());
         }
         stop = i + ch.adapt.waitcnt;
+    }
+}
+
+/// Repeats pixel `start - 1` over `len` pixels (its group's channels only).
+#[inline]
+fn fill_run<const N: usize, const BPP: usize>(cur: &mut [u8], start: usize, len: usize) {
+    if len == 0 {
+        return;
+    }
+    let (head, tail) = cur.split_at_mut(start * BPP);
+    let src = &head[(start - 1) * BPP..];
+    for px in tail[..len * BPP].chunks_exact_mut(BPP) {
+        for c in 0..N {
+            let off = channel_offset::<N>(c);
+            px[off] = src[off];
+        }
     }
 }
 

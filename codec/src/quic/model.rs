@@ -3,14 +3,16 @@
 //! next model update happens and how long the run coder expects runs to be.
 
 use super::tables::{
-    BPC, BUCKET_OF, FAMILY, MELC_LEN, MELC_STATES, NUM_BUCKETS, TABRAND, WM_MAX, WM_NEXT, low_mask,
-    wm_trigger,
+    BPC, BUCKET_OF, BUCKET_RANGE, FAMILY, MELC_LEN, MELC_STATES, NUM_BUCKETS, TABRAND, WM_MAX,
+    WM_NEXT, low_mask, wm_trigger,
 };
 
 /// One channel's model: for each context bucket, running code-length totals for every code
 /// and the code that is currently cheapest.
 pub(super) struct Model {
     best: [u8; NUM_BUCKETS],
+    /// `best` spread over the context values, so the hot loops need one lookup, not two.
+    best_of_ctx: [u8; 256],
     counters: [[u32; BPC]; NUM_BUCKETS],
 }
 
@@ -18,6 +20,7 @@ impl Model {
     pub fn new() -> Self {
         Model {
             best: [(BPC - 1) as u8; NUM_BUCKETS],
+            best_of_ctx: [(BPC - 1) as u8; 256],
             counters: [[0; BPC]; NUM_BUCKETS],
         }
     }
@@ -25,7 +28,7 @@ impl Model {
     /// The code to use when the previous pixel's folded residual was `ctx`.
     #[inline(always)]
     pub fn code_for(&self, ctx: u8) -> usize {
-        self.best[BUCKET_OF[ctx as usize] as usize] as usize
+        self.best_of_ctx[ctx as usize] as usize
     }
 
     /// Charges every code for coding `val` in context `ctx`, picks the cheapest (the highest
@@ -44,7 +47,10 @@ impl Model {
                 best_len = counters[code];
             }
         }
-        self.best[b] = best as u8;
+        if self.best[b] != best as u8 {
+            self.best[b] = best as u8;
+            self.best_of_ctx[BUCKET_RANGE[b].clone()].fill(best as u8);
+        }
         if best_len > trigger {
             for c in counters.iter_mut() {
                 *c >>= 1;

@@ -188,6 +188,10 @@ const fn build_buckets() -> [u8; 256] {
 
 pub(super) static BUCKET_OF: [u8; 256] = build_buckets();
 
+/// The context values of each bucket (the inverse of [`BUCKET_OF`]).
+pub(super) static BUCKET_RANGE: [std::ops::Range<usize>; NUM_BUCKETS] =
+    [0..1, 1..3, 3..7, 7..15, 15..31, 31..63, 63..127, 127..256];
+
 /// Maps a prediction error (mod 256) to a small code number: 0, -1, 1, -2, 2, ... become
 /// 0, 1, 2, 3, 4, ... (spice-common's `xlatU2L`).
 #[inline(always)]
@@ -225,6 +229,9 @@ mod tests {
             .collect();
         assert_eq!(firsts, vec![0, 1, 3, 7, 15, 31, 63, 127]);
         assert_eq!(BUCKET_OF[255] as usize, NUM_BUCKETS - 1);
+        for (b, range) in BUCKET_RANGE.iter().enumerate() {
+            assert!(range.clone().all(|v| BUCKET_OF[v] as usize == b));
+        }
     }
 
     #[test]
