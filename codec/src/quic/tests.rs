@@ -96,6 +96,35 @@ fn matches_the_reference_encoder_byte_for_byte() {
     }
 }
 
+/// FNV-1a, to pin a long reference stream without spelling it out.
+fn fnv1a(data: &[u8]) -> u64 {
+    data.iter().fold(0xcbf2_9ce4_8422_2325, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+#[test]
+fn matches_the_reference_encoder_on_a_wide_image() {
+    // Wider than the first wait-mask segments, with runs, contexts left over from runs, and
+    // isolated odd pixels; the reference encoder made 7832 bytes with this hash.
+    let palette = [
+        [250, 250, 250, 0],
+        [20, 30, 40, 0],
+        [200, 100, 0, 0],
+        [0, 128, 255, 0],
+    ];
+    let data = image(2100, 5, PixelFormat::Rgb32, |x, y| {
+        if (x * 7 + y * 3) % 97 == 0 {
+            [x as u8, (x * y) as u8, (y * 40) as u8, 0]
+        } else {
+            palette[((x / 13 + (y / 2) * 3) % 4) as usize]
+        }
+    });
+    let img = ImageRef::packed(2100, 5, PixelFormat::Rgb32, &data).unwrap();
+    let enc = round_trip(&img);
+    assert_eq!((enc.len(), fnv1a(&enc)), (7832, 0xbff8_9500_406e_ccf0));
+}
+
 #[test]
 fn header_words() {
     let px = [1, 2, 3, 4];
