@@ -52,10 +52,18 @@ pub(super) fn decode_image(data: &[u8], max_pixels: u64) -> Result<DecodedImage,
         });
     }
 
-    let w = width as usize;
+    let too_many = DecodeError::TooManyPixels {
+        width,
+        height,
+        max_pixels,
+    };
     let bpp = format.bytes_per_pixel();
+    let total = pixels
+        .checked_mul(bpp as u64)
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or(too_many)?;
+    let w = width as usize;
     let row_bytes = w * bpp;
-    let total = row_bytes * height as usize;
     // Rows are appended as they are decoded, so a stream that fails early has allocated
     // little; the first reservation only guesses at plausible compression.
     let mut out = Vec::with_capacity(total.min(data.len().saturating_mul(64).max(row_bytes)));
