@@ -159,6 +159,16 @@ fn decode_pixel<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     cur: &mut [u8],
     i: usize,
 ) {
+    let (done, rest) = cur.split_at_mut(i * BPP);
+    let px = &mut rest[..BPP];
+    // The pixel's neighbours: left (on this row) and above; both absent at the first column
+    // of the first row.
+    let left: &[u8] = if i > 0 { &done[(i - 1) * BPP..] } else { &[] };
+    let up: &[u8] = if FIRST_ROW {
+        &[]
+    } else {
+        &prev[i * BPP..][..BPP]
+    };
     for (c, (model, ctx)) in ch.models.iter().zip(ch.ctx.iter_mut()).enumerate() {
         let off = channel_offset::<N>(c);
         let code = model.code_for(ctx[i]) & 7;
@@ -167,13 +177,11 @@ fn decode_pixel<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
         ctx[i + 1] = v;
         let pred = match (FIRST_ROW, i) {
             (true, 0) => 0,
-            (true, _) => cur[(i - 1) * BPP + off],
-            (false, 0) => prev[off],
-            (false, _) => {
-                ((cur[(i - 1) * BPP + off] as u16 + prev[i * BPP + off] as u16) >> 1) as u8
-            }
+            (true, _) => left[off],
+            (false, 0) => up[off],
+            (false, _) => ((left[off] as u16 + up[off] as u16) >> 1) as u8,
         };
-        cur[i * BPP + off] = unfold(v).wrapping_add(pred);
+        px[off] = unfold(v).wrapping_add(pred);
     }
 }
 

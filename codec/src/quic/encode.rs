@@ -79,17 +79,39 @@ fn code_pixel<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
     cur: &[u8],
     i: usize,
 ) {
-    for (c, (model, ctx)) in ch.models.iter().zip(ch.ctx.iter_mut()).enumerate() {
-        let off = channel_offset::<N>(c);
-        let pred = match (FIRST_ROW, i) {
-            (true, 0) => 0,
-            (true, _) => cur[(i - 1) * BPP + off],
-            (false, 0) => prev[off],
-            (false, _) => {
-                ((cur[(i - 1) * BPP + off] as u16 + prev[i * BPP + off] as u16) >> 1) as u8
+    let px = &cur[i * BPP..][..BPP];
+    let mut res = [0u8; N];
+    match (FIRST_ROW, i) {
+        (true, 0) => {
+            for (c, r) in res.iter_mut().enumerate() {
+                *r = fold(px[channel_offset::<N>(c)]);
             }
-        };
-        let v = fold(cur[i * BPP + off].wrapping_sub(pred));
+        }
+        (true, _) => {
+            let left = &cur[(i - 1) * BPP..][..BPP];
+            for (c, r) in res.iter_mut().enumerate() {
+                let off = channel_offset::<N>(c);
+                *r = fold(px[off].wrapping_sub(left[off]));
+            }
+        }
+        (false, 0) => {
+            let up = &prev[..BPP];
+            for (c, r) in res.iter_mut().enumerate() {
+                let off = channel_offset::<N>(c);
+                *r = fold(px[off].wrapping_sub(up[off]));
+            }
+        }
+        (false, _) => {
+            let left = &cur[(i - 1) * BPP..][..BPP];
+            let up = &prev[i * BPP..][..BPP];
+            for (c, r) in res.iter_mut().enumerate() {
+                let off = channel_offset::<N>(c);
+                let pred = ((left[off] as u16 + up[off] as u16) >> 1) as u8;
+                *r = fold(px[off].wrapping_sub(pred));
+            }
+        }
+    }
+    for ((model, ctx), v) in ch.models.iter().zip(ch.ctx.iter_mut()).zip(res) {
         let code = model.code_for(ctx[i]) & 7;
         bw.put_packed(FAMILY.code[code][v as usize]);
         ctx[i + 1] = v;
