@@ -14,11 +14,11 @@ use crate::image::ImageRef;
 pub(super) fn encode_image(image: &ImageRef<'_>, ty: QuicType) -> Vec<u8> {
     let width = image.width() as usize;
     let height = image.height();
-    let bpp = image.format().bytes_per_pixel();
 
-    // A generous first guess; screen content usually needs far less.
-    let raw = width * height as usize * bpp;
-    let mut bw = BitWriter::with_capacity(64 + raw / 2);
+    // Room for a byte per coded channel: noise needs about that, screen content far less
+    // (untouched capacity costs no memory), and only pathological images grow past it.
+    let channels = if ty == QuicType::Rgba { 4 } else { 3 };
+    let mut bw = BitWriter::with_capacity(64 + width * height as usize * channels);
     for v in [QUIC_MAGIC, QUIC_VERSION, ty as u32, image.width(), height] {
         bw.put(v >> 16, 16);
         bw.put(v & 0xffff, 16);
