@@ -265,11 +265,21 @@ fn fill_run<const N: usize, const BPP: usize>(cur: &mut [u8], start: usize, len:
         return;
     }
     let (head, tail) = cur.split_at_mut(start * BPP);
-    let src = &head[(start - 1) * BPP..];
-    for px in tail[..len * BPP].chunks_exact_mut(BPP) {
-        for c in 0..N {
-            let off = channel_offset::<N>(c);
-            px[off] = src[off];
+    let src = &head[(start - 1) * BPP..][..BPP];
+    let run = &mut tail[..len * BPP];
+    if N == 3 && BPP == 4 {
+        // Copying whole pixels is faster, and harmless: the fourth byte is still 0 on this
+        // row (X is never written; alpha is decoded after the colour of the whole row).
+        let px = [src[0], src[1], src[2], src[3]];
+        for dst in run.chunks_exact_mut(4) {
+            dst.copy_from_slice(&px);
+        }
+    } else {
+        for dst in run.chunks_exact_mut(BPP) {
+            for c in 0..N {
+                let off = channel_offset::<N>(c);
+                dst[off] = src[off];
+            }
         }
     }
 }

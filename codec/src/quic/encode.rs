@@ -4,7 +4,7 @@
 //! pixel is coded, so pixels inside runs cost no more than a comparison.
 
 use super::bits::BitWriter;
-use super::model::{Channels, Segment, channel_offset, same_pixel};
+use super::model::{Channels, Segment, channel_offset, run_length, same_pixel};
 use super::tables::{FAMILY, fold};
 use super::{QUIC_MAGIC, QUIC_VERSION, QuicType};
 use crate::image::ImageRef;
@@ -185,16 +185,12 @@ fn code_segment<const N: usize, const BPP: usize, const FIRST_ROW: bool>(
         // countdown pauses meanwhile.
         run_index = i;
         ch.adapt.waitcnt = stop - i;
-        let mut len = 0;
-        while same_pixel::<N, BPP>(cur, i, i - 1) {
-            len += 1;
-            i += 1;
-            if i == end {
-                put_run(ch, bw, len);
-                return;
-            }
-        }
+        let len = run_length::<N, BPP>(cur, i, end);
         put_run(ch, bw, len);
+        i += len;
+        if i == end {
+            return;
+        }
         stop = i + ch.adapt.waitcnt;
     }
 }

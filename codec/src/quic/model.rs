@@ -212,6 +212,49 @@ pub(super) fn same_pixel<const N: usize, const BPP: usize>(row: &[u8], a: usize,
     })
 }
 
+/// How many pixels of `row` from `start` on (stopping at `end`) repeat pixel `start - 1` on
+/// the group's channels: the length of a run. `start` must be at least 1.
+pub(super) fn run_length<const N: usize, const BPP: usize>(
+    row: &[u8],
+    start: usize,
+    end: usize,
+) -> usize {
+    let span = &row[start * BPP..end * BPP];
+    let reference = &row[(start - 1) * BPP..][..BPP];
+    if BPP == 4 {
+        // Whole pixels as words, masked to the group's bytes.
+        let mask: u32 = if N == 1 { 0xff00_0000 } else { 0x00ff_ffff };
+        let word = |p: &[u8]| u32::from_le_bytes([p[0], p[1], p[2], p[3]]) & mask;
+        count_same(span, BPP, |p| word(p) == word(reference))
+    } else {
+        count_same(span, BPP, |p| {
+            (0..N).all(|c| {
+                let off = channel_offset::<N>(c);
+                p[off] == reference[off]
+            })
+        })
+    }
+}
+
+/// How many leading `bpp`-byte pixels of `span` satisfy `same`.
+#[inline(always)]
+fn count_same(span: &[u8], bpp: usize, same: impl Fn(&[u8]) -> bool) -> usize {
+    // Whole blocks first, tested without early exit so the compiler can vectorise: screen
+    // content is mostly long runs.
+    const BLOCK: usize = 16;
+    let mut n = 0;
+    for block in span.chunks_exact(BLOCK * bpp) {
+        if !block.chunks_exact(bpp).fold(true, |all, p| all & same(p)) {
+            break;
+        }
+        n += BLOCK;
+    }
+    n + span[n * bpp..]
+        .chunks_exact(bpp)
+        .take_while(|p| same(p))
+        .count()
+}
+
 /// The models and context rows of `N` channels coded together, plus their shared state.
 pub(super) struct Channels<const N: usize> {
     pub models: [Model; N],
@@ -276,6 +319,21 @@ mod tests {
             a.plan_row(5000);
         }
         assert_eq!(a.plan_row(100_000).segments().len(), 1);
+    }
+
+    #[test]
+    fn run_length_ignores_other_channels_and_stops_at_the_end() {
+        // RGB32 pixels: B, G, R, X; the X byte varies but does not break the run.
+        let mut row = Vec::new();
+        for i in 0..40u8 {
+            let px = if i == 35 { [9, 9, 9, i] } else { [1, 2, 3, i] };
+            row.extend_from_slice(&px);
+        }
+        assert_eq!(run_length::<3, 4>(&row, 1, 40), 34);
+        assert_eq!(run_length::<3, 4>(&row, 1, 20), 19);
+        assert_eq!(run_length::<3, 4>(&row, 35, 40), 0);
+        assert_eq!(run_length::<3, 4>(&row, 36, 40), 0);
+        assert_eq!(run_length::<1, 4>(&row, 1, 40), 0);
     }
 
     #[test]
