@@ -301,16 +301,32 @@ impl Session {
         Ok(())
     }
 
-    /// Links the display channel and sends DISPLAY_INIT, as spice-gtk does.
+    /// Links the display channel and sends DISPLAY_INIT as spice-gtk does: the LZ4 and
+    /// MONITORS_CONFIG caps, a pixmap cache and a GLZ dictionary of spice-gtk's default sizes,
+    /// so the server encodes for it as for spice-gtk ([`Screen`] decodes every format).
     pub fn display(&self) -> Result<Channel, ClientError> {
-        let mut d = self.open(channel::DISPLAY, &[])?;
-        // pixmap cache id/size and glz dictionary id/window: no caches on our side.
-        let mut init = vec![0u8; 14];
-        init[0] = 1;
+        self.display_with(DISPLAY_CAPS_LIKE_SPICE_GTK, GLZ_WINDOW_LIKE_SPICE_GTK)
+    }
+
+    /// Links the display channel with display caps `caps` and a GLZ dictionary of
+    /// `glz_window` pixels (0 = none, as spice-html5).
+    pub fn display_with(&self, caps: u32, glz_window: u32) -> Result<Channel, ClientError> {
+        let mut d = self.open(channel::DISPLAY, &[caps])?;
+        let mut init = Vec::with_capacity(14);
+        init.push(1u8); // pixmap cache id
+        init.extend_from_slice(&PIXMAP_CACHE_LIKE_SPICE_GTK.to_le_bytes());
+        init.push(1u8); // GLZ dictionary id
+        init.extend_from_slice(&glz_window.to_le_bytes());
         d.send(msg::MSGC_DISPLAY_INIT, &init)?;
         Ok(d)
     }
 }
+
+/// Display caps MONITORS_CONFIG (1) and LZ4_COMPRESSION (5).
+pub const DISPLAY_CAPS_LIKE_SPICE_GTK: u32 = (1 << 1) | (1 << 5);
+/// spice-gtk's default pixmap cache (80 MiB) and GLZ window (12 MiB), in 4-byte pixels.
+pub const PIXMAP_CACHE_LIKE_SPICE_GTK: i64 = 80 * 1024 * 1024 / 4;
+pub const GLZ_WINDOW_LIKE_SPICE_GTK: u32 = 12 * 1024 * 1024 / 4;
 
 /// A client-side copy of the primary surface, updated from display messages, with ACK flow
 /// control answered like spice-gtk (ACK_SYNC on SET_ACK, ACK every `window` messages).
@@ -324,6 +340,10 @@ pub struct Screen {
     pub received: u32,
     /// DRAW_COPY messages applied.
     pub draws: u64,
+    /// Images decoded, per SpiceImage type (0 raw, 1 QUIC, 101 LZ, 102 GLZ, 107 zlib-GLZ,
+    /// 109 LZ4).
+    pub images: std::collections::BTreeMap<u8, u64>,
+    glz: Option<saffron_codec::glz::Decoder>,
 }
 
 impl Screen {
@@ -437,43 +457,103 @@ impl Screen {
         Ok(())
     }
 
-    /// Applies a DRAW_COPY of a raw top-down 32-bit bitmap onto surface 0.
+    /// Applies a DRAW_COPY (rop PUT, whole image) onto surface 0, decoding its image: raw
+    /// 32-bit bitmaps and every compressed format the server sends.
     fn apply_draw_copy(&mut self, b: &[u8]) -> Result<(), ClientError> {
-        if u32_at(b, 0)? != 0 {
-            return proto("draw onto a surface other than 0");
-        }
-        let (top, left, bottom, right) =
-            (u32_at(b, 4)?, u32_at(b, 8)?, u32_at(b, 12)?, u32_at(b, 16)?);
-        if b.get(20) != Some(&0) {
-            return proto("clip other than NONE");
-        }
+        let (top, left, bottom, right) = self.draw_box(b)?;
         let img = u32_at(b, 21)? as usize;
-        if b.get(img + 8) != Some(&0) {
-            return proto("image type other than BITMAP");
-        }
+        let ty = *b
+            .get(img + 8)
+            .ok_or_else(|| ClientError::Protocol("no image".into()))?;
         let (w, h) = (u32_at(b, img + 10)?, u32_at(b, img + 14)?);
-        if right < left || bottom < top || (w, h) != (right - left, bottom - top) {
-            return proto("bitmap size does not match the box");
+        if (w as usize, h as usize) != (right - left, bottom - top) {
+            return proto("image size does not match the box");
         }
-        if right > self.width || bottom > self.height {
-            return proto("draw outside the surface");
-        }
-        let bm = img + 18;
-        if b.get(bm) != Some(&8) || b.get(bm + 1) != Some(&4) {
-            return proto("bitmap other than 32BIT top-down");
-        }
-        let stride = u32_at(b, bm + 10)? as usize;
-        let data = b.get(bm + 18..).unwrap_or(&[]);
+        let payload = b.get(img + 18..).unwrap_or(&[]);
         let row = w as usize * 4;
-        if stride < row || data.len() < stride * h as usize {
-            return proto("bitmap data shorter than stride x height");
+        let rows = self.decode_image(ty, w, h, payload)?;
+        if rows.len() < row * h as usize {
+            return proto("image data shorter than its size");
         }
+        *self.images.entry(ty).or_insert(0) += 1;
         for y in 0..h as usize {
-            let src = &data[y * stride..y * stride + row];
-            let dst = ((top as usize + y) * self.width as usize + left as usize) * 4;
+            let src = &rows[y * row..(y + 1) * row];
+            let dst = ((top + y) * self.width as usize + left) * 4;
             self.pixels[dst..dst + row].copy_from_slice(src);
         }
         Ok(())
+    }
+
+    /// The pixels of an image of type `ty` as top-down B, G, R, X rows.
+    fn decode_image(&mut self, ty: u8, w: u32, h: u32, p: &[u8]) -> Result<Vec<u8>, ClientError> {
+        use saffron_codec::{DecodedImage, PixelFormat, lz, lz4, quic, zlib_glz};
+        let max = u64::from(w) * u64::from(h);
+        let bad =
+            |what: &str, e: &dyn std::fmt::Display| ClientError::Protocol(format!("{what}: {e}"));
+        let sized = |p: &[u8]| -> Result<Vec<u8>, ClientError> {
+            let n = u32_at(p, 0)? as usize;
+            p.get(4..4 + n)
+                .map(<[u8]>::to_vec)
+                .ok_or_else(|| ClientError::Protocol("image payload shorter than its size".into()))
+        };
+        let decoded: DecodedImage = match ty {
+            // BITMAP: only the 32BIT top-down layout the server sends.
+            0 => {
+                if p.first() != Some(&8) || p.get(1) != Some(&4) {
+                    return proto("bitmap other than 32BIT top-down");
+                }
+                let stride = u32_at(p, 10)? as usize;
+                let data = p.get(18..).unwrap_or(&[]);
+                let row = w as usize * 4;
+                if stride < row || data.len() < stride * h as usize {
+                    return proto("bitmap data shorter than stride x height");
+                }
+                let mut out = Vec::with_capacity(row * h as usize);
+                for y in 0..h as usize {
+                    out.extend_from_slice(&data[y * stride..y * stride + row]);
+                }
+                return Ok(out);
+            }
+            1 => quic::decode(&sized(p)?, max).map_err(|e| bad("QUIC", &e))?,
+            101 => lz::decode(&sized(p)?, max).map_err(|e| bad("LZ", &e))?,
+            102 => self
+                .glz()
+                .decode(&sized(p)?, max)
+                .map_err(|e| bad("GLZ", &e))?,
+            107 => {
+                let glz_size = u32_at(p, 0)? as usize;
+                let z_size = u32_at(p, 4)? as usize;
+                let z = p
+                    .get(8..8 + z_size)
+                    .ok_or_else(|| ClientError::Protocol("zlib payload short".into()))?;
+                let glz_data = zlib_glz::decompress(z, glz_size, MAX_CLIENT_MESSAGE)
+                    .map_err(|e| bad("zlib-GLZ", &e))?;
+                self.glz()
+                    .decode(&glz_data, max)
+                    .map_err(|e| bad("GLZ", &e))?
+            }
+            109 => lz4::decode(&sized(p)?, w, h, max).map_err(|e| bad("LZ4", &e))?,
+            other => return proto(format!("image type {other}")),
+        };
+        if (decoded.width, decoded.height) != (w, h) {
+            return proto("decoded image size differs from its descriptor");
+        }
+        Ok(match decoded.format {
+            PixelFormat::Rgb32 | PixelFormat::Rgba => decoded.pixels,
+            PixelFormat::Rgb24 => decoded
+                .pixels
+                .chunks_exact(3)
+                .flat_map(|p| [p[0], p[1], p[2], 0])
+                .collect(),
+            PixelFormat::Rgb16 => return proto("16-bit image on a 32-bit surface"),
+        })
+    }
+
+    /// The GLZ dictionary (as big as any server may use).
+    fn glz(&mut self) -> &mut saffron_codec::glz::Decoder {
+        self.glz.get_or_insert_with(|| {
+            saffron_codec::glz::Decoder::new(saffron_codec::glz::MAX_WINDOW_PIXELS)
+        })
     }
 
     /// The surface as 0x00RRGGBB pixels.

@@ -66,6 +66,8 @@ pub struct ServerConfig {
     pub display_pipe_limit: usize,
     /// How images are compressed for display clients (QEMU's `image-compression`).
     pub image_compression: crate::image::Compression,
+    /// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
+    pub zlib_glz_wan_compression: crate::image::WanCompression,
     /// How often cursor clients poll the cursor source (shorter than the display's: a pointer
     /// that lags the hand is noticed sooner than a late picture).
     pub cursor_poll_interval: Duration,
@@ -93,6 +95,7 @@ impl ServerConfig {
             queue_limit: crate::conn::DEFAULT_QUEUE_LIMIT,
             display_pipe_limit: DEFAULT_PIPE_LIMIT,
             image_compression: crate::image::Compression::default(),
+            zlib_glz_wan_compression: crate::image::WanCompression::default(),
             cursor_poll_interval: Duration::from_millis(15),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,

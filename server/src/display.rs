@@ -18,7 +18,9 @@ use tracing::{debug, info};
 use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
 };
-use crate::image::{self, BITMAP_HEADER_SIZE, DESCRIPTOR_SIZE};
+use crate::image::{
+    self, BITMAP_HEADER_SIZE, Compression, DESCRIPTOR_SIZE, ImageEncoder, WanCompression,
+};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
@@ -34,6 +36,8 @@ const ACK_WINDOW: u32 = 20;
 pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
 /// Client display cap MONITORS_CONFIG.
 const CAP_MONITORS_CONFIG: u32 = 1;
+/// Client display cap LZ4_COMPRESSION.
+const CAP_LZ4_COMPRESSION: u32 = 5;
 /// Surface format 32_xRGB; surface flag PRIMARY.
 const SURFACE_FMT_32_XRGB: u32 = 32;
 const SURFACE_FLAG_PRIMARY: u32 = 1;
@@ -165,10 +169,33 @@ pub(crate) struct ClientDisplay {
     sent_head: Option<Head>,
     image_id: u64,
     base_limit: usize,
+    compression: Compression,
+    images: ImageEncoder,
+    /// Whether the client's DISPLAY_INIT was applied (GLZ and caches wait for it).
+    init_applied: bool,
 }
 
 impl ClientDisplay {
+    #[cfg(test)]
     pub(crate) fn new(monitors_cap: bool, base_limit: usize) -> ClientDisplay {
+        ClientDisplay::with_encoding(
+            monitors_cap,
+            base_limit,
+            Compression::Off,
+            WanCompression::Never,
+            false,
+        )
+    }
+
+    /// A client whose images are compressed as `compression` allows, and as it can decode
+    /// (`lz4_cap`; GLZ once its DISPLAY_INIT gives a dictionary window).
+    pub(crate) fn with_encoding(
+        monitors_cap: bool,
+        base_limit: usize,
+        compression: Compression,
+        wan: WanCompression,
+        lz4_cap: bool,
+    ) -> ClientDisplay {
         ClientDisplay {
             surface: None,
             marked: false,
@@ -176,7 +203,25 @@ impl ClientDisplay {
             sent_head: None,
             image_id: 0,
             base_limit,
+            compression,
+            images: ImageEncoder::new(compression, wan, lz4_cap),
+            init_applied: false,
         }
+    }
+
+    /// The client's DISPLAY_INIT: its GLZ dictionary window (its pixmap cache size is not
+    /// used yet). Applied once; a second INIT is ignored, since the dictionary's ids must
+    /// run on without a gap for the client.
+    pub(crate) fn apply_init(&mut self, init: &DisplayInit) {
+        if self.init_applied {
+            return;
+        }
+        self.init_applied = true;
+        self.images.set_glz_window(i64::from(init.glz_window_size));
+    }
+
+    pub(crate) fn encode_stats(&self) -> image::EncodeStats {
+        self.images.stats()
     }
 
     /// Sends what `item` changed. False when the client's queue overflowed (its updates were
@@ -248,7 +293,8 @@ impl ClientDisplay {
                             debug!("inconsistent image ignored");
                             return true;
                         }
-                        self.image(queue, d.area, &px)
+                        let congested = queue.queued_bytes() > queue.limit() / 4;
+                        self.image(queue, d.area, &px, congested)
                     }
                 }
             }
@@ -283,11 +329,15 @@ impl ClientDisplay {
         true
     }
 
-    fn image(&mut self, queue: &SendQueue, area: Rect, px: &Pixels) -> bool {
+    fn image(&mut self, queue: &SendQueue, area: Rect, px: &Pixels, congested: bool) -> bool {
         if self.marked
             && let Some(color) = px.solid_color()
         {
             return self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(area, color));
+        }
+        if self.compression != Compression::Off {
+            let img = self.images.encode(px, congested);
+            return self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(area, &img));
         }
         // The first drawing on a new surface is one message even when large: spicy-screenshot
         // saves the picture at the first drawing it sees.
@@ -328,8 +378,14 @@ fn encode_loop(
     source: &Arc<dyn DisplaySource>,
     session: &Session,
     client: &mut ClientDisplay,
+    init: &Mutex<Option<DisplayInit>>,
 ) {
     while !queue.is_closed() && !session.is_closed() {
+        if !client.init_applied
+            && let Some(i) = *init.lock().unwrap_or_else(|e| e.into_inner())
+        {
+            client.apply_init(&i);
+        }
         if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
             continue;
         }
@@ -376,22 +432,32 @@ pub(crate) fn run(
 
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
     let init: Arc<Mutex<Option<DisplayInit>>> = Arc::new(Mutex::new(None));
-    let mut client = ClientDisplay::new(
+    let mut client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
         shared.config.queue_limit,
+        shared.config.image_compression,
+        shared.config.zlib_glz_wan_compression,
+        has_cap(&req.channel_caps, CAP_LZ4_COMPRESSION),
     );
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
     let encoder = {
-        let (queue, shared, session, pipe) =
-            (queue.clone(), shared.clone(), session.clone(), pipe.clone());
+        let (queue, shared, session, pipe, init) = (
+            queue.clone(),
+            shared.clone(),
+            session.clone(),
+            pipe.clone(),
+            init.clone(),
+        );
         thread::Builder::new()
             .name("spice-display".into())
             .spawn(move || {
                 let _e = span.enter();
-                encode_loop(&queue, &pipe, &shared.source, &session, &mut client);
+                encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
                 pipe.close();
+                let s = client.encode_stats();
+                debug!(?s, "display client's images");
             })?
     };
 
@@ -406,7 +472,10 @@ pub(crate) fn run(
                 if ty == msg::MSGC_DISPLAY_INIT {
                     let parsed = DisplayInit::parse(&body);
                     debug!(?parsed, "display INIT");
-                    *init.lock().unwrap_or_else(|e| e.into_inner()) = parsed;
+                    let mut slot = init.lock().unwrap_or_else(|e| e.into_inner());
+                    if slot.is_none() {
+                        *slot = parsed;
+                    }
                 } else {
                     debug!(ty, "ignored display message");
                 }
@@ -566,13 +635,86 @@ mod tests {
         assert_eq!(c.whole(), Some(Rect::of_size(4, 4)));
     }
 
+    /// Each `image-compression` value sends the format it names (or the one its rule picks),
+    /// and only formats the client decodes: no GLZ without a dictionary window, no LZ4
+    /// without the cap. The library client decodes each to exactly the source.
+    #[test]
+    fn each_compression_sends_its_format_and_the_client_decodes_it_exactly() {
+        use saffron_codec::corpus;
+        let (w, h) = (96u32, 64u32);
+        let text = corpus::text(w, h);
+        let photo = corpus::photo(w, h);
+        let item = |bgrx: &[u8]| {
+            DisplayItem::Draw(Draw {
+                area: Rect::of_size(w, h),
+                content: DrawContent::Image(Arc::new(Pixels {
+                    width: w,
+                    height: h,
+                    bgrx: bgrx.to_vec(),
+                    guest_id: None,
+                })),
+            })
+        };
+        /// Compression, wan, LZ4 cap, GLZ window, image, the SpiceImage type expected.
+        type Case<'a> = (&'a str, WanCompression, bool, i32, &'a [u8], u8);
+        let cases: [Case; 12] = [
+            ("off", WanCompression::Never, true, 1 << 20, &text, 0),
+            ("quic", WanCompression::Never, true, 1 << 20, &text, 1),
+            ("lz", WanCompression::Never, true, 1 << 20, &text, 101),
+            ("glz", WanCompression::Never, true, 1 << 20, &text, 102),
+            ("glz", WanCompression::Always, true, 1 << 20, &text, 107),
+            ("glz", WanCompression::Never, true, 0, &text, 101),
+            ("lz4", WanCompression::Never, true, 1 << 20, &text, 109),
+            ("lz4", WanCompression::Never, false, 1 << 20, &text, 101),
+            ("auto_glz", WanCompression::Never, true, 1 << 20, &text, 102),
+            ("auto_glz", WanCompression::Never, true, 1 << 20, &photo, 1),
+            ("auto_lz", WanCompression::Never, true, 1 << 20, &text, 101),
+            ("auto_lz", WanCompression::Never, true, 0, &photo, 1),
+        ];
+        for (name, wan, lz4, window, pixels, want) in cases {
+            let q = SendQueue::new(1 << 24);
+            let mut c =
+                ClientDisplay::with_encoding(false, 1 << 24, name.parse().unwrap(), wan, lz4);
+            c.apply_init(&DisplayInit {
+                glz_window_size: window,
+                ..DisplayInit::default()
+            });
+            c.apply(
+                &q,
+                DisplayItem::SurfaceCreate(SurfaceInfo {
+                    width: w,
+                    height: h,
+                }),
+            );
+            c.apply(&q, item(pixels));
+            let mut screen = Screen::new();
+            replay(&q, &mut screen);
+            let what = format!("{name} (wan {wan}, lz4 {lz4}, window {window})");
+            assert_eq!(
+                screen.images.keys().copied().collect::<Vec<_>>(),
+                [want],
+                "{what}"
+            );
+            assert!(
+                screen
+                    .pixels
+                    .chunks_exact(4)
+                    .zip(pixels.chunks_exact(4))
+                    .all(|(a, b)| a[..3] == b[..3]),
+                "{what}: pixels differ"
+            );
+        }
+    }
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(100))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
         /// Whatever the worker pushes (images, fills, copy-bits either way), a client that
-        /// applies the messages ends with exactly the picture the items describe.
+        /// applies the messages ends with exactly the picture the items describe, whatever
+        /// the image compression (every codec, GLZ with its dictionary, zlib-wrapped GLZ).
         #[test]
         fn a_client_applying_the_messages_holds_the_worker_picture(
+            compression in 0usize..7,
             (w, h) in (8u32..40, 8u32..40),
             ops in proptest::collection::vec(
                 (0u8..3, 0u32..40, 0u32..40, 1u32..40, 1u32..40, 0u32..40, 0u32..40, 0u32..0xff_ffff),
@@ -580,7 +722,9 @@ mod tests {
             ),
         ) {
             let q = SendQueue::new(1 << 24);
-            let mut c = ClientDisplay::new(false, 1 << 24);
+            let compression: Compression = Compression::NAMES[compression].parse().unwrap();
+            let mut c = ClientDisplay::with_encoding(false, 1 << 24, compression, WanCompression::Always, true);
+            c.apply_init(&DisplayInit { glz_window_size: 1 << 16, ..DisplayInit::default() });
             let mut screen = Screen::new();
             let mut truth: Vec<u32> = vec![0; (w * h) as usize];
             c.apply(&q, DisplayItem::SurfaceCreate(SurfaceInfo { width: w, height: h }));
@@ -590,7 +734,7 @@ mod tests {
                 let area = rect(x, y, (x + rw).min(w), (y + rh).min(h));
                 let item = match kind {
                     0 => DisplayItem::Draw(Draw { area, content: DrawContent::Fill(color) }),
-                    1 => image(area, |px, py| color ^ (px * 31 + py * 7)),
+                    1 => image(area, |px, py| if py % 3 == 0 { color } else { color ^ (px * 31 + py * 7) }),
                     _ => {
                         let (sx, sy) = (sx % (w - area.width() + 1), sy % (h - area.height() + 1));
                         DisplayItem::CopyBits { area, src_x: sx, src_y: sy }
@@ -603,6 +747,7 @@ mod tests {
                         let i = (py * w + px) as usize;
                         truth[i] = match (&item, kind) {
                             (_, 0) => color,
+                            (_, 1) if py % 3 == 0 => color,
                             (_, 1) => (color ^ (px * 31 + py * 7)) & 0xff_ffff,
                             (DisplayItem::CopyBits { src_x, src_y, .. }, _) => {
                                 before[((src_y + py - area.top) * w + src_x + px - area.left) as usize]
@@ -614,7 +759,7 @@ mod tests {
                 c.apply(&q, item);
             }
             replay(&q, &mut screen);
-            proptest::prop_assert_eq!(screen.xrgb(), truth);
+            proptest::prop_assert_eq!(screen.xrgb(), truth, "with {}", compression);
         }
     }
 }

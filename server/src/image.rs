@@ -110,3 +110,236 @@ pub fn raw_bitmap(out: &mut Writer, id: u64, px: &Pixels, rows: std::ops::Range<
         out.bytes(data);
     }
 }
+
+/// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WanCompression {
+    /// When the client's link is the bottleneck: its send queue already holds a backlog when
+    /// the image is encoded (more CPU per image buys fewer bytes on a link that is full).
+    #[default]
+    Auto,
+    Never,
+    Always,
+}
+
+impl FromStr for WanCompression {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(match s {
+            "auto" => WanCompression::Auto,
+            "never" | "off" => WanCompression::Never,
+            "always" | "on" => WanCompression::Always,
+            other => {
+                return Err(format!(
+                    "unknown zlib-glz-wan-compression '{other}' (auto, never, always)"
+                ));
+            }
+        })
+    }
+}
+
+impl fmt::Display for WanCompression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WanCompression::Auto => "auto",
+            WanCompression::Never => "never",
+            WanCompression::Always => "always",
+        })
+    }
+}
+
+/// Images smaller than this many bytes of pixels go raw: a compressed stream's own header
+/// would cost about as much (spice-server's threshold too).
+const MIN_SIZE_TO_COMPRESS: usize = 54;
+/// GLZ payloads at least this large are worth wrapping in zlib (spice-server's threshold).
+const MIN_ZLIB_GLZ_SIZE: usize = 100;
+/// zlib level for ZLIB_GLZ_RGB (spice-server's).
+const ZLIB_LEVEL: u32 = 3;
+
+/// Counters of one client's image encoding.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EncodeStats {
+    pub raw: u64,
+    pub quic: u64,
+    pub lz: u64,
+    pub glz: u64,
+    pub zlib_glz: u64,
+    pub lz4: u64,
+    /// Bytes of pixels given, and bytes of payload produced.
+    pub pixel_bytes: u64,
+    pub payload_bytes: u64,
+}
+
+/// One client's image encoder: the user's choice, what the client can decode, and the
+/// client's GLZ dictionary.
+pub struct ImageEncoder {
+    compression: Compression,
+    wan: WanCompression,
+    lz4_cap: bool,
+    glz: Option<saffron_codec::glz::Encoder>,
+    next_id: u64,
+    stats: EncodeStats,
+}
+
+impl ImageEncoder {
+    /// An encoder for a client that announced (or not) the LZ4 cap. GLZ stays off until the
+    /// client's DISPLAY_INIT gives a dictionary window ([`ImageEncoder::set_glz_window`]).
+    pub fn new(compression: Compression, wan: WanCompression, lz4_cap: bool) -> ImageEncoder {
+        ImageEncoder {
+            compression,
+            wan,
+            lz4_cap,
+            glz: None,
+            next_id: 0,
+            stats: EncodeStats::default(),
+        }
+    }
+
+    /// The client's GLZ dictionary window, in pixels (0 = the client has no GLZ decoder, as
+    /// spice-html5). Bounded by [`saffron_codec::glz::MAX_WINDOW_PIXELS`] (spice-gtk's
+    /// largest), so a client's absurd window costs us no more memory than a real one.
+    pub fn set_glz_window(&mut self, window: i64) {
+        let max = i64::from(saffron_codec::glz::MAX_WINDOW_PIXELS);
+        if window > max {
+            tracing::info!(
+                window,
+                max,
+                "client's GLZ dictionary window is larger than we keep; using {max} pixels"
+            );
+        }
+        self.glz = (window > 0)
+            .then(|| saffron_codec::glz::Encoder::new(u32::try_from(window.min(max)).unwrap_or(0)));
+    }
+
+    pub fn stats(&self) -> EncodeStats {
+        self.stats
+    }
+
+    /// The whole SpiceImage (descriptor and payload) for `px`, encoded as the user and the
+    /// client allow. `congested`: the client's link is behind (see [`WanCompression::Auto`]).
+    pub fn encode(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
+        self.next_id = self.next_id.wrapping_add(1);
+        let id = self.next_id;
+        let rows = 0..px.height;
+        let mut out = Writer::with_capacity(DESCRIPTOR_SIZE + 64);
+        let Ok(img) = saffron_codec::ImageRef::packed(
+            px.width,
+            px.height,
+            saffron_codec::PixelFormat::Rgb32,
+            &px.bgrx,
+        ) else {
+            raw_bitmap(&mut out, id, px, rows);
+            return out.buf;
+        };
+        self.stats.pixel_bytes += px.bgrx.len() as u64;
+        let kind = self.choose(&img);
+        let encoded = match kind {
+            Kind::Raw => None,
+            Kind::Quic => saffron_codec::quic::encode(&img)
+                .ok()
+                .map(|d| (image_type::QUIC, d)),
+            Kind::Lz => saffron_codec::lz::encode(&img)
+                .ok()
+                .map(|d| (image_type::LZ_RGB, d)),
+            Kind::Lz4 => saffron_codec::lz4::encode(&img)
+                .ok()
+                .map(|d| (image_type::LZ4, d)),
+            // An image GLZ refuses (as large as the client's window) goes as LZ.
+            Kind::Glz => self.glz(&img, congested).or_else(|| {
+                saffron_codec::lz::encode(&img)
+                    .ok()
+                    .map(|d| (image_type::LZ_RGB, d))
+            }),
+        };
+        // Anything but GLZ may fall back to raw when compression did not pay: GLZ may not,
+        // since the client's dictionary must hold every image the encoder's does.
+        let raw_size = px.bgrx.len() + BITMAP_HEADER_SIZE;
+        match encoded {
+            Some((ty, data))
+                if matches!(ty, image_type::GLZ_RGB | image_type::ZLIB_GLZ_RGB)
+                    || data.len() + 8 < raw_size =>
+            {
+                descriptor(&mut out, id, ty, 0, px.width, px.height);
+                if ty != image_type::ZLIB_GLZ_RGB {
+                    out.u32(data.len() as u32);
+                }
+                out.bytes(&data);
+                self.stats.payload_bytes += data.len() as u64;
+                match ty {
+                    image_type::QUIC => self.stats.quic += 1,
+                    image_type::LZ_RGB => self.stats.lz += 1,
+                    image_type::LZ4 => self.stats.lz4 += 1,
+                    image_type::GLZ_RGB => self.stats.glz += 1,
+                    _ => self.stats.zlib_glz += 1,
+                }
+            }
+            _ => {
+                raw_bitmap(&mut out, id, px, rows);
+                self.stats.raw += 1;
+                self.stats.payload_bytes += px.bgrx.len() as u64;
+            }
+        }
+        out.buf
+    }
+
+    /// GLZ, wrapped in zlib when the user or the link asks for it. The ZLIB_GLZ_RGB payload
+    /// carries its own two sizes, written here.
+    fn glz(&mut self, img: &saffron_codec::ImageRef<'_>, congested: bool) -> Option<(u8, Vec<u8>)> {
+        let glz = self.glz.as_mut()?.encode(img).ok()?;
+        let wrap = match self.wan {
+            WanCompression::Always => true,
+            WanCompression::Never => false,
+            WanCompression::Auto => congested,
+        };
+        if wrap
+            && glz.len() >= MIN_ZLIB_GLZ_SIZE
+            && let Ok(z) = saffron_codec::zlib_glz::compress(&glz, ZLIB_LEVEL)
+            && z.len() < glz.len()
+        {
+            let mut payload = Writer::with_capacity(8 + z.len());
+            payload.u32(glz.len() as u32).u32(z.len() as u32).bytes(&z);
+            return Some((image_type::ZLIB_GLZ_RGB, payload.buf));
+        }
+        Some((image_type::GLZ_RGB, glz))
+    }
+
+    /// The codec for `img` under the user's choice and the client's abilities.
+    fn choose(&self, img: &saffron_codec::ImageRef<'_>) -> Kind {
+        use saffron_codec::graduality::{Graduality, estimate};
+        let bytes = img.width() as usize * img.height() as usize * 4;
+        if self.compression == Compression::Off || bytes < MIN_SIZE_TO_COMPRESS {
+            return Kind::Raw;
+        }
+        let glz = if self.glz.is_some() {
+            Kind::Glz
+        } else {
+            Kind::Lz
+        };
+        match self.compression {
+            Compression::Off => Kind::Raw,
+            Compression::Quic => Kind::Quic,
+            Compression::Lz => Kind::Lz,
+            Compression::Glz => glz,
+            Compression::Lz4 if self.lz4_cap => Kind::Lz4,
+            Compression::Lz4 => Kind::Lz,
+            Compression::AutoGlz | Compression::AutoLz => {
+                if estimate(img) == Graduality::High {
+                    Kind::Quic
+                } else if self.compression == Compression::AutoGlz {
+                    glz
+                } else {
+                    Kind::Lz
+                }
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    Raw,
+    Quic,
+    Lz,
+    Glz,
+    Lz4,
+}

@@ -23,7 +23,7 @@ pub mod tls;
 pub mod wire;
 
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
-pub use image::Compression;
+pub use image::{Compression, WanCompression};
 pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};

@@ -109,6 +109,15 @@ struct SpiceArgs {
     /// seeds.
     #[arg(long, value_name = "DIR")]
     record_spice: Option<PathBuf>,
+    /// How images are compressed for display clients (QEMU's image-compression, plus lz4):
+    /// auto_glz, auto_lz, quic, glz, lz, lz4 or off. The auto modes send photographic images
+    /// as QUIC and the rest as GLZ (LZ for auto_lz); a client only ever gets formats it
+    /// decodes (no GLZ without a dictionary window, no LZ4 without the cap).
+    #[arg(long, value_name = "MODE", default_value = "auto_glz")]
+    spice_image_compression: saffron_server::Compression,
+    /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    spice_zlib_glz_wan_compression: saffron_server::WanCompression,
 }
 
 impl SpiceArgs {
@@ -122,6 +131,8 @@ impl SpiceArgs {
             x509_dir: self.spice_x509_dir.clone(),
             secure_channels: self.spice_secure_channels.clone(),
             record_dir: self.record_spice.clone(),
+            image_compression: self.spice_image_compression,
+            zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
         }
     }
 }

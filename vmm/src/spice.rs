@@ -30,6 +30,10 @@ pub struct SpiceOptions {
     pub secure_channels: Vec<String>,
     /// Record every byte clients send, one file per connection, into this directory.
     pub record_dir: Option<PathBuf>,
+    /// How images are compressed for display clients.
+    pub image_compression: saffron_server::Compression,
+    /// When GLZ images are wrapped in zlib.
+    pub zlib_glz_wan_compression: saffron_server::WanCompression,
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -56,6 +60,8 @@ impl SpiceOptions {
         cfg.insecure = self.insecure;
         cfg.name = Some(name.to_string());
         cfg.record_dir = self.record_dir.clone();
+        cfg.image_compression = self.image_compression;
+        cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
