@@ -357,6 +357,7 @@ impl ClientDisplay {
                 DESCRIPTOR_SIZE + BITMAP_HEADER_SIZE + band.area() as usize * 4,
             );
             image::raw_bitmap(&mut img, self.image_id, px, rows);
+            self.images.note_raw(band.area() as usize * 4);
             if !self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(band, &img.buf)) {
                 return false;
             }
@@ -435,10 +436,14 @@ pub(crate) fn run(
     let mut client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
         shared.config.queue_limit,
-        shared.config.image_compression,
+        *shared
+            .image_compression
+            .read()
+            .unwrap_or_else(|e| e.into_inner()),
         shared.config.zlib_glz_wan_compression,
         has_cap(&req.channel_caps, CAP_LZ4_COMPRESSION),
     );
+    client.images.count_into(shared.image_totals.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }

@@ -170,6 +170,34 @@ pub struct EncodeStats {
     pub payload_bytes: u64,
 }
 
+impl EncodeStats {
+    fn add(&mut self, o: &EncodeStats) {
+        self.raw += o.raw;
+        self.quic += o.quic;
+        self.lz += o.lz;
+        self.glz += o.glz;
+        self.zlib_glz += o.zlib_glz;
+        self.lz4 += o.lz4;
+        self.pixel_bytes += o.pixel_bytes;
+        self.payload_bytes += o.payload_bytes;
+    }
+}
+
+/// What every display client's encoder did, summed over the server's life: what was sent in
+/// which format, for the control socket and the tests.
+#[derive(Debug, Default)]
+pub struct ImageTotals(std::sync::Mutex<EncodeStats>);
+
+impl ImageTotals {
+    pub fn snapshot(&self) -> EncodeStats {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, s: &EncodeStats) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).add(s);
+    }
+}
+
 /// One client's image encoder: the user's choice, what the client can decode, and the
 /// client's GLZ dictionary.
 pub struct ImageEncoder {
@@ -179,6 +207,7 @@ pub struct ImageEncoder {
     glz: Option<saffron_codec::glz::Encoder>,
     next_id: u64,
     stats: EncodeStats,
+    totals: Option<std::sync::Arc<ImageTotals>>,
 }
 
 impl ImageEncoder {
@@ -192,7 +221,13 @@ impl ImageEncoder {
             glz: None,
             next_id: 0,
             stats: EncodeStats::default(),
+            totals: None,
         }
+    }
+
+    /// Also counts into the server's totals.
+    pub fn count_into(&mut self, totals: std::sync::Arc<ImageTotals>) {
+        self.totals = Some(totals);
     }
 
     /// The client's GLZ dictionary window, in pixels (0 = the client has no GLZ decoder, as
@@ -218,6 +253,38 @@ impl ImageEncoder {
     /// The whole SpiceImage (descriptor and payload) for `px`, encoded as the user and the
     /// client allow. `congested`: the client's link is behind (see [`WanCompression::Auto`]).
     pub fn encode(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
+        let before = self.stats;
+        let out = self.encode_counted(px, congested);
+        if let Some(t) = &self.totals {
+            let mut delta = self.stats;
+            delta.raw -= before.raw;
+            delta.quic -= before.quic;
+            delta.lz -= before.lz;
+            delta.glz -= before.glz;
+            delta.zlib_glz -= before.zlib_glz;
+            delta.lz4 -= before.lz4;
+            delta.pixel_bytes -= before.pixel_bytes;
+            delta.payload_bytes -= before.payload_bytes;
+            t.add(&delta);
+        }
+        out
+    }
+
+    /// Counts a raw image the caller sent itself (uncompressed row bands).
+    pub fn note_raw(&mut self, pixel_bytes: usize) {
+        let delta = EncodeStats {
+            raw: 1,
+            pixel_bytes: pixel_bytes as u64,
+            payload_bytes: pixel_bytes as u64,
+            ..EncodeStats::default()
+        };
+        self.stats.add(&delta);
+        if let Some(t) = &self.totals {
+            t.add(&delta);
+        }
+    }
+
+    fn encode_counted(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let rows = 0..px.height;

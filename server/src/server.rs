@@ -56,6 +56,11 @@ pub(crate) struct Shared {
     pub connections: AtomicUsize,
     pub stop: AtomicBool,
     pub started: Instant,
+    /// The image compression new display channels use (starts as the configured one; the
+    /// VMM may change it while running, as spice-server's `set_image_compression`).
+    pub image_compression: RwLock<crate::image::Compression>,
+    /// Every display client's images, by format.
+    pub image_totals: Arc<crate::image::ImageTotals>,
 }
 
 impl Shared {
@@ -119,6 +124,31 @@ impl ServerHandle {
     /// channel's last ping round trip (the control socket's `client_info`).
     pub fn clients(&self) -> Vec<crate::session::ClientInfo> {
         self.shared.sessions.snapshot()
+    }
+
+    /// Sets the image compression of display channels linked from now on (those already
+    /// linked keep theirs: a client's GLZ dictionary must not change codec mid-stream).
+    pub fn set_image_compression(&self, compression: crate::image::Compression) {
+        *self
+            .shared
+            .image_compression
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = compression;
+        info!(%compression, "image compression for new display channels");
+    }
+
+    /// The images every display client was sent so far, by format.
+    pub fn image_totals(&self) -> crate::image::EncodeStats {
+        self.shared.image_totals.snapshot()
+    }
+
+    /// The image compression new display channels get.
+    pub fn image_compression(&self) -> crate::image::Compression {
+        *self
+            .shared
+            .image_compression
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     /// Stops accepting and disconnects all clients.
@@ -187,6 +217,7 @@ pub fn start_with_cursor(
         .password
         .as_deref()
         .map(|p| Ticket::new(p, config.password_lifetime));
+    let image_compression = config.image_compression;
     let shared = Arc::new(Shared {
         config,
         source,
@@ -198,6 +229,8 @@ pub fn start_with_cursor(
         connections: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
         started: Instant::now(),
+        image_compression: RwLock::new(image_compression),
+        image_totals: Arc::default(),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {

@@ -120,6 +120,90 @@ fn spicy_screenshot_sees_exactly_the_guest_framebuffer() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Every image compression (`--spice-image-compression`, switched between screenshots as
+/// the control socket's `set_image_compression` does) gives spicy-screenshot, that is
+/// spice-gtk's own decoders, exactly what the guest shows: fbdev patterns (a solid, a
+/// gradient, random noise) and the text console after fbcon scrolled it 120 lines.
+#[test]
+fn every_image_compression_shows_spicy_screenshot_the_guest_screen() {
+    use saffron_server::Compression;
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-codecs-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let mut opts = GuestOptions::new("spice-codecs");
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    // Per sync: (label, [(mode, width, height, sha256)]).
+    let mut shots: Vec<(String, Vec<(String, u32, u32, String)>)> = Vec::new();
+    let mut codecs_used = std::collections::BTreeSet::new();
+    let out = dir.join("shot.ppm");
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| {
+            let spice = vm.spice().expect("spice server");
+            let port = spice.local_addr().port();
+            let mut per_mode = Vec::new();
+            for mode in Compression::NAMES {
+                spice.set_image_compression(mode.parse().unwrap());
+                let before = spice.image_totals();
+                let (w, h, rgb) = spicy_screenshot(port, PASSWORD, &out)
+                    .unwrap_or_else(|e| panic!("sync {} with {mode}: {e}", sync.get("label")));
+                let after = spice.image_totals();
+                // A forced codec is what the client got (spice-gtk offers the LZ4 cap and a
+                // GLZ window), or a raw bitmap where it would not have been smaller (noise).
+                let used = match *mode {
+                    "quic" => after.quic > before.quic,
+                    "lz" => after.lz > before.lz,
+                    "glz" => after.glz + after.zlib_glz > before.glz + before.zlib_glz,
+                    "lz4" => after.lz4 > before.lz4,
+                    _ => false,
+                };
+                let raw = after.raw > before.raw;
+                assert!(
+                    used || raw || !mode.starts_with(['q', 'l', 'g']),
+                    "{mode} was not used: {before:?} -> {after:?}"
+                );
+                if used {
+                    codecs_used.insert(mode.to_string());
+                }
+                per_mode.push((mode.to_string(), w, h, sha256_hex(&rgb)));
+            }
+            shots.push((sync.get("label").to_string(), per_mode));
+        },
+    );
+    run.assert_workload_ok("spice-codecs");
+    assert_eq!(
+        codecs_used.into_iter().collect::<Vec<_>>(),
+        ["glz", "lz", "lz4", "quic"],
+        "each forced codec reached spice-gtk"
+    );
+    let recs = run.records();
+    let fbs = with_tag(&recs, "FB");
+    assert_eq!(fbs.len(), 4, "serial:\n{}", run.serial);
+    assert_eq!(shots.len(), 4);
+    for (fb, (label, per_mode)) in fbs.iter().zip(&shots) {
+        for (mode, w, h, digest) in per_mode {
+            assert_eq!(
+                (u64::from(*w), u64::from(*h)),
+                (fb.num("width"), fb.num("height")),
+                "{label} with {mode}"
+            );
+            assert_eq!(
+                digest,
+                fb.get("sha256"),
+                "{label} with {mode}: spicy-screenshot's picture differs from /dev/fb0"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A KMS mode smaller than its framebuffer (800x600 showing a 1024x768 framebuffer from
 /// (96, 40)): the guest's monitors config reaches Spice clients as the display's
 /// MONITORS_CONFIG, and that window of what the client holds is exactly what the guest shows.

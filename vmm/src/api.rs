@@ -64,6 +64,19 @@ impl Api {
         Ok(json!({}))
     }
 
+    /// The image compression of display clients that connect from now on (spice-server's
+    /// `set_image_compression`; `mode` takes the `--spice-image-compression` values).
+    fn set_image_compression(&self, request: &Value) -> Result<Value, String> {
+        let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
+        let mode: saffron_server::Compression = request
+            .get("mode")
+            .and_then(Value::as_str)
+            .ok_or("set_image_compression needs \"mode\"")?
+            .parse()?;
+        spice.set_image_compression(mode);
+        Ok(json!({ "mode": mode.to_string() }))
+    }
+
     fn expire_password(&self) -> Result<Value, String> {
         let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
         // A password nobody knows, already expired: no new link succeeds until set_password.
@@ -83,7 +96,17 @@ impl Api {
     fn client_info(&self) -> Result<Value, String> {
         let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
         let clients: Vec<Value> = spice.clients().iter().map(client_json).collect();
-        Ok(json!({ "clients": clients }))
+        let i = spice.image_totals();
+        Ok(json!({
+            "clients": clients,
+            "image_compression": spice.image_compression().to_string(),
+            // Every display client's images so far, by format, and their bytes.
+            "images": {
+                "raw": i.raw, "quic": i.quic, "lz": i.lz, "glz": i.glz,
+                "zlib_glz": i.zlib_glz, "lz4": i.lz4,
+                "pixel_bytes": i.pixel_bytes, "payload_bytes": i.payload_bytes,
+            },
+        }))
     }
 
     fn status(&self) -> Value {
@@ -237,13 +260,14 @@ impl ControlHandler for Api {
             "screendump" => self.screendump(request),
             "set_password" => self.set_password(request),
             "expire_password" => self.expire_password(),
+            "set_image_compression" => self.set_image_compression(request),
             "client_info" => self.client_info(),
             "quit" => {
                 self.quit.store(true, Ordering::Release);
                 Ok(json!({}))
             }
             other => Err(format!(
-                "unknown command '{other}' (status, stats, screendump, set_password, expire_password, client_info, quit)"
+                "unknown command '{other}' (status, stats, screendump, set_password, expire_password, set_image_compression, client_info, quit)"
             )),
         }
     }
