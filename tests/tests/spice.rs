@@ -138,8 +138,10 @@ fn every_image_compression_shows_spicy_screenshot_the_guest_screen() {
         password_file: Some(password_file),
         ..SpiceOptions::default()
     };
-    // Per sync: (label, [(mode, width, height, sha256)]).
-    let mut shots: Vec<(String, Vec<(String, u32, u32, String)>)> = Vec::new();
+    /// One screenshot: the mode, the picture's width, height and sha256.
+    type Shot = (String, u32, u32, String);
+    // Per sync: its label and a shot per mode.
+    let mut shots: Vec<(String, Vec<Shot>)> = Vec::new();
     let mut codecs_used = std::collections::BTreeSet::new();
     let out = dir.join("shot.ppm");
     let run = boot_guest_with_sync(
