@@ -521,7 +521,63 @@ fn spice_channels() {
     save("spice_channels", "main_agent", &w.0);
 }
 
+/// codec_decoders: an op byte, then a stream each decoder accepts (made by our encoders from
+/// small text-like, UI-like and photo-like images), and round-trip images.
+fn codec_decoders() {
+    use saffron_codec::{ImageRef, PixelFormat, corpus, glz, lz, lz4, quic, zlib_glz};
+    let (w, h) = (24u32, 16u32);
+    for (name, px) in [
+        ("text", corpus::text(w, h)),
+        ("ui", corpus::ui(w, h)),
+        ("photo", corpus::photo(w, h)),
+    ] {
+        let img = ImageRef::packed(w, h, PixelFormat::Rgb32, &px).unwrap();
+        let with_op = |op: u8, data: &[u8]| [&[op][..], data].concat();
+        save(
+            "codec_decoders",
+            &format!("quic_{name}"),
+            &with_op(0, &quic::encode(&img).unwrap()),
+        );
+        save(
+            "codec_decoders",
+            &format!("lz_{name}"),
+            &with_op(1, &lz::encode(&img).unwrap()),
+        );
+        let lz4 = [
+            &[3u8, (w - 1) as u8, (h - 1) as u8][..],
+            &lz4::encode(&img).unwrap(),
+        ]
+        .concat();
+        save("codec_decoders", &format!("lz4_{name}"), &lz4);
+        let mut e = glz::Encoder::new(4 * w * h);
+        let first = e.encode(&img).unwrap();
+        let second = e.encode(&img).unwrap();
+        let glz = [&[5u8][..], &first, &[0xff, 0xfe], &second].concat();
+        save("codec_decoders", &format!("glz_{name}"), &glz);
+        let z = zlib_glz::compress(&first, 3).unwrap();
+        let size = (first.len() as u16).to_le_bytes();
+        save(
+            "codec_decoders",
+            &format!("zlib_glz_{name}"),
+            &[&[4u8, size[0], size[1]][..], &z].concat(),
+        );
+        save(
+            "codec_decoders",
+            &format!("round_trip_{name}"),
+            &[&[6u8, (w - 1) as u8][..], &px].concat(),
+        );
+    }
+    let indices: Vec<u8> = (0..w * h).map(|i| (i % 7) as u8).collect();
+    let plt = lz::encode_palette(w, h, lz::PaletteDepth::Bits8, w as usize, &indices).unwrap();
+    save(
+        "codec_decoders",
+        "lz_palette8",
+        &[&[2u8][..], &plt].concat(),
+    );
+}
+
 fn main() {
+    codec_decoders();
     ring_commands();
     chunk_chains();
     decoders();

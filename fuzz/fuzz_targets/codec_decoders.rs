@@ -84,15 +84,31 @@ fn round_trip(rest: &[u8]) {
     };
     let max = u64::from(w) * u64::from(h);
     let q = quic::encode(&img).expect("QUIC encodes every RGB32 image");
-    assert!(quic::decode(&q, max).expect("QUIC decodes its own").same_picture(&img));
+    assert!(
+        quic::decode(&q, max)
+            .expect("QUIC decodes its own")
+            .same_picture(&img)
+    );
     let l = lz::encode(&img).expect("LZ encodes every RGB32 image");
-    assert!(lz::decode(&l, max).expect("LZ decodes its own").same_picture(&img));
+    assert!(
+        lz::decode(&l, max)
+            .expect("LZ decodes its own")
+            .same_picture(&img)
+    );
     let l4 = lz4::encode(&img).expect("LZ4 encodes every RGB32 image");
-    assert!(lz4::decode(&l4, w, h, max).expect("LZ4 decodes its own").same_picture(&img));
+    assert!(
+        lz4::decode(&l4, w, h, max)
+            .expect("LZ4 decodes its own")
+            .same_picture(&img)
+    );
     let mut e = glz::Encoder::new(1 << 12);
     let mut d = glz::Decoder::new(1 << 12);
     for _ in 0..3 {
         let g = e.encode(&img).expect("GLZ encodes every RGB32 image");
-        assert!(d.decode(&g, max).expect("GLZ decodes its own").same_picture(&img));
+        assert!(
+            d.decode(&g, max)
+                .expect("GLZ decodes its own")
+                .same_picture(&img)
+        );
     }
 }
