@@ -298,6 +298,8 @@ fn stalled_client_is_bounded_and_does_not_block_others() {
     cfg.password = Some("pw".into());
     cfg.queue_limit = 0; // the queue bound becomes 2 frames + 64 KiB
     cfg.display_pipe_limit = frame_bytes; // and the pipe's one frame
+    // Raw frames: compressed ones would take minutes to fill the kernel's socket buffers.
+    cfg.image_compression = saffron_server::Compression::Off;
     let src = Arc::new(TestSource::default());
     let h = saffron_server::start(cfg, src.clone(), Arc::new(NullInput)).unwrap();
     let addr = h.local_addr();
@@ -573,6 +575,8 @@ fn stall_server(write_timeout: Duration) -> (saffron_server::ServerHandle, Arc<C
     cfg.password = Some("pw".into());
     cfg.queue_limit = 0;
     cfg.write_timeout = write_timeout;
+    // Raw frames, so the stall fills the socket buffers within the test's time.
+    cfg.image_compression = saffron_server::Compression::Off;
     let src = Arc::new(CountingSource::default());
     let h = saffron_server::start(cfg, src.clone(), Arc::new(NullInput)).unwrap();
     (h, src)
