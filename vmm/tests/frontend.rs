@@ -384,9 +384,19 @@ fn control_socket_client_info_lists_spice_clients() {
     };
     let spice = start_server(&options, addr, server.worker(), None).unwrap();
     api.set_spice(spice.clone());
+    let empty = control(&sock, &json!({"cmd": "client_info"}));
+    assert_eq!(empty["ok"], json!(true), "{empty}");
+    assert_eq!(empty["clients"], json!([]), "{empty}");
+    assert_eq!(empty["image_compression"], json!("auto_glz"), "{empty}");
+    assert_eq!(empty["images"]["raw"], json!(0), "{empty}");
+    // The image compression for the next display clients changes at run time.
+    let set = control(&sock, &json!({"cmd": "set_image_compression", "mode": "lz4"}));
+    assert_eq!(set, json!({"ok": true, "mode": "lz4"}));
+    let bad = control(&sock, &json!({"cmd": "set_image_compression", "mode": "png"}));
+    assert_eq!(bad["ok"], json!(false), "{bad}");
     assert_eq!(
-        control(&sock, &json!({"cmd": "client_info"})),
-        json!({"ok": true, "clients": []})
+        control(&sock, &json!({"cmd": "client_info"}))["image_compression"],
+        json!("lz4")
     );
 
     let mut session = Session::connect(spice.local_addr(), "").unwrap();
