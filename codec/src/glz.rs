@@ -210,6 +210,10 @@ fn put_copy<K: Kind>(out: &mut Vec<u8>, len: usize, image_dist: u64, offset: usi
     }
 }
 
+/// How densely the pixels of a copy are re-entered in the hash table (see [`compress`]): a
+/// later image finds a moved copy within this many positions of trying.
+const REHASH_STEP: usize = 4;
+
 /// An image the encoder may still reference.
 struct Held {
     id: u64,
@@ -333,6 +337,17 @@ fn compress<K: Kind>(
         put_literals::<K>(out, &keys[lit..pos]);
         put_copy::<K>(out, len, dist, offset);
         let end = pos + len;
+        // Re-hash the copied pixels sparsely (every REHASH_STEP-th position, and the last
+        // two) so this image becomes the newest place its content is found. Without it,
+        // content that is only ever copied forward (a scrolled screen) keeps hash entries
+        // pointing at the image it first appeared in, and every match is lost when that
+        // image leaves the window.
+        let mut p = pos + REHASH_STEP;
+        while p + 3 <= n && p < end {
+            let hash = hash32(keys[p], keys[p + 1], keys[p + 2]);
+            htab[(hash >> (32 - HASH_BITS)) as usize] = entry(scope.cur_base + p as u64, hash);
+            p += REHASH_STEP;
+        }
         for p in [end - 2, end - 1] {
             if p > pos && p + 3 <= n {
                 let hash = hash32(keys[p], keys[p + 1], keys[p + 2]);

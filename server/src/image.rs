@@ -253,38 +253,32 @@ impl ImageEncoder {
     /// The whole SpiceImage (descriptor and payload) for `px`, encoded as the user and the
     /// client allow. `congested`: the client's link is behind (see [`WanCompression::Auto`]).
     pub fn encode(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
-        let before = self.stats;
-        let out = self.encode_counted(px, congested);
-        if let Some(t) = &self.totals {
-            let mut delta = self.stats;
-            delta.raw -= before.raw;
-            delta.quic -= before.quic;
-            delta.lz -= before.lz;
-            delta.glz -= before.glz;
-            delta.zlib_glz -= before.zlib_glz;
-            delta.lz4 -= before.lz4;
-            delta.pixel_bytes -= before.pixel_bytes;
-            delta.payload_bytes -= before.payload_bytes;
-            t.add(&delta);
-        }
+        let mut counted = EncodeStats::default();
+        let out = self.encode_counted(px, congested, &mut counted);
+        self.count(&counted);
         out
+    }
+
+    /// Adds what one image cost to this client's stats and the server's totals.
+    fn count(&mut self, delta: &EncodeStats) {
+        self.stats.add(delta);
+        if let Some(t) = &self.totals {
+            t.add(delta);
+        }
     }
 
     /// Counts a raw image the caller sent itself (uncompressed row bands).
     pub fn note_raw(&mut self, pixel_bytes: usize) {
-        let delta = EncodeStats {
+        self.count(&EncodeStats {
             raw: 1,
             pixel_bytes: pixel_bytes as u64,
             payload_bytes: pixel_bytes as u64,
             ..EncodeStats::default()
-        };
-        self.stats.add(&delta);
-        if let Some(t) = &self.totals {
-            t.add(&delta);
-        }
+        });
     }
 
-    fn encode_counted(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
+    /// Encodes `px`, counting what it did into `stats`.
+    fn encode_counted(&mut self, px: &Pixels, congested: bool, stats: &mut EncodeStats) -> Vec<u8> {
         self.next_id = self.next_id.wrapping_add(1);
         let id = self.next_id;
         let rows = 0..px.height;
@@ -298,7 +292,7 @@ impl ImageEncoder {
             raw_bitmap(&mut out, id, px, rows);
             return out.buf;
         };
-        self.stats.pixel_bytes += px.bgrx.len() as u64;
+        stats.pixel_bytes += px.bgrx.len() as u64;
         let kind = self.choose(&img);
         let encoded = match kind {
             Kind::Raw => None,
@@ -331,19 +325,19 @@ impl ImageEncoder {
                     out.u32(data.len() as u32);
                 }
                 out.bytes(&data);
-                self.stats.payload_bytes += data.len() as u64;
+                stats.payload_bytes += data.len() as u64;
                 match ty {
-                    image_type::QUIC => self.stats.quic += 1,
-                    image_type::LZ_RGB => self.stats.lz += 1,
-                    image_type::LZ4 => self.stats.lz4 += 1,
-                    image_type::GLZ_RGB => self.stats.glz += 1,
-                    _ => self.stats.zlib_glz += 1,
+                    image_type::QUIC => stats.quic += 1,
+                    image_type::LZ_RGB => stats.lz += 1,
+                    image_type::LZ4 => stats.lz4 += 1,
+                    image_type::GLZ_RGB => stats.glz += 1,
+                    _ => stats.zlib_glz += 1,
                 }
             }
             _ => {
                 raw_bitmap(&mut out, id, px, rows);
-                self.stats.raw += 1;
-                self.stats.payload_bytes += px.bgrx.len() as u64;
+                stats.raw += 1;
+                stats.payload_bytes += px.bgrx.len() as u64;
             }
         }
         out.buf
@@ -409,4 +403,63 @@ enum Kind {
     Lz,
     Glz,
     Lz4,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_names_round_trip() {
+        for name in Compression::NAMES {
+            let c: Compression = name.parse().unwrap();
+            assert_eq!(c.to_string(), *name);
+        }
+        assert!("png".parse::<Compression>().is_err());
+        assert_eq!("never".parse::<WanCompression>(), Ok(WanCompression::Never));
+        assert!("sometimes".parse::<WanCompression>().is_err());
+    }
+
+    /// A client's DISPLAY_INIT decides the GLZ dictionary, within our bound: an absurd window
+    /// is cut to spice-gtk's largest, none (0, as spice-html5) or a negative one means no GLZ.
+    #[test]
+    fn the_glz_window_is_the_clients_within_our_bound() {
+        let mut e = ImageEncoder::new(Compression::Glz, WanCompression::Never, false);
+        let window = |e: &ImageEncoder| e.glz.as_ref().map(|g| g.window_pixels());
+        e.set_glz_window(i64::from(i32::MAX));
+        assert_eq!(window(&e), Some(saffron_codec::glz::MAX_WINDOW_PIXELS));
+        e.set_glz_window(3 << 20);
+        assert_eq!(window(&e), Some(3 << 20));
+        e.set_glz_window(0);
+        assert_eq!(window(&e), None);
+        e.set_glz_window(-5);
+        assert_eq!(window(&e), None);
+    }
+
+    /// An image a codec would not shrink goes raw (noise through LZ4); GLZ, whose dictionary
+    /// the client must mirror, always sends what it encoded.
+    #[test]
+    fn incompressible_images_go_raw_except_with_glz() {
+        let mut seed = 1u32;
+        let bgrx: Vec<u8> = (0..64 * 64 * 4)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                (seed >> 16) as u8
+            })
+            .collect();
+        let px = Pixels {
+            width: 64,
+            height: 64,
+            bgrx,
+            guest_id: None,
+        };
+        let mut lz4 = ImageEncoder::new(Compression::Lz4, WanCompression::Never, true);
+        let img = lz4.encode(&px, false);
+        assert_eq!(img[8], image_type::BITMAP);
+        assert_eq!(lz4.stats().raw, 1);
+        let mut glz = ImageEncoder::new(Compression::Glz, WanCompression::Never, false);
+        glz.set_glz_window(1 << 20);
+        let img = glz.encode(&px, false);
+        assert_eq!(img[8], image_type::GLZ_RGB);
+    }
 }

@@ -390,9 +390,15 @@ fn control_socket_client_info_lists_spice_clients() {
     assert_eq!(empty["image_compression"], json!("auto_glz"), "{empty}");
     assert_eq!(empty["images"]["raw"], json!(0), "{empty}");
     // The image compression for the next display clients changes at run time.
-    let set = control(&sock, &json!({"cmd": "set_image_compression", "mode": "lz4"}));
+    let set = control(
+        &sock,
+        &json!({"cmd": "set_image_compression", "mode": "lz4"}),
+    );
     assert_eq!(set, json!({"ok": true, "mode": "lz4"}));
-    let bad = control(&sock, &json!({"cmd": "set_image_compression", "mode": "png"}));
+    let bad = control(
+        &sock,
+        &json!({"cmd": "set_image_compression", "mode": "png"}),
+    );
     assert_eq!(bad["ok"], json!(false), "{bad}");
     assert_eq!(
         control(&sock, &json!({"cmd": "client_info"}))["image_compression"],

@@ -225,16 +225,21 @@ fn draw_items<M: GuestMemory>(mem: &M, s: &Surface, d: &Drawable) -> Vec<Display
             }
         }
         DrawBody::CopyBits { src_pos } if d.clip == Clip::None => {
-            let src = (u32::try_from(src_pos.x), u32::try_from(src_pos.y));
-            if let (Ok(src_x), Ok(src_y)) = src {
-                let inside = u64::from(src_x) + u64::from(area.width()) <= u64::from(s.width)
-                    && u64::from(src_y) + u64::from(area.height()) <= u64::from(s.height)
-                    && area == clipped(&d.bbox, s).unwrap_or_default()
-                    && d.bbox.left >= 0
-                    && d.bbox.top >= 0;
-                if inside {
-                    return vec![DisplayItem::CopyBits { area, src_x, src_y }];
-                }
+            // Only a copy whose source and destination both lie wholly inside the surface
+            // goes as COPY_BITS; anything the renderer clipped goes as its pixels.
+            let fits = |x: i32, y: i32| {
+                let (Ok(x), Ok(y)) = (u32::try_from(x), u32::try_from(y)) else {
+                    return None;
+                };
+                let inside = u64::from(x) + u64::from(area.width()) <= u64::from(s.width)
+                    && u64::from(y) + u64::from(area.height()) <= u64::from(s.height);
+                inside.then_some((x, y))
+            };
+            let dest_whole = fits(d.bbox.left, d.bbox.top) == Some((area.left, area.top))
+                && i64::from(d.bbox.right) - i64::from(d.bbox.left) == i64::from(area.width())
+                && i64::from(d.bbox.bottom) - i64::from(d.bbox.top) == i64::from(area.height());
+            if dest_whole && let Some((src_x, src_y)) = fits(src_pos.x, src_pos.y) {
+                return vec![DisplayItem::CopyBits { area, src_x, src_y }];
             }
         }
         _ => {}

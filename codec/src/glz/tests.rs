@@ -145,6 +145,44 @@ fn a_repeated_image_is_a_reference() {
     );
 }
 
+/// A scrolled screen of incompressible content (what fbdev's benchmark draws): every frame is
+/// the previous one moved up by some rows, so after the first each is mostly a reference,
+/// also long after the image the content first appeared in has left the window (its hash
+/// entries must move on to the images that copied it).
+#[test]
+fn a_scrolled_screen_stays_a_reference_after_the_window_wraps() {
+    let (w, h) = (64u32, 48u32);
+    let mut seed = 7u32;
+    let noise: Vec<u8> = (0..w * h * 4)
+        .map(|_| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            (seed >> 16) as u8
+        })
+        .collect();
+    let stride = w as usize * 4;
+    // Three frames fit the window: it wraps every few frames.
+    let mut enc = Encoder::new(3 * w * h + 1);
+    let mut dec = Decoder::new(3 * w * h + 1);
+    for frame in 0..20usize {
+        let px: Vec<u8> = (0..h as usize)
+            .flat_map(|y| {
+                let s = ((y + frame * 5) % h as usize) * stride;
+                noise[s..s + stride].to_vec()
+            })
+            .collect();
+        let img = ImageRef::packed(w, h, PixelFormat::Rgb32, &px).unwrap();
+        let out = enc.encode(&img).unwrap();
+        assert!(dec.decode(&out, 1 << 20).unwrap().same_picture(&img));
+        if frame > 0 {
+            assert!(
+                out.len() < (w * h) as usize / 4,
+                "frame {frame}: {} bytes for a moved picture",
+                out.len()
+            );
+        }
+    }
+}
+
 /// The model of spice-gtk's decoder window: after image `id` with `dist`, it keeps ids
 /// `id - dist ..= id` of those it had.
 #[test]
