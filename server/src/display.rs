@@ -420,6 +420,12 @@ pub(crate) fn run(
     mini: bool,
     traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
+    // The compression is the one in force when the channel links: taken before anything is
+    // sent, so a client that has seen SET_ACK knows which it got.
+    let compression = *shared
+        .image_compression
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
     let queue = SendQueue::new(shared.config.queue_limit);
     let span = tracing::Span::current();
     let writer = spawn_writer(
@@ -436,10 +442,7 @@ pub(crate) fn run(
     let mut client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
         shared.config.queue_limit,
-        *shared
-            .image_compression
-            .read()
-            .unwrap_or_else(|e| e.into_inner()),
+        compression,
         shared.config.zlib_glz_wan_compression,
         has_cap(&req.channel_caps, CAP_LZ4_COMPRESSION),
     );

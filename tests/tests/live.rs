@@ -171,7 +171,14 @@ fn a_connected_client_follows_many_frames_and_ends_on_the_last() {
                 let spice = vm.spice().expect("spice server");
                 for mode in Compression::NAMES {
                     spice.set_image_compression(mode.parse().unwrap());
-                    clients.push((mode, connect(spice.local_addr())));
+                    let c = connect(spice.local_addr());
+                    // Its display channel has linked (and taken the mode) once SET_ACK came.
+                    let deadline = Instant::now() + Duration::from_secs(30);
+                    while c.live.lock().unwrap().screen.window == 0 {
+                        assert!(Instant::now() < deadline, "{mode}: no SET_ACK");
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    clients.push((mode, c));
                 }
                 // Each client holds the console's picture before the guest starts drawing.
                 for (mode, c) in &clients {
@@ -182,6 +189,38 @@ fn a_connected_client_follows_many_frames_and_ends_on_the_last() {
                 for (mode, c) in &clients {
                     last.push(settled(c, vm, &format!("{mode}: after the last frame")));
                 }
+                // Each client got the format its mode names (the library client links as
+                // spice-gtk does: LZ4 cap and a GLZ window).
+                for (mode, c) in &clients {
+                    let types: Vec<u8> = c
+                        .live
+                        .lock()
+                        .unwrap()
+                        .screen
+                        .images
+                        .keys()
+                        .copied()
+                        .collect();
+                    let want: &[u8] = match *mode {
+                        "off" => &[0],
+                        "quic" => &[1],
+                        "lz" => &[101],
+                        "glz" => &[102],
+                        "lz4" => &[109],
+                        _ => &[],
+                    };
+                    assert!(
+                        want.iter().all(|t| types.contains(t)),
+                        "{mode}: the client decoded image types {types:?}"
+                    );
+                }
+                let stats = vm.server().worker().stats().expect("worker stats");
+                println!("live: published {:?}", stats.publish);
+                assert!(
+                    stats.publish.images_from_commands > 0,
+                    "DIRTYFB copies reach clients without a read-back: {:?}",
+                    stats.publish
+                );
             }
             other => panic!("unexpected sync {other}"),
         },

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use saffron_display::{DisplayItem, Draw, DrawContent, Head, Pipe, Pixels, Rect, SurfaceInfo};
 use saffron_ring::abi::{QXL_IMAGE_CACHE, SPICE_ROPD_OP_PUT};
-use saffron_ring::parse::{Brush, Clip, DrawBody, Drawable, Image, SurfaceFormat};
+use saffron_ring::parse::{BitmapFormat, Brush, Clip, DrawBody, Drawable, Image, SurfaceFormat};
 use tracing::{debug, warn};
 use vm_memory::GuestMemory;
 
@@ -31,6 +31,8 @@ pub struct PublishStats {
     pub images: u64,
     /// Bytes of pixels copied out of the surface for them.
     pub image_bytes: u64,
+    /// Of the images, those taken from a plain copy's bitmap instead of read back.
+    pub images_from_commands: u64,
     /// Resyncs answered.
     pub resyncs: u64,
 }
@@ -125,12 +127,18 @@ impl Publisher {
         }
     }
 
-    /// After `d` was rendered onto the primary `s`: what it changed.
-    pub fn drawn<M: GuestMemory>(&mut self, mem: &M, s: &Surface, d: &Drawable) {
+    /// After `d` was rendered onto the primary `s`: what it changed. A plain copy of a
+    /// 32-bit bitmap gives its pixels away (they are what the area now shows), so `d` may
+    /// lose them.
+    pub fn drawn<M: GuestMemory>(&mut self, mem: &M, s: &Surface, d: &mut Drawable) {
         if self.is_idle() {
             return;
         }
-        for item in draw_items(mem, s, d) {
+        let (items, taken) = draw_items(mem, s, d);
+        if taken {
+            self.stats.images_from_commands += 1;
+        }
+        for item in items {
             self.push(item);
         }
     }
@@ -198,12 +206,27 @@ fn clipped(r: &saffron_ring::parse::Rect, s: &Surface) -> Option<Rect> {
     .filter(|r| !r.is_empty())
 }
 
-/// The items describing what `d` did to `s`.
-fn draw_items<M: GuestMemory>(mem: &M, s: &Surface, d: &Drawable) -> Vec<DisplayItem> {
+/// The items describing what `d` did to `s`, and whether their pixels were taken from the
+/// command rather than read back.
+fn draw_items<M: GuestMemory>(mem: &M, s: &Surface, d: &mut Drawable) -> (Vec<DisplayItem>, bool) {
     let Some(area) = clipped(&d.bbox, s) else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let xrgb = matches!(s.format, SurfaceFormat::Xrgb8888 | SurfaceFormat::Argb8888);
+    if xrgb && let Some(items) = plain_copy_items(d, area, s) {
+        return (items, true);
+    }
+    (other_items(mem, s, d, area, xrgb), false)
+}
+
+/// [`draw_items`] for everything but a plain copy.
+fn other_items<M: GuestMemory>(
+    mem: &M,
+    s: &Surface,
+    d: &Drawable,
+    area: Rect,
+    xrgb: bool,
+) -> Vec<DisplayItem> {
     match &d.body {
         DrawBody::Fill(f) if xrgb && f.rop_descriptor == SPICE_ROPD_OP_PUT && f.mask.is_none() => {
             if let Brush::Solid(color) = f.brush {
@@ -247,6 +270,98 @@ fn draw_items<M: GuestMemory>(mem: &M, s: &Surface, d: &Drawable) -> Vec<Display
     capture(mem, s, area, guest_image_id(d))
         .into_iter()
         .collect()
+}
+
+/// Most clip rectangles sent as items of their own; a drawing clipped to more goes as its
+/// whole box (one message beats hundreds of tiny ones).
+const MAX_CLIP_ITEMS: usize = 64;
+
+/// The parts of `area` a drawing clipped by `clip` may have changed: `area` itself without a
+/// clip, else each clip rectangle inside it (none when they miss it). `None` when there are
+/// too many rectangles to send one by one.
+fn clip_parts(clip: &Clip, area: Rect, s: &Surface) -> Option<Vec<Rect>> {
+    match clip {
+        Clip::None => Some(vec![area]),
+        Clip::Rects(rects) if rects.len() <= MAX_CLIP_ITEMS => Some(
+            rects
+                .iter()
+                .filter_map(|r| clipped(r, s).and_then(|r| r.intersect(&area)))
+                .collect(),
+        ),
+        Clip::Rects(_) => None,
+    }
+}
+
+/// When `d` copies a whole top-down, tightly packed 32-bit bitmap unchanged onto its box
+/// (rop PUT, no mask, no scaling, the box wholly inside the surface: what Linux's DIRTYFB
+/// sends), each part the clip lets through now shows exactly the bitmap's pixels there:
+/// they are taken from the command (the parser's one copy of guest memory) instead of being
+/// read back from the surface — without a copy at all when one part is the whole box of a
+/// tightly packed bitmap. The X byte is cleared, as a read-back clears it.
+fn plain_copy_items(d: &mut Drawable, area: Rect, s: &Surface) -> Option<Vec<DisplayItem>> {
+    let guest_id = guest_image_id(d);
+    let parts = clip_parts(&d.clip, area, s)?;
+    let DrawBody::Copy(c) = &mut d.body else {
+        return None;
+    };
+    if c.rop_descriptor != SPICE_ROPD_OP_PUT || c.mask.is_some() {
+        return None;
+    }
+    let Image::Bitmap(b) = c.src.as_mut() else {
+        return None;
+    };
+    let whole_bbox = i64::from(d.bbox.left) == i64::from(area.left)
+        && i64::from(d.bbox.top) == i64::from(area.top)
+        && i64::from(d.bbox.right) == i64::from(area.right)
+        && i64::from(d.bbox.bottom) == i64::from(area.bottom);
+    let whole_source = c.src_area.left == 0
+        && c.src_area.top == 0
+        && i64::from(c.src_area.right) == i64::from(b.width)
+        && i64::from(c.src_area.bottom) == i64::from(b.height);
+    let row = u64::from(b.width) * 4;
+    let plain = b.format == BitmapFormat::Bit32
+        && b.top_down
+        && b.width == area.width()
+        && b.height == area.height()
+        && u64::from(b.stride) >= row
+        && b.data.len() as u64 >= u64::from(b.stride) * u64::from(b.height - 1) + row;
+    if !(whole_bbox && whole_source && plain) {
+        return None;
+    }
+    let image = |area: Rect, mut bgrx: Vec<u8>, guest_id| {
+        for px in bgrx.chunks_exact_mut(4) {
+            px[3] = 0;
+        }
+        DisplayItem::Draw(Draw {
+            area,
+            content: DrawContent::Image(Arc::new(Pixels {
+                width: area.width(),
+                height: area.height(),
+                bgrx,
+                guest_id,
+            })),
+        })
+    };
+    if parts.as_slice() == [area] && u64::from(b.stride) == row {
+        let mut data = std::mem::take(&mut b.data);
+        data.truncate(row as usize * b.height as usize);
+        return Some(vec![image(area, data, guest_id)]);
+    }
+    let stride = b.stride as usize;
+    let items = parts
+        .iter()
+        .map(|r| {
+            let (x, y) = ((r.left - area.left) as usize, (r.top - area.top) as usize);
+            let row = r.width() as usize * 4;
+            let mut bgrx = Vec::with_capacity(row * r.height() as usize);
+            for line in y..y + r.height() as usize {
+                let start = line * stride + x * 4;
+                bgrx.extend_from_slice(&b.data[start..start + row]);
+            }
+            image(*r, bgrx, None)
+        })
+        .collect();
+    Some(items)
 }
 
 /// The guest's id of the image `d` copies unchanged onto its whole bbox, when the guest

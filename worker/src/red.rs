@@ -580,7 +580,7 @@ impl<I: QxlInterface> RedWorker<I> {
         if let Some(r) = self.recorder.as_mut() {
             r.command(ring, cmd, result.is_ok(), &trace.borrow());
         }
-        let parsed = match result {
+        let mut parsed = match result {
             Ok(c) => c,
             Err(e) => {
                 self.stats.bad_commands += 1;
@@ -592,7 +592,7 @@ impl<I: QxlInterface> RedWorker<I> {
             }
         };
         let release = parsed.release();
-        let ok = match &parsed {
+        let ok = match &mut parsed {
             Command::Draw(d) => {
                 self.stats.draws += 1;
                 match self.renderer.draw(mem, &self.surfaces, d) {
