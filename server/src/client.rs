@@ -344,6 +344,8 @@ pub struct Screen {
     /// 109 LZ4).
     pub images: std::collections::BTreeMap<u8, u64>,
     glz: Option<saffron_codec::glz::Decoder>,
+    /// The pixmap cache: images sent with CACHE_ME, as (width, height, B,G,R,X rows), by id.
+    pub cache: std::collections::HashMap<u64, (u32, u32, Vec<u8>)>,
 }
 
 impl Screen {
@@ -391,6 +393,24 @@ impl Screen {
                 self.apply_copy_bits(body)?;
                 self.draws += 1;
             }
+            msg::DISPLAY_INVAL_LIST => {
+                let n = usize::from(u16_at(body, 0)?);
+                for i in 0..n {
+                    let at = 2 + i * 9;
+                    if body.get(at) != Some(&1) {
+                        return proto("INVAL_LIST of something other than pixmaps");
+                    }
+                    let id = u64::from_le_bytes(
+                        body.get(at + 1..at + 9)
+                            .and_then(|b| b.try_into().ok())
+                            .ok_or_else(|| ClientError::Protocol("short INVAL_LIST".into()))?,
+                    );
+                    if self.cache.remove(&id).is_none() {
+                        return proto(format!("INVAL_LIST of pixmap {id}, which is not cached"));
+                    }
+                }
+            }
+            msg::DISPLAY_INVAL_ALL_PIXMAPS => self.cache.clear(),
             _ => {}
         }
         if self.window > 0 {
@@ -471,7 +491,25 @@ impl Screen {
         }
         let payload = b.get(img + 18..).unwrap_or(&[]);
         let row = w as usize * 4;
-        let rows = self.decode_image(ty, w, h, payload)?;
+        let id = u64::from_le_bytes(
+            b.get(img..img + 8)
+                .and_then(|v| v.try_into().ok())
+                .ok_or_else(|| ClientError::Protocol("short image descriptor".into()))?,
+        );
+        let flags = b.get(img + 9).copied().unwrap_or(0);
+        let rows = if ty == 103 {
+            // FROM_CACHE: a miss is a server bug (spice-gtk would skip the draw).
+            match self.cache.get(&id) {
+                Some((cw, ch, rows)) if (*cw, *ch) == (w, h) => rows.clone(),
+                Some(_) => return proto(format!("cached pixmap {id} has another size")),
+                None => return proto(format!("FROM_CACHE of pixmap {id}, which is not cached")),
+            }
+        } else {
+            self.decode_image(ty, w, h, payload)?
+        };
+        if flags & 1 != 0 {
+            self.cache.insert(id, (w, h, rows.clone()));
+        }
         if rows.len() < row * h as usize {
             return proto("image data shorter than its size");
         }

@@ -15,6 +15,7 @@ use std::time::Duration;
 use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
 use tracing::{debug, info};
 
+use crate::cache::{self, Lookup, PixmapCache};
 use crate::conn::{
     Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
 };
@@ -38,6 +39,8 @@ pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
 const CAP_MONITORS_CONFIG: u32 = 1;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
+/// Resource type PIXMAP in an INVAL_LIST.
+const RES_TYPE_PIXMAP: u8 = 1;
 /// Surface format 32_xRGB; surface flag PRIMARY.
 const SURFACE_FMT_32_XRGB: u32 = 32;
 const SURFACE_FLAG_PRIMARY: u32 = 1;
@@ -171,6 +174,8 @@ pub(crate) struct ClientDisplay {
     base_limit: usize,
     compression: Compression,
     images: ImageEncoder,
+    /// The client's pixmap cache, as we model it (empty until its DISPLAY_INIT).
+    cache: PixmapCache,
     /// Whether the client's DISPLAY_INIT was applied (GLZ and caches wait for it).
     init_applied: bool,
 }
@@ -205,19 +210,38 @@ impl ClientDisplay {
             base_limit,
             compression,
             images: ImageEncoder::new(compression, wan, lz4_cap),
+            cache: PixmapCache::new(0),
             init_applied: false,
         }
     }
 
-    /// The client's DISPLAY_INIT: its GLZ dictionary window (its pixmap cache size is not
-    /// used yet). Applied once; a second INIT is ignored, since the dictionary's ids must
-    /// run on without a gap for the client.
+    /// The client's DISPLAY_INIT: its pixmap cache and GLZ dictionary budgets (each bounded
+    /// by ours). Applied once; a second INIT is ignored, since the dictionary's ids must run
+    /// on without a gap for the client.
     pub(crate) fn apply_init(&mut self, init: &DisplayInit) {
         if self.init_applied {
             return;
         }
         self.init_applied = true;
         self.images.set_glz_window(i64::from(init.glz_window_size));
+        if init.pixmap_cache_size > crate::cache::MAX_CACHE_PIXELS as i64 {
+            tracing::info!(
+                asked = init.pixmap_cache_size,
+                used = crate::cache::MAX_CACHE_PIXELS,
+                "client's pixmap cache is larger than we model; using our bound"
+            );
+        }
+        // Raw bitmaps are what `off` promises: no cache either.
+        if self.compression != Compression::Off {
+            self.cache = PixmapCache::new(init.pixmap_cache_size);
+        }
+    }
+
+    /// The client lost queued messages (its send queue overflowed): a CACHE_ME may be among
+    /// them, so the client's cache is cleared and ours with it.
+    pub(crate) fn forget_cache(&mut self, queue: &SendQueue) {
+        self.cache.clear();
+        let _ = queue.push(msg::DISPLAY_INVAL_ALL_PIXMAPS, vec![0], false);
     }
 
     pub(crate) fn encode_stats(&self) -> image::EncodeStats {
@@ -336,7 +360,29 @@ impl ClientDisplay {
             return self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(area, color));
         }
         if self.compression != Compression::Off {
-            let img = self.images.encode(px, congested);
+            let pixels = u64::from(px.width) * u64::from(px.height);
+            let cached = if self.cache.wants(pixels) {
+                let key = cache::content_key(px.width, px.height, &px.bgrx);
+                self.cache.lookup(key, pixels)
+            } else {
+                Lookup::Skip
+            };
+            let img = match cached {
+                Lookup::Hit(id) => self.images.from_cache(id, px.width, px.height),
+                Lookup::Insert { id, evicted } => {
+                    // The client must drop what we evicted before it gets the new image.
+                    for ids in evicted.chunks(usize::from(u16::MAX)) {
+                        let mut w = Writer::with_capacity(2 + ids.len() * 9);
+                        w.u16(ids.len() as u16);
+                        for id in ids {
+                            w.u8(RES_TYPE_PIXMAP).u64(*id);
+                        }
+                        let _ = queue.push(msg::DISPLAY_INVAL_LIST, w.buf, false);
+                    }
+                    self.images.encode_cached(px, congested, Some(id))
+                }
+                Lookup::Skip => self.images.encode(px, congested),
+            };
             return self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(area, &img));
         }
         // The first drawing on a new surface is one message even when large: spicy-screenshot
@@ -371,6 +417,41 @@ impl ClientDisplay {
     }
 }
 
+/// How long the first picture waits for the client's DISPLAY_INIT.
+const INIT_WAIT: Duration = Duration::from_millis(250);
+
+/// Where the reader thread leaves the client's DISPLAY_INIT for the encoder thread (the
+/// first one only).
+#[derive(Default)]
+struct InitSlot {
+    init: Mutex<Option<DisplayInit>>,
+    arrived: std::sync::Condvar,
+}
+
+impl InitSlot {
+    fn set(&self, init: DisplayInit) {
+        let mut slot = self.init.lock().unwrap_or_else(|e| e.into_inner());
+        if slot.is_none() {
+            *slot = Some(init);
+            self.arrived.notify_all();
+        }
+    }
+
+    fn get(&self) -> Option<DisplayInit> {
+        *self.init.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The INIT, waiting up to `timeout` for it.
+    fn wait(&self, timeout: Duration) -> Option<DisplayInit> {
+        let slot = self.init.lock().unwrap_or_else(|e| e.into_inner());
+        let (slot, _) = self
+            .arrived
+            .wait_timeout_while(slot, timeout, |s| s.is_none())
+            .unwrap_or_else(|e| e.into_inner());
+        *slot
+    }
+}
+
 /// The encoder thread's loop: items from the pipe to messages in the queue, waiting while the
 /// queue is full.
 fn encode_loop(
@@ -379,11 +460,16 @@ fn encode_loop(
     source: &Arc<dyn DisplaySource>,
     session: &Session,
     client: &mut ClientDisplay,
-    init: &Mutex<Option<DisplayInit>>,
+    init: &InitSlot,
 ) {
+    // Clients send DISPLAY_INIT right after linking; the first picture waits a moment for
+    // it, so that it may already use the client's GLZ dictionary and cache.
+    if let Some(i) = init.wait(INIT_WAIT) {
+        client.apply_init(&i);
+    }
     while !queue.is_closed() && !session.is_closed() {
         if !client.init_applied
-            && let Some(i) = *init.lock().unwrap_or_else(|e| e.into_inner())
+            && let Some(i) = init.get()
         {
             client.apply_init(&i);
         }
@@ -394,6 +480,7 @@ fn encode_loop(
             Popped::Item(item) => {
                 if !client.apply(queue, item) {
                     debug!("send queue overflow: the surface is sent again");
+                    client.forget_cache(queue);
                     if let Some(area) = client.whole() {
                         pipe.force_resync(area);
                     }
@@ -438,7 +525,7 @@ pub(crate) fn run(
     queue.set_ack(ACK_WINDOW);
 
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
-    let init: Arc<Mutex<Option<DisplayInit>>> = Arc::new(Mutex::new(None));
+    let init = Arc::new(InitSlot::default());
     let mut client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
         shared.config.queue_limit,
@@ -480,9 +567,8 @@ pub(crate) fn run(
                 if ty == msg::MSGC_DISPLAY_INIT {
                     let parsed = DisplayInit::parse(&body);
                     debug!(?parsed, "display INIT");
-                    let mut slot = init.lock().unwrap_or_else(|e| e.into_inner());
-                    if slot.is_none() {
-                        *slot = parsed;
+                    if let Some(i) = parsed {
+                        init.set(i);
                     }
                 } else {
                     debug!(ty, "ignored display message");
@@ -714,6 +800,84 @@ mod tests {
         }
     }
 
+    /// A picture that comes back goes as FROM_CACHE; when the client's cache budget is full
+    /// the least recently used picture is invalidated before the new one is sent; a client
+    /// that lost messages gets its cache cleared. The library client refuses a FROM_CACHE or
+    /// an INVAL_LIST of an id it does not hold, so a wrong model would fail here.
+    #[test]
+    fn repeated_pictures_come_from_the_client_cache() {
+        let (w, h) = (64u32, 32u32);
+        let q = SendQueue::new(1 << 24);
+        let mut c = ClientDisplay::with_encoding(
+            false,
+            1 << 24,
+            Compression::Lz,
+            WanCompression::Never,
+            false,
+        );
+        // Room for two 32x32 pictures.
+        c.apply_init(&DisplayInit {
+            pixmap_cache_size: 2 * 32 * 32,
+            ..DisplayInit::default()
+        });
+        c.apply(
+            &q,
+            DisplayItem::SurfaceCreate(SurfaceInfo {
+                width: w,
+                height: h,
+            }),
+        );
+        c.apply(&q, image(Rect::of_size(w, h), |x, y| x * 3 + y));
+        let mut screen = Screen::new();
+        replay(&q, &mut screen);
+        let picture = |n: u32| move |x: u32, y: u32| (x * 7 + y * 13) ^ (n * 0x10101);
+        // Picture n drawn at `area` (the same pixels wherever it goes).
+        let tile = |area: Rect, n: u32| {
+            image(area, move |x, y| picture(n)(x - area.left, y - area.top))
+        };
+        let left = rect(0, 0, 32, 32);
+        let right = rect(32, 0, 64, 32);
+        // 1 and 2 fill the cache (evicting the first whole picture); 1 again is a hit,
+        // wherever it is drawn.
+        c.apply(&q, tile(left, 1));
+        c.apply(&q, tile(right, 2));
+        c.apply(&q, tile(right, 1));
+        replay(&q, &mut screen);
+        assert_eq!(c.images.stats().from_cache, 1);
+        // 3 evicts 2 (least recently used); 2 then comes back as a new entry, evicting 1.
+        c.apply(&q, tile(left, 3));
+        let types = replay(&q, &mut screen);
+        assert_eq!(types, [msg::DISPLAY_INVAL_LIST, msg::DISPLAY_DRAW_COPY]);
+        c.apply(&q, tile(left, 2));
+        replay(&q, &mut screen);
+        // The first whole picture, then 2, then 1.
+        assert_eq!(c.cache.evictions, 3);
+        assert_eq!(screen.cache.len(), 2, "the client holds what we model");
+        c.apply(&q, tile(right, 3));
+        replay(&q, &mut screen);
+        assert_eq!(c.images.stats().from_cache, 2);
+        // What the client shows is the last picture in each half.
+        let want: Vec<u32> = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| {
+                let (lx, n) = if x < 32 { (x, 2) } else { (x - 32, 3) };
+                picture(n)(lx, y) & 0xff_ffff
+            })
+            .collect();
+        assert_eq!(screen.xrgb(), want);
+        // Lost messages: the whole cache goes.
+        c.forget_cache(&q);
+        replay(&q, &mut screen);
+        assert!(screen.cache.is_empty());
+        c.apply(&q, tile(left, 2));
+        replay(&q, &mut screen);
+        assert_eq!(
+            c.images.stats().from_cache,
+            2,
+            "nothing is referenced after a clear"
+        );
+    }
+
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
 
@@ -725,14 +889,19 @@ mod tests {
             compression in 0usize..7,
             (w, h) in (8u32..40, 8u32..40),
             ops in proptest::collection::vec(
-                (0u8..3, 0u32..40, 0u32..40, 1u32..40, 1u32..40, 0u32..40, 0u32..40, 0u32..0xff_ffff),
+                (0u8..4, 0u32..40, 0u32..40, 1u32..40, 1u32..40, 0u32..40, 0u32..40, 0u32..0xff_ffff),
                 1..12,
             ),
         ) {
             let q = SendQueue::new(1 << 24);
             let compression: Compression = Compression::NAMES[compression].parse().unwrap();
             let mut c = ClientDisplay::with_encoding(false, 1 << 24, compression, WanCompression::Always, true);
-            c.apply_init(&DisplayInit { glz_window_size: 1 << 16, ..DisplayInit::default() });
+            c.apply_init(&DisplayInit {
+                glz_window_size: 1 << 16,
+                // Room for a few pictures: hits and evictions both happen.
+                pixmap_cache_size: 4096,
+                ..DisplayInit::default()
+            });
             let mut screen = Screen::new();
             let mut truth: Vec<u32> = vec![0; (w * h) as usize];
             c.apply(&q, DisplayItem::SurfaceCreate(SurfaceInfo { width: w, height: h }));
@@ -740,8 +909,17 @@ mod tests {
             for (kind, x, y, rw, rh, sx, sy, color) in ops {
                 let (x, y) = (x % w, y % h);
                 let area = rect(x, y, (x + rw).min(w), (y + rh).min(h));
+                // Kind 3: one of three 32x32 pictures, so the cache hits.
+                let (kind, area) = if kind == 3 && w >= 32 && h >= 32 {
+                    let (x, y) = (x.min(w - 32), y.min(h - 32));
+                    (3, rect(x, y, x + 32, y + 32))
+                } else {
+                    (kind.min(2), area)
+                };
+                let tile = color % 3;
                 let item = match kind {
                     0 => DisplayItem::Draw(Draw { area, content: DrawContent::Fill(color) }),
+                    3 => image(area, move |px, py| (px - area.left) * 5 + (py - area.top) * 9 + tile * 999),
                     1 => image(area, |px, py| if py % 3 == 0 { color } else { color ^ (px * 31 + py * 7) }),
                     _ => {
                         let (sx, sy) = (sx % (w - area.width() + 1), sy % (h - area.height() + 1));
@@ -755,6 +933,7 @@ mod tests {
                         let i = (py * w + px) as usize;
                         truth[i] = match (&item, kind) {
                             (_, 0) => color,
+                            (_, 3) => ((px - area.left) * 5 + (py - area.top) * 9 + tile * 999) & 0xff_ffff,
                             (_, 1) if py % 3 == 0 => color,
                             (_, 1) => (color ^ (px * 31 + py * 7)) & 0xff_ffff,
                             (DisplayItem::CopyBits { src_x, src_y, .. }, _) => {

@@ -19,7 +19,11 @@ pub mod image_type {
     pub const GLZ_RGB: u8 = 102;
     pub const ZLIB_GLZ_RGB: u8 = 107;
     pub const LZ4: u8 = 109;
+    pub const FROM_CACHE: u8 = 103;
 }
+
+/// Image descriptor flag CACHE_ME: the client keeps the decoded image under its id.
+pub const IMAGE_CACHE_ME: u8 = 1;
 
 /// Bitmap format 32BIT (B, G, R, X).
 const BITMAP_FMT_32BIT: u8 = 8;
@@ -95,9 +99,20 @@ pub fn descriptor(out: &mut Writer, id: u64, ty: u8, flags: u8, width: u32, heig
 
 /// A raw top-down 32BIT bitmap of rows `rows` of `px` (the one image every client decodes).
 pub fn raw_bitmap(out: &mut Writer, id: u64, px: &Pixels, rows: std::ops::Range<u32>) {
+    raw_bitmap_flagged(out, id, 0, px, rows);
+}
+
+/// [`raw_bitmap`] with descriptor flags.
+fn raw_bitmap_flagged(
+    out: &mut Writer,
+    id: u64,
+    flags: u8,
+    px: &Pixels,
+    rows: std::ops::Range<u32>,
+) {
     let (w, h) = (px.width, rows.end - rows.start);
     let stride = w as usize * 4;
-    descriptor(out, id, image_type::BITMAP, 0, w, h);
+    descriptor(out, id, image_type::BITMAP, flags, w, h);
     out.u8(BITMAP_FMT_32BIT)
         .u8(BITMAP_TOP_DOWN)
         .u32(w)
@@ -165,6 +180,8 @@ pub struct EncodeStats {
     pub glz: u64,
     pub zlib_glz: u64,
     pub lz4: u64,
+    /// Images the client already had: sent as FROM_CACHE.
+    pub from_cache: u64,
     /// Bytes of pixels given, and bytes of payload produced.
     pub pixel_bytes: u64,
     pub payload_bytes: u64,
@@ -178,6 +195,7 @@ impl EncodeStats {
         self.glz += o.glz;
         self.zlib_glz += o.zlib_glz;
         self.lz4 += o.lz4;
+        self.from_cache += o.from_cache;
         self.pixel_bytes += o.pixel_bytes;
         self.payload_bytes += o.payload_bytes;
     }
@@ -253,10 +271,32 @@ impl ImageEncoder {
     /// The whole SpiceImage (descriptor and payload) for `px`, encoded as the user and the
     /// client allow. `congested`: the client's link is behind (see [`WanCompression::Auto`]).
     pub fn encode(&mut self, px: &Pixels, congested: bool) -> Vec<u8> {
+        self.encode_cached(px, congested, None)
+    }
+
+    /// [`ImageEncoder::encode`], with CACHE_ME under `cache_id` when given.
+    pub fn encode_cached(
+        &mut self,
+        px: &Pixels,
+        congested: bool,
+        cache_id: Option<u64>,
+    ) -> Vec<u8> {
         let mut counted = EncodeStats::default();
-        let out = self.encode_counted(px, congested, &mut counted);
+        let out = self.encode_counted(px, congested, cache_id, &mut counted);
         self.count(&counted);
         out
+    }
+
+    /// A FROM_CACHE image: the client draws what it keeps under `id`.
+    pub fn from_cache(&mut self, id: u64, width: u32, height: u32) -> Vec<u8> {
+        let mut out = Writer::with_capacity(DESCRIPTOR_SIZE);
+        descriptor(&mut out, id, image_type::FROM_CACHE, 0, width, height);
+        self.count(&EncodeStats {
+            from_cache: 1,
+            pixel_bytes: u64::from(width) * u64::from(height) * 4,
+            ..EncodeStats::default()
+        });
+        out.buf
     }
 
     /// Adds what one image cost to this client's stats and the server's totals.
@@ -278,9 +318,18 @@ impl ImageEncoder {
     }
 
     /// Encodes `px`, counting what it did into `stats`.
-    fn encode_counted(&mut self, px: &Pixels, congested: bool, stats: &mut EncodeStats) -> Vec<u8> {
+    fn encode_counted(
+        &mut self,
+        px: &Pixels,
+        congested: bool,
+        cache_id: Option<u64>,
+        stats: &mut EncodeStats,
+    ) -> Vec<u8> {
         self.next_id = self.next_id.wrapping_add(1);
-        let id = self.next_id;
+        let (id, flags) = match cache_id {
+            Some(id) => (id, IMAGE_CACHE_ME),
+            None => (self.next_id, 0),
+        };
         let rows = 0..px.height;
         let mut out = Writer::with_capacity(DESCRIPTOR_SIZE + 64);
         let Ok(img) = saffron_codec::ImageRef::packed(
@@ -289,7 +338,7 @@ impl ImageEncoder {
             saffron_codec::PixelFormat::Rgb32,
             &px.bgrx,
         ) else {
-            raw_bitmap(&mut out, id, px, rows);
+            raw_bitmap_flagged(&mut out, id, flags, px, rows);
             return out.buf;
         };
         stats.pixel_bytes += px.bgrx.len() as u64;
@@ -320,7 +369,7 @@ impl ImageEncoder {
                 if matches!(ty, image_type::GLZ_RGB | image_type::ZLIB_GLZ_RGB)
                     || data.len() + 8 < raw_size =>
             {
-                descriptor(&mut out, id, ty, 0, px.width, px.height);
+                descriptor(&mut out, id, ty, flags, px.width, px.height);
                 if ty != image_type::ZLIB_GLZ_RGB {
                     out.u32(data.len() as u32);
                 }
@@ -335,7 +384,7 @@ impl ImageEncoder {
                 }
             }
             _ => {
-                raw_bitmap(&mut out, id, px, rows);
+                raw_bitmap_flagged(&mut out, id, flags, px, rows);
                 stats.raw += 1;
                 stats.payload_bytes += px.bgrx.len() as u64;
             }

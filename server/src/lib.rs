@@ -5,6 +5,7 @@
 //! [`ServerHandle`] stops it when dropped.
 
 pub mod agent;
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod conn;

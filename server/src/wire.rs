@@ -86,6 +86,8 @@ pub mod msg {
     pub const DISPLAY_MARK: u16 = 102;
     pub const DISPLAY_RESET: u16 = 103;
     pub const DISPLAY_COPY_BITS: u16 = 104;
+    pub const DISPLAY_INVAL_LIST: u16 = 105;
+    pub const DISPLAY_INVAL_ALL_PIXMAPS: u16 = 106;
     pub const DISPLAY_INVAL_ALL_PALETTES: u16 = 108;
     pub const DISPLAY_DRAW_FILL: u16 = 302;
     pub const DISPLAY_DRAW_COPY: u16 = 304;

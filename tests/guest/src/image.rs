@@ -241,6 +241,24 @@ impl Image {
         }
     }
 
+    /// Copies `src_rect` of `src` (clipped to `src`) to (`x`, `y`) of this picture (clipped to
+    /// it): the background restore and the sprite drawing of `kms --motion photo`.
+    pub fn paste(&mut self, src: &Image, src_rect: Rect, x: usize, y: usize) {
+        let w = (src_rect.x + src_rect.w)
+            .min(src.width)
+            .saturating_sub(src_rect.x)
+            .min(self.width.saturating_sub(x));
+        let h = (src_rect.y + src_rect.h)
+            .min(src.height)
+            .saturating_sub(src_rect.y)
+            .min(self.height.saturating_sub(y));
+        for row in 0..h {
+            let from = ((src_rect.y + row) * src.width + src_rect.x) * 3;
+            let to = ((y + row) * self.width + x) * 3;
+            self.rgb[to..to + w * 3].copy_from_slice(&src.rgb[from..from + w * 3]);
+        }
+    }
+
     /// Writes pixels `x_range` of row `y` into `out` in `pixel` layout; bytes that belong to no
     /// channel (the X of XRGB) are zero, as the kernel's own fbcon leaves them.
     pub fn encode_span(&self, y: usize, x: usize, w: usize, pixel: PixelFormat, out: &mut Vec<u8>) {
@@ -256,6 +274,63 @@ impl Image {
             dst[b] = rgb[2];
         }
     }
+}
+
+/// A deterministic "photograph" of `width x height` (each at least 1): a sky that brightens
+/// towards a rounded hill, a sun with a soft glow, a ground shaded from the horizon down, and
+/// a little noise (at most 3 either way per channel, xorshift32 from `seed`) over it all.
+///
+/// Integer arithmetic only, so every build draws the same pixels. Smooth gradients with grain
+/// are what a Spice server sees of photos and video: the pictures its image compressors
+/// (QUIC, LZ, GLZ) and stream detection are tuned for, unlike the flat test patterns.
+pub fn photo(width: usize, height: usize, seed: u32) -> Image {
+    let (width, height) = (width.max(1), height.max(1));
+    let (w, h) = (width as i64, height as i64);
+    let mut rng = Xorshift32::new(seed);
+    let mut rgb = Vec::with_capacity(width * height * 3);
+    // The sun: centre and radius; the glow reaches three radii.
+    let (sx, sy, sr) = (w * 7 / 10, h * 3 / 10, (w.min(h) / 11).max(1));
+    let glow = 9 * sr * sr;
+    for y in 0..h {
+        for x in 0..w {
+            // The horizon: a dome, highest (at 45 % of the height) in the middle.
+            let u = 2 * x - w; // -w..w
+            let horizon = h * 45 / 100 + h * 15 / 100 * u * u / (w * w);
+            let mut px = if y < horizon {
+                // Sky: deep blue at the top to pale near the horizon.
+                let t = y * 256 / horizon.max(1); // 0..256
+                let mut c = [40 + t * 150 / 256, 80 + t * 130 / 256, 170 + t * 70 / 256];
+                let d2 = (x - sx) * (x - sx) + (y - sy) * (y - sy);
+                if d2 < sr * sr {
+                    c = [255, 244, 200];
+                } else if d2 < glow {
+                    // Warm glow, fading with the square of the distance.
+                    let g = (glow - d2) * 256 / glow; // 0..256
+                    c[0] += (255 - c[0]) * g / 256;
+                    c[1] += (230 - c[1]).max(0) * g / 300;
+                    c[2] -= c[2] * g / 700;
+                }
+                c
+            } else {
+                // Ground: sunlit green at the horizon to dark earth at the bottom, a little
+                // lighter towards the sun's side.
+                let t = (y - horizon) * 256 / (h - horizon).max(1); // 0..256
+                let side = x * 40 / w; // 0..40
+                [
+                    70 + side - t * 30 / 256,
+                    140 + side - t * 85 / 256,
+                    50 - t * 25 / 256,
+                ]
+            };
+            let n = rng.next_word();
+            for (k, c) in px.iter_mut().enumerate() {
+                let grain = i64::from((n >> (8 * k)) & 0xff) % 7 - 3;
+                *c = (*c + grain).clamp(0, 255);
+            }
+            rgb.extend(px.iter().map(|&c| c as u8));
+        }
+    }
+    Image { width, height, rgb }
 }
 
 /// The full-screen test pictures of `fbfill` and `kms`.
@@ -597,6 +672,111 @@ mod tests {
             [1, 1, 1],
         );
         assert_eq!(img.rgb, want);
+    }
+
+    #[test]
+    fn paste_copies_a_clipped_window() {
+        let src = Pattern::HGrad.render(4, 3).unwrap();
+        let mut dst = Pattern::Solid([0, 0, 0]).render(3, 3).unwrap();
+        // Source rect sticks out of the source (w 9) and the destination (x 1 + 3 > 3).
+        dst.paste(
+            &src,
+            Rect {
+                x: 1,
+                y: 1,
+                w: 9,
+                h: 1,
+            },
+            1,
+            2,
+        );
+        assert_eq!(dst.row(0), [0; 9]);
+        assert_eq!(dst.row(1), [0; 9]);
+        assert_eq!(&dst.row(2)[..3], [0, 0, 0]);
+        assert_eq!(&dst.row(2)[3..], &src.row(1)[3..9]);
+        // Entirely outside either picture: nothing happens.
+        let before = dst.clone();
+        dst.paste(
+            &src,
+            Rect {
+                x: 4,
+                y: 0,
+                w: 2,
+                h: 2,
+            },
+            0,
+            0,
+        );
+        dst.paste(
+            &src,
+            Rect {
+                x: 0,
+                y: 0,
+                w: 2,
+                h: 2,
+            },
+            3,
+            0,
+        );
+        assert_eq!(dst, before);
+        // A whole picture pasted at the origin of one of its size is a copy.
+        let mut copy = Pattern::Solid([1, 1, 1]).render(4, 3).unwrap();
+        copy.paste(
+            &src,
+            Rect {
+                x: 0,
+                y: 0,
+                w: 4,
+                h: 3,
+            },
+            0,
+            0,
+        );
+        assert_eq!(copy, src);
+    }
+
+    /// The photo is deterministic, smooth (neighbours differ by little) yet not flat (many
+    /// colours, grain everywhere), and pinned so that both sides of a benchmark and every build
+    /// draw the same picture.
+    #[test]
+    fn photo_is_smooth_grainy_and_pinned() {
+        let img = photo(320, 240, 1);
+        assert_eq!(
+            (img.width, img.height, img.rgb.len()),
+            (320, 240, 320 * 240 * 3)
+        );
+        assert_eq!(img, photo(320, 240, 1));
+        assert_ne!(img, photo(320, 240, 2));
+        let mut colours: Vec<[u8; 3]> = img.rgb.chunks(3).map(|c| [c[0], c[1], c[2]]).collect();
+        let (mut sum, mut same) = (0u64, 0u64);
+        for y in 0..240 {
+            let row = img.row(y);
+            for x in 1..320 {
+                for k in 0..3 {
+                    let d = u64::from(row[x * 3 + k].abs_diff(row[(x - 1) * 3 + k]));
+                    sum += d;
+                    same += u64::from(d == 0);
+                }
+            }
+        }
+        let pairs = 240 * 319 * 3;
+        // Mean neighbour difference of a few levels: grain, not edges.
+        assert!(
+            sum * 10 / pairs < 40,
+            "mean difference {}",
+            sum as f64 / pairs as f64
+        );
+        assert!(same * 2 < pairs, "{same} of {pairs} neighbours equal");
+        colours.sort_unstable();
+        colours.dedup();
+        assert!(colours.len() > 5000, "{} colours", colours.len());
+        assert_eq!(
+            img.sha256(),
+            "6d609bd1b8dfa6b573fe07faad623a50f2df23ed2039f678f80c9915b660a45f"
+        );
+        // Degenerate sizes still give a picture.
+        assert_eq!(photo(1, 1, 0).rgb.len(), 3);
+        assert_eq!(photo(0, 5, 0).width, 1);
     }
 
     #[test]

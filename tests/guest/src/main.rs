@@ -28,7 +28,8 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|settle|sync|kms|qxl-surface|input> [--option value]...";
+                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input> \
+                     [--option value]...";
 
 /// Exit status for a failed probe.
 const EXIT_FAILED: u8 = 1;
@@ -47,6 +48,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "fbfill" => cmd::fb::fill(opts),
         "fbbench" => cmd::fbbench::run(opts),
         "fbcon-off" => cmd::fb::console_off(opts),
+        "scroll" => cmd::scroll::run(opts),
         "settle" => cmd::fb::settle(opts),
         "sync" => cmd::sync::run(opts),
         "kms" => cmd::kms::run(opts),

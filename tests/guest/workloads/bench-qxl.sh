@@ -12,16 +12,30 @@
 #   idle            2 s of nothing (the host's idle cost, for reference)
 #   fb              saffron-guest fbbench: full-screen frames into /dev/fb0 (mmap + msync)
 #                   -> SAFFRON-BENCH fb_frames= fb_fps= width= height= ...
+#   fbcon           saffron-guest scroll: the VT back in text mode (fbcon-off --kd text), the
+#                   cursor on the bottom row, then FBCON_LINES numbered text lines written to
+#                   /dev/tty0 as fast as it takes them, each scrolling the console; the VT goes
+#                   back to graphics mode afterwards
+#                   -> SAFFRON-SCROLL lines= lines_per_s= ... (a "frame" is a line)
 #   kms-WxH         saffron-guest kms: dumb buffer + DIRTYFB frames at WxH (half full-frame,
-#                   half small clips) -> SAFFRON-KMS width= height= frames= fps= ...
+#                   half small clips) -> SAFFRON-KMS width= height= frames= fps= ... motion=bars
+#   photo-WxH       saffron-guest kms --motion photo: a 320x240 photograph (smooth gradients and
+#                   grain) moved 8 pixels right and down per frame over a plain WxH dumb buffer,
+#                   DIRTYFB clips for its old and new place
+#                   -> SAFFRON-KMS width= height= frames= fps= ... motion=photo
 # A pause between phases lets the device drain the previous one before the next begins.
 # Runs every step, prints SAFFRON-STEP after each, and exits 1 if any failed.
-# saffron.args=FB_FRAMES,KMS_FRAMES,WxH,WxH...: default 60,120,1024x768,1920x1080.
+# saffron.args=FB_FRAMES,KMS_FRAMES,FBCON_LINES,PHOTO_FRAMES,PHOTO_SIZE,WxH,WxH...: default
+# 60,120,400,300,1024x768,1024x768,1920x1080 (the WxH are the kms phases); FBCON_LINES or
+# PHOTO_FRAMES 0 leaves that phase out.
 
 fb_frames=${1:-60}
 kms_frames=${2:-120}
-if [ "$#" -gt 2 ]; then
-    shift 2
+fbcon_lines=${3:-400}
+photo_frames=${4:-300}
+photo_size=${5:-1024x768}
+if [ "$#" -gt 5 ]; then
+    shift 5
 else
     set --
 fi
@@ -52,6 +66,15 @@ if [ -e /dev/fb0 ]; then
     step settle saffron-guest settle --ms 500
     step fb saffron-guest fbbench --frames "$fb_frames" --phase fb
     step settle saffron-guest settle --ms 1000
+    if [ "$fbcon_lines" -gt 0 ]; then
+        # Back to text mode: fbcon redraws the whole console; let that drain first.
+        step fbcon-text saffron-guest fbcon-off --kd text
+        step settle saffron-guest settle --ms 1000
+        step fbcon saffron-guest scroll --lines "$fbcon_lines" --phase fbcon
+        step settle saffron-guest settle --ms 1000
+        step fbcon-graphics saffron-guest fbcon-off --kd graphics
+        step settle saffron-guest settle --ms 500
+    fi
 else
     skip fb no-fb0
 fi
@@ -63,6 +86,12 @@ if [ -e /dev/dri/card0 ]; then
             --pattern hgrad --phase "kms-$size"
         step settle saffron-guest settle --ms 1000
     done
+    if [ "$photo_frames" -gt 0 ]; then
+        step "photo-$photo_size" saffron-guest kms --width "${photo_size%x*}" \
+            --height "${photo_size#*x}" --frames "$photo_frames" --pattern solid:284058 \
+            --motion photo --phase "photo-$photo_size"
+        step settle saffron-guest settle --ms 1000
+    fi
 else
     skip kms no-card0
 fi

@@ -1,10 +1,17 @@
 //! `kms`: drive the display through the KMS API the way a simple compositor does.
 //!
 //! Opens the DRM device as master, picks the first connected connector and a mode, scans out an
-//! XRGB8888 dumb buffer with `SETCRTC`, then animates it: even frames redraw everything (the
-//! pattern with a vertical bar that moves right) and send one full-frame `DIRTYFB` clip, odd
-//! frames repaint one to four small squares and send only their clips. The digest printed at the
-//! end is read back from the dumb buffer, so it is what the device was asked to show.
+//! XRGB8888 dumb buffer with `SETCRTC`, then animates it (`--motion`):
+//!   * `bars` (default): even frames redraw everything (the pattern with a vertical bar that
+//!     moves right) and send one full-frame `DIRTYFB` clip, odd frames repaint one to four small
+//!     squares and send only their clips;
+//!   * `photo`: a 320x240 photograph ([`crate::image::photo`]) moves over the pattern by 8
+//!     pixels right and down per frame, wrapping around at the edges; each frame restores the
+//!     background where the photo was, draws it at its new place and sends those two clips (what
+//!     a window dragged across a desktop, or a video overlay, gives a display server).
+//!
+//! The digest printed at the end is read back from the dumb buffer, so it is what the device
+//! was asked to show.
 //!
 //! The CRTC stays ours until the process closes the device: the kernel then restores the fbdev
 //! console (`drm_lastclose`). That is why `--sync` hands over to the host from inside this
@@ -27,6 +34,39 @@ use crate::map::SharedMapping;
 
 /// Upper bound for `--frames`, so a typo cannot keep the (slow, emulated) guest busy for hours.
 const MAX_FRAMES: u64 = 100_000;
+
+/// Size of the photograph `--motion photo` moves (smaller if the framebuffer is).
+const PHOTO_SIZE: (usize, usize) = (320, 240);
+/// Pixels the photograph moves right and down per frame.
+const PHOTO_STEP: usize = 8;
+/// Noise seed of the photograph.
+const PHOTO_SEED: u32 = 1;
+
+/// How the timed frames change the picture (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Motion {
+    Bars,
+    Photo,
+}
+
+impl Motion {
+    fn parse(s: &str) -> Result<Self> {
+        match s {
+            "bars" => Ok(Motion::Bars),
+            "photo" => Ok(Motion::Photo),
+            _ => Err(Error::Usage(format!(
+                "--motion must be bars or photo, not {s:?}"
+            ))),
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Motion::Bars => "bars",
+            Motion::Photo => "photo",
+        }
+    }
+}
 
 /// The buffer on screen and everything that must be released, in reverse order, when done.
 struct Scanout<'a> {
@@ -149,6 +189,47 @@ fn draw_frame(i: usize, base: &Image, img: &mut Image) -> Vec<Rect> {
     }
 }
 
+/// Where the `pw x ph` photo's top-left corner is after `i` steps in a `w x h` picture
+/// (`pw <= w`, `ph <= h`): [`PHOTO_STEP`] right and down per step, each axis wrapping around on
+/// its own once the photo would stick out.
+fn photo_pos(i: usize, w: usize, h: usize, pw: usize, ph: usize) -> (usize, usize) {
+    (
+        (i * PHOTO_STEP) % (w - pw + 1),
+        (i * PHOTO_STEP) % (h - ph + 1),
+    )
+}
+
+/// The rects photo frame `i` changes: where the photo was (after `i` steps), then where it goes
+/// (after `i + 1`). They overlap except when an axis wraps around.
+fn photo_rects(i: usize, w: usize, h: usize, pw: usize, ph: usize) -> [Rect; 2] {
+    let at = |(x, y)| Rect { x, y, w: pw, h: ph };
+    [
+        at(photo_pos(i, w, h, pw, ph)),
+        at(photo_pos(i + 1, w, h, pw, ph)),
+    ]
+}
+
+/// Draws photo frame `i` into `img`, which shows `base` with `photo` at its place after `i`
+/// steps: restores the background under the old place, draws the photo at the new one, and
+/// returns both rects.
+fn draw_photo_frame(i: usize, base: &Image, photo: &Image, img: &mut Image) -> Vec<Rect> {
+    let (pw, ph) = (photo.width, photo.height);
+    let [old, new] = photo_rects(i, img.width, img.height, pw, ph);
+    img.paste(base, old, old.x, old.y);
+    img.paste(
+        photo,
+        Rect {
+            x: 0,
+            y: 0,
+            w: pw,
+            h: ph,
+        },
+        new.x,
+        new.y,
+    );
+    vec![old, new]
+}
+
 fn clip(r: Rect) -> DrmClipRect {
     // Callers keep rects inside the framebuffer, whose sides (at most 8192) fit in u16.
     DrmClipRect {
@@ -175,17 +256,20 @@ fn upload(
 }
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--fb-width FW --fb-height FH]
-/// [--x X --y Y] [--frames 60] [--pattern hgrad] [--sync ID] [--sync-timeout-ms 60000]
-/// [--phase NAME] [--cursor-sync PREFIX]`.
+/// [--x X --y Y] [--frames 60] [--pattern hgrad] [--motion bars|photo] [--sync ID]
+/// [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX]`.
 ///
 /// The framebuffer is the mode's size unless `--fb-width/--fb-height` make it larger; the CRTC
 /// then shows its `W x H` window from (`X`, `Y`) (default 0, 0). Frames draw over the whole
-/// framebuffer; the digest is of the window, what the screen shows.
+/// framebuffer; the digest is of the window, what the screen shows. `--pattern` is the picture
+/// the bars are drawn on, or the background the photo moves over (the photo is on it from the
+/// start, so every frame moves it).
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
-/// clips= dirtyfb=ok|unsupported elapsed_ms=`; with `--sync`, then `SAFFRON-SYNC id=ID
-/// label=kms` and (after the host's `go`) `SAFFRON-GO`, before the buffer is released.
+/// clips= dirtyfb=ok|unsupported elapsed_ms= fb_width= fb_height= x= y= motion=`; with `--sync`,
+/// then `SAFFRON-SYNC id=ID label=kms` and (after the host's `go`) `SAFFRON-GO`, before the
+/// buffer is released.
 /// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
 /// right around the timed frames, so that the host can sample its own counters over exactly
 /// that stretch (without the mode set, the first upload and the read-back).
@@ -201,6 +285,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     let height = opts.take_u64("height")?;
     let frames = opts.u64_or("frames", 60, MAX_FRAMES)? as usize;
     let pattern = Pattern::parse(&opts.take("pattern").unwrap_or_else(|| "hgrad".to_string()))?;
+    let motion = Motion::parse(&opts.take("motion").unwrap_or_else(|| "bars".to_string()))?;
     let sync_id = opts.take("sync");
     let sync_timeout = opts.u64_or(
         "sync-timeout-ms",
@@ -326,6 +411,18 @@ pub fn run(mut opts: Options) -> Result<()> {
     let base = pattern.render(fw, fh)?;
     let mut img = base.clone();
     let (wu, hu) = (fw as usize, fh as usize);
+    let photo = (motion == Motion::Photo).then(|| {
+        let p = crate::image::photo(PHOTO_SIZE.0.min(wu), PHOTO_SIZE.1.min(hu), PHOTO_SEED);
+        let (x, y) = photo_pos(0, wu, hu, p.width, p.height);
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: p.width,
+            h: p.height,
+        };
+        img.paste(&p, whole, x, y);
+        p
+    });
     let full = Rect {
         x: 0,
         y: 0,
@@ -357,17 +454,20 @@ pub fn run(mut opts: Options) -> Result<()> {
     }
     let start = Instant::now();
     for i in 0..frames {
-        let rects = draw_frame(i, &base, &mut img);
+        let rects = match &photo {
+            None => draw_frame(i, &base, &mut img),
+            Some(p) => draw_photo_frame(i, &base, p, &mut img),
+        };
         let clips: Vec<DrmClipRect> = rects.iter().copied().map(clip).collect();
-        for r in rects {
-            upload(map, dumb.pitch, &img, r, &mut row)?;
-        }
-        dirty(&clips)?;
-        if i.is_multiple_of(2) {
+        if rects == [full] {
             n_full += 1;
         } else {
             n_partial += 1;
         }
+        for r in rects {
+            upload(map, dumb.pitch, &img, r, &mut row)?;
+        }
+        dirty(&clips)?;
         n_clips += clips.len();
     }
     let elapsed = start.elapsed();
@@ -406,11 +506,12 @@ pub fn run(mut opts: Options) -> Result<()> {
     println!(
         "SAFFRON-KMS width={w} height={h} frames={frames} fps={fps:.2} sha256={sha} mode={} \
          connector={} crtc={crtc} full={n_full} partial={n_partial} clips={n_clips} \
-         dirtyfb={} elapsed_ms={} fb_width={fw} fb_height={fh} x={x0} y={y0}",
+         dirtyfb={} elapsed_ms={} fb_width={fw} fb_height={fh} x={x0} y={y0} motion={}",
         mode.label(),
         conn.name(),
         if dirty_ok { "ok" } else { "unsupported" },
-        elapsed.as_millis()
+        elapsed.as_millis(),
+        motion.name()
     );
     if let Some(prefix) = &cursor_sync {
         super::cursor::exercise(&card, crtc, prefix, sync_timeout)?;
@@ -512,11 +613,54 @@ mod tests {
         );
     }
 
+    /// Photo frames stay inside the picture, move by the step (wrapping per axis), and leave
+    /// the picture as the background with the photo at its latest place.
+    #[test]
+    fn photo_moves_and_wraps() {
+        let (w, h, pw, ph) = (1024, 768, 320, 240);
+        assert_eq!(photo_pos(0, w, h, pw, ph), (0, 0));
+        assert_eq!(photo_pos(1, w, h, pw, ph), (8, 8));
+        // 705 columns and 529 rows of places: x wraps after step 88, y after step 66.
+        assert_eq!(photo_pos(88, w, h, pw, ph), (704, 704 % 529));
+        assert_eq!(photo_pos(89, w, h, pw, ph), (712 % 705, 712 % 529));
+        for (w, h, pw, ph) in [(1024, 768, 320, 240), (320, 240, 320, 240), (10, 3, 4, 1)] {
+            for i in 0..500 {
+                let [old, new] = photo_rects(i, w, h, pw, ph);
+                for r in [old, new] {
+                    assert!(r.x + r.w <= w && r.y + r.h <= h, "{w}x{h} step {i}: {r:?}");
+                    assert_eq!((r.w, r.h), (pw, ph));
+                }
+                assert_eq!(photo_rects(i + 1, w, h, pw, ph)[0], new);
+            }
+        }
+
+        let base = Pattern::Solid([0x28, 0x40, 0x58]).render(64, 48).unwrap();
+        let photo = crate::image::photo(20, 15, PHOTO_SEED);
+        let whole = Rect {
+            x: 0,
+            y: 0,
+            w: 20,
+            h: 15,
+        };
+        let mut img = base.clone();
+        img.paste(&photo, whole, 0, 0);
+        for i in 0..37 {
+            let rects = draw_photo_frame(i, &base, &photo, &mut img);
+            assert_eq!(rects.len(), 2);
+            let (x, y) = photo_pos(i + 1, 64, 48, 20, 15);
+            let mut want = base.clone();
+            want.paste(&photo, whole, x, y);
+            assert_eq!(img, want, "frame {i}");
+        }
+    }
+
     #[test]
     fn option_errors_come_first() {
         let opts = Options::parse(["--width", "1024"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--pattern", "plaid"]).unwrap();
+        assert!(matches!(run(opts), Err(Error::Usage(_))));
+        let opts = Options::parse(["--motion", "wobble"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));
         let opts = Options::parse(["--sync", "a b"]).unwrap();
         assert!(matches!(run(opts), Err(Error::Usage(_))));

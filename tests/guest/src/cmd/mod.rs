@@ -12,6 +12,7 @@ pub mod irq;
 pub mod kms;
 pub mod log;
 pub mod qxl_surface;
+pub mod scroll;
 pub mod sync;
 
 use sha2::{Digest, Sha256};
