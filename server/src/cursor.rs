@@ -22,9 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::thread;
 
-use crate::conn::{
-    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
-};
+use crate::channel::Channel;
+use crate::conn::{ConnError, Traffic};
 use crate::server::Shared;
 use crate::session::{MOUSE_MODE_SERVER, Session};
 use crate::source::{Cursor, CursorShape};
@@ -170,59 +169,40 @@ impl CursorClient {
 }
 
 pub(crate) fn run(
-    mut stream: Stream,
+    stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mini: bool,
     traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
-    let queue = SendQueue::new(shared.config.queue_limit);
-    let span = tracing::Span::current();
-    let writer = spawn_writer(
-        stream.try_clone()?,
-        queue.clone(),
+    let mut ch = Channel::open(
+        stream,
         mini,
-        span.clone(),
-        traffic.clone(),
+        traffic,
+        shared.config.queue_limit,
+        MAX_CURSOR_MESSAGE,
+        Some(ACK_WINDOW),
     )?;
-    queue.set_ack(ACK_WINDOW);
-    let poller = {
-        let (queue, shared, session) = (queue.clone(), shared.clone(), session.clone());
-        thread::Builder::new()
-            .name("spice-cursor".into())
-            .spawn(move || {
-                let _e = span.enter();
-                let mut client = CursorClient::new();
-                while !queue.is_closed() && !session.is_closed() {
-                    if queue.queued_bytes() < BEHIND_BYTES {
-                        let cur = shared.cursor.cursor().unwrap_or_default();
-                        let server_mode =
-                            session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
-                        for (ty, body) in client.updates(&cur, server_mode) {
-                            let _ = queue.push(ty, body, false);
-                        }
+    {
+        let (queue, shared, session) = (ch.queue().clone(), shared.clone(), session.clone());
+        ch.spawn("spice-cursor", move || {
+            let mut client = CursorClient::new();
+            while !queue.is_closed() && !session.is_closed() {
+                if queue.queued_bytes() < BEHIND_BYTES {
+                    let cur = shared.cursor.cursor().unwrap_or_default();
+                    let server_mode =
+                        session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
+                    for (ty, body) in client.updates(&cur, server_mode) {
+                        let _ = queue.push(ty, body, false);
                     }
-                    thread::sleep(shared.config.cursor_poll_interval);
                 }
-            })?
-    };
-    let result = loop {
-        if session.is_closed() {
-            break Ok(());
-        }
-        match read_counted(&mut stream, mini, MAX_CURSOR_MESSAGE, &traffic) {
-            Ok((ty, body)) => match handle_common(&queue, ty, &body) {
-                Ok(Common::Disconnecting) => break Ok(()),
-                Ok(_) => {}
-                Err(e) => break Err(e),
-            },
-            Err(ConnError::Closed) => break Ok(()),
-            Err(e) => break Err(e),
-        }
-    };
-    queue.close();
-    let _ = writer.join();
-    let _ = poller.join();
+                thread::sleep(shared.config.cursor_poll_interval);
+            }
+        })?;
+    }
+    // The client only sends common messages here.
+    let result = ch.serve(session, |_, _| Ok(()));
+    ch.close();
     result
 }
 

@@ -9,16 +9,14 @@
 //! (see `saffron_display::pipe`); the guest never waits for a client.
 
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
 use tracing::{debug, info};
 
 use crate::cache::{self, Lookup, PixmapCache};
-use crate::conn::{
-    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
-};
+use crate::channel::{Channel, Event};
+use crate::conn::{ConnError, SendQueue, Traffic};
 use crate::image::{
     self, BITMAP_HEADER_SIZE, Compression, DESCRIPTOR_SIZE, ImageEncoder, WanCompression,
 };
@@ -500,7 +498,7 @@ fn queue_room(queue: &SendQueue) -> usize {
 }
 
 pub(crate) fn run(
-    mut stream: Stream,
+    stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     req: &LinkRequest,
@@ -513,16 +511,15 @@ pub(crate) fn run(
         .image_compression
         .read()
         .unwrap_or_else(|e| e.into_inner());
-    let queue = SendQueue::new(shared.config.queue_limit);
-    let span = tracing::Span::current();
-    let writer = spawn_writer(
-        stream.try_clone()?,
-        queue.clone(),
+    let mut ch = Channel::open(
+        stream,
         mini,
-        span.clone(),
-        traffic.clone(),
+        traffic,
+        shared.config.queue_limit,
+        MAX_DISPLAY_MESSAGE,
+        Some(ACK_WINDOW),
     )?;
-    queue.set_ack(ACK_WINDOW);
+    let queue = ch.queue().clone();
 
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
     let init = Arc::new(InitSlot::default());
@@ -537,7 +534,7 @@ pub(crate) fn run(
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
-    let encoder = {
+    {
         let (queue, shared, session, pipe, init) = (
             queue.clone(),
             shared.clone(),
@@ -545,44 +542,30 @@ pub(crate) fn run(
             pipe.clone(),
             init.clone(),
         );
-        thread::Builder::new()
-            .name("spice-display".into())
-            .spawn(move || {
-                let _e = span.enter();
-                encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
-                pipe.close();
-                let s = client.encode_stats();
-                debug!(?s, "display client's images");
-            })?
-    };
+        ch.spawn("spice-display", move || {
+            encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
+            pipe.close();
+            let s = client.encode_stats();
+            debug!(?s, "display client's images");
+        })?;
+    }
 
-    let result = loop {
-        let (ty, body) = match read_counted(&mut stream, mini, MAX_DISPLAY_MESSAGE, &traffic) {
-            Ok(m) => m,
-            Err(ConnError::Closed) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        match handle_common(&queue, ty, &body) {
-            Ok(Common::NotCommon) => {
-                if ty == msg::MSGC_DISPLAY_INIT {
-                    let parsed = DisplayInit::parse(&body);
-                    debug!(?parsed, "display INIT");
-                    if let Some(i) = parsed {
-                        init.set(i);
-                    }
-                } else {
-                    debug!(ty, "ignored display message");
+    let result = ch.serve(session, |_, event| {
+        match event {
+            Event::Message(msg::MSGC_DISPLAY_INIT, body) => {
+                let parsed = DisplayInit::parse(body);
+                debug!(?parsed, "display INIT");
+                if let Some(i) = parsed {
+                    init.set(i);
                 }
             }
-            Ok(Common::Disconnecting) => break Ok(()),
-            Ok(_) => {}
-            Err(e) => break Err(e),
+            Event::Message(ty, _) => debug!(ty, "ignored display message"),
+            Event::Pong(_) => {}
         }
-    };
+        Ok(())
+    });
     pipe.close();
-    queue.close();
-    let _ = writer.join();
-    let _ = encoder.join();
+    ch.close();
     result
 }
 
@@ -832,9 +815,8 @@ mod tests {
         replay(&q, &mut screen);
         let picture = |n: u32| move |x: u32, y: u32| (x * 7 + y * 13) ^ (n * 0x10101);
         // Picture n drawn at `area` (the same pixels wherever it goes).
-        let tile = |area: Rect, n: u32| {
-            image(area, move |x, y| picture(n)(x - area.left, y - area.top))
-        };
+        let tile =
+            |area: Rect, n: u32| image(area, move |x, y| picture(n)(x - area.left, y - area.top));
         let left = rect(0, 0, 32, 32);
         let right = rect(32, 0, 64, 32);
         // 1 and 2 fill the cache (evicting the first whole picture); 1 again is a hit,

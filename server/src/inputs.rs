@@ -9,9 +9,8 @@ use std::sync::atomic::Ordering;
 
 use tracing::debug;
 
-use crate::conn::{
-    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
-};
+use crate::channel::{Channel, Event};
+use crate::conn::{ConnError, Traffic};
 use crate::server::Shared;
 use crate::session::{MOUSE_MODE_CLIENT, MOUSE_MODE_SERVER, Session};
 use crate::source::{InputSink, KeyEvent, PointerEvent};
@@ -27,53 +26,38 @@ pub(crate) const MAX_INPUTS_MESSAGE: u32 = 256;
 const INPUTS_QUEUE_LIMIT: usize = 1 << 20;
 
 pub(crate) fn run(
-    mut stream: Stream,
+    stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     mini: bool,
     traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
-    let queue = SendQueue::new(INPUTS_QUEUE_LIMIT);
-    let writer = spawn_writer(
-        stream.try_clone()?,
-        queue.clone(),
+    let mut ch = Channel::open(
+        stream,
         mini,
-        tracing::Span::current(),
-        traffic.clone(),
+        traffic,
+        INPUTS_QUEUE_LIMIT,
+        MAX_INPUTS_MESSAGE,
+        None,
     )?;
     let mut w = Writer::default();
     w.u16(shared.input.led_modifiers());
-    let _ = queue.push(msg::INPUTS_INIT, w.buf, false);
+    let _ = ch.queue().push(msg::INPUTS_INIT, w.buf, false);
     let mut motions: u32 = 0;
-    let result = loop {
-        if session.is_closed() {
-            break Ok(());
-        }
-        let (ty, body) = match read_counted(&mut stream, mini, MAX_INPUTS_MESSAGE, &traffic) {
-            Ok(m) => m,
-            Err(ConnError::Closed) => break Ok(()),
-            Err(e) => break Err(e),
+    let result = ch.serve(session, |queue, event| {
+        let Event::Message(ty, body) = event else {
+            return Ok(());
         };
-        match handle_common(&queue, ty, &body) {
-            Ok(Common::NotCommon) => {}
-            Ok(Common::Disconnecting) => break Ok(()),
-            Ok(_) => continue,
-            Err(e) => break Err(e),
-        }
         let mode = session.mouse_mode.load(Ordering::Acquire);
-        match handle(shared.input.as_ref(), mode, ty, &body) {
-            Ok(true) => {
-                motions = motions.wrapping_add(1);
-                if motions.is_multiple_of(MOTION_ACK_BUNCH) {
-                    let _ = queue.push(msg::INPUTS_MOUSE_MOTION_ACK, Vec::new(), false);
-                }
+        if handle(shared.input.as_ref(), mode, ty, body)? {
+            motions = motions.wrapping_add(1);
+            if motions.is_multiple_of(MOTION_ACK_BUNCH) {
+                let _ = queue.push(msg::INPUTS_MOUSE_MOTION_ACK, Vec::new(), false);
             }
-            Ok(false) => {}
-            Err(e) => break Err(e),
         }
-    };
-    queue.close();
-    let _ = writer.join();
+        Ok(())
+    });
+    ch.close();
     result
 }
 

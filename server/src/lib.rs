@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod cache;
+mod channel;
 pub mod client;
 pub mod config;
 pub mod conn;

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 use tracing::{debug, info};
 
 use crate::agent::{AgentInbox, AgentMessage};
-use crate::conn::{
-    Common, ConnError, SendQueue, Traffic, handle_common, read_counted, spawn_writer,
-};
+use crate::channel::{Channel, Event};
+use crate::conn::{ConnError, SendQueue, Traffic};
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
@@ -42,21 +41,22 @@ const MAX_PINGS_IN_FLIGHT: usize = 8;
 type Pending = Arc<Mutex<VecDeque<(u32, Instant)>>>;
 
 pub(crate) fn run(
-    mut stream: Stream,
+    stream: Stream,
     shared: &Arc<Shared>,
     session: &Arc<Session>,
     req: &LinkRequest,
     mini: bool,
     traffic: Arc<Traffic>,
 ) -> Result<(), ConnError> {
-    let queue = SendQueue::new(shared.config.queue_limit);
-    let writer = spawn_writer(
-        stream.try_clone()?,
-        queue.clone(),
+    let mut ch = Channel::open(
+        stream,
         mini,
-        tracing::Span::current(),
-        traffic.clone(),
+        traffic,
+        shared.config.queue_limit,
+        MAX_MAIN_MESSAGE,
+        None,
     )?;
+    let queue = ch.queue().clone();
 
     let supported = shared.supported_mouse_modes();
     let mut w = Writer::default();
@@ -82,40 +82,18 @@ pub(crate) fn run(
 
     let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
     let mut agent = AgentInbox::new(AGENT_TOKENS);
-    let pinger = {
+    {
         let (queue, pending, started) = (queue.clone(), pending.clone(), shared.started);
-        let span = tracing::Span::current();
-        thread::Builder::new()
-            .name("spice-ping".into())
-            .spawn(move || {
-                let _e = span.enter();
-                ping_loop(&queue, &pending, started)
-            })?
-    };
-
-    let result = loop {
-        let (ty, body) = match read_counted(&mut stream, mini, MAX_MAIN_MESSAGE, &traffic) {
-            Ok(m) => m,
-            Err(ConnError::Closed) => break Ok(()),
-            Err(e) => break Err(e),
-        };
-        match handle_common(&queue, ty, &body) {
-            Ok(Common::Handled) => continue,
-            Ok(Common::Disconnecting) => break Ok(()),
-            Ok(Common::Pong { id, .. }) => {
-                on_pong(session, &pending, id);
-                continue;
-            }
-            Ok(Common::NotCommon) => {}
-            Err(e) => break Err(e),
+        ch.spawn("spice-ping", move || ping_loop(&queue, &pending, started))?;
+    }
+    let result = ch.serve(session, |queue, event| match event {
+        Event::Pong(id) => {
+            on_pong(session, &pending, id);
+            Ok(())
         }
-        if let Err(e) = handle(shared, session, &queue, &mut agent, ty, &body) {
-            break Err(e);
-        }
-    };
-    queue.close();
-    let _ = writer.join();
-    let _ = pinger.join();
+        Event::Message(ty, body) => handle(shared, session, queue, &mut agent, ty, body),
+    });
+    ch.close();
     result
 }
 

@@ -39,7 +39,11 @@ fn clients_reconnect_cleanly_past_the_connection_limit() {
         // never referenced from a cache the new client does not have (the library client
         // would refuse a FROM_CACHE it cannot resolve).
         assert_eq!(screen.images.get(&103), None, "round {round}");
-        assert_eq!(screen.cache.len(), 1, "round {round}: the picture was cached");
+        assert_eq!(
+            screen.cache.len(),
+            1,
+            "round {round}: the picture was cached"
+        );
         if round % 2 == 0 {
             // Clean: the client says goodbye on each channel (DISCONNECTING).
             let bye = [0u8; 12];
