@@ -72,3 +72,50 @@ fn spicy_screenshot_saves_the_exact_frame() {
     std::thread::sleep(Duration::from_millis(10));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// GLZ wrapped in zlib (`--spice-zlib-glz-wan-compression always`) is decoded by spice-gtk to
+/// exactly the frame: the ZLIB_GLZ_RGB layout (inflated size, deflated size, zlib stream)
+/// is the one its decoder reads.
+#[test]
+fn spicy_screenshot_decodes_zlib_wrapped_glz() {
+    assert!(
+        have_spicy(),
+        "spicy-screenshot missing: apt-get install spice-client-gtk"
+    );
+    let mut cfg = saffron_server::ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some("pw".into());
+    cfg.image_compression = saffron_server::Compression::Glz;
+    cfg.zlib_glz_wan_compression = saffron_server::WanCompression::Always;
+    let src = std::sync::Arc::new(TestSource::default());
+    let h = saffron_server::start(
+        cfg,
+        src.clone(),
+        std::sync::Arc::new(saffron_server::NullInput),
+    )
+    .unwrap();
+    let frame = gradient(640, 480, 1, 0x5a);
+    src.set(frame.clone());
+    let dir = std::env::temp_dir().join(format!("saffron-spicy-zlib-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("zlib.ppm");
+    let res = run_spicy(h.local_addr().port(), "pw", &out);
+    assert!(
+        res.status.success(),
+        "spicy-screenshot failed: {}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let (w, hgt, rgb) = read_ppm(&out);
+    assert_eq!((w, hgt), (640, 480));
+    let expected: Vec<u8> = frame
+        .bgrx
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    assert!(rgb == expected, "PPM pixels differ from the source frame");
+    let sent = h.image_totals();
+    assert_eq!(
+        sent.zlib_glz, 1,
+        "the picture went as ZLIB_GLZ_RGB: {sent:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
