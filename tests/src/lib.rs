@@ -11,6 +11,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -39,19 +40,41 @@ pub enum GuestKernel {
     Trixie,
 }
 
+/// What the guest's initramfs holds besides busybox, the modules and the guest tool.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GuestVariant {
+    /// Nothing more (`ci/build-guest`).
+    Busybox,
+    /// X.org with its qxl driver, xterm and x11-apps (`ci/build-guest --xorg`; bookworm only).
+    Xorg,
+}
+
 /// The guest kernel and initrd. Panics with the command to run when they are missing: a
 /// real-guest test never skips.
 pub fn guest_image(kernel: GuestKernel) -> (PathBuf, PathBuf) {
-    let default_dir = match kernel {
-        GuestKernel::Bookworm => "target/guest",
-        GuestKernel::Trixie => "target/guest-trixie",
+    guest_image_of(kernel, GuestVariant::Busybox)
+}
+
+/// Like [`guest_image`], for a variant of the guest.
+pub fn guest_image_of(kernel: GuestKernel, variant: GuestVariant) -> (PathBuf, PathBuf) {
+    let (default_dir, build) = match (kernel, variant) {
+        (GuestKernel::Bookworm, GuestVariant::Busybox) => ("target/guest", "ci/build-guest"),
+        (GuestKernel::Trixie, GuestVariant::Busybox) => {
+            ("target/guest-trixie", "ci/build-guest --kernel trixie")
+        }
+        (GuestKernel::Bookworm, GuestVariant::Xorg) => {
+            ("target/guest-xorg", "ci/build-guest --xorg")
+        }
+        (GuestKernel::Trixie, GuestVariant::Xorg) => {
+            panic!("the X.org guest is bookworm only")
+        }
     };
     let dir = repo_root().join(default_dir);
     let kernel = dir.join("vmlinuz");
     let initrd = dir.join("initrd.img");
     assert!(
         kernel.is_file() && initrd.is_file(),
-        "test guest missing in {}: run ci/build-guest (--kernel trixie for 6.12) first",
+        "test guest missing in {}: run {build} first",
         dir.display()
     );
     (kernel, initrd)
@@ -167,6 +190,8 @@ pub struct GuestOptions {
     pub timeout: Duration,
     /// The guest kernel.
     pub kernel: GuestKernel,
+    /// The guest's initramfs.
+    pub variant: GuestVariant,
     /// The Spice server, if the test wants one.
     pub spice: SpiceOptions,
     /// The control socket, if the test talks to it.
@@ -188,6 +213,7 @@ impl GuestOptions {
             qxl: QxlConfig::default(),
             timeout: Duration::from_secs(600),
             kernel: GuestKernel::Bookworm,
+            variant: GuestVariant::Busybox,
             spice: SpiceOptions::default(),
             api_socket: None,
             serial_tap: None,
@@ -244,7 +270,7 @@ pub fn boot_guest_with_sync(
     use std::io::{BufRead, BufReader, Write};
     use std::os::unix::net::UnixStream;
 
-    let (kernel, initrd) = guest_image(opts.kernel);
+    let (kernel, initrd) = guest_image_of(opts.kernel, opts.variant);
     let dir = std::env::temp_dir().join(format!(
         "saffron-test-{}-{}-{}",
         std::process::id(),
@@ -376,6 +402,73 @@ pub fn control_request(path: &Path, request: &serde_json::Value) -> serde_json::
         .read_line(&mut line)
         .expect("control reply");
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("control reply {line:?}: {e}"))
+}
+
+/// Runs spicy-screenshot against `port` and returns the RGB bytes of the PPM it saved.
+pub fn spicy_screenshot(
+    port: u16,
+    password: &str,
+    out: &Path,
+) -> Result<(u32, u32, Vec<u8>), String> {
+    let _ = std::fs::remove_file(out);
+    let status = Command::new("spicy-screenshot")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-w",
+            password,
+            "-o",
+        ])
+        .arg(out)
+        .output()
+        .map_err(|e| {
+            format!("cannot run spicy-screenshot (apt-get install spice-client-gtk): {e}")
+        })?;
+    if !status.status.success() {
+        return Err(format!(
+            "spicy-screenshot failed: {}",
+            String::from_utf8_lossy(&status.stderr)
+        ));
+    }
+    let data = std::fs::read(out).map_err(|e| format!("no screenshot: {e}"))?;
+    parse_ppm(&data)
+}
+
+/// A binary PPM (P6, maxval 255): width, height, RGB bytes.
+pub fn parse_ppm(data: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
+    let mut fields = Vec::new();
+    let mut i = 0;
+    while fields.len() < 4 {
+        while i < data.len() && data[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i < data.len() && data[i] == b'#' {
+            while i < data.len() && data[i] != b'\n' {
+                i += 1;
+            }
+            continue;
+        }
+        let start = i;
+        while i < data.len() && !data[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if start == i {
+            return Err("truncated PPM header".into());
+        }
+        fields.push(String::from_utf8_lossy(&data[start..i]).to_string());
+    }
+    if fields[0] != "P6" || fields[3] != "255" {
+        return Err(format!("unexpected PPM header {fields:?}"));
+    }
+    let w: u32 = fields[1].parse().map_err(|_| "bad width")?;
+    let h: u32 = fields[2].parse().map_err(|_| "bad height")?;
+    let pixels = data.get(i + 1..).ok_or("no pixels")?.to_vec();
+    if pixels.len() != (w * h * 3) as usize {
+        return Err(format!("{} pixel bytes for {w}x{h}", pixels.len()));
+    }
+    Ok((w, h, pixels))
 }
 
 static NEXT_RUN: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -28,7 +28,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input> \
+                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd> \
                      [--option value]...";
 
 /// Exit status for a failed probe.
@@ -55,6 +55,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "qxl-surface" => cmd::qxl_surface::run(opts),
         "hostile" => cmd::hostile::run(opts),
         "input" => cmd::input::run(opts),
+        "xwd" => cmd::xwd::run(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }

@@ -14,6 +14,7 @@ pub mod log;
 pub mod qxl_surface;
 pub mod scroll;
 pub mod sync;
+pub mod xwd;
 
 use sha2::{Digest, Sha256};
 
