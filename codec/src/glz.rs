@@ -240,6 +240,8 @@ struct Scope<'a> {
     cur_base: u64,
     cur_id: u64,
     ty: LzType,
+    /// Pixels a row of the image being encoded.
+    width: usize,
 }
 
 impl Scope<'_> {
@@ -248,6 +250,49 @@ impl Scope<'_> {
         let i = self.held.partition_point(|h| h.base + h.pixels() <= g);
         self.held.get(i).filter(|h| h.base <= g)
     }
+}
+
+/// Rows sampled to find a vertical move, and the step between the pixels of a row that
+/// make its signature (prime, so it does not fall in step with character cells).
+const SHIFT_SAMPLE_ROWS: usize = 32;
+const SHIFT_COLUMN_STEP: usize = 7;
+
+/// By how many rows `cur` is `prev` moved down (negative: up), when most sampled rows of
+/// `cur` that are unique in `prev` say the same; `None` when they do not agree or nothing
+/// moved. Both images are `width` pixels wide and equally tall.
+fn vertical_shift(prev: &[u32], cur: &[u32], width: usize) -> Option<isize> {
+    use std::collections::HashMap;
+    if width < SHIFT_COLUMN_STEP || prev.len() != cur.len() {
+        return None;
+    }
+    let rows = cur.len() / width;
+    if rows < 8 {
+        return None;
+    }
+    let signature = |img: &[u32], row: usize| -> u64 {
+        img[row * width..(row + 1) * width]
+            .iter()
+            .step_by(SHIFT_COLUMN_STEP)
+            .fold(0xcbf2_9ce4_8422_2325u64, |h, k| {
+                (h ^ u64::from(*k)).wrapping_mul(0x0100_0000_01b3)
+            })
+    };
+    // Each signature of `prev` with its row, or None when several rows share it (blank rows).
+    let mut at: HashMap<u64, Option<usize>> = HashMap::with_capacity(rows);
+    for row in 0..rows {
+        at.entry(signature(prev, row))
+            .and_modify(|r| *r = None)
+            .or_insert(Some(row));
+    }
+    let mut votes: HashMap<isize, usize> = HashMap::new();
+    let step = (rows / SHIFT_SAMPLE_ROWS).max(1);
+    for row in (0..rows).step_by(step) {
+        if let Some(Some(from)) = at.get(&signature(cur, row)) {
+            *votes.entry(row as isize - *from as isize).or_insert(0) += 1;
+        }
+    }
+    let (dy, n) = votes.into_iter().max_by_key(|(_, n)| *n)?;
+    (dy != 0 && n >= 2).then_some(dy)
 }
 
 /// One GLZ stream over `keys` (colour or alpha, chosen by `source`).
@@ -275,6 +320,13 @@ fn compress<K: Kind>(
             h.ty == scope.ty && h.pixels() == n as u64 && scope.cur_id - h.id <= MAX_IMAGE_DIST
         })
         .map(|h| (h, 0));
+    // A scrolled screen: the same picture moved up or down by whole rows. Text repeats its
+    // glyphs, so the hash table's newest occurrence of a pattern is mostly in the image being
+    // encoded, never the moved copy; finding the move by rows offers it directly.
+    let scroll = rep.and_then(|(prev, _)| {
+        let dy = vertical_shift(source(prev), keys, scope.width)?;
+        Some((prev, -dy * scope.width as isize))
+    });
     while pos + 3 <= n {
         let k0 = keys[pos];
         // (length, image distance, offset, source image)
@@ -291,6 +343,20 @@ fn compress<K: Kind>(
                     let len = common_len(&src[offset..], &keys[pos..]);
                     let dist = scope.cur_id - img.id;
                     if worth::<K>(len, copy_cost(dist, offset)) {
+                        found = (len, dist, offset, Some(img));
+                    }
+                }
+            }
+            if let Some((img, delta)) = scroll
+                && rep.is_none_or(|(_, d)| d != delta)
+            {
+                let offset = pos as isize + delta;
+                let src = source(img);
+                if offset >= 0 && (offset as usize) < src.len() {
+                    let offset = offset as usize;
+                    let len = common_len(&src[offset..], &keys[pos..]);
+                    let dist = scope.cur_id - img.id;
+                    if len > found.0 && worth::<K>(len, copy_cost(dist, offset)) {
                         found = (len, dist, offset, Some(img));
                     }
                 }
@@ -472,6 +538,7 @@ impl Encoder {
             cur_base: self.next_base,
             cur_id: id,
             ty,
+            width: image.width() as usize,
         };
         let mut alpha = Vec::new();
         match ty {

@@ -452,3 +452,46 @@ fn long_offsets_within_and_across_images() {
         assert!(dec.decode(&out, 1 << 20).unwrap().same_picture(&img));
     }
 }
+
+/// A scrolled text console: glyphs repeat everywhere, so the hash table alone finds only
+/// short matches in the image itself; the row-move detector offers the moved copy in the
+/// previous image, and every scrolled frame costs a small part of the first.
+#[test]
+fn scrolled_text_is_found_moved_in_the_previous_image() {
+    let (w, h) = (256u32, 192u32);
+    let text = crate::corpus::text(w, h * 3);
+    let stride = w as usize * 4;
+    let mut enc = Encoder::new(4 * w * h);
+    let mut dec = Decoder::new(4 * w * h);
+    let mut sizes = Vec::new();
+    for frame in 0..8usize {
+        let top = frame * 13;
+        let px = &text[top * stride..(top + h as usize) * stride];
+        let img = ImageRef::packed(w, h, PixelFormat::Rgb32, px).unwrap();
+        let out = enc.encode(&img).unwrap();
+        assert!(dec.decode(&out, 1 << 20).unwrap().same_picture(&img));
+        sizes.push(out.len());
+    }
+    for (i, s) in sizes.iter().enumerate().skip(1) {
+        assert!(
+            *s * 5 < sizes[0],
+            "frame {i}: {s} bytes, the first {}",
+            sizes[0]
+        );
+    }
+    let rows = |top: usize| -> Vec<u32> {
+        text[top * stride..(top + h as usize) * stride]
+            .chunks_exact(4)
+            .map(|p| u32::from_le_bytes([p[0], p[1], p[2], 0]))
+            .collect()
+    };
+    assert_eq!(
+        super::vertical_shift(&rows(0), &rows(13), w as usize),
+        Some(-13)
+    );
+    assert_eq!(
+        super::vertical_shift(&rows(13), &rows(0), w as usize),
+        Some(13)
+    );
+    assert_eq!(super::vertical_shift(&rows(0), &rows(0), w as usize), None);
+}
