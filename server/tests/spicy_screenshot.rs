@@ -56,14 +56,7 @@ fn spicy_screenshot_saves_the_exact_frame() {
         String::from_utf8_lossy(&res.stdout),
         String::from_utf8_lossy(&res.stderr)
     );
-    let (w, hgt, rgb) = read_ppm(&out);
-    assert_eq!((w, hgt), (1024, 768));
-    let expected: Vec<u8> = frame
-        .bgrx
-        .chunks_exact(4)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    assert!(rgb == expected, "PPM pixels differ from the source frame");
+    assert_ppm_shows(&out, &frame);
 
     let bad = dir.join("bad.ppm");
     let res = run_spicy(h.local_addr().port(), "wrong", &bad);
@@ -104,14 +97,7 @@ fn spicy_screenshot_decodes_zlib_wrapped_glz() {
         "spicy-screenshot failed: {}",
         String::from_utf8_lossy(&res.stderr)
     );
-    let (w, hgt, rgb) = read_ppm(&out);
-    assert_eq!((w, hgt), (640, 480));
-    let expected: Vec<u8> = frame
-        .bgrx
-        .chunks_exact(4)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    assert!(rgb == expected, "PPM pixels differ from the source frame");
+    assert_ppm_shows(&out, &frame);
     let sent = h.image_totals();
     assert_eq!(
         sent.zlib_glz, 1,

@@ -236,12 +236,5 @@ fn spicy_screenshot_over_tls_saves_the_exact_frame() {
         String::from_utf8_lossy(&res.stdout),
         String::from_utf8_lossy(&res.stderr)
     );
-    let (w, hgt, rgb) = read_ppm(&out);
-    assert_eq!((w, hgt), (1024, 768));
-    let expected: Vec<u8> = frame
-        .bgrx
-        .chunks_exact(4)
-        .flat_map(|p| [p[2], p[1], p[0]])
-        .collect();
-    assert!(rgb == expected, "PPM pixels differ from the source frame");
+    assert_ppm_shows(&out, &frame);
 }

@@ -80,13 +80,7 @@ pub fn area_rgb<M: GuestMemory>(
     let alpha_only =
         has_alpha(surface.format) && surface.format != saffron_ring::parse::SurfaceFormat::Argb8888;
     for y in 0..h {
-        let sy = area.y.checked_add(y).ok_or(SurfaceError::SpanOutside {
-            x: area.x,
-            y: u32::MAX,
-            n: w,
-            width: surface.width,
-            height: surface.height,
-        })?;
+        let sy = area_row(surface, area, y)?;
         surface.read_pixels(mem, area.x, sy, &mut row, &mut scratch)?;
         for v in &row {
             let argb = native_to_argb(surface.format, *v);
@@ -130,13 +124,7 @@ pub fn area_bgrx<M: GuestMemory>(
     let mut row = vec![0u32; w as usize];
     let mut scratch = Vec::new();
     for y in 0..h {
-        let sy = area.y.checked_add(y).ok_or(SurfaceError::SpanOutside {
-            x: area.x,
-            y: u32::MAX,
-            n: w,
-            width: surface.width,
-            height: surface.height,
-        })?;
+        let sy = area_row(surface, area, y)?;
         if direct {
             surface.read_bytes(mem, area.x, sy, w, &mut scratch)?;
             let start = out.len();
@@ -153,6 +141,18 @@ pub fn area_bgrx<M: GuestMemory>(
         }
     }
     Ok((w, h, out))
+}
+
+/// The surface row of row `y` of `area` (an error past the last row a u32 can name; the
+/// surface's own reads check the rest).
+fn area_row(surface: &Surface, area: Area, y: u32) -> Result<u32, SurfaceError> {
+    area.y.checked_add(y).ok_or(SurfaceError::SpanOutside {
+        x: area.x,
+        y: u32::MAX,
+        n: area.width,
+        width: surface.width,
+        height: surface.height,
+    })
 }
 
 /// Encodes `rgb` (`width × height` RGB triplets, top row first) as an 8-bit RGB PNG with

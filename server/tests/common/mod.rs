@@ -228,6 +228,18 @@ pub fn send_over(s: &mut impl Write, ty: u16, body: &[u8]) {
 }
 
 /// Parses a binary PPM (P6, maxval 255) into (width, height, RGB bytes).
+/// Asserts that the PPM at `path` shows exactly `frame` (size and every pixel).
+pub fn assert_ppm_shows(path: &std::path::Path, frame: &Frame) {
+    let (w, h, rgb) = read_ppm(path);
+    assert_eq!((w, h), (frame.width, frame.height), "PPM size");
+    let expected: Vec<u8> = frame
+        .bgrx
+        .chunks_exact(4)
+        .flat_map(|p| [p[2], p[1], p[0]])
+        .collect();
+    assert!(rgb == expected, "PPM pixels differ from the source frame");
+}
+
 pub fn read_ppm(path: &std::path::Path) -> (u32, u32, Vec<u8>) {
     let data = std::fs::read(path).unwrap();
     let mut fields = Vec::new();
