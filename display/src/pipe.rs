@@ -206,6 +206,15 @@ impl Pipe {
     }
 }
 
+impl std::fmt::Debug for Pipe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pipe")
+            .field("queued_bytes", &self.queued_bytes())
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
 /// Drops the pending drawings that `cover` hides entirely, back to the last item that reads
 /// or resets pixels (a COPY_BITS, a surface change).
 fn prune_covered(s: &mut State, cover: Rect) {

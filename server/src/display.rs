@@ -504,6 +504,7 @@ pub(crate) fn run(
     req: &LinkRequest,
     mini: bool,
     traffic: Arc<Traffic>,
+    listed: &Arc<crate::session::LinkedChannel>,
 ) -> Result<(), ConnError> {
     // The compression is the one in force when the channel links: taken before anything is
     // sent, so a client that has seen SET_ACK knows which it got.
@@ -522,6 +523,7 @@ pub(crate) fn run(
     let queue = ch.queue().clone();
 
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
+    *listed.pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipe.clone());
     let init = Arc::new(InitSlot::default());
     let mut client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),

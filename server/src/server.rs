@@ -473,7 +473,15 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         channel::DISPLAY => {
             let span = info_span!("display", session = session.id);
             let _e = span.enter();
-            display::run(stream, shared, &session, &req, mini, traffic)
+            display::run(
+                stream,
+                shared,
+                &session,
+                &req,
+                mini,
+                traffic,
+                registration.channel(),
+            )
         }
         channel::CURSOR => {
             let span = info_span!("cursor", session = session.id);

@@ -24,6 +24,8 @@ pub struct LinkedChannel {
     pub tls: bool,
     pub peer: Option<SocketAddr>,
     pub traffic: Arc<Traffic>,
+    /// A display channel's pipe of display items, for its counters.
+    pub pipe: Mutex<Option<Arc<saffron_display::Pipe>>>,
 }
 
 /// One channel as `client_info` shows it.
@@ -38,6 +40,9 @@ pub struct ChannelInfo {
     /// Data-stage bytes, headers included.
     pub bytes_sent: u64,
     pub bytes_received: u64,
+    /// A display channel's pipe counters: drawings dropped as covered, merged on overflow,
+    /// resyncs.
+    pub display: Option<saffron_display::PipeStats>,
 }
 
 /// One client (session) as `client_info` shows it.
@@ -81,6 +86,11 @@ impl ChannelRegistration {
     /// The channel's byte counters.
     pub fn traffic(&self) -> &Arc<Traffic> {
         &self.channel.traffic
+    }
+
+    /// The channel as the session lists it (a display channel hangs its pipe there).
+    pub fn channel(&self) -> &Arc<LinkedChannel> {
+        &self.channel
     }
 }
 
@@ -126,6 +136,7 @@ impl Session {
             tls,
             peer,
             traffic: Arc::default(),
+            pipe: Mutex::new(None),
         });
         self.channels
             .lock()
@@ -151,6 +162,12 @@ impl Session {
                 peer: c.peer,
                 bytes_sent: c.traffic.sent(),
                 bytes_received: c.traffic.received(),
+                display: c
+                    .pipe
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|p| p.stats()),
             })
             .collect();
         ClientInfo {

@@ -79,6 +79,12 @@ fn sessions_channels_bytes_and_rtt() {
         c.channels[1].peer,
         Some(display.stream.local_addr().unwrap())
     );
+    // The display channel shows its pipe's counters: the surface, its monitor and its
+    // pixels went through it; only display channels have them.
+    let pipe = c.channels[1].display.expect("display pipe counters");
+    assert!(pipe.pushed >= 3, "{pipe:?}");
+    assert_eq!(pipe.overflows, 0, "{pipe:?}");
+    assert!(c.channels[0].display.is_none() && c.channels[2].display.is_none());
     // What the server counts sent is what the client counted read (data stage only: the
     // client's count starts after the link too).
     let main_in = c.channels[0].bytes_sent;

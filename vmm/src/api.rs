@@ -234,6 +234,15 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                 "tls": ch.tls,
                 "peer": ch.peer.map(|p| p.to_string()),
                 "bytes_sent": ch.bytes_sent,
+                // Display channels: drawings dropped as covered by later ones, merged into
+                // a resync when the client fell behind, and resyncs.
+                "display": ch.display.map(|d| json!({
+                    "items": d.pushed,
+                    "dropped_covered": d.dropped_covered,
+                    "merged": d.merged,
+                    "overflows": d.overflows,
+                    "resyncs": d.resyncs,
+                })),
                 "bytes_received": ch.bytes_received,
             })
         })
