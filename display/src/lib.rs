@@ -11,11 +11,13 @@ pub mod frames;
 pub mod item;
 pub mod pipe;
 pub mod rect;
+pub mod watch;
 
 pub use frames::{Frame, FrameSource};
 pub use item::{DisplayItem, Draw, DrawContent, Head, Pixels, SurfaceInfo};
 pub use pipe::{Pipe, PipeStats, Popped};
 pub use rect::Rect;
+pub use watch::Watch;
 
 /// The guest's screen as the server sees it: a source of display items. The VMM implements it
 /// over the red worker.

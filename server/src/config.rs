@@ -68,9 +68,6 @@ pub struct ServerConfig {
     pub image_compression: crate::image::Compression,
     /// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
     pub zlib_glz_wan_compression: crate::image::WanCompression,
-    /// How often cursor clients poll the cursor source (shorter than the display's: a pointer
-    /// that lags the hand is noticed sooner than a late picture).
-    pub cursor_poll_interval: Duration,
     /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
     /// which ends the connection). Only that client's own threads ever wait on it.
     pub write_timeout: Duration,
@@ -96,7 +93,6 @@ impl ServerConfig {
             display_pipe_limit: DEFAULT_PIPE_LIMIT,
             image_compression: crate::image::Compression::default(),
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
-            cursor_poll_interval: Duration::from_millis(15),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
         }

@@ -1,8 +1,8 @@
-//! The cursor channel (spec §9.1): the guest's pointer — shape, position, visibility — polled
-//! from the [`CursorSource`] and sent the way spice-server sends it.
+//! The cursor channel (spec §9.1): the guest's pointer — shape, position, visibility — as the
+//! [`CursorSource`] publishes it, sent the way spice-server sends it.
 //!
-//! A new client gets SET_ACK, then INIT with the current cursor. After that each poll sends
-//! what changed since the last one:
+//! A new client gets SET_ACK, then INIT with the current cursor. After that, each time the
+//! source says the cursor changed, the client gets what changed since it last looked:
 //! * a new shape: SET (then HIDE if the shape arrived hidden: spice-gtk ignores SET's `visible`
 //!   and would show it);
 //! * the pointer shown again: MOVE (QXL's MOVE is also "show"), hidden: HIDE;
@@ -14,13 +14,14 @@
 //!
 //! Shapes are never cached: they go out with cursor flags 0 (no CACHE_ME), so no client ever
 //! holds a shape the server would have to invalidate; "no cursor" is flags NONE.
-//! Polling coalesces: what changed between two polls goes out as one update, and a client that
-//! has fallen behind (more than [`BEHIND_BYTES`] queued) gets nothing new until it catches up,
-//! then only the latest state — so a slow client costs a bounded queue, never a stall.
+//! Changes coalesce: what changed while the channel's thread was busy goes out as one update,
+//! and a client that has fallen behind (more than [`BEHIND_BYTES`] queued) gets nothing new
+//! until it catches up, then only the latest state — so a slow client costs a bounded queue,
+//! never a stall.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::thread;
+use std::time::Duration;
 
 use crate::channel::Channel;
 use crate::conn::{ConnError, Traffic};
@@ -94,6 +95,11 @@ fn move_body(c: &Cursor) -> Vec<u8> {
     w.buf
 }
 
+/// How long the channel's thread sleeps at most while nothing happens, before it looks again
+/// at what the cursor source does not announce: the connection closing and the session's mouse
+/// mode (a switch to server mode starts the guest's MOVEs). Cursor changes wake it at once.
+const LIVENESS: Duration = Duration::from_millis(200);
+
 /// What one client was last sent, and the diff that brings it up to date.
 #[derive(Debug, Default)]
 pub struct CursorClient {
@@ -111,6 +117,12 @@ impl CursorClient {
     /// A client that has been sent nothing yet: its first update is INIT.
     pub fn new() -> CursorClient {
         CursorClient::default()
+    }
+
+    /// Whether the client was sent an INIT and is in `server_mode` already: then only a new
+    /// cursor serial can give it anything to send.
+    fn is_current(&self, server_mode: bool) -> bool {
+        self.inited && server_mode == self.server_mode
     }
 
     /// The messages (type, body) that bring this client from what it has to `cur`, given the
@@ -188,15 +200,20 @@ pub(crate) fn run(
         ch.spawn("spice-cursor", move || {
             let mut client = CursorClient::new();
             while !queue.is_closed() && !session.is_closed() {
-                if queue.queued_bytes() < BEHIND_BYTES {
-                    let cur = shared.cursor.cursor().unwrap_or_default();
-                    let server_mode =
-                        session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
-                    for (ty, body) in client.updates(&cur, server_mode) {
-                        let _ = queue.push(ty, body, false);
-                    }
+                // A client that is behind gets nothing new until it drains.
+                if !queue.wait_below(BEHIND_BYTES, LIVENESS) {
+                    continue;
                 }
-                thread::sleep(shared.config.cursor_poll_interval);
+                let server_mode = session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
+                let cur = if client.is_current(server_mode) {
+                    shared.cursor.wait_change(client.serial, LIVENESS)
+                } else {
+                    shared.cursor.cursor()
+                };
+                let server_mode = session.mouse_mode.load(Ordering::Acquire) == MOUSE_MODE_SERVER;
+                for (ty, body) in client.updates(&cur.unwrap_or_default(), server_mode) {
+                    let _ = queue.push(ty, body, false);
+                }
             }
         })?;
     }

@@ -2,6 +2,7 @@
 //! (the display's, [`saffron_display::DisplaySource`], lives with the display items).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Pixel layouts of cursor shapes the cursor channel forwards (the Spice cursor types the
 /// guest drivers use; spice-gtk decodes both).
@@ -84,11 +85,17 @@ pub struct Cursor {
     pub shape: Option<Arc<CursorShape>>,
 }
 
-/// The guest's cursor as the server sees it. Each cursor client polls it (every
-/// `ServerConfig::cursor_poll_interval`) and sends what changed since its last poll.
+/// The guest's cursor as the server sees it. Each cursor client sleeps in
+/// [`CursorSource::wait_change`] until the cursor changes, then sends what changed since it
+/// last looked: the source pushes, nothing polls.
 pub trait CursorSource: Send + Sync + 'static {
     /// The current cursor, or `None` while there is none to show (clients see "no cursor").
     fn cursor(&self) -> Option<Cursor>;
+
+    /// Waits until the cursor's serial is no longer `serial`, or `timeout` has passed, and
+    /// returns the current cursor then (which, after a timeout, may be unchanged). Returns at
+    /// once when it already differs.
+    fn wait_change(&self, serial: u64, timeout: Duration) -> Option<Cursor>;
 }
 
 /// A cursor source for a display without a pointer: clients see "no cursor".
@@ -97,6 +104,12 @@ pub struct NoCursor;
 
 impl CursorSource for NoCursor {
     fn cursor(&self) -> Option<Cursor> {
+        None
+    }
+
+    fn wait_change(&self, _serial: u64, timeout: Duration) -> Option<Cursor> {
+        // Nothing ever changes: the whole timeout passes.
+        std::thread::sleep(timeout);
         None
     }
 }

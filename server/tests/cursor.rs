@@ -3,30 +3,37 @@
 
 mod common;
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::TestSource;
+use saffron_display::Watch;
 use saffron_server::client::{CursorChannel, CursorMessage, ReceivedShape, Session};
 use saffron_server::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, ServerConfig, ServerHandle,
 };
 
-/// A cursor the test changes; every change bumps the serial, as a real source must.
+/// A cursor the test changes; every change bumps the serial and is published, as a real
+/// source must.
 #[derive(Default)]
-struct TestCursor(Mutex<Cursor>);
+struct TestCursor(Watch<Cursor>);
 
 impl CursorSource for TestCursor {
     fn cursor(&self) -> Option<Cursor> {
-        Some(self.0.lock().unwrap().clone())
+        Some(self.0.latest())
+    }
+
+    fn wait_change(&self, serial: u64, timeout: Duration) -> Option<Cursor> {
+        Some(self.0.wait_until(timeout, |c| c.serial != serial))
     }
 }
 
 impl TestCursor {
     fn change(&self, f: impl FnOnce(&mut Cursor)) {
-        let mut c = self.0.lock().unwrap();
+        let mut c = self.0.latest();
         f(&mut c);
         c.serial += 1;
+        self.0.publish(c);
     }
 
     fn set_shape(&self, shape: CursorShape, x: i32, y: i32) {

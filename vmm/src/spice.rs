@@ -5,8 +5,9 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use saffron_display::Pipe;
+use saffron_display::{Pipe, Watch};
 use saffron_server::{Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, ServerConfig};
 use saffron_worker::red::WorkerControl;
 use saffron_worker::{CursorState, CursorType};
@@ -122,21 +123,31 @@ impl DisplaySource for WorkerDisplay {
     }
 }
 
-/// The worker's cursor state as the server's [`CursorSource`]. The worker is asked with the
-/// generation last seen, so an idle poll costs one round trip and no copy; the shape's pixels
-/// are copied (and shared by every client) only when the guest sets a new one.
+/// The worker's cursor state as the server's [`CursorSource`]: the worker publishes its state
+/// after every cursor command, and cursor clients wait on that, so an idle client costs
+/// nothing. The shape's pixels are converted (and shared by every client) only when the guest
+/// sets a new one.
 pub struct WorkerCursor {
-    worker: WorkerControl,
-    last: Mutex<Option<(u64, Cursor)>>,
+    watch: Arc<Watch<CursorState>>,
+    last: Mutex<Option<Cursor>>,
 }
 
 impl WorkerCursor {
     /// A source over `worker`.
     pub fn new(worker: WorkerControl) -> Arc<Self> {
         Arc::new(WorkerCursor {
-            worker,
+            watch: worker.cursor_watch(),
             last: Mutex::new(None),
         })
+    }
+
+    /// The server's view of `state`, sharing the converted shape with the last one when the
+    /// shape did not change.
+    fn convert(&self, state: &CursorState) -> Cursor {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let c = cursor_from_worker(state, last.as_ref());
+        *last = Some(c.clone());
+        c
     }
 }
 
@@ -183,18 +194,12 @@ pub fn cursor_from_worker(state: &CursorState, previous: Option<&Cursor>) -> Cur
 
 impl CursorSource for WorkerCursor {
     fn cursor(&self) -> Option<Cursor> {
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        // The worker's generations start at 0; MAX asks for the state whatever it is.
-        let since = last.as_ref().map_or(u64::MAX, |(g, _)| *g);
-        match self.worker.cursor(since) {
-            // The worker is gone: the last cursor stays.
-            None | Some(None) => {}
-            Some(Some(state)) => {
-                let c = cursor_from_worker(&state, last.as_ref().map(|(_, c)| c));
-                *last = Some((state.generation, c));
-            }
-        }
-        last.as_ref().map(|(_, c)| c.clone())
+        Some(self.convert(&self.watch.latest()))
+    }
+
+    fn wait_change(&self, serial: u64, timeout: Duration) -> Option<Cursor> {
+        let state = self.watch.wait_until(timeout, |s| s.generation != serial);
+        Some(self.convert(&state))
     }
 }
 
@@ -343,7 +348,7 @@ mod tests {
         state.resets = 2;
         state.shape_generation = 3;
         // Linux pads nothing, but a driver may declare more bytes than the shape needs.
-        state.shape = Some(guest_shape(CursorType::Alpha, 2, 2, 20));
+        state.shape = Some(Arc::new(guest_shape(CursorType::Alpha, 2, 2, 20)));
         let c = cursor_from_worker(&state, None);
         assert_eq!(
             (c.serial, c.resets, c.x, c.y, c.visible, c.shape_serial),
@@ -366,14 +371,14 @@ mod tests {
         assert!(Arc::ptr_eq(again.shape.as_ref().unwrap(), &shape));
 
         state.shape_generation = 4;
-        state.shape = Some(guest_shape(CursorType::Mono, 9, 2, 8));
+        state.shape = Some(Arc::new(guest_shape(CursorType::Mono, 9, 2, 8)));
         let mono = cursor_from_worker(&state, Some(&again)).shape.unwrap();
         assert_eq!((mono.kind, mono.data.len()), (CursorKind::Mono, 8));
 
         state.shape_generation = 5;
-        state.shape = Some(guest_shape(CursorType::Color32, 1, 1, 8));
+        state.shape = Some(Arc::new(guest_shape(CursorType::Color32, 1, 1, 8)));
         assert!(cursor_from_worker(&state, None).shape.is_none());
-        state.shape = Some(guest_shape(CursorType::Alpha, 2, 2, 15));
+        state.shape = Some(Arc::new(guest_shape(CursorType::Alpha, 2, 2, 15)));
         assert!(
             cursor_from_worker(&state, None).shape.is_none(),
             "short data is no cursor"

@@ -6,8 +6,11 @@
 //! the primary surface destroyed) forgets the shape, as spice-server's does: the guest driver
 //! sets its cursor again afterwards (Linux qxl re-applies it when it creates the primary).
 //!
-//! A cursor channel polls this state rather than receiving every command: `generation` tells
-//! it cheaply whether anything changed, and `resets` whether it must start the client over.
+//! The worker publishes this state after every command (a [`saffron_display::Watch`]); a
+//! cursor channel wakes on it and sends what changed since it last looked: `generation` tells
+//! it cheaply whether anything did, and `resets` whether it must start the client over.
+
+use std::sync::Arc;
 
 use saffron_ring::parse::{CursorCmd, CursorCmdKind, CursorShape, CursorType, Point};
 
@@ -17,8 +20,9 @@ pub struct CursorState {
     /// Hot spot position on the primary surface.
     pub position: Point,
     pub visible: bool,
-    /// The last shape set, owned (the command it came from may be released).
-    pub shape: Option<CursorShape>,
+    /// The last shape set, owned (the command it came from may be released) and shared, so
+    /// that publishing the state after each move copies no pixels.
+    pub shape: Option<Arc<CursorShape>>,
     /// Trail length and frequency from the last TRAIL.
     pub trail: (u16, u16),
     /// Bumped whenever the shape changes, so a channel can tell when to resend it.
@@ -69,7 +73,7 @@ impl CursorState {
             } => {
                 self.position = *position;
                 self.visible = *visible;
-                self.shape = Some(shape.clone());
+                self.shape = Some(Arc::new(shape.clone()));
                 self.shape_generation = self.shape_generation.wrapping_add(1);
                 CursorChange::Shape
             }
@@ -206,7 +210,7 @@ mod tests {
             (c.position, c.visible, c.shape_generation),
             (Point { x: 5, y: 6 }, false, 1)
         );
-        assert_eq!(c.shape.as_ref(), Some(&s));
+        assert_eq!(c.shape.as_deref(), Some(&s));
         c.apply(&cmd(CursorCmdKind::Move {
             position: Point { x: 9, y: 9 },
         }));

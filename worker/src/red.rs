@@ -18,7 +18,7 @@ use saffron_ring::parse::{
 };
 use tracing::{debug, info, warn};
 
-use saffron_display::{DisplayItem, Head, Pipe};
+use saffron_display::{DisplayItem, Head, Pipe, Watch};
 
 use crate::cursor::{CursorState, CursorSummary};
 use crate::publish::{self, PublishStats, Publisher};
@@ -41,13 +41,6 @@ pub enum Query {
     /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
     /// guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
-    /// The cursor state unless its generation is still `since` (then `None`).
-    Cursor {
-        /// The generation the caller already has.
-        since: u64,
-        /// Where the answer goes.
-        reply: Sender<Option<CursorState>>,
-    },
     /// A surface's geometry and memory, if it exists.
     SurfaceInfo {
         /// The surface id.
@@ -127,6 +120,8 @@ impl QxlWorker for Dispatcher {
 #[derive(Clone, Debug)]
 pub struct WorkerControl {
     tx: Sender<Msg>,
+    /// The cursor as the worker last left it, published after every cursor command.
+    cursor: Arc<Watch<CursorState>>,
 }
 
 impl WorkerControl {
@@ -175,14 +170,18 @@ impl WorkerControl {
         let _ = self.tx.send(Msg::Resync(pipe));
     }
 
-    /// The cursor state if it changed since generation `since`: `Some(None)` when it did not,
-    /// `None` when the worker is gone.
-    pub fn cursor(&self, since: u64) -> Option<Option<CursorState>> {
-        let (tx, rx) = crossbeam_channel::bounded(1);
-        if !self.query(Query::Cursor { since, reply: tx }) {
-            return None;
-        }
-        rx.recv().ok()
+    /// The cursor state if its generation is no longer `since` (`None` when it still is).
+    /// Read from the published state: no round trip to the worker thread. Once the worker is
+    /// gone its last cursor stays.
+    pub fn cursor(&self, since: u64) -> Option<CursorState> {
+        let state = self.cursor.latest();
+        (state.generation != since).then_some(state)
+    }
+
+    /// The published cursor state, to wait on: the worker publishes it after every cursor
+    /// command and reset, so a cursor channel needs no polling.
+    pub fn cursor_watch(&self) -> Arc<Watch<CursorState>> {
+        self.cursor.clone()
     }
 
     /// The worker's counters.
@@ -221,14 +220,16 @@ pub fn spawn_recording<I: QxlInterface>(
     recorder: Option<Recorder>,
 ) -> std::io::Result<(Dispatcher, WorkerControl)> {
     let (tx, rx) = unbounded();
+    let cursor = Arc::new(Watch::new(CursorState::new()));
+    let watch = cursor.clone();
     thread::Builder::new()
         .name("saffron-worker".into())
         .spawn(move || {
-            let mut worker = RedWorker::new(iface);
+            let mut worker = RedWorker::new(iface, watch);
             worker.recorder = recorder;
             worker.run(rx)
         })?;
-    Ok((Dispatcher { tx: tx.clone() }, WorkerControl { tx }))
+    Ok((Dispatcher { tx: tx.clone() }, WorkerControl { tx, cursor }))
 }
 
 struct RedWorker<I> {
@@ -245,6 +246,8 @@ struct RedWorker<I> {
     monitors: Option<MonitorsConfig>,
     renderer: Renderer,
     cursor: CursorState,
+    /// Where `cursor` is published for the cursor channels.
+    cursor_watch: Arc<Watch<CursorState>>,
     stats: WorkerStats,
     broken: bool,
     /// The display clients' pipes.
@@ -254,7 +257,7 @@ struct RedWorker<I> {
 }
 
 impl<I: QxlInterface> RedWorker<I> {
-    fn new(iface: I) -> Self {
+    fn new(iface: I, cursor_watch: Arc<Watch<CursorState>>) -> Self {
         let n = iface.n_surfaces();
         RedWorker {
             iface,
@@ -264,6 +267,7 @@ impl<I: QxlInterface> RedWorker<I> {
             monitors: None,
             renderer: Renderer::new(),
             cursor: CursorState::new(),
+            cursor_watch,
             stats: WorkerStats::default(),
             broken: false,
             publisher: Publisher::default(),
@@ -304,6 +308,11 @@ impl<I: QxlInterface> RedWorker<I> {
         debug!("worker thread ends");
     }
 
+    /// Publishes the cursor state for the cursor channels (cheap: the shape is shared).
+    fn publish_cursor(&self) {
+        self.cursor_watch.publish(self.cursor.clone());
+    }
+
     fn answer(&mut self, q: Query) {
         match q {
             Query::Screendump(tx) => {
@@ -313,10 +322,6 @@ impl<I: QxlInterface> RedWorker<I> {
                     None => Err("no primary surface".to_string()),
                 };
                 let _ = tx.send(result);
-            }
-            Query::Cursor { since, reply } => {
-                let changed = (since != self.cursor.generation).then(|| self.cursor.clone());
-                let _ = reply.send(changed);
             }
             Query::SurfaceInfo { id, reply } => {
                 let _ = reply.send(self.surfaces.get(id).ok().copied());
@@ -384,6 +389,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.record_event(Event::DestroyPrimary);
                 // spice-server forgets the cursor with the primary; drivers set it again.
                 self.cursor.reset();
+                self.publish_cursor();
                 self.destroy_surface(0);
                 self.iface.flush_resources();
             }
@@ -439,6 +445,7 @@ impl<I: QxlInterface> RedWorker<I> {
                 // destroyed surfaces land in a ring its reset then wipes).
                 self.held_creates.clear();
                 self.cursor.reset();
+                self.publish_cursor();
                 self.slots = MemSlotTable::new();
                 self.broken = false;
             }
@@ -644,6 +651,7 @@ impl<I: QxlInterface> RedWorker<I> {
             Command::Cursor(c) => {
                 self.stats.cursor_commands += 1;
                 let _ = self.cursor.apply(c);
+                self.publish_cursor();
                 true
             }
             Command::Update(_) | Command::Message(_) => {

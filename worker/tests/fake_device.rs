@@ -250,11 +250,17 @@ fn push_cursor(dev: &FakeDevice, at: u64, type_: u8, u: &[u8]) {
 }
 
 #[test]
-fn cursor_state_is_queried_by_generation_and_forgotten_with_the_primary() {
+fn cursor_state_is_published_by_generation_and_forgotten_with_the_primary() {
     let (dev, worker, control, _slots) = setup();
-    let before = control.cursor(u64::MAX).unwrap().expect("a first state");
+    let before = control.cursor(u64::MAX).expect("a first state");
     assert_eq!((before.shape.is_none(), before.resets), (true, 0));
-    assert_eq!(control.cursor(before.generation).unwrap(), None);
+    assert_eq!(control.cursor(before.generation), None);
+    // A waiter on the published state wakes when the SET below lands, with no query.
+    let watch = control.cursor_watch();
+    let since = before.generation;
+    let waiter = std::thread::spawn(move || {
+        watch.wait_until(Duration::from_secs(20), |c| c.generation != since)
+    });
 
     // A 2x2 ALPHA shape with hot spot (1, 0) set at (40, 30), as Linux does.
     let shape = QXLCursor {
@@ -288,12 +294,10 @@ fn cursor_state_is_queried_by_generation_and_forgotten_with_the_primary() {
     };
     push_cursor(&dev, 0x2000, QXL_CURSOR_SET, set.as_slice());
     worker.submit(WorkerRequest::Wakeup, Completion::None);
-    let mut state = None;
-    assert!(wait(|| {
-        state = control.cursor(before.generation).unwrap();
-        state.is_some()
-    }));
-    let state = state.unwrap();
+    let woken = waiter.join().unwrap();
+    assert_ne!(woken.generation, before.generation, "the waiter timed out");
+    let state = control.cursor(before.generation).expect("the SET's state");
+    assert_eq!(state, woken);
     let s = state.shape.as_ref().expect("the shape");
     assert_eq!(
         (s.width, s.height, s.hot_spot_x, &s.data[..]),
@@ -309,13 +313,12 @@ fn cursor_state_is_queried_by_generation_and_forgotten_with_the_primary() {
     worker.submit(WorkerRequest::Wakeup, Completion::None);
     assert!(wait(|| control
         .cursor(state.generation)
-        .unwrap()
         .is_some_and(|c| !c.visible)));
 
     let (tx, rx) = crossbeam_channel::bounded(1);
     worker.submit(WorkerRequest::DestroyPrimary, Completion::Sync(tx));
     rx.recv_timeout(Duration::from_secs(10)).unwrap();
-    let after = control.cursor(state.generation).unwrap().unwrap();
+    let after = control.cursor(state.generation).expect("the reset state");
     assert_eq!((after.shape.is_none(), after.resets), (true, 1));
     let rec = dev.rec.lock().unwrap();
     assert!(rec.releases.contains(&(GuestAddress(0x2000), 0x2000)));
