@@ -23,7 +23,9 @@ pub enum DisplayItem {
     /// What the guest's monitor shows of the primary (head 0 of its monitors config); the
     /// whole surface when the guest set none.
     Monitors(Head),
-    /// The device was reset: whatever a client cached for this guest is stale.
+    /// The device was reset: the guest's ids (surfaces, images) start over, so a consumer
+    /// that keys anything by them must forget it. The server's pixmap cache is keyed by the
+    /// pixels' content, so what clients hold stays right and nothing needs sending.
     Reset,
 }
 

@@ -155,11 +155,14 @@ impl Pipe {
                 .wait_timeout(s, timeout)
                 .unwrap_or_else(|e| e.into_inner());
             s = next;
-            if wait.timed_out() && s.items.is_empty() && !s.closed {
-                let announce = s.resync.is_some() && !s.resync_announced;
-                if !announce {
-                    return Popped::Idle;
-                }
+            // After a timeout the loop's checks run once more: an item, a close or a resync
+            // that came with the timeout still wins over Idle.
+            if wait.timed_out()
+                && s.items.is_empty()
+                && !s.closed
+                && (s.resync.is_none() || s.resync_announced)
+            {
+                return Popped::Idle;
             }
         }
     }

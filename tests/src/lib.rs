@@ -404,6 +404,47 @@ pub fn control_request(path: &Path, request: &serde_json::Value) -> serde_json::
     serde_json::from_str(&line).unwrap_or_else(|e| panic!("control reply {line:?}: {e}"))
 }
 
+/// One spicy-screenshot per image compression mode: the mode, the picture's width, height and
+/// sha256, and whether the forced codec was used (false also for the auto and off modes).
+pub type ModeShot = (String, u32, u32, String, bool);
+
+/// Takes a spicy-screenshot of `spice` under each of its image compression modes in turn
+/// (switched as the control socket's `set_image_compression` does; each screenshot is a new
+/// client, so it gets the whole screen in that mode). A forced codec must be what the client
+/// got, or a raw bitmap where it would not have been smaller (noise): anything else panics.
+/// The server's mode is left at the default.
+pub fn screenshots_per_compression(
+    spice: &saffron_server::ServerHandle,
+    password: &str,
+    out: &Path,
+) -> Vec<ModeShot> {
+    use saffron_server::Compression;
+    let port = spice.local_addr().port();
+    let mut shots = Vec::new();
+    for mode in Compression::NAMES {
+        spice.set_image_compression(mode.parse().expect("a mode name"));
+        let before = spice.image_totals();
+        let (w, h, rgb) =
+            spicy_screenshot(port, password, out).unwrap_or_else(|e| panic!("with {mode}: {e}"));
+        let after = spice.image_totals();
+        let used = match *mode {
+            "quic" => after.quic > before.quic,
+            "lz" => after.lz > before.lz,
+            "glz" => after.glz + after.zlib_glz > before.glz + before.zlib_glz,
+            "lz4" => after.lz4 > before.lz4,
+            _ => false,
+        };
+        let raw = after.raw > before.raw;
+        assert!(
+            used || raw || !mode.starts_with(['q', 'l', 'g']),
+            "{mode} was not used: {before:?} -> {after:?}"
+        );
+        shots.push((mode.to_string(), w, h, sha256_hex(&rgb), used));
+    }
+    spice.set_image_compression(Compression::default());
+    shots
+}
+
 /// Runs spicy-screenshot against `port` and returns the RGB bytes of the PPM it saved.
 pub fn spicy_screenshot(
     port: u16,

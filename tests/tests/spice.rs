@@ -2,7 +2,8 @@
 //! spice-client-gtk) sees exactly what the guest believes is on its screen.
 
 use saffron_tests::{
-    GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, spicy_screenshot, with_tag,
+    GuestOptions, ModeShot, boot_guest_with_sync, screenshots_per_compression, serial_guard,
+    sha256_hex, spicy_screenshot, with_tag,
 };
 use saffron_vmm::spice::SpiceOptions;
 
@@ -59,10 +60,10 @@ fn spicy_screenshot_sees_exactly_the_guest_framebuffer() {
 /// Every image compression (`--spice-image-compression`, switched between screenshots as
 /// the control socket's `set_image_compression` does) gives spicy-screenshot, that is
 /// spice-gtk's own decoders, exactly what the guest shows: fbdev patterns (a solid, a
-/// gradient, random noise) and the text console after fbcon scrolled it 120 lines.
+/// gradient, random noise), the text console after fbcon scrolled it 120 lines, and the last
+/// of 40 KMS frames drawn with full and partial DIRTYFB updates.
 #[test]
 fn every_image_compression_shows_spicy_screenshot_the_guest_screen() {
-    use saffron_server::Compression;
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-codecs-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -74,59 +75,44 @@ fn every_image_compression_shows_spicy_screenshot_the_guest_screen() {
         password_file: Some(password_file),
         ..SpiceOptions::default()
     };
-    /// One screenshot: the mode, the picture's width, height and sha256.
-    type Shot = (String, u32, u32, String);
     // Per sync: its label and a shot per mode.
-    let mut shots: Vec<(String, Vec<Shot>)> = Vec::new();
-    let mut codecs_used = std::collections::BTreeSet::new();
+    let mut shots: Vec<(String, Vec<ModeShot>)> = Vec::new();
     let out = dir.join("shot.ppm");
     let run = boot_guest_with_sync(
         &opts,
         |_| {},
         |sync, vm| {
             let spice = vm.spice().expect("spice server");
-            let port = spice.local_addr().port();
-            let mut per_mode = Vec::new();
-            for mode in Compression::NAMES {
-                spice.set_image_compression(mode.parse().unwrap());
-                let before = spice.image_totals();
-                let (w, h, rgb) = spicy_screenshot(port, PASSWORD, &out)
-                    .unwrap_or_else(|e| panic!("sync {} with {mode}: {e}", sync.get("label")));
-                let after = spice.image_totals();
-                // A forced codec is what the client got (spice-gtk offers the LZ4 cap and a
-                // GLZ window), or a raw bitmap where it would not have been smaller (noise).
-                let used = match *mode {
-                    "quic" => after.quic > before.quic,
-                    "lz" => after.lz > before.lz,
-                    "glz" => after.glz + after.zlib_glz > before.glz + before.zlib_glz,
-                    "lz4" => after.lz4 > before.lz4,
-                    _ => false,
-                };
-                let raw = after.raw > before.raw;
-                assert!(
-                    used || raw || !mode.starts_with(['q', 'l', 'g']),
-                    "{mode} was not used: {before:?} -> {after:?}"
-                );
-                if used {
-                    codecs_used.insert(mode.to_string());
-                }
-                per_mode.push((mode.to_string(), w, h, sha256_hex(&rgb)));
-            }
+            let per_mode = screenshots_per_compression(spice, PASSWORD, &out);
             shots.push((sync.get("label").to_string(), per_mode));
         },
     );
     run.assert_workload_ok("spice-codecs");
+    let codecs_used: std::collections::BTreeSet<&str> = shots
+        .iter()
+        .flat_map(|(_, per_mode)| per_mode.iter())
+        .filter(|shot| shot.4)
+        .map(|shot| shot.0.as_str())
+        .collect();
     assert_eq!(
         codecs_used.into_iter().collect::<Vec<_>>(),
         ["glz", "lz", "lz4", "quic"],
         "each forced codec reached spice-gtk"
     );
     let recs = run.records();
-    let fbs = with_tag(&recs, "FB");
+    // What the guest showed at each sync: /dev/fb0's hash for the patterns and the console,
+    // the last KMS frame's for the KMS updates.
+    let mut fbs = with_tag(&recs, "FB");
     assert_eq!(fbs.len(), 4, "serial:\n{}", run.serial);
-    assert_eq!(shots.len(), 4);
+    fbs.extend(
+        with_tag(&recs, "KMS")
+            .into_iter()
+            .filter(|r| r.fields.contains_key("sha256")),
+    );
+    assert_eq!(fbs.len(), 5, "serial:\n{}", run.serial);
+    assert_eq!(shots.len(), 5);
     for (fb, (label, per_mode)) in fbs.iter().zip(&shots) {
-        for (mode, w, h, digest) in per_mode {
+        for (mode, w, h, digest, _) in per_mode {
             assert_eq!(
                 (u64::from(*w), u64::from(*h)),
                 (fb.num("width"), fb.num("height")),

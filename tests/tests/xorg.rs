@@ -1,13 +1,14 @@
 //! X.org on our device: the X guest (`ci/build-guest --xorg`) runs Xorg with the stock qxl
 //! driver (xf86-video-qxl over the kernel's qxl DRM driver), x11perf and a few X clients; at
 //! the guest's pause the picture X believes it shows (`xwd -root`, hashed in the guest as packed
-//! RGB) is compared with our worker's screendump and with what `spicy-screenshot` receives.
+//! RGB) is compared with our worker's screendump and with what `spicy-screenshot` receives
+//! under every image compression mode.
 
 use std::collections::BTreeMap;
 
 use saffron_tests::{
-    GuestOptions, GuestVariant, Record, boot_guest_with_sync, serial_guard, sha256_hex,
-    spicy_screenshot, with_tag,
+    GuestOptions, GuestVariant, ModeShot, Record, boot_guest_with_sync,
+    screenshots_per_compression, serial_guard, sha256_hex, spicy_screenshot, with_tag,
 };
 use saffron_vmm::spice::SpiceOptions;
 use saffron_vmm::vfio_user::lock;
@@ -33,7 +34,7 @@ fn differing_bands(bands: &[&Record], width: u32, rgb: &[u8]) -> Vec<u64> {
 
 /// One boot of the X guest: Xorg starts on the qxl device, its drawing reaches our worker as
 /// QXL draw commands, and what X shows (its own `xwd -root`) is, pixel for pixel, our worker's
-/// screendump and the picture a Spice client gets.
+/// screendump and the picture a Spice client gets, whatever the image compression.
 #[test]
 fn xorg_on_qxl_is_rendered_pixel_exact() {
     let _g = serial_guard();
@@ -51,6 +52,7 @@ fn xorg_on_qxl_is_rendered_pixel_exact() {
     let out = dir.join("shot.ppm");
     let mut dump: Option<Picture> = None;
     let mut shot: Option<Picture> = None;
+    let mut per_mode: Vec<ModeShot> = Vec::new();
     let mut at_sync = None;
     let run = boot_guest_with_sync(
         &opts,
@@ -62,6 +64,7 @@ fn xorg_on_qxl_is_rendered_pixel_exact() {
             let port = vm.spice().expect("spice server").local_addr().port();
             shot = Some(spicy_screenshot(port, PASSWORD, &out).expect("spicy-screenshot"));
             at_sync = worker.stats();
+            per_mode = screenshots_per_compression(vm.spice().unwrap(), PASSWORD, &out);
         },
     );
     let _ = std::fs::remove_dir_all(&dir);
@@ -131,4 +134,23 @@ fn xorg_on_qxl_is_rendered_pixel_exact() {
             differing_bands(&bands, *pw, rgb)
         );
     }
+    assert_eq!(per_mode.len(), saffron_server::Compression::NAMES.len());
+    for (mode, pw, ph, digest, used) in &per_mode {
+        assert_eq!((u64::from(*pw), u64::from(*ph)), (w, h), "{mode}: size");
+        assert_eq!(
+            digest,
+            xwd[0].get("sha256"),
+            "spicy-screenshot with {mode} (codec used: {used}) differs from X's xwd -root"
+        );
+    }
+    let used: Vec<&str> = per_mode
+        .iter()
+        .filter(|shot| shot.4)
+        .map(|shot| shot.0.as_str())
+        .collect();
+    assert_eq!(
+        used,
+        ["quic", "glz", "lz", "lz4"],
+        "each forced codec reached spice-gtk"
+    );
 }

@@ -145,7 +145,7 @@ impl Publisher {
 }
 
 /// What a new client needs before any change: the surface and all of its pixels.
-fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
+pub fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
     // The monitor before the pixels: clients (spice-gtk) show a display once they know its
     // monitor and have seen the MARK that follows the first drawing.
     let mut items = vec![
@@ -157,11 +157,6 @@ fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<Displa
     ];
     items.extend(capture(mem, s, Rect::of_size(s.width, s.height), None));
     items
-}
-
-/// The items for a new primary surface (sent to every client).
-pub fn created_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
-    initial_items(mem, s, head)
 }
 
 /// The pixels of `area` (inside the surface) as an image item.

@@ -549,7 +549,7 @@ impl<I: QxlInterface> RedWorker<I> {
         }
         let head = self.head();
         if let Some(s) = self.surfaces.primary() {
-            for item in publish::created_items(self.iface.memory(), s, head) {
+            for item in publish::initial_items(self.iface.memory(), s, head) {
                 self.publisher.push(item);
             }
         }

@@ -27,15 +27,6 @@ for pattern in "$@"; do
     step "fbhash-$n" saffron-guest fbhash
     step "sync-$n" saffron-guest sync --id "$n" --label "$pattern"
 done
-# scroll_text: 120 distinct lines on the console, so fbcon scrolls again and again.
-scroll_text() {
-    i=0
-    while [ "$i" -lt 120 ]; do
-        printf 'line %d: the quick brown fox jumps over the lazy dog %d\n' "$i" $((i * i)) >/dev/tty0 ||
-            return 1
-        i=$((i + 1))
-    done
-}
 step fbcon-text saffron-guest fbcon-off --kd text
 step scroll scroll_text
 step settle saffron-guest settle --ms 1000

@@ -5,7 +5,8 @@
 # draws it into /dev/fb0, hashes it (SAFFRON-FB) and holds still (sync N, label = the pattern)
 # while the host screenshots it once per image compression; then puts the console back in
 # text mode, prints enough lines to scroll it many times, hashes what fbcon drew and holds
-# still again (sync label scroll).
+# still again (sync label scroll); then draws 40 KMS frames (full and partial DIRTYFB updates;
+# SAFFRON-KMS hashes the last) and holds that still (sync label kms).
 # $@ (saffron.args): the patterns (default solid:336699 hgrad random:7).
 
 # step, skip, wait_for and $failed.
@@ -24,18 +25,11 @@ for pattern in "$@"; do
     step "fbhash-$n" saffron-guest fbhash
     step "sync-$n" saffron-guest sync --id "$n" --label "$pattern"
 done
-# scroll_text: 120 distinct lines on the console, so fbcon scrolls again and again.
-scroll_text() {
-    i=0
-    while [ "$i" -lt 120 ]; do
-        printf 'line %d: the quick brown fox jumps over the lazy dog %d\n' "$i" $((i * i)) >/dev/tty0 ||
-            return 1
-        i=$((i + 1))
-    done
-}
 step fbcon-text saffron-guest fbcon-off --kd text
 step scroll scroll_text
 step settle saffron-guest settle --ms 1000
 step fbhash-scroll saffron-guest fbhash
 step sync-scroll saffron-guest sync --id $((n + 1)) --label scroll
+step kms-graphics saffron-guest fbcon-off --kd graphics
+step kms saffron-guest kms --width 1024 --height 768 --frames 40 --pattern hgrad --sync $((n + 2))
 exit "$failed"

@@ -37,3 +37,13 @@ wait_for() {
     echo "SAFFRON-ERROR cmd=wait msg=no $1 after $2 s"
     return 1
 }
+
+# scroll_text: 120 distinct lines on the console, so fbcon scrolls again and again.
+scroll_text() {
+    i=0
+    while [ "$i" -lt 120 ]; do
+        printf 'line %d: the quick brown fox jumps over the lazy dog %d\n' "$i" $((i * i)) >/dev/tty0 ||
+            return 1
+        i=$((i + 1))
+    done
+}
