@@ -3,7 +3,9 @@
 //! - a screenshot of the X screen shows the guest's picture, every pixel of it, 1:1 — checked
 //!   against the hash the guest computed of its own `/dev/fb0` — for a first picture (sent
 //!   whole), for the next ones (sent as the changes: a solid screen as a fill), and for the
-//!   text console after it scrolled many times (scrolls sent as copies of what the client has);
+//!   text console after it scrolled many times (scrolls sent as copies of what the client has),
+//!   and for KMS frames that paste the same two pictures again and again (sent once, then as
+//!   references to remote-viewer's own pixmap cache);
 //! - a line typed into remote-viewer's window (xdotool) is what the guest reads from its
 //!   console tty (Spice inputs → QMP → the guest's PS/2 keyboard).
 //!
@@ -168,6 +170,8 @@ fn remote_viewer_shows_the_guest_screen() {
     let mut seen: Vec<(u32, u32, String)> = Vec::new();
     let mut last_error = String::new();
     let mut viewer: Option<Reaper> = None;
+    // The server's pixmap-cache references sent before and after the KMS tiles.
+    let mut from_cache = (0, 0);
     let run = boot_guest_with_sync(
         &opts,
         |_| {},
@@ -187,8 +191,14 @@ fn remote_viewer_shows_the_guest_screen() {
                     .expect("xdotool");
                 assert!(enter.success(), "xdotool key failed");
             }
-            _ => {
-                let port = vm.spice().expect("spice server").local_addr().port();
+            label => {
+                let spice = vm.spice().expect("spice server");
+                if label == "kms" {
+                    from_cache.1 = spice.image_totals().from_cache;
+                } else {
+                    from_cache.0 = spice.image_totals().from_cache;
+                }
+                let port = spice.local_addr().port();
                 // Our own render tells where to look; the verdict is the guest's hash below.
                 let (gw, gh, guest) = vm.server().worker().screendump().expect("screendump");
                 let vv = dir.join("guest.vv");
@@ -250,11 +260,16 @@ fn remote_viewer_shows_the_guest_screen() {
     drop(viewer);
     run.assert_workload_ok("qxl-rv");
     let recs = run.records();
-    let fbs = with_tag(&recs, "FB");
+    let mut fbs = with_tag(&recs, "FB");
+    fbs.extend(
+        with_tag(&recs, "KMS")
+            .into_iter()
+            .filter(|r| r.fields.contains_key("sha256")),
+    );
     let pictures: Vec<&str> = PATTERNS
         .iter()
         .copied()
-        .chain(["scrolled console"])
+        .chain(["scrolled console", "repeated KMS tiles"])
         .collect();
     assert_eq!(fbs.len(), pictures.len(), "serial:\n{}", run.serial);
     assert_eq!(
@@ -277,6 +292,16 @@ fn remote_viewer_shows_the_guest_screen() {
             pictures[i]
         );
     }
+    // The tiles repeat two pictures: after the first of each, remote-viewer was sent
+    // references to its own pixmap cache (FROM_CACHE), and still shows the exact frame.
+    assert!(
+        from_cache.1 > from_cache.0,
+        "no pixmap-cache references during the KMS tiles: {from_cache:?}"
+    );
+    println!(
+        "remote-viewer: {} pixmap-cache references for the tiles",
+        from_cache.1 - from_cache.0
+    );
     let typed = with_tag(&recs, "TYPED");
     assert_eq!(typed.len(), 1, "serial:\n{}", run.serial);
     let hex: String = TYPED.bytes().map(|b| format!("{b:02x}")).collect();

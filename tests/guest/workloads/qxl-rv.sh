@@ -6,7 +6,9 @@
 # (sync N, label = the pattern); then puts the console back in text mode and prints enough
 # lines to scroll it many times (sync label scroll, after the hash of what fbcon drew); then
 # lets the host type a line into remote-viewer (sync with label typing) and reads it from the
-# framebuffer console's tty: SAFFRON-TYPED hex=<the line's bytes in hex>.
+# framebuffer console's tty: SAFFRON-TYPED hex=<the line's bytes in hex>; then pastes two
+# pictures in turn at 30 places through KMS (the same images again and again: the pixmap
+# cache's case) and holds the last frame (SAFFRON-KMS, sync label kms).
 # $@ (saffron.args): the patterns (default random:11).
 
 . /workloads/steps.sh
@@ -40,4 +42,7 @@ typed() {
     echo "SAFFRON-TYPED hex=$(printf %s "$line" | od -An -tx1 | tr -d ' \n')"
 }
 step typed typed
+step kms-graphics saffron-guest fbcon-off --kd graphics
+step kms saffron-guest kms --width 1024 --height 768 --frames 60 --motion tiles \
+    --sync $((n + 3))
 exit "$failed"

@@ -5,6 +5,9 @@
 //!   * `bars` (default): even frames redraw everything (the pattern with a vertical bar that
 //!     moves right) and send one full-frame `DIRTYFB` clip, odd frames repaint one to four small
 //!     squares and send only their clips;
+//!   * `tiles`: two 128x128 photographs are pasted in turn into the cells of a grid, one per
+//!     frame, each sent as its own clip: the same pictures again and again at new places (icons,
+//!     a file manager's thumbnails), which a server's image cache should send only once;
 //!   * `photo`: a 320x240 photograph ([`crate::image::photo`]) moves over the pattern by 8
 //!     pixels right and down per frame, wrapping around at the edges; each frame restores the
 //!     background where the photo was, draws it at its new place and sends those two clips (what
@@ -42,11 +45,19 @@ const PHOTO_STEP: usize = 8;
 /// Noise seed of the photograph.
 const PHOTO_SEED: u32 = 1;
 
+/// Side of the square photographs `--motion tiles` pastes (smaller if the framebuffer is).
+const TILE_SIDE: usize = 128;
+/// Distance between two grid cells of `--motion tiles`, both ways.
+const TILE_PITCH: usize = 160;
+/// Noise seeds of the two tiles.
+const TILE_SEEDS: [u32; 2] = [2, 3];
+
 /// How the timed frames change the picture (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Motion {
     Bars,
     Photo,
+    Tiles,
 }
 
 impl Motion {
@@ -54,8 +65,9 @@ impl Motion {
         match s {
             "bars" => Ok(Motion::Bars),
             "photo" => Ok(Motion::Photo),
+            "tiles" => Ok(Motion::Tiles),
             _ => Err(Error::Usage(format!(
-                "--motion must be bars or photo, not {s:?}"
+                "--motion must be bars, photo or tiles, not {s:?}"
             ))),
         }
     }
@@ -64,8 +76,37 @@ impl Motion {
         match self {
             Motion::Bars => "bars",
             Motion::Photo => "photo",
+            Motion::Tiles => "tiles",
         }
     }
+}
+
+/// The cell tile frame `i` pastes into, in a `w x h` picture with `side`-sized tiles: frames
+/// go through both tiles at a cell, then on to the next cell, row by row, wrapping around.
+fn tile_rect(i: usize, w: usize, h: usize, side: usize) -> Rect {
+    let cols = (w.saturating_sub(side) / TILE_PITCH + 1).max(1);
+    let rows = (h.saturating_sub(side) / TILE_PITCH + 1).max(1);
+    let cell = (i / TILE_SEEDS.len()) % (cols * rows);
+    Rect {
+        x: (cell % cols) * TILE_PITCH,
+        y: (cell / cols) * TILE_PITCH,
+        w: side,
+        h: side,
+    }
+}
+
+/// Draws tile frame `i` into `img` (tile `i % 2` into its cell) and returns the cell.
+fn draw_tile_frame(i: usize, tiles: &[Image], img: &mut Image) -> Vec<Rect> {
+    let tile = &tiles[i % tiles.len()];
+    let cell = tile_rect(i, img.width, img.height, tile.width);
+    let whole = Rect {
+        x: 0,
+        y: 0,
+        w: tile.width,
+        h: tile.height,
+    };
+    img.paste(tile, whole, cell.x, cell.y);
+    vec![cell]
 }
 
 /// The buffer on screen and everything that must be released, in reverse order, when done.
@@ -423,6 +464,15 @@ pub fn run(mut opts: Options) -> Result<()> {
         img.paste(&p, whole, x, y);
         p
     });
+    let side = TILE_SIDE.min(wu).min(hu);
+    let tiles: Vec<Image> = if motion == Motion::Tiles {
+        TILE_SEEDS
+            .iter()
+            .map(|&seed| crate::image::photo(side, side, seed))
+            .collect()
+    } else {
+        Vec::new()
+    };
     let full = Rect {
         x: 0,
         y: 0,
@@ -454,9 +504,10 @@ pub fn run(mut opts: Options) -> Result<()> {
     }
     let start = Instant::now();
     for i in 0..frames {
-        let rects = match &photo {
-            None => draw_frame(i, &base, &mut img),
-            Some(p) => draw_photo_frame(i, &base, p, &mut img),
+        let rects = match (&photo, motion) {
+            (Some(p), _) => draw_photo_frame(i, &base, p, &mut img),
+            (None, Motion::Tiles) => draw_tile_frame(i, &tiles, &mut img),
+            (None, _) => draw_frame(i, &base, &mut img),
         };
         let clips: Vec<DrmClipRect> = rects.iter().copied().map(clip).collect();
         if rects == [full] {
@@ -652,6 +703,40 @@ mod tests {
             want.paste(&photo, whole, x, y);
             assert_eq!(img, want, "frame {i}");
         }
+    }
+
+    /// Tile frames alternate the two tiles at a cell, then move on; cells stay inside the
+    /// picture and do not overlap.
+    #[test]
+    fn tiles_alternate_and_move_on() {
+        let (w, h) = (1024, 768);
+        assert_eq!(tile_rect(0, w, h, 128), tile_rect(1, w, h, 128));
+        assert_eq!(
+            (tile_rect(2, w, h, 128).x, tile_rect(2, w, h, 128).y),
+            (160, 0)
+        );
+        // 6 columns, 5 rows: frame 12 starts the second row, frame 60 wraps around.
+        assert_eq!(
+            (tile_rect(12, w, h, 128).x, tile_rect(12, w, h, 128).y),
+            (0, 160)
+        );
+        assert_eq!(tile_rect(58, w, h, 128).y, 640);
+        assert_eq!(tile_rect(60, w, h, 128), tile_rect(0, w, h, 128));
+        for (w, h, side) in [(1024, 768, 128), (100, 60, 60), (128, 128, 128)] {
+            for i in 0..200 {
+                let r = tile_rect(i, w, h, side);
+                assert!(r.x + r.w <= w && r.y + r.h <= h, "{w}x{h} frame {i}: {r:?}");
+            }
+        }
+        let tiles: Vec<Image> = TILE_SEEDS
+            .iter()
+            .map(|&s| crate::image::photo(8, 8, s))
+            .collect();
+        assert_ne!(tiles[0], tiles[1]);
+        let mut img = Pattern::Solid([0, 0, 0]).render(200, 20).unwrap();
+        let rects = draw_tile_frame(3, &tiles, &mut img);
+        assert_eq!(rects, [tile_rect(3, 200, 20, 8)]);
+        assert_eq!(img.crop(rects[0]), tiles[1]);
     }
 
     #[test]
