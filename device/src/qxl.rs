@@ -23,6 +23,7 @@ use saffron_rom::rom::{Rom, RomConfig};
 use saffron_seam::{Completion, QxlInterface, QxlWorker, WorkerRequest};
 use thiserror::Error;
 use tracing::{debug, error, info, warn};
+use vm_memory::{Bytes, FileOffset, MmapRegion, VolatileMemory};
 
 use crate::irq::IrqLine;
 use crate::memory::{DeviceMemory, MemoryBar, MemoryError, RAM_BASE, VRAM_BASE};
@@ -168,6 +169,9 @@ pub enum QxlError {
     /// The RAM header could not be placed.
     #[error("RAM header: {0}")]
     Ram(#[from] saffron_rom::ram::RamError),
+    /// The file shared as the ROM BAR could not be mapped.
+    #[error("cannot map the shared ROM: {0}")]
+    RomMap(#[from] vm_memory::mmap::MmapRegionError),
 }
 
 /// Counters a front end or the control socket can report.
@@ -221,6 +225,9 @@ pub struct QxlDevice {
     memory: DeviceMemory,
     rom: Rom,
     rom_bytes: Vec<u8>,
+    /// The ROM BAR's pages when a front end maps them into the guest (see
+    /// [`QxlDevice::share_rom`]): rewritten whole on every ROM change.
+    rom_shared: Option<MmapRegion>,
     slots: MemSlotTable,
     mode: Mode,
     primary: Option<PrimarySurface>,
@@ -312,6 +319,7 @@ impl QxlDevice {
             pci,
             memory,
             rom_bytes: rom.to_bytes(),
+            rom_shared: None,
             rom,
             slots: MemSlotTable::new(),
             mode: Mode::Undefined,
@@ -363,6 +371,31 @@ impl QxlDevice {
     /// Re-reads the ROM image after a change through [`QxlDevice::rom_mut`].
     pub fn rom_changed(&mut self) {
         self.rom_bytes = self.rom.to_bytes();
+        if let Some(shared) = &self.rom_shared {
+            // The mapping is at least as large as the image (checked in share_rom).
+            if let Err(e) = shared.as_volatile_slice().write_slice(&self.rom_bytes, 0) {
+                warn!("cannot update the shared ROM: {e}");
+            }
+        }
+    }
+
+    /// Backs the ROM BAR with `file` (at least [`QxlDevice::bar_size`] of the ROM BAR bytes)
+    /// that the front end hands to the VMM to map into the guest. The Linux driver reads the
+    /// ROM's `mm_clock` for every drawing it sends; trapped, that is a round trip to this
+    /// process per frame, while QEMU's own qxl serves it from memory.
+    ///
+    /// The guest may write to the mapping (a VMM maps it like RAM): that only changes what the
+    /// guest itself reads back until the next ROM change or reset rewrites it. The device keeps
+    /// its own copy and never reads the shared pages.
+    pub fn share_rom(&mut self, file: FileOffset) -> Result<(), QxlError> {
+        let size = self.bar_size(bar::ROM);
+        let size = usize::try_from(size).map_err(|_| QxlError::BarSize("ROM", size))?;
+        if size < self.rom_bytes.len() {
+            return Err(QxlError::BarSize("ROM", size as u64));
+        }
+        self.rom_shared = Some(MmapRegion::from_file(file, size)?);
+        self.rom_changed();
+        Ok(())
     }
 
     /// The current display mode.

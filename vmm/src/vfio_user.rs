@@ -2,9 +2,9 @@
 //! cloud-hypervisor's `--user-device`) over a Unix socket.
 //!
 //! A thin adapter: vfio-user regions map onto the device's `(region, offset, bytes)` accesses.
-//! BAR0 and BAR1 are memfds handed to the client, which maps them straight into the guest, so
-//! the guest writes commands and pixels with no message at all; config space, the ROM and the
-//! I/O ports are trapped and arrive here as messages. The optional BAR4 is the same memfd as
+//! BAR0, BAR1 and the ROM BAR (BAR2) are memfds handed to the client, which maps them straight
+//! into the guest, so the guest writes commands and pixels, and reads the ROM, with no message
+//! at all; config space and the I/O ports are trapped and arrive here as messages. The optional BAR4 is the same memfd as
 //! BAR1, offered at its full (larger) size: the client maps it twice, BAR1 being the first
 //! part of it.
 
@@ -327,6 +327,10 @@ impl DeviceServer {
         )?;
         let intx = Intx::new(cfg.irq_mode);
         let mut device = QxlDevice::new(cfg.qxl, memory, Box::new(IntxLine(Arc::clone(&intx))))?;
+        // The ROM BAR is shared too: the guest's driver reads it for every drawing.
+        let rom_size = device.bar_size(2);
+        let rom = memfd::create("saffron-qxl-rom", rom_size).map_err(FrontendError::Memfd)?;
+        device.share_rom(FileOffset::new(clone(&rom)?, 0))?;
         let recorder = cfg
             .record_commands
             .as_deref()
@@ -349,7 +353,8 @@ impl DeviceServer {
             let r = match index {
                 0 => region(index, cfg.qxl.ram_size, rw, Some(&ram)),
                 1 => region(index, cfg.qxl.vram_size, rw, Some(&vram)),
-                2 | 3 => region(index, device.bar_size(index as usize), rw, None),
+                2 => region(index, rom_size, rw, Some(&rom)),
+                3 => region(index, device.bar_size(index as usize), rw, None),
                 4 if cfg.qxl.vram64_size != 0 => {
                     region(index, cfg.qxl.vram64_size, rw, Some(&vram))
                 }
@@ -396,7 +401,7 @@ impl DeviceServer {
             .name("saffron-vfio-user".into())
             .spawn(move || {
                 // The memfds must stay open while the server hands their numbers to clients.
-                let _keep: (OwnedFd, OwnedFd) = (ram.into(), vram.into());
+                let _keep: [OwnedFd; 3] = [ram.into(), vram.into(), rom.into()];
                 let result = server.run(&mut backend);
                 match &result {
                     Ok(()) => info!("vfio-user client disconnected"),

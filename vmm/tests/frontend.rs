@@ -71,7 +71,7 @@ fn identity_and_regions() {
     for (index, size, mapped) in [
         (0u32, SMALL.ram_size, true),
         (1, SMALL.vram_size, true),
-        (2, 8192, false),
+        (2, 8192, true),
         (3, 32, false),
         (4, 0, false),
         (6, 0, false),
@@ -123,6 +123,38 @@ fn mapped_bar_is_the_device_memory() {
     // The RAM header the device wrote at reset is visible through the client's mapping.
     let magic: u32 = map.read_obj(MemoryRegionAddress(RAM_HEADER)).unwrap();
     assert_eq!(magic, 0x4152_5851);
+}
+
+/// The ROM BAR is mapped too (the Linux driver reads its `mm_clock` for every drawing): the
+/// client's mapping shows the ROM image, and what a guest writes there is only its own
+/// business — the device's copy stays, and the next ROM change (a reset here) rewrites it.
+#[test]
+fn rom_bar_is_mapped_and_rewritten_on_change() {
+    let (server, mut client) = start("rom", IrqMode::Intx);
+    let region = client.region(2).unwrap();
+    let fo = region.file_offset.clone().unwrap();
+    let map = GuestRegionMmap::new(
+        MmapRegion::<()>::from_file(fo, region.size as usize).unwrap(),
+        GuestAddress(0),
+    )
+    .unwrap();
+    let magic: u32 = map.read_obj(MemoryRegionAddress(0)).unwrap();
+    assert_eq!(magic, 0x4f52_5851, "QXRO");
+    let mut image = vec![0u8; 256];
+    map.read_slice(&mut image, MemoryRegionAddress(0)).unwrap();
+    let mut trapped = vec![0u8; 256];
+    client.region_read(2, 0, &mut trapped).unwrap();
+    assert_eq!(image, trapped, "the mapping is the ROM the device serves");
+
+    // A guest scribbles over the magic; the device still serves its own copy.
+    map.write_obj(0xdead_beef_u32, MemoryRegionAddress(0))
+        .unwrap();
+    assert_eq!(read_u32(&mut client, 2, 0), 0x4f52_5851);
+    // QXL_IO_RESET (port 5) resets the ROM, which rewrites the shared pages.
+    client.region_write(3, 5, &[0]).unwrap();
+    let magic: u32 = map.read_obj(MemoryRegionAddress(0)).unwrap();
+    assert_eq!(magic, 0x4f52_5851, "the reset rewrote the guest's view");
+    drop(server);
 }
 
 /// With `vram64_size`, region 4 is offered mapped, at BAR4's size, and the client's mappings
