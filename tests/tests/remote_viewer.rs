@@ -172,6 +172,8 @@ fn remote_viewer_shows_the_guest_screen() {
     let mut viewer: Option<Reaper> = None;
     // The server's pixmap-cache references sent before and after the KMS tiles.
     let mut from_cache = (0, 0);
+    // Console scrolls the worker sent as COPY_BITS plus new rows, at the scroll sync.
+    let mut scrolls = 0;
     let run = boot_guest_with_sync(
         &opts,
         |_| {},
@@ -193,6 +195,13 @@ fn remote_viewer_shows_the_guest_screen() {
             }
             label => {
                 let spice = vm.spice().expect("spice server");
+                if label == "scroll" {
+                    scrolls = vm
+                        .server()
+                        .worker()
+                        .stats()
+                        .map_or(0, |s| s.publish.scrolls);
+                }
                 if label == "kms" {
                     from_cache.1 = spice.image_totals().from_cache;
                 } else {
@@ -292,6 +301,10 @@ fn remote_viewer_shows_the_guest_screen() {
             pictures[i]
         );
     }
+    // fbcon's scrolls (the whole console redrawn one line higher) went to remote-viewer as
+    // COPY_BITS of what it had plus the new rows, and it still showed the exact console.
+    assert!(scrolls > 0, "no scroll was sent as a copy");
+    println!("remote-viewer: {scrolls} console scrolls sent as COPY_BITS and new rows");
     // The tiles repeat two pictures: after the first of each, remote-viewer was sent
     // references to its own pixmap cache (FROM_CACHE), and still shows the exact frame.
     assert!(

@@ -10,6 +10,7 @@ pub mod red;
 pub mod region;
 pub mod render;
 pub mod screendump;
+pub mod scroll;
 
 pub mod surface;
 

@@ -602,12 +602,20 @@ impl<I: QxlInterface> RedWorker<I> {
         let ok = match &mut parsed {
             Command::Draw(d) => {
                 self.stats.draws += 1;
+                // A scroll is found by comparing with the primary as it is before the draw.
+                let scrolled = match self.surfaces.primary() {
+                    Some(primary) if d.surface_id == 0 => self.publisher.scrolled(mem, primary, d),
+                    _ => None,
+                };
                 match self.renderer.draw(mem, &self.surfaces, d) {
                     Ok(()) => {
                         if d.surface_id == 0
                             && let Some(primary) = self.surfaces.primary()
                         {
-                            self.publisher.drawn(mem, primary, d);
+                            match scrolled {
+                                Some(items) => self.publisher.push_all(items),
+                                None => self.publisher.drawn(mem, primary, d),
+                            }
                         }
                     }
                     Err(e) => {
