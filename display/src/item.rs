@@ -32,6 +32,19 @@ pub enum DisplayItem {
 impl DisplayItem {
     /// What the item costs a pipe: the pixels it holds plus a fixed overhead, so that a flood
     /// of tiny items counts too.
+    /// A drawing that sets `area` to `bgrx`: `area`'s rows of BGRX pixels, top row first.
+    pub fn image(area: Rect, bgrx: Vec<u8>, guest_id: Option<u64>) -> DisplayItem {
+        DisplayItem::Draw(Draw {
+            area,
+            content: DrawContent::Image(std::sync::Arc::new(Pixels {
+                width: area.width(),
+                height: area.height(),
+                bgrx,
+                guest_id,
+            })),
+        })
+    }
+
     pub fn cost(&self) -> usize {
         const OVERHEAD: usize = 64;
         OVERHEAD

@@ -280,25 +280,16 @@ fn merge(s: &mut State) {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use super::*;
-    use crate::item::{Draw, DrawContent, Pixels, SurfaceInfo};
+    use crate::item::{Draw, DrawContent, SurfaceInfo};
 
     fn rect(l: u32, t: u32, r: u32, b: u32) -> Rect {
         Rect::new(l, t, r, b).unwrap()
     }
 
     fn image(area: Rect) -> DisplayItem {
-        DisplayItem::Draw(Draw {
-            area,
-            content: DrawContent::Image(Arc::new(Pixels {
-                width: area.width(),
-                height: area.height(),
-                bgrx: vec![7; area.area() as usize * 4],
-                guest_id: None,
-            })),
-        })
+        DisplayItem::image(area, vec![7; area.area() as usize * 4], None)
     }
 
     fn fill(area: Rect) -> DisplayItem {

@@ -573,7 +573,6 @@ pub(crate) fn run(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
 
     use saffron_display::{Draw, Pixels, SurfaceInfo};
 
@@ -600,15 +599,7 @@ mod tests {
             .flat_map(|y| (area.left..area.right).map(move |x| (x, y)))
             .flat_map(|(x, y)| (f(x, y) & 0xff_ffff).to_le_bytes())
             .collect();
-        DisplayItem::Draw(Draw {
-            area,
-            content: DrawContent::Image(Arc::new(Pixels {
-                width: area.width(),
-                height: area.height(),
-                bgrx,
-                guest_id: None,
-            })),
-        })
+        DisplayItem::image(area, bgrx, None)
     }
 
     #[test]
@@ -723,17 +714,7 @@ mod tests {
         let (w, h) = (96u32, 64u32);
         let text = corpus::text(w, h);
         let photo = corpus::photo(w, h);
-        let item = |bgrx: &[u8]| {
-            DisplayItem::Draw(Draw {
-                area: Rect::of_size(w, h),
-                content: DrawContent::Image(Arc::new(Pixels {
-                    width: w,
-                    height: h,
-                    bgrx: bgrx.to_vec(),
-                    guest_id: None,
-                })),
-            })
-        };
+        let item = |bgrx: &[u8]| DisplayItem::image(Rect::of_size(w, h), bgrx.to_vec(), None);
         /// Compression, wan, LZ4 cap, GLZ window, image, the SpiceImage type expected.
         type Case<'a> = (&'a str, WanCompression, bool, i32, &'a [u8], u8);
         let cases: [Case; 12] = [

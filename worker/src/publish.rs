@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use saffron_display::{DisplayItem, Draw, DrawContent, Head, Pipe, Pixels, Rect, SurfaceInfo};
+use saffron_display::{DisplayItem, Draw, DrawContent, Head, Pipe, Rect, SurfaceInfo};
 use saffron_ring::abi::{QXL_IMAGE_CACHE, SPICE_ROPD_OP_PUT};
 use saffron_ring::parse::{
     Bitmap, BitmapFormat, Brush, Clip, DrawBody, Drawable, Image, SurfaceFormat,
@@ -217,15 +217,7 @@ fn capture<M: GuestMemory>(
         height: area.height(),
     };
     match area_bgrx(mem, s, a) {
-        Ok((width, height, bgrx)) => Some(DisplayItem::Draw(Draw {
-            area,
-            content: DrawContent::Image(Arc::new(Pixels {
-                width,
-                height,
-                bgrx,
-                guest_id,
-            })),
-        })),
+        Ok((_, _, bgrx)) => Some(DisplayItem::image(area, bgrx, guest_id)),
         Err(e) => {
             warn!("cannot read the primary surface for display clients: {e}");
             None
@@ -405,15 +397,7 @@ fn image(area: Rect, mut bgrx: Vec<u8>, guest_id: Option<u64>) -> DisplayItem {
     for px in bgrx.chunks_exact_mut(4) {
         px[3] = 0;
     }
-    DisplayItem::Draw(Draw {
-        area,
-        content: DrawContent::Image(Arc::new(Pixels {
-            width: area.width(),
-            height: area.height(),
-            bgrx,
-            guest_id,
-        })),
-    })
+    DisplayItem::image(area, bgrx, guest_id)
 }
 
 /// Whether two rows of BGRX pixels show the same colours (X bytes ignored).
