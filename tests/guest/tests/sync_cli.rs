@@ -48,14 +48,15 @@ fn closed_console_and_timeout_fail() {
         "{out}"
     );
 
-    // Keep stdin open without answering: the timeout must end the wait.
+    // Keep stdin open without answering: the timeout must end the wait (timed from before
+    // the spawn: the child's clock starts before spawn() returns).
+    let t0 = Instant::now();
     let mut child = guest()
         .args(["sync", "--id", "2", "--timeout-ms", "300"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    let t0 = Instant::now();
     let stdin = child.stdin.take();
     let out = child.wait_with_output().unwrap();
     drop(stdin);

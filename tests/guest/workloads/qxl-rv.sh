@@ -31,6 +31,7 @@ for pattern in "$@"; do
 done
 step fbcon-text saffron-guest fbcon-off --kd text
 step scroll scroll_text
+step scroll-slowly scroll_slowly 8
 step settle saffron-guest settle --ms 1000
 step fbhash-scroll saffron-guest fbhash
 step sync-scroll saffron-guest sync --id $((n + 1)) --label scroll

@@ -47,3 +47,15 @@ scroll_text() {
         i=$((i + 1))
     done
 }
+
+# scroll_slowly N: N more lines, 100 ms apart, so that each one reaches the device as a
+# scroll of its own (what a terminal shows as someone types, rather than a burst).
+scroll_slowly() {
+    i=0
+    while [ "$i" -lt "$1" ]; do
+        printf 'slow line %d: pack my box with five dozen liquor jugs\n' "$i" >/dev/tty0 ||
+            return 1
+        saffron-guest settle --ms 100
+        i=$((i + 1))
+    done
+}
