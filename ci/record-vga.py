@@ -8,6 +8,9 @@ on the serial console, then stops the VM and takes QEMU's own screendump through
 --send LINE   type LINE + newline on the serial console (after --wait), in order
 --settle S    seconds to let the guest finish drawing before the VM is stopped (default 3)
 --timeout S   give up after S seconds waiting for --wait (default 300)
+--vram FILE   also save the VGA's whole video memory (its PCI BAR 0, found with query-pci)
+              with pmemsave: writes that went to RAM (VBE linear framebuffer, chain-4)
+              are not in the trace
 """
 import argparse
 import json
@@ -50,6 +53,17 @@ class Qmp:
                 return reply["return"]
 
 
+def vga_bar0(qmp):
+    """BAR 0 (the video memory) of QEMU's std VGA, PCI ID 1234:1111."""
+    for bus in qmp.cmd("query-pci"):
+        for dev in bus["devices"]:
+            if dev["id"]["vendor"] == 0x1234 and dev["id"]["device"] == 0x1111:
+                for region in dev["regions"]:
+                    if region["bar"] == 0:
+                        return region
+    sys.exit("no std VGA (1234:1111) with a BAR 0 in query-pci")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("qmp")
@@ -59,6 +73,7 @@ def main():
     p.add_argument("--send", action="append", default=[])
     p.add_argument("--settle", type=float, default=3.0)
     p.add_argument("--timeout", type=float, default=300.0)
+    p.add_argument("--vram")
     a = p.parse_args()
 
     qmp = Qmp(a.qmp)
@@ -84,6 +99,9 @@ def main():
     time.sleep(a.settle)
     qmp.cmd("stop")
     qmp.cmd("screendump", filename=a.out, format="png")
+    if a.vram:
+        bar = vga_bar0(qmp)
+        qmp.cmd("pmemsave", val=bar["address"], size=bar["size"], filename=a.vram)
     qmp.cmd("quit")
 
 

@@ -35,6 +35,13 @@ pub enum VgaError {
     /// the four planes, and a DISPI bank number is 16 bits of 64 KiB.
     #[error("video memory size {0:#x} is not a power of two between 256 KiB and 256 MiB")]
     BadVramSize(usize),
+    /// A snapshot that does not fit the video memory.
+    #[error("{len} bytes at offset {offset:#x} do not fit in {vram_size:#x} bytes of video memory")]
+    VramRange {
+        offset: usize,
+        len: usize,
+        vram_size: usize,
+    },
 }
 
 /// Video memory size of QEMU's `-device VGA` (its default `vgamem_mb=16`).
@@ -185,6 +192,25 @@ impl Vga {
         &self.vram
     }
 
+    /// Overwrites video memory at `offset` with `data`: to restore a snapshot, or to load
+    /// what a guest wrote through a path that bypasses the model (QEMU maps the linear
+    /// framebuffer and its chain-4 window as plain RAM, so those writes are not in its
+    /// traces).
+    pub fn load_vram(&mut self, offset: usize, data: &[u8]) -> Result<(), VgaError> {
+        let vram_size = self.vram.len();
+        let range = offset
+            .checked_add(data.len())
+            .filter(|end| *end <= vram_size)
+            .map(|end| offset..end)
+            .ok_or(VgaError::VramRange {
+                offset,
+                len: data.len(),
+                vram_size,
+            })?;
+        self.vram[range].copy_from_slice(data);
+        Ok(())
+    }
+
     /// True while a Bochs VBE mode is enabled.
     pub fn vbe_enabled(&self) -> bool {
         self.vbe_regs[VBE_DISPI_INDEX_ENABLE as usize] & VBE_DISPI_ENABLED != 0
@@ -232,5 +258,15 @@ mod tests {
         vga.reset();
         assert_eq!(vga.msr, 0);
         assert_eq!(vga.vram[5], 9, "reset keeps video memory");
+    }
+
+    #[test]
+    fn load_vram_is_bounded() {
+        let mut vga = Vga::new(256 << 10).unwrap();
+        vga.load_vram(10, &[1, 2]).unwrap();
+        assert_eq!(&vga.vram()[10..12], &[1, 2]);
+        assert!(vga.load_vram((256 << 10) - 1, &[1, 2]).is_err());
+        assert!(vga.load_vram(usize::MAX, &[1]).is_err());
+        vga.load_vram(256 << 10, &[]).unwrap();
     }
 }
