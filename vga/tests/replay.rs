@@ -96,6 +96,14 @@ fn seabios_boot_screen_matches_qemu() {
     check("seabios", false);
 }
 
+/// Mode 12h set by SeaBIOS's VGA BIOS, then drawn by a boot sector through write modes 0-3,
+/// the bit mask, set/reset, rotate and XOR, latch copies and read mode 1, with one DAC entry
+/// changed: all MMIO, all in the trace.
+#[test]
+fn planar_write_modes_match_qemu() {
+    check("planar", false);
+}
+
 #[test]
 fn linux_vgacon_matches_qemu() {
     check("vgacon", false);
