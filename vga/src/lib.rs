@@ -107,49 +107,31 @@ impl Vga {
         if !vram_size.is_power_of_two() || !(256 << 10..=256 << 20).contains(&vram_size) {
             return Err(VgaError::BadVramSize(vram_size));
         }
-        let mut vga = Vga {
-            vram: vec![0; vram_size],
-            latch: 0,
-            sr_index: 0,
-            sr: [0; 8],
-            sr_vbe: [0; 8],
-            gr_index: 0,
-            gr: [0; 16],
-            ar_index: 0,
-            ar: [0; ATT_C],
-            ar_flip_flop: false,
-            cr_index: 0,
-            cr: [0; 256],
-            msr: 0,
-            fcr: 0,
-            st00: 0,
-            st01: 0,
-            dac_state: 0,
-            dac_sub_index: 0,
-            dac_read_index: 0,
-            dac_write_index: 0,
-            dac_cache: [0; 3],
-            dac_8bit: false,
-            palette: [0; 768],
-            bank_offset: 0,
-            vbe_index: 0,
-            vbe_regs: [0; VBE_DISPI_INDEX_NB as usize],
-            vbe_start_addr: 0,
-            vbe_line_offset: 0,
-            vbe_bank_mask: 0,
-        };
-        vga.reset();
-        Ok(vga)
+        Ok(Self::at_reset(vec![0; vram_size], 0))
+    }
+
+    /// QEMU's `-device VGA`: 16 MiB of video memory, at reset.
+    pub fn qemu_default() -> Self {
+        Self::at_reset(vec![0; DEFAULT_VRAM_SIZE], 0)
     }
 
     /// QEMU's `vga_common_reset`: every register to zero, the VBE ID to the newest
-    /// interface version. Video memory keeps its contents, as on QEMU.
+    /// interface version. Video memory and the latches keep their contents, as on QEMU.
     pub fn reset(&mut self) {
         let vram = std::mem::take(&mut self.vram);
-        let vram_size = vram.len();
-        *self = Vga {
+        *self = Self::at_reset(vram, self.latch);
+    }
+
+    /// The reset state over `vram` (a power of two of at least 256 KiB, checked by the
+    /// public constructors).
+    fn at_reset(vram: Vec<u8>, latch: u32) -> Self {
+        let mut vbe_regs = [0; VBE_DISPI_INDEX_NB as usize];
+        vbe_regs[VBE_DISPI_INDEX_ID as usize] = VBE_DISPI_ID5;
+        // One bank is 64 KiB; memory is a power of two of at least 256 KiB.
+        let vbe_bank_mask = ((vram.len() >> 16) as u32).saturating_sub(1);
+        Vga {
             vram,
-            latch: self.latch,
+            latch,
             sr_index: 0,
             sr: [0; 8],
             sr_vbe: [0; 8],
@@ -173,13 +155,11 @@ impl Vga {
             palette: [0; 768],
             bank_offset: 0,
             vbe_index: 0,
-            vbe_regs: [0; VBE_DISPI_INDEX_NB as usize],
+            vbe_regs,
             vbe_start_addr: 0,
             vbe_line_offset: 0,
-            // vram_size is a power of two >= 256 KiB, so this is at least 3.
-            vbe_bank_mask: ((vram_size >> 16) as u32).saturating_sub(1),
-        };
-        self.vbe_regs[VBE_DISPI_INDEX_ID as usize] = VBE_DISPI_ID5;
+            vbe_bank_mask,
+        }
     }
 
     /// Video memory size in bytes.

@@ -59,7 +59,7 @@ impl Default for Replay {
 impl Replay {
     /// QEMU's `-device VGA` (16 MiB of video memory) at reset.
     pub fn new() -> Self {
-        Self::with_vga(Vga::new(crate::DEFAULT_VRAM_SIZE).unwrap_or_else(|_| unreachable!()))
+        Self::with_vga(Vga::qemu_default())
     }
 
     /// Replays onto an existing VGA (e.g. a different memory size).
