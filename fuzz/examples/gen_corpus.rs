@@ -583,4 +583,77 @@ fn main() {
     decoders();
     device_ports();
     spice_channels();
+    vga();
+}
+
+/// A committed QEMU recording (vga/tests/data), as text.
+fn vga_recording(name: &str) -> String {
+    use std::io::Read;
+    let path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../vga/tests/data/{name}.trace.gz"));
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(std::fs::File::open(path).unwrap())
+        .read_to_string(&mut text)
+        .unwrap();
+    text
+}
+
+/// vga: op streams made from real traffic (first byte even) and trace text (first byte odd).
+fn vga() {
+    use saffron_fuzz::vga::Op;
+    use saffron_vga::trace::{TraceEvent, parse_line};
+    for (name, lines) in [("seabios", 1500), ("vbe", usize::MAX)] {
+        let text = vga_recording(name);
+        let mut ops = vec![0u8];
+        let mut n = 0;
+        for ev in text.lines().filter_map(|l| parse_line(l).unwrap()) {
+            let op = match ev {
+                TraceEvent::PortWrite { port, val } => Op::PortWrite { port, val },
+                TraceEvent::PortRead { port, .. } => Op::PortRead { port },
+                TraceEvent::VbeWrite { index, val } => Op::VbeWrite { index, val },
+                TraceEvent::VbeRead { index, .. } => Op::VbeRead { index },
+                TraceEvent::MemWrite { addr, val, .. } => Op::WindowWrite {
+                    addr,
+                    val: val as u8,
+                },
+                TraceEvent::MemRead { addr, .. } => Op::WindowRead { addr },
+            };
+            // The VBE recording's text traffic is the same as SeaBIOS's: keep its DISPI part.
+            if name == "vbe" && !matches!(op, Op::VbeWrite { .. } | Op::VbeRead { .. }) {
+                continue;
+            }
+            ops.extend_from_slice(&op.encode());
+            n += 1;
+            if n >= lines {
+                break;
+            }
+        }
+        for i in 0..64u64 {
+            ops.extend_from_slice(
+                &Op::LfbWrite {
+                    offset: i * 97,
+                    val: i as u8,
+                }
+                .encode(),
+            );
+        }
+        ops.extend_from_slice(
+            &Op::Render {
+                cursor_visible: true,
+            }
+            .encode(),
+        );
+        save("vga", &format!("ops_{name}"), &ops);
+
+        let mut trace = b"\x01".to_vec();
+        for line in text
+            .lines()
+            .filter(|l| name != "vbe" || l.starts_with("vga_vbe"))
+            .take(300)
+        {
+            trace.extend_from_slice(line.as_bytes());
+            trace.push(b'\n');
+        }
+        save("vga", &format!("trace_{name}"), &trace);
+    }
 }

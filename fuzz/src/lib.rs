@@ -744,3 +744,135 @@ pub mod device {
         dev.bar_write(bar::IO, u64::from(QXL_IO_CREATE_PRIMARY), &[0]);
     }
 }
+
+/// The `vga` target's input format, shared with the seed generator.
+///
+/// First byte even: a stream of 6-byte operations on a `saffron_vga::Vga` (see [`vga::Op`]).
+/// First byte odd: the rest is QEMU trace text for `saffron_vga::replay::Replay`.
+pub mod vga {
+    use saffron_vga::regs::{VBE_DISPI_IOPORT_DATA, VBE_DISPI_IOPORT_INDEX};
+    use saffron_vga::{RenderOptions, Vga};
+
+    /// Video memory of the fuzzed VGA: small, so renders and VBE clears stay cheap, and the
+    /// smallest size the model takes.
+    pub const VRAM_SIZE: usize = 256 << 10;
+
+    /// One guest access.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Op {
+        PortWrite { port: u16, val: u8 },
+        PortRead { port: u16 },
+        VbeWrite { index: u16, val: u16 },
+        VbeRead { index: u16 },
+        WindowWrite { addr: u64, val: u8 },
+        WindowRead { addr: u64 },
+        LfbWrite { offset: u64, val: u8 },
+        Render { cursor_visible: bool },
+    }
+
+    pub const OP_SIZE: usize = 6;
+
+    /// Ports: mostly the VGA's own 0x3b0-0x3df, any port when bit 23 of the address is set.
+    fn port(a: u32) -> u16 {
+        if a & 0x80_0000 != 0 {
+            a as u16
+        } else {
+            0x3b0 + (a % 0x30) as u16
+        }
+    }
+
+    /// Window addresses: mostly 0xa0000-0xbffff, any 24-bit address when bit 23 is set.
+    fn window(a: u32) -> u64 {
+        if a & 0x80_0000 != 0 {
+            u64::from(a) << 8
+        } else {
+            0xa0000 + u64::from(a % 0x20000)
+        }
+    }
+
+    impl Op {
+        pub fn decode(b: [u8; OP_SIZE]) -> Op {
+            let a = u32::from_le_bytes([b[1], b[2], b[3], 0]);
+            let val = u16::from_le_bytes([b[4], b[5]]);
+            match b[0] % 8 {
+                0 => Op::PortWrite {
+                    port: port(a),
+                    val: val as u8,
+                },
+                1 => Op::PortRead { port: port(a) },
+                2 => Op::VbeWrite {
+                    index: (a % 16) as u16,
+                    val,
+                },
+                3 => Op::VbeRead {
+                    index: (a % 16) as u16,
+                },
+                4 => Op::WindowWrite {
+                    addr: window(a),
+                    val: val as u8,
+                },
+                5 => Op::WindowRead { addr: window(a) },
+                6 => Op::LfbWrite {
+                    offset: u64::from(a),
+                    val: val as u8,
+                },
+                _ => Op::Render {
+                    cursor_visible: val & 1 != 0,
+                },
+            }
+        }
+
+        /// The bytes that decode to this op (for the seeds).
+        pub fn encode(self) -> [u8; OP_SIZE] {
+            let (kind, a, val): (u8, u32, u16) = match self {
+                Op::PortWrite { port, val } => (0, enc_port(port), u16::from(val)),
+                Op::PortRead { port } => (1, enc_port(port), 0),
+                Op::VbeWrite { index, val } => (2, u32::from(index), val),
+                Op::VbeRead { index } => (3, u32::from(index), 0),
+                Op::WindowWrite { addr, val } => (4, (addr & 0x1ffff) as u32, u16::from(val)),
+                Op::WindowRead { addr } => (5, (addr & 0x1ffff) as u32, 0),
+                Op::LfbWrite { offset, val } => (6, offset as u32 & 0x7f_ffff, u16::from(val)),
+                Op::Render { cursor_visible } => (7, 0, u16::from(cursor_visible)),
+            };
+            let a = a.to_le_bytes();
+            let v = val.to_le_bytes();
+            [kind, a[0], a[1], a[2], v[0], v[1]]
+        }
+
+        /// Applies the op; renders must succeed or refuse a too-large picture.
+        pub fn apply(self, vga: &mut Vga) {
+            match self {
+                Op::PortWrite { port, val } => vga.io_write(port, val),
+                Op::PortRead { port } => {
+                    vga.io_read(port);
+                }
+                Op::VbeWrite { index, val } => {
+                    vga.vbe_io_write(VBE_DISPI_IOPORT_INDEX, index);
+                    vga.vbe_io_write(VBE_DISPI_IOPORT_DATA, val);
+                }
+                Op::VbeRead { index } => {
+                    vga.vbe_io_write(VBE_DISPI_IOPORT_INDEX, index);
+                    vga.vbe_io_read(VBE_DISPI_IOPORT_DATA);
+                }
+                Op::WindowWrite { addr, val } => vga.window_write(addr, val),
+                Op::WindowRead { addr } => {
+                    vga.window_read(addr);
+                }
+                Op::LfbWrite { offset, val } => vga.lfb_write(offset, val),
+                Op::Render { cursor_visible } => {
+                    match vga.screenshot(RenderOptions { cursor_visible }) {
+                        Ok(_) | Err(saffron_vga::RenderError::TooLarge { .. }) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    fn enc_port(port: u16) -> u32 {
+        if (0x3b0..0x3e0).contains(&port) {
+            u32::from(port - 0x3b0)
+        } else {
+            0x80_0000 | u32::from(port)
+        }
+    }
+}

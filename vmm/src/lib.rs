@@ -10,3 +10,4 @@ pub mod qmp;
 pub mod run;
 pub mod spice;
 pub mod vfio_user;
+pub mod vga_replay;

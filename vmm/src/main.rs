@@ -1,7 +1,8 @@
 //! `saffron`: the QXL display device for VMMs.
 //!
 //! - `saffron run` boots a guest under QEMU with our device attached (the main job);
-//! - `saffron device` serves the device alone, for a VMM someone else starts.
+//! - `saffron device` serves the device alone, for a VMM someone else starts;
+//! - `saffron vga-replay` replays a QEMU VGA trace through our VGA model into a PNG.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,28 @@ enum Cmd {
     Run(RunArgs),
     /// Serve the QXL device over vfio-user for a VMM started by someone else.
     Device(DeviceArgs),
+    /// Replay a QEMU VGA trace log through our VGA model and write the final screen as PNG.
+    VgaReplay(VgaReplayArgs),
+}
+
+#[derive(Args)]
+struct VgaReplayArgs {
+    /// QEMU log trace (plain or gzip) of `-trace vga_std_read_io -trace vga_std_write_io
+    /// -trace vga_vbe_read -trace vga_vbe_write -trace memory_region_ops_read
+    /// -trace memory_region_ops_write -D FILE`, replayed from QEMU's reset state.
+    #[arg(long, value_name = "FILE")]
+    qemu_trace: PathBuf,
+    /// Where to write the screen at the end of the trace (PNG, 8-bit RGB).
+    #[arg(long, value_name = "PNG")]
+    out: PathBuf,
+    /// Video memory snapshot (plain or gzip; e.g. QEMU's pmemsave of the VGA's BAR 0)
+    /// loaded after the trace: VBE linear-framebuffer and chain-4 writes go to RAM and are
+    /// not in QEMU's traces.
+    #[arg(long, value_name = "FILE")]
+    vram: Option<PathBuf>,
+    /// Draw the text cursor in its hidden blink phase.
+    #[arg(long)]
+    cursor_hidden: bool,
 }
 
 #[derive(Args)]
@@ -287,12 +310,41 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
     Ok(0)
 }
 
+fn vga_replay(args: VgaReplayArgs) -> Result<u8, String> {
+    let summary = saffron_vmm::vga_replay::run(&saffron_vmm::vga_replay::VgaReplayOptions {
+        trace: args.qemu_trace,
+        vram: args.vram,
+        out: args.out.clone(),
+        cursor_visible: !args.cursor_hidden,
+    })
+    .map_err(|e| e.to_string())?;
+    let s = summary.stats;
+    println!(
+        "{} lines, {} VGA events ({} accesses), {} reads differing from QEMU's; {}x{} screen written to {}",
+        s.lines,
+        s.events,
+        s.accesses,
+        s.read_mismatches,
+        summary.width,
+        summary.height,
+        args.out.display()
+    );
+    if let Some((line, m)) = s.first_mismatch {
+        println!(
+            "first differing read: line {line}: {:?}, ours {:#x}",
+            m.event, m.got
+        );
+    }
+    Ok(0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
         Cmd::Run(a) => run(a),
         Cmd::Device(a) => device(a),
+        Cmd::VgaReplay(a) => vga_replay(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -312,6 +364,7 @@ mod tests {
         match cli.command {
             Cmd::Run(a) => a.qxl.config(),
             Cmd::Device(a) => a.qxl.config(),
+            Cmd::VgaReplay(_) => Err("no QXL options".into()),
         }
     }
 
