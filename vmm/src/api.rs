@@ -179,6 +179,8 @@ impl Api {
             "worker": worker.map(|w| json!({
                 "draws": w.draws,
                 "dropped_draws": w.dropped_draws,
+                "dropped_outside_surface": w.dropped_outside_surface,
+                "dropped_no_surface": w.dropped_no_surface,
                 "surface_commands": w.surface_commands,
                 "cursor_commands": w.cursor_commands,
                 "other_commands": w.other_commands,
@@ -190,7 +192,7 @@ impl Api {
                     "rendered": c.rendered,
                     "approximated": c.approximated,
                     "unsupported": c.unsupported,
-                    "failed": c.failed,
+                    "failed": c.dropped,
                 })).collect::<Vec<_>>(),
                 "cursor": {
                     "x": w.cursor.x,

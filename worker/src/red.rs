@@ -23,9 +23,9 @@ use saffron_display::{DisplayItem, Head, Pipe, Watch};
 use crate::cursor::{CursorState, CursorSummary};
 use crate::publish::{self, PublishStats, Publisher};
 use crate::record::{Event, Recorder, Ring};
-use crate::render::{DrawKind, Renderer};
+use crate::render::{DrawKind, RenderError, Renderer};
 use crate::screendump::{self, Area};
-use crate::surface::{Surface, SurfaceTable};
+use crate::surface::{Surface, SurfaceError, SurfaceTable};
 use saffron_ring::abi::QXLCommand;
 use saffron_seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 
@@ -79,6 +79,12 @@ pub struct WorkerStats {
     /// Draw commands the renderer refused (no such surface, bbox outside it): dropped and
     /// released, as spice-server does.
     pub dropped_draws: u64,
+    /// Of them, drawings whose box lies outside their surface. Not a fault: Linux's qxl
+    /// driver sends one at start, a full-screen COPY onto the 64x64 placeholder primary it
+    /// creates before the real one.
+    pub dropped_outside_surface: u64,
+    /// Of them, drawings onto a surface that does not exist.
+    pub dropped_no_surface: u64,
     /// Surface commands (create, destroy).
     pub surface_commands: u64,
     /// Cursor commands.
@@ -622,7 +628,25 @@ impl<I: QxlInterface> RedWorker<I> {
                         // Like spice-server: a drawable on a missing surface or outside it is
                         // dropped (and counted per kind), the guest keeps going.
                         self.stats.dropped_draws += 1;
-                        debug!("{:?} drawable dropped: {e}", DrawKind::of(&d.body));
+                        let kind = DrawKind::of(&d.body);
+                        match e {
+                            RenderError::BboxOutside { .. } => {
+                                self.stats.dropped_outside_surface += 1;
+                                if self.stats.dropped_outside_surface == 1 {
+                                    info!(
+                                        "{kind:?} drawable dropped, as spice-server drops it: {e} \
+                                         (Linux's qxl driver sends one such at start)"
+                                    );
+                                } else {
+                                    debug!("{kind:?} drawable dropped: {e}");
+                                }
+                            }
+                            RenderError::Surface(SurfaceError::Missing { .. }) => {
+                                self.stats.dropped_no_surface += 1;
+                                debug!("{kind:?} drawable dropped: {e}");
+                            }
+                            _ => debug!("{kind:?} drawable dropped: {e}"),
+                        }
                     }
                 }
                 true

@@ -132,8 +132,9 @@ pub struct DrawCounts {
     pub approximated: u64,
     /// Not drawn because of a [`Limitation`].
     pub unsupported: u64,
-    /// Not drawn because the drawable was wrong ([`RenderError`]).
-    pub failed: u64,
+    /// Not drawn because the drawable breaks spice-server's rules ([`RenderError`]): dropped,
+    /// as spice-server drops it.
+    pub dropped: u64,
 }
 
 /// What the renderer did, per kind of drawable.
@@ -360,7 +361,7 @@ impl Renderer {
                     c.approximated += 1;
                 }
                 Some(Outcome::Unsupported(_)) => c.unsupported += 1,
-                None => c.failed += 1,
+                None => c.dropped += 1,
             }
         }
         match result {

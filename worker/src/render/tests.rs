@@ -374,7 +374,7 @@ fn copy_from_another_surface_is_clipped_to_it() {
             crate::surface::SurfaceError::Missing { id: 5 }
         ))
     ));
-    assert_eq!(r.stats().get(DrawKind::Copy).failed, 1);
+    assert_eq!(r.stats().get(DrawKind::Copy).dropped, 1);
 }
 
 #[test]
@@ -1367,7 +1367,7 @@ fn bad_drawables_are_errors_and_unsupported_images_are_counted() {
         ),
         Err(RenderError::Surface(_))
     ));
-    assert_eq!(r.stats().get(DrawKind::Fill).failed, 3);
+    assert_eq!(r.stats().get(DrawKind::Fill).dropped, 3);
     let quic = Box::new(Image::Quic {
         descriptor: ImageDescriptor {
             id: 0,
@@ -1760,7 +1760,7 @@ mod fuzz {
                 }
             }
             let counts = r.stats().get(DrawKind::of(&d.body));
-            prop_assert_eq!(counts.rendered + counts.unsupported + counts.failed, 1);
+            prop_assert_eq!(counts.rendered + counts.unsupported + counts.dropped, 1);
         }
 
         /// COPY_BITS equals a memmove of the source area, whatever the clip.
