@@ -77,6 +77,9 @@ pub struct ServerConfig {
     /// Copy every byte each client sends into a file per connection in this directory
     /// (fuzz seeds from real clients; see `record.rs` for the format).
     pub record_dir: Option<PathBuf>,
+    /// What the guest agent channel lets through (QEMU's `disable-copy-paste` and
+    /// `disable-agent-file-xfer`).
+    pub agent: crate::vdi::AgentPolicy,
 }
 
 impl ServerConfig {
@@ -99,6 +102,7 @@ impl ServerConfig {
             cursor_poll_interval: Duration::from_millis(15),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
+            agent: crate::vdi::AgentPolicy::default(),
         }
     }
 }

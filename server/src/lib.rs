@@ -5,6 +5,7 @@
 //! [`ServerHandle`] stops it when dropped.
 
 pub mod agent;
+pub mod agent_link;
 pub mod cache;
 mod channel;
 pub mod client;
@@ -22,6 +23,7 @@ pub mod session;
 pub mod source;
 pub mod ticket;
 pub mod tls;
+pub mod vdi;
 pub mod wire;
 
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
@@ -33,4 +35,6 @@ pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
     PointerEvent,
 };
+pub use agent_link::AgentStats;
 pub use tls::TlsError;
+pub use vdi::AgentPolicy;

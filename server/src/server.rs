@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub image_compression: RwLock<crate::image::Compression>,
     /// Every display client's images, by format.
     pub image_totals: Arc<crate::image::ImageTotals>,
+    /// The link to the guest agent.
+    pub agent: Arc<crate::agent_link::AgentHub>,
 }
 
 impl Shared {
@@ -142,6 +144,22 @@ impl ServerHandle {
         self.shared.image_totals.snapshot()
     }
 
+    /// Takes `stream` (the VMM's virtio-serial port `com.redhat.spice.0`, connected) as the
+    /// link to the guest agent, replacing any previous one (QEMU reconnecting its chardev).
+    pub fn attach_agent(&self, stream: std::os::unix::net::UnixStream) -> io::Result<()> {
+        self.shared.agent.attach(stream)
+    }
+
+    /// Whether a guest agent is connected (it has spoken on the current link).
+    pub fn agent_connected(&self) -> bool {
+        self.shared.agent.connected()
+    }
+
+    /// The agent link's counters.
+    pub fn agent_stats(&self) -> crate::agent_link::AgentStats {
+        self.shared.agent.stats()
+    }
+
     /// The image compression new display channels get.
     pub fn image_compression(&self) -> crate::image::Compression {
         *self
@@ -155,6 +173,7 @@ impl ServerHandle {
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.sessions.close_all();
+        self.shared.agent.shutdown();
         for t in self.accept.drain(..) {
             let _ = t.join();
         }
@@ -218,6 +237,7 @@ pub fn start_with_cursor(
         .as_deref()
         .map(|p| Ticket::new(p, config.password_lifetime));
     let image_compression = config.image_compression;
+    let agent_policy = config.agent;
     let shared = Arc::new(Shared {
         config,
         source,
@@ -231,6 +251,7 @@ pub fn start_with_cursor(
         started: Instant::now(),
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
+        agent: crate::agent_link::AgentHub::new(agent_policy),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {
@@ -534,7 +555,8 @@ pub fn fuzz_client_messages(
     let shared = &server.shared;
     let session = shared.sessions.create(MOUSE_MODE_SERVER, None);
     let queue = SendQueue::new(shared.config.queue_limit);
-    let mut agent = crate::agent::AgentInbox::new(main_channel::AGENT_TOKENS);
+    let mut agent =
+        crate::agent::AgentInbox::with_policy(main_channel::AGENT_TOKENS, shared.config.agent);
     let max = match channel_type {
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
         channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,
