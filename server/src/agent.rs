@@ -196,7 +196,13 @@ impl AgentInbox {
                     if *have == AGENT_HEADER_SIZE {
                         let header = *buf;
                         self.start_body(&header)?;
-                        if matches!(self.stage, Stage::Body { fate: Fate::Forward, .. }) {
+                        if matches!(
+                            self.stage,
+                            Stage::Body {
+                                fate: Fate::Forward,
+                                ..
+                            }
+                        ) {
                             segment.extend_from_slice(&header);
                         }
                         self.finish_if_complete(&mut done, &mut segment)?;
@@ -383,7 +389,10 @@ mod tests {
         stream.extend(&grab);
         stream.extend(&caps);
         for (policy, want) in [
-            (AgentPolicy::default(), vec![clip.clone(), grab.clone(), caps.clone()]),
+            (
+                AgentPolicy::default(),
+                vec![clip.clone(), grab.clone(), caps.clone()],
+            ),
             (
                 AgentPolicy {
                     copy_paste: false,
@@ -399,9 +408,11 @@ mod tests {
                 for body in stream.chunks(step) {
                     for seg in inbox.on_data(body).unwrap().forward {
                         // A segment starts a message exactly when it starts with a header.
-                        if got.last().is_none_or(|m| m.len() >= 20 && {
-                            let size = u32::from_le_bytes(m[16..20].try_into().unwrap());
-                            m.len() == 20 + size as usize
+                        if got.last().is_none_or(|m| {
+                            m.len() >= 20 && {
+                                let size = u32::from_le_bytes(m[16..20].try_into().unwrap());
+                                m.len() == 20 + size as usize
+                            }
                         }) {
                             starts.push(seg.len());
                             got.push(seg);

@@ -57,6 +57,9 @@ struct MainEntry {
     tokens_cap: bool,
     /// Where its inbox gets its tokens back.
     token_return: Arc<AtomicU32>,
+    /// When it sent AGENT_START on the current link (a sequence number), and the tokens it
+    /// granted last: when the agent's client leaves, the latest other one takes over.
+    started: Option<(u64, u32)>,
 }
 
 /// Whose token an outgoing piece returns once written.
@@ -96,6 +99,8 @@ struct State {
     /// The session the agent talks to, and the tokens its client granted us.
     owner: Option<u32>,
     client_tokens: u32,
+    /// Numbers AGENT_STARTs.
+    start_seq: u64,
     /// Whether the message the reader is in the middle of goes to the owner (a client that
     /// arrives mid-message must not get its tail).
     forwarding: bool,
@@ -123,6 +128,7 @@ impl AgentHub {
                 mains: Vec::new(),
                 owner: None,
                 client_tokens: 0,
+                start_seq: 0,
                 forwarding: false,
                 to_guest: VecDeque::new(),
                 server_bytes: 0,
@@ -190,6 +196,9 @@ impl AgentHub {
         s.owner = None;
         s.client_tokens = 0;
         s.forwarding = false;
+        for m in &mut s.mains {
+            m.started = None;
+        }
         s.to_guest.clear();
         s.server_bytes = 0;
         self.wake.notify_all();
@@ -213,6 +222,7 @@ impl AgentHub {
             queue,
             tokens_cap,
             token_return,
+            started: None,
         });
     }
 
@@ -228,11 +238,19 @@ impl AgentHub {
         let mut s = self.lock();
         s.mains.retain(|m| m.session != session);
         if s.owner == Some(session) {
-            s.owner = None;
-            s.client_tokens = 0;
             s.forwarding = false;
             self.client_disconnected(&mut s);
-            info!(session, "agent client left");
+            // The client that started the agent last before it takes over (spice-server has
+            // one client at a time; we let several watch, and the agent follows the newest).
+            let next = s
+                .mains
+                .iter()
+                .filter_map(|m| m.started.map(|(seq, tokens)| (seq, m.session, tokens)))
+                .max();
+            s.owner = next.map(|(_, session, _)| session);
+            s.client_tokens = next.map_or(0, |(_, _, tokens)| tokens);
+            info!(session, next = ?s.owner, "agent client left");
+            self.wake.notify_all();
         }
     }
 
@@ -272,6 +290,11 @@ impl AgentHub {
             info!(old, session, "agent taken over by another client");
             self.client_disconnected(&mut s);
         }
+        s.start_seq += 1;
+        let seq = s.start_seq;
+        if let Some(m) = s.mains.iter_mut().find(|m| m.session == session) {
+            m.started = Some((seq, tokens));
+        }
         s.owner = Some(session);
         s.client_tokens = tokens;
         self.wake.notify_all();
@@ -280,6 +303,11 @@ impl AgentHub {
     /// AGENT_TOKEN from `session`.
     pub fn client_tokens(&self, session: u32, tokens: u32) {
         let mut s = self.lock();
+        if let Some(m) = s.mains.iter_mut().find(|m| m.session == session)
+            && let Some((_, t)) = &mut m.started
+        {
+            *t = t.saturating_add(tokens);
+        }
         if s.owner == Some(session) {
             s.client_tokens = s.client_tokens.saturating_add(tokens);
             self.wake.notify_all();

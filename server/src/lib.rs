@@ -26,6 +26,7 @@ pub mod tls;
 pub mod vdi;
 pub mod wire;
 
+pub use agent_link::AgentStats;
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use image::{Compression, WanCompression};
 pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
@@ -35,6 +36,5 @@ pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
     PointerEvent,
 };
-pub use agent_link::AgentStats;
 pub use tls::TlsError;
 pub use vdi::AgentPolicy;

@@ -118,7 +118,9 @@ pub enum VdiError {
     Protocol { protocol: u32 },
     #[error("agent message type {type_} of {size} bytes exceeds {MAX_AGENT_MESSAGE_SIZE}")]
     MessageTooLarge { type_: u32, size: u32 },
-    #[error("capabilities message of {size} bytes (4 + 4 × words, at most {MAX_CAPS_MESSAGE_SIZE})")]
+    #[error(
+        "capabilities message of {size} bytes (4 + 4 × words, at most {MAX_CAPS_MESSAGE_SIZE})"
+    )]
     BadCaps { size: u32 },
 }
 
@@ -282,7 +284,8 @@ impl GuestReader {
                         let m = room.min(take.len());
                         st.buf.extend_from_slice(&take[..m]);
                         take = &take[m..];
-                        if st.buf.len() == VD_AGENT_MAX_DATA_SIZE && (st.left > 0 || !take.is_empty())
+                        if st.buf.len() == VD_AGENT_MAX_DATA_SIZE
+                            && (st.left > 0 || !take.is_empty())
                         {
                             out.push(GuestOutput::ToClient {
                                 first: st.first,
@@ -409,7 +412,11 @@ mod tests {
         c
     }
 
-    fn feed_all(r: &mut GuestReader, bytes: &[u8], step: usize) -> Result<Vec<GuestOutput>, VdiError> {
+    fn feed_all(
+        r: &mut GuestReader,
+        bytes: &[u8],
+        step: usize,
+    ) -> Result<Vec<GuestOutput>, VdiError> {
         let mut out = Vec::new();
         for piece in bytes.chunks(step.max(1)) {
             r.feed(piece, &mut out)?;
@@ -424,10 +431,15 @@ mod tests {
             if let GuestOutput::ToClient { first, data } = o {
                 assert!(data.len() <= VD_AGENT_MAX_DATA_SIZE);
                 if *first {
-                    assert!(data.len() >= AGENT_HEADER_SIZE, "a first piece holds the header");
+                    assert!(
+                        data.len() >= AGENT_HEADER_SIZE,
+                        "a first piece holds the header"
+                    );
                     msgs.push(data.clone());
                 } else {
-                    msgs.last_mut().expect("a continuation follows a first piece").extend(data);
+                    msgs.last_mut()
+                        .expect("a continuation follows a first piece")
+                        .extend(data);
                 }
             }
         }
@@ -461,7 +473,10 @@ mod tests {
         let mut r = GuestReader::new(AgentPolicy::default());
         let out = feed_all(&mut r, &stream, 3).unwrap();
         assert_eq!(reassemble(&out), vec![a]);
-        assert!(out.contains(&GuestOutput::ForServer { type_: 99, size: 30 }));
+        assert!(out.contains(&GuestOutput::ForServer {
+            type_: 99,
+            size: 30
+        }));
     }
 
     #[test]
@@ -472,10 +487,22 @@ mod tests {
             | 1; // MOUSE_STATE stays
         let mut caps = 1u32.to_le_bytes().to_vec();
         caps.extend(caps_word.to_le_bytes());
-        let mut stream = chunk(VDP_CLIENT_PORT, &agent_message(msg_type::ANNOUNCE_CAPABILITIES, &caps));
-        stream.extend(chunk(VDP_CLIENT_PORT, &agent_message(msg_type::CLIPBOARD, &[7; 5000])));
-        stream.extend(chunk(VDP_CLIENT_PORT, &agent_message(msg_type::FILE_XFER_STATUS, &[0; 12])));
-        stream.extend(chunk(VDP_CLIENT_PORT, &agent_message(msg_type::MONITORS_CONFIG, &[0; 8])));
+        let mut stream = chunk(
+            VDP_CLIENT_PORT,
+            &agent_message(msg_type::ANNOUNCE_CAPABILITIES, &caps),
+        );
+        stream.extend(chunk(
+            VDP_CLIENT_PORT,
+            &agent_message(msg_type::CLIPBOARD, &[7; 5000]),
+        ));
+        stream.extend(chunk(
+            VDP_CLIENT_PORT,
+            &agent_message(msg_type::FILE_XFER_STATUS, &[0; 12]),
+        ));
+        stream.extend(chunk(
+            VDP_CLIENT_PORT,
+            &agent_message(msg_type::MONITORS_CONFIG, &[0; 8]),
+        ));
         let policy = AgentPolicy {
             copy_paste: false,
             file_xfer: false,
@@ -529,7 +556,10 @@ mod tests {
         let mut r = GuestReader::new(AgentPolicy::default());
         assert_eq!(
             r.feed(
-                &chunk(VDP_CLIENT_PORT, &agent_message(msg_type::ANNOUNCE_CAPABILITIES, &[0; 4096])),
+                &chunk(
+                    VDP_CLIENT_PORT,
+                    &agent_message(msg_type::ANNOUNCE_CAPABILITIES, &[0; 4096])
+                ),
                 &mut out
             ),
             Err(VdiError::BadCaps { size: 4096 })

@@ -34,7 +34,8 @@ struct Guest(UnixStream);
 impl Guest {
     fn attach(h: &ServerHandle) -> Guest {
         let (ours, theirs) = UnixStream::pair().unwrap();
-        ours.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        ours.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         h.attach_agent(theirs).unwrap();
         Guest(ours)
     }
@@ -122,6 +123,14 @@ fn client_messages(s: &mut TcpStream, n: usize) -> Vec<Vec<u8>> {
     msgs
 }
 
+/// AGENT_START, and a round trip that makes sure the server handled it (messages on one
+/// channel are handled in order) before the test's guest speaks.
+fn agent_start(s: &mut TcpStream) {
+    send_msg(s, 106, &u32::MAX.to_le_bytes());
+    send_msg(s, 104, &[]);
+    wait_for(s, 104);
+}
+
 fn main_with_tokens_cap(h: &ServerHandle) -> (TcpStream, Vec<u8>) {
     let (r, mut s) = link(h.local_addr(), 0, 1, PW, &[CAPS_TOKENS]);
     assert_eq!(r, 0);
@@ -147,15 +156,23 @@ fn clipboard_messages_cross_both_ways_with_tokens() {
     assert_eq!(u32_at(&late_init, 16), 1, "agent_connected in INIT");
 
     // AGENT_START, then a 5000-byte clipboard message split as spice-gtk splits it.
-    send_msg(&mut main, 106, &u32::MAX.to_le_bytes());
+    agent_start(&mut main);
     let clip: Vec<u8> = (0..5000u32).map(|i| (i * 7) as u8).collect();
     let m = agent_message(msg_type::CLIPBOARD, &clip);
     for piece in m.chunks(2048) {
         send_msg(&mut main, 107, piece);
     }
-    assert_eq!(guest.client_bytes(m.len()), m, "the guest gets the message as sent");
+    assert_eq!(
+        guest.client_bytes(m.len()),
+        m,
+        "the guest gets the message as sent"
+    );
     for _ in 0..3 {
-        assert_eq!(u32_at(&wait_for(&mut main, 110), 0), 1, "AGENT_TOKEN per message");
+        assert_eq!(
+            u32_at(&wait_for(&mut main, 110), 0),
+            1,
+            "AGENT_TOKEN per message"
+        );
     }
 
     // The guest answers with 1 MiB in one chunk (as spice-vdagentd writes it): the client
@@ -181,7 +198,10 @@ fn clipboard_messages_cross_both_ways_with_tokens() {
     assert_eq!(port, VDP_SERVER_PORT);
     assert_eq!(u32_at(&p, 4), msg_type::CLIENT_DISCONNECTED);
     let stats = h.agent_stats();
-    assert!(stats.pieces_to_client > 512 && stats.resets == 0, "{stats:?}");
+    assert!(
+        stats.pieces_to_client > 512 && stats.resets == 0,
+        "{stats:?}"
+    );
 }
 
 #[test]
@@ -194,18 +214,25 @@ fn copy_paste_off_strips_caps_and_drops_clipboard_both_ways() {
     let mut guest = Guest::attach(&h);
     guest.announce(0); // connects
     wait_for(&mut main, 115);
-    send_msg(&mut main, 106, &u32::MAX.to_le_bytes());
+    agent_start(&mut main);
     // Caps asked again (as spice-gtk's request): clipboard caps go, FILE_XFER_DISABLED comes.
     guest.announce((1 << cap::CLIPBOARD_BY_DEMAND) | (1 << cap::CLIPBOARD_SELECTION) | 1);
     guest.send(
         VDP_CLIENT_PORT,
         &agent_message(msg_type::CLIPBOARD_GRAB, &[1, 0, 0, 0]),
     );
-    guest.send(VDP_CLIENT_PORT, &agent_message(msg_type::MAX_CLIPBOARD, &[0; 4]));
+    guest.send(
+        VDP_CLIENT_PORT,
+        &agent_message(msg_type::MAX_CLIPBOARD, &[0; 4]),
+    );
     let got = client_messages(&mut main, 2);
     assert_eq!(u32_at(&got[0], 4), msg_type::ANNOUNCE_CAPABILITIES);
     assert_eq!(u32_at(&got[0], 24), 1 | (1 << cap::FILE_XFER_DISABLED));
-    assert_eq!(u32_at(&got[1], 4), msg_type::MAX_CLIPBOARD, "the grab was dropped");
+    assert_eq!(
+        u32_at(&got[1], 4),
+        msg_type::MAX_CLIPBOARD,
+        "the grab was dropped"
+    );
     // The client's clipboard is dropped too; its token comes back all the same.
     send_msg(
         &mut main,
@@ -215,7 +242,11 @@ fn copy_paste_off_strips_caps_and_drops_clipboard_both_ways() {
     assert_eq!(u32_at(&wait_for(&mut main, 110), 0), 1);
     let ok = agent_message(msg_type::MAX_CLIPBOARD, &[0; 4]);
     send_msg(&mut main, 107, &ok);
-    assert_eq!(guest.client_bytes(ok.len()), ok, "only the allowed message arrives");
+    assert_eq!(
+        guest.client_bytes(ok.len()),
+        ok,
+        "only the allowed message arrives"
+    );
 }
 
 #[test]
@@ -265,7 +296,11 @@ fn a_hostile_agent_only_gets_its_link_reset() {
         guest.announce(0);
         wait_for(&mut main, 115);
         guest.0.write_all(&bytes).unwrap();
-        assert_eq!(u32_at(&wait_for(&mut main, 108), 0), 0, "{what}: AGENT_DISCONNECTED");
+        assert_eq!(
+            u32_at(&wait_for(&mut main, 108), 0),
+            0,
+            "{what}: AGENT_DISCONNECTED"
+        );
         assert!(guest.closed(), "{what}: the stream was shut down");
         resets += 1;
         assert_eq!(h.agent_stats().resets, resets, "{what}");
@@ -289,7 +324,7 @@ fn a_hostile_agent_only_gets_its_link_reset() {
     assert_eq!(u32_at(&wait_for(&mut main, 108), 0), 0);
     guest.announce(0);
     wait_for(&mut main, 115);
-    send_msg(&mut main, 106, &u32::MAX.to_le_bytes());
+    agent_start(&mut main);
     let release = agent_message(msg_type::CLIPBOARD_RELEASE, &[]);
     guest.send(VDP_CLIENT_PORT, &release);
     assert_eq!(client_messages(&mut main, 1), vec![release]);

@@ -1,6 +1,7 @@
 //! The `saffron` VMM side: the vfio-user front end for the QXL device, launching QEMU for
 //! `saffron run`, and the control socket.
 
+pub mod agent;
 pub mod api;
 pub mod control;
 pub mod intx;

@@ -118,6 +118,13 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
+    /// agent's clipboard capabilities are hidden and clipboard messages dropped, both ways.
+    #[arg(long)]
+    spice_disable_copy_paste: bool,
+    /// No file transfer to the guest agent (QEMU's disable-agent-file-xfer).
+    #[arg(long)]
+    spice_disable_agent_file_xfer: bool,
 }
 
 impl SpiceArgs {
@@ -133,6 +140,8 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            disable_copy_paste: self.spice_disable_copy_paste,
+            disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
         }
     }
 }
@@ -174,6 +183,10 @@ struct RunArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// No Spice guest agent port (by default, with --spice, the guest gets a virtio-serial
+    /// port com.redhat.spice.0 for spice-vdagent).
+    #[arg(long)]
+    no_spice_agent: bool,
     /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
@@ -194,6 +207,11 @@ struct DeviceArgs {
     /// The VMM's QMP socket, for Spice client input (`input-send-event`).
     #[arg(long, value_name = "PATH")]
     qmp: Option<PathBuf>,
+    /// Listen on PATH for the guest agent's port: QEMU connects to it with
+    /// `-chardev socket,id=agent,path=PATH,server=off,reconnect-ms=1000` behind
+    /// `-device virtserialport,chardev=agent,name=com.redhat.spice.0` (needs --spice).
+    #[arg(long, value_name = "PATH")]
+    agent_socket: Option<PathBuf>,
     #[command(flatten)]
     qxl: QxlArgs,
     #[command(flatten)]
@@ -239,6 +257,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         qxl,
         spice: args.spice.options(),
         record_commands: args.record_commands,
+        agent: !args.no_spice_agent,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = vm
@@ -278,6 +297,14 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }
+    };
+    let _agent = match (&args.agent_socket, &_spice) {
+        (Some(path), Some(handle)) => Some(
+            saffron_vmm::agent::AgentSocket::start(path, Arc::clone(handle))
+                .map_err(|e| format!("agent socket {}: {e}", path.display()))?,
+        ),
+        (Some(_), None) => return Err("--agent-socket needs --spice".into()),
+        _ => None,
     };
     let _control = start_control(args.api_socket.as_ref(), api)?;
     while !server.finished() && !quit.load(Ordering::Acquire) {
