@@ -23,6 +23,8 @@ use saffron_vmm::spice::SpiceOptions;
 use saffron_vmm::vfio_user::DeviceServer;
 use sha2::{Digest, Sha256};
 
+pub mod xhost;
+
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -1,0 +1,363 @@
+//! The Spice guest agent with the real spice-vdagent and a real remote-viewer: the X guest
+//! (`ci/build-guest --xorg`) runs Xorg on the qxl device, spice-vdagentd on the virtio-serial
+//! port `com.redhat.spice.0` that `saffron run` gives it (a chardev socket our process
+//! serves) and the X session agent; remote-viewer runs in Xvfb on the host, and `xclip` acts on
+//! both clipboards.
+//!
+//! - Before the agents start, a client's INIT says no agent (and the earlier tests, which boot
+//!   guests without one, are the rest of "no agent").
+//! - Host to guest: ASCII text, UTF-8 text with multi-byte characters, 1 MiB of text and a PNG
+//!   image put on the host's clipboard are what the guest's `xclip -o` returns, byte for byte
+//!   (the guest prints the sha256).
+//! - Guest to host: 1 KiB and 1 MiB of text the guest puts on its clipboard are what the
+//!   host's `xclip -o` returns.
+//! - With `--spice-disable-copy-paste` nothing crosses either way while the agent is connected
+//!   and the display goes on.
+//!
+//! The rounds' times are printed (clipboard latency, polled every 200 ms on each side).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use saffron_tests::xhost::{Reaper, start_x};
+use saffron_tests::{
+    GuestOptions, GuestVariant, Record, boot_guest_with_sync, serial_guard, sha256_hex,
+    spicy_screenshot, with_tag,
+};
+use saffron_vmm::run::Vm;
+use saffron_vmm::spice::SpiceOptions;
+
+const PASSWORD: &str = "saffron-agent-ticket";
+/// The line the guest's `agent_text` repeats (tests/guest/workloads/xorg/agent.sh).
+const GUEST_LINE: &str = "Saffron guest clipboard: 0123456789 abcdefghijklmnopqrstuvwxyz.\n";
+
+/// `len` bytes of the guest's text (its `yes LINE | head -c len`).
+fn guest_text(len: usize) -> Vec<u8> {
+    GUEST_LINE.bytes().cycle().take(len).collect()
+}
+
+/// A small RGBA PNG with every pixel different.
+fn png_image() -> Vec<u8> {
+    let (w, h) = (64u32, 48u32);
+    let mut out = Vec::new();
+    let mut enc = png::Encoder::new(&mut out, w, h);
+    enc.set_color(png::ColorType::Rgba);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut writer = enc.write_header().expect("png header");
+    let px: Vec<u8> = (0..w * h)
+        .flat_map(|i| [(i % 251) as u8, (i / 7) as u8, (i * 13) as u8, 255])
+        .collect();
+    writer.write_image_data(&px).expect("png data");
+    writer.finish().expect("png end");
+    out
+}
+
+/// What the host puts on its clipboard, per round: the MIME type the guest asks for, the
+/// target the host offers, and the bytes.
+fn host_rounds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let ascii: Vec<u8> = b"Saffron host clipboard, plain ASCII: the quick brown fox jumps over the lazy dog 0123456789 ~!@#$%^&*()_+{}|:<>?\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(1024)
+        .collect();
+    let utf8 = "Grüße aus dem Wirt: ÄÖÜ ß, 日本語のテキスト, Ελληνικά, русский, emoji 🦀🚀✓ — “quotes” …\n"
+        .repeat(3)
+        .into_bytes();
+    let big: Vec<u8> = "Saffron host clipboard, 1 MiB: lorem ipsum dolor sit amet 0123456789.\n"
+        .bytes()
+        .cycle()
+        .take(1 << 20)
+        .collect();
+    vec![
+        ("UTF8_STRING", "UTF8_STRING", ascii),
+        ("UTF8_STRING", "UTF8_STRING", utf8),
+        ("UTF8_STRING", "UTF8_STRING", big),
+        ("image/png", "image/png", png_image()),
+    ]
+}
+
+/// Puts `data` on the host's clipboard as `target` (xclip stays in the background serving it
+/// until another owner takes the selection).
+fn host_set_clipboard(display: &str, target: &str, data: &[u8]) {
+    let mut child = Command::new("xclip")
+        .args(["-i", "-selection", "clipboard", "-t", target])
+        .env("DISPLAY", display)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run xclip (apt-get install xclip)");
+    child
+        .stdin
+        .take()
+        .expect("xclip stdin")
+        .write_all(data)
+        .expect("write to xclip");
+    assert!(child.wait().expect("xclip").success(), "xclip -i failed");
+}
+
+/// The host's clipboard as UTF8_STRING (None when nobody offers it).
+fn host_get_clipboard(display: &str) -> Option<Vec<u8>> {
+    let out = Command::new("timeout")
+        .args([
+            "20",
+            "xclip",
+            "-o",
+            "-selection",
+            "clipboard",
+            "-t",
+            "UTF8_STRING",
+        ])
+        .env("DISPLAY", display)
+        .stderr(Stdio::null())
+        .output()
+        .expect("cannot run xclip (apt-get install xclip)");
+    out.status.success().then_some(out.stdout)
+}
+
+/// Starts remote-viewer on the guest (kiosk, as the remote-viewer test).
+fn start_viewer(vm: &Vm, display: &str, dir: &Path) -> Reaper {
+    let port = vm.spice().expect("spice server").local_addr().port();
+    let vv = dir.join("guest.vv");
+    std::fs::write(
+        &vv,
+        format!("[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport={port}\npassword={PASSWORD}\n"),
+    )
+    .unwrap();
+    let child = Command::new("remote-viewer")
+        .args(["--kiosk", "--kiosk-quit", "on-disconnect"])
+        .arg(&vv)
+        .env("DISPLAY", display)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
+        .spawn()
+        .expect("cannot run remote-viewer (apt-get install virt-viewer)");
+    Reaper(child)
+}
+
+/// Waits until the agent is connected and has answered a client (remote-viewer's AGENT_START
+/// asks for its capabilities): then the clipboard can cross.
+fn wait_agent_talks(vm: &Vm) -> Result<Duration, String> {
+    let spice = vm.spice().expect("spice server");
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(90) {
+        if spice.agent_connected() && spice.agent_stats().pieces_to_client > 0 {
+            return Ok(t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(format!(
+        "no agent talking to a client after 90 s: connected={} {:?} clients={}",
+        spice.agent_connected(),
+        spice.agent_stats(),
+        spice.clients().len()
+    ))
+}
+
+/// What a fresh client's INIT says: agent_connected.
+fn init_agent_connected(vm: &Vm) -> u32 {
+    let addr = vm.spice().expect("spice server").local_addr();
+    let mut main =
+        saffron_server::client::Channel::link(addr, 0, 1, PASSWORD, &[]).expect("main link");
+    let (ty, body) = main.read().expect("INIT");
+    assert_eq!(ty, 103, "MAIN_INIT first");
+    u32::from_le_bytes(body[16..20].try_into().unwrap())
+}
+
+fn options(mode: &str, types: &str, sizes: &str, dir: &Path) -> GuestOptions {
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let mut opts = GuestOptions::new("agent");
+    opts.variant = GuestVariant::Xorg;
+    opts.args = vec![mode.into(), types.into(), sizes.into()];
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        disable_copy_paste: mode == "nocopy",
+        ..SpiceOptions::default()
+    };
+    opts.timeout = Duration::from_secs(900);
+    opts
+}
+
+fn clip<'a>(recs: &'a [Record], dir: &str, n: usize) -> &'a Record {
+    with_tag(recs, "CLIP")
+        .into_iter()
+        .find(|r| r.get("dir") == dir && r.get("n") == n.to_string())
+        .unwrap_or_else(|| panic!("no CLIP dir={dir} n={n}"))
+}
+
+#[test]
+fn clipboard_crosses_both_ways_through_spice_vdagent() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-agent-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (display, _xvfb, _wm) = start_x();
+    let rounds = host_rounds();
+    let types: Vec<&str> = rounds.iter().map(|r| r.0).collect();
+    let sizes = [1024usize, 1 << 20];
+    let size_arg: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+    let opts = options("copy", &types.join("+"), &size_arg.join("+"), &dir);
+
+    let mut viewer: Option<Reaper> = None;
+    let mut no_agent_init = None;
+    let mut agent_up = None;
+    // Per guest-to-host round: what the host's clipboard held, and how long it took.
+    let mut g2h: Vec<(Option<Vec<u8>>, Duration)> = Vec::new();
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| {
+            let label = sync.get("label");
+            if label == "no-agent" {
+                no_agent_init = Some(init_agent_connected(vm));
+            } else if label == "agent-up" {
+                viewer = Some(start_viewer(vm, &display, &dir));
+                agent_up = Some(wait_agent_talks(vm));
+            } else if let Some(n) = label.strip_prefix("h2g-") {
+                let i: usize = n.parse().expect("round number");
+                let (_, target, data) = &rounds[i - 1];
+                host_set_clipboard(&display, target, data);
+            } else if let Some(n) = label.strip_prefix("g2h-") {
+                let i: usize = n.parse().expect("round number");
+                let want = guest_text(sizes[i - 1]);
+                let t0 = Instant::now();
+                let mut got = None;
+                while t0.elapsed() < Duration::from_secs(120) {
+                    got = host_get_clipboard(&display);
+                    if got.as_ref() == Some(&want) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                g2h.push((got, t0.elapsed()));
+            }
+        },
+    );
+    drop(viewer);
+    let serial = &run.serial;
+    run.assert_workload_ok("agent");
+    let recs = run.records();
+    assert_eq!(no_agent_init, Some(0), "INIT before the agents started");
+    let up = agent_up
+        .expect("agent-up sync")
+        .unwrap_or_else(|e| panic!("{e}; serial:\n{serial}"));
+    println!("agent: talking to remote-viewer {up:?} after it started");
+
+    for (i, (ty, _, data)) in rounds.iter().enumerate() {
+        let r = clip(&recs, "h2g", i + 1);
+        assert_eq!(r.get("status"), "ok", "round {} ({ty})", i + 1);
+        assert_eq!(
+            r.num("bytes"),
+            data.len() as u64,
+            "h2g round {} ({ty})",
+            i + 1
+        );
+        assert_eq!(
+            r.get("sha256"),
+            sha256_hex(data),
+            "h2g round {} ({ty}): the guest read other bytes",
+            i + 1
+        );
+        println!(
+            "agent: host -> guest {ty} {} bytes in {} ms",
+            data.len(),
+            r.get("ms")
+        );
+    }
+    assert_eq!(g2h.len(), sizes.len(), "every guest-to-host round ran");
+    for (i, ((got, took), size)) in g2h.iter().zip(sizes).enumerate() {
+        let want = guest_text(size);
+        let r = clip(&recs, "g2h", i + 1);
+        assert_eq!(
+            r.get("sha256"),
+            sha256_hex(&want),
+            "the guest set what we expect"
+        );
+        let got = got.as_ref().unwrap_or_else(|| {
+            panic!(
+                "g2h round {}: the host clipboard never held the guest's text; see {}",
+                i + 1,
+                dir.display()
+            )
+        });
+        assert_eq!(got.len(), size, "g2h round {}", i + 1);
+        assert!(*got == want, "g2h round {}: other bytes", i + 1);
+        println!("agent: guest -> host {size} bytes in {took:?}");
+    }
+    let stats = run.vm.spice().expect("spice").agent_stats();
+    println!("agent: {stats:?}");
+    assert_eq!(stats.resets, 0, "no agent link reset");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn copy_paste_off_lets_nothing_cross() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-agent-off-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (display, _xvfb, _wm) = start_x();
+    let host_text = b"Saffron: this must not reach the guest\n".to_vec();
+    let opts = options("nocopy", "UTF8_STRING", "1024", &dir);
+    let mut viewer: Option<Reaper> = None;
+    let mut agent_up = None;
+    let mut leaked = None;
+    let mut pictures = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "agent-up" => {
+                viewer = Some(start_viewer(vm, &display, &dir));
+                agent_up = Some(wait_agent_talks(vm));
+            }
+            "h2g-1" => host_set_clipboard(&display, "UTF8_STRING", &host_text),
+            "g2h-1" => {
+                // 15 s of the host clipboard never holding the guest's text.
+                let want = guest_text(1024);
+                let t0 = Instant::now();
+                leaked = Some(false);
+                while t0.elapsed() < Duration::from_secs(15) {
+                    if host_get_clipboard(&display).as_ref() == Some(&want) {
+                        leaked = Some(true);
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+            "done" => {
+                // The display goes on: a client's picture is our screendump.
+                drop(viewer.take());
+                let port = vm.spice().expect("spice").local_addr().port();
+                let shot = spicy_screenshot(port, PASSWORD, &dir.join("shot.ppm"))
+                    .expect("spicy-screenshot");
+                let dump = vm.server().worker().screendump().expect("screendump");
+                pictures = Some((shot, dump));
+            }
+            _ => {}
+        },
+    );
+    let serial = &run.serial;
+    run.assert_workload_ok("agent");
+    agent_up
+        .expect("agent-up sync")
+        .unwrap_or_else(|e| panic!("{e}; serial:\n{serial}"));
+    let recs = run.records();
+    assert_eq!(
+        clip(&recs, "h2g", 1).get("status"),
+        "none",
+        "the host's clipboard reached the guest"
+    );
+    assert_eq!(
+        leaked,
+        Some(false),
+        "the guest's clipboard reached the host"
+    );
+    let ((sw, sh, shot), (dw, dh, dump)) = pictures.expect("pictures at the end");
+    assert_eq!((sw, sh), (dw, dh));
+    assert!(shot == dump, "the client's picture is the screendump");
+    let _ = std::fs::remove_dir_all(&dir);
+}
