@@ -321,7 +321,7 @@ fn start_message(st: &mut MessageState, server: bool, policy: AgentPolicy) -> Re
     st.fate = if server || !policy.allows(type_) {
         Fate::Drop
     } else if type_ == msg_type::ANNOUNCE_CAPABILITIES {
-        if size < 8 || size > MAX_CAPS_MESSAGE_SIZE || size % 4 != 0 {
+        if !(8..=MAX_CAPS_MESSAGE_SIZE).contains(&size) || !size.is_multiple_of(4) {
             return Err(VdiError::BadCaps { size });
         }
         Fate::Caps
