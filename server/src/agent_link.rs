@@ -5,8 +5,12 @@
 //! How it behaves, after spice-server's `reds.cpp` agent device:
 //! - the agent counts as connected once it has sent a well-formed message on the current
 //!   stream (spice-vdagentd announces its capabilities as soon as it opens its port; a socket
-//!   chardev does not tell us when the guest opens or closes the port). Every main channel is
-//!   then told AGENT_CONNECTED, or AGENT_CONNECTED_TOKENS with its tokens when it has that cap;
+//!   chardev does not tell us when the guest opens or closes the port). So that an agent that
+//!   is already running answers on a new stream (QEMU reconnected), every stream starts with
+//!   an ANNOUNCE_CAPABILITIES from us with `request` set and no capabilities, as a client
+//!   without any would send: the agent replies with its own (the client's real ones follow
+//!   its AGENT_START). Every main channel is then told AGENT_CONNECTED, or
+//!   AGENT_CONNECTED_TOKENS with its tokens when it has that cap;
 //! - the client that sends AGENT_START is the one the agent talks to (a later AGENT_START from
 //!   another session takes it over, and the guest is told VD_AGENT_CLIENT_DISCONNECTED first,
 //!   which resets its half-read message and clipboard state). Agent data for it waits for the
@@ -163,6 +167,17 @@ impl AgentHub {
             s.generation += 1;
             s.stream = Some(stream);
             s.stats.links += 1;
+            // The probe (see the module docs): request = 1, one empty capability word.
+            let probe = frame_chunks(
+                VDP_CLIENT_PORT,
+                &agent_message(msg_type::ANNOUNCE_CAPABILITIES, &[1, 0, 0, 0, 0, 0, 0, 0]),
+            );
+            s.server_bytes += probe.len();
+            s.to_guest.push_back(Outgoing {
+                bytes: probe,
+                credit: None,
+                server: true,
+            });
             s.generation
         };
         info!(generation, "guest agent stream attached");
@@ -224,6 +239,12 @@ impl AgentHub {
             token_return,
             started: None,
         });
+    }
+
+    /// Drops the current stream (the VMM reconnects, as after a malformed stream).
+    pub fn reset(&self) {
+        let mut s = self.lock();
+        self.end_link(&mut s, "reset on request");
     }
 
     /// Ends the link for good (server shutdown): its threads return.

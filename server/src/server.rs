@@ -150,6 +150,12 @@ impl ServerHandle {
         self.shared.agent.attach(stream)
     }
 
+    /// Drops the guest agent's stream, as after a malformed one: clients are told
+    /// AGENT_DISCONNECTED and QEMU's reconnecting chardev makes a new one.
+    pub fn reset_agent_link(&self) {
+        self.shared.agent.reset();
+    }
+
     /// Whether a guest agent is connected (it has spoken on the current link).
     pub fn agent_connected(&self) -> bool {
         self.shared.agent.connected()

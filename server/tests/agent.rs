@@ -37,7 +37,15 @@ impl Guest {
         ours.set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
         h.attach_agent(theirs).unwrap();
-        Guest(ours)
+        let mut g = Guest(ours);
+        // Each stream starts with the server asking for the agent's capabilities.
+        let (port, probe) = g.chunk();
+        assert_eq!(port, VDP_CLIENT_PORT);
+        assert_eq!(
+            probe,
+            agent_message(msg_type::ANNOUNCE_CAPABILITIES, &[1, 0, 0, 0, 0, 0, 0, 0])
+        );
+        g
     }
 
     fn send(&mut self, port: u32, payload: &[u8]) {
@@ -337,4 +345,53 @@ fn a_hostile_agent_only_gets_its_link_reset() {
     while screen.pixels != *next.bgrx {
         screen.step(&mut display).unwrap();
     }
+}
+
+/// Two clients: the agent talks to the one that started it last; when that one leaves the
+/// guest is told, and the other takes over. A reset link (as QEMU reconnecting) comes back
+/// once the agent answers the server's capability request.
+#[test]
+fn the_agent_follows_the_newest_client_and_survives_a_reset() {
+    let (h, _src) = start_with(AgentPolicy::default());
+    let (mut a, _) = main_with_tokens_cap(&h);
+    let (mut b, _) = main_with_tokens_cap(&h);
+    let mut guest = Guest::attach(&h);
+    guest.announce(0);
+    wait_for(&mut a, 115);
+    wait_for(&mut b, 115);
+    agent_start(&mut a);
+    agent_start(&mut b);
+    // B took the agent over from A: the guest was told A's state is gone.
+    let (port, p) = guest.chunk();
+    assert_eq!(
+        (port, u32_at(&p, 4)),
+        (VDP_SERVER_PORT, msg_type::CLIENT_DISCONNECTED)
+    );
+    let grab = agent_message(msg_type::CLIPBOARD_GRAB, &[1, 0, 0, 0]);
+    guest.send(VDP_CLIENT_PORT, &grab);
+    assert_eq!(client_messages(&mut b, 1), vec![grab.clone()]);
+    drop(b);
+    let (port, p) = guest.chunk();
+    assert_eq!(
+        (port, u32_at(&p, 4)),
+        (VDP_SERVER_PORT, msg_type::CLIENT_DISCONNECTED)
+    );
+    guest.send(VDP_CLIENT_PORT, &grab);
+    assert_eq!(
+        client_messages(&mut a, 1),
+        vec![grab.clone()],
+        "A took over"
+    );
+
+    // The VMM's link goes away and comes back: clients are told both, and A starts again.
+    h.reset_agent_link();
+    assert_eq!(u32_at(&wait_for(&mut a, 108), 0), 0);
+    assert!(guest.closed());
+    let mut guest = Guest::attach(&h);
+    // The agent answers the probe with its capabilities: connected again.
+    guest.announce(0);
+    assert_eq!(u32_at(&wait_for(&mut a, 115), 0), 10);
+    agent_start(&mut a);
+    guest.send(VDP_CLIENT_PORT, &grab);
+    assert_eq!(client_messages(&mut a, 1), vec![grab]);
 }

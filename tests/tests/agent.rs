@@ -9,6 +9,8 @@
 //! - Host to guest: ASCII text, UTF-8 text with multi-byte characters, 1 MiB of text and a PNG
 //!   image put on the host's clipboard are what the guest's `xclip -o` returns, byte for byte
 //!   (the guest prints the sha256).
+//! - The agents restart in the guest (the port closes and reopens), then the host drops the
+//!   agent link (as when QEMU's chardev reconnects): the agent comes back both times.
 //! - Guest to host: 1 KiB and 1 MiB of text the guest puts on its clipboard are what the
 //!   host's `xclip -o` returns.
 //! - With `--spice-disable-copy-paste` nothing crosses either way while the agent is connected
@@ -138,19 +140,20 @@ fn start_viewer(vm: &Vm, display: &str, dir: &Path) -> Reaper {
     Reaper(child)
 }
 
-/// Waits until the agent is connected and has answered a client (remote-viewer's AGENT_START
-/// asks for its capabilities): then the clipboard can cross.
-fn wait_agent_talks(vm: &Vm) -> Result<Duration, String> {
+/// Waits (up to 25 s: the guest waits 60 s for "go") until the agent is connected and has
+/// sent a client more than `after` pieces (remote-viewer's AGENT_START asks for its
+/// capabilities): then the clipboard can cross.
+fn wait_agent_talks(vm: &Vm, after: u64) -> Result<Duration, String> {
     let spice = vm.spice().expect("spice server");
     let t0 = Instant::now();
-    while t0.elapsed() < Duration::from_secs(90) {
-        if spice.agent_connected() && spice.agent_stats().pieces_to_client > 0 {
+    while t0.elapsed() < Duration::from_secs(25) {
+        if spice.agent_connected() && spice.agent_stats().pieces_to_client > after {
             return Ok(t0.elapsed());
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     Err(format!(
-        "no agent talking to a client after 90 s: connected={} {:?} clients={}",
+        "no agent talking to a client after 25 s: connected={} {:?} clients={}",
         spice.agent_connected(),
         spice.agent_stats(),
         spice.clients().len()
@@ -205,6 +208,8 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
     let mut viewer: Option<Reaper> = None;
     let mut no_agent_init = None;
     let mut agent_up = None;
+    let mut comebacks = None;
+    let mut before_restart = 0;
     // Per guest-to-host round: what the host's clipboard held, and how long it took.
     let mut g2h: Vec<(Option<Vec<u8>>, Duration)> = Vec::new();
     let run = boot_guest_with_sync(
@@ -216,7 +221,18 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
                 no_agent_init = Some(init_agent_connected(vm));
             } else if label == "agent-up" {
                 viewer = Some(start_viewer(vm, &display, &dir));
-                agent_up = Some(wait_agent_talks(vm));
+                agent_up = Some(wait_agent_talks(vm, 0));
+            } else if label == "agent-restart" {
+                before_restart = vm.spice().expect("spice").agent_stats().pieces_to_client;
+            } else if label == "agent-restarted" {
+                let spice = vm.spice().expect("spice server");
+                // The new spice-vdagentd announces itself: remote-viewer hears from it.
+                let restarted = wait_agent_talks(vm, before_restart);
+                // Then our side drops the link: QEMU reconnects within a second.
+                let talking = spice.agent_stats().pieces_to_client;
+                spice.reset_agent_link();
+                let reconnected = wait_agent_talks(vm, talking);
+                comebacks = Some((restarted, reconnected, spice.agent_stats().links));
             } else if let Some(n) = label.strip_prefix("h2g-") {
                 let i: usize = n.parse().expect("round number");
                 let (_, target, data) = &rounds[i - 1];
@@ -239,6 +255,7 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
     );
     drop(viewer);
     let serial = &run.serial;
+    println!("agent: comebacks {comebacks:?}");
     run.assert_workload_ok("agent");
     let recs = run.records();
     assert_eq!(no_agent_init, Some(0), "INIT before the agents started");
@@ -246,6 +263,16 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
         .expect("agent-up sync")
         .unwrap_or_else(|e| panic!("{e}; serial:\n{serial}"));
     println!("agent: talking to remote-viewer {up:?} after it started");
+    let (restarted, reconnected, links) = comebacks.expect("agent-restarted sync");
+    let restarted =
+        restarted.unwrap_or_else(|e| panic!("after the agents restarted: {e}; serial:\n{serial}"));
+    let reconnected =
+        reconnected.unwrap_or_else(|e| panic!("after the link was reset: {e}; serial:\n{serial}"));
+    assert_eq!(links, 2, "QEMU's chardev made a second stream");
+    println!(
+        "agent: back {restarted:?} after the guest's agents restarted, {reconnected:?} after \
+         the link was reset"
+    );
 
     for (i, (ty, _, data)) in rounds.iter().enumerate() {
         let r = clip(&recs, "h2g", i + 1);
@@ -312,7 +339,7 @@ fn copy_paste_off_lets_nothing_cross() {
         |sync, vm| match sync.get("label") {
             "agent-up" => {
                 viewer = Some(start_viewer(vm, &display, &dir));
-                agent_up = Some(wait_agent_talks(vm));
+                agent_up = Some(wait_agent_talks(vm, 0));
             }
             "h2g-1" => host_set_clipboard(&display, "UTF8_STRING", &host_text),
             "g2h-1" => {

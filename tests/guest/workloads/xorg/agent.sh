@@ -13,6 +13,9 @@
 #     previous round and prints
 #       SAFFRON-CLIP dir=h2g n=N type=TYPE status=ok bytes= sha256= ms=<from go>
 #     (status=none after the timeout: nothing came);
+#   then sync label=agent-restart, both agents are stopped and started again (spice-vdagentd
+#   closes and reopens the port) and sync label=agent-restarted: the host waits for the new agent, resets the agent
+#   link on its side (QEMU's chardev reconnects) and waits for it again;
 #   guest to host, per size in $3 ('+'-joined byte counts):
 #     the guest sets its clipboard to that many bytes of agent_text (below) with xclip and
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
@@ -77,6 +80,14 @@ start_agents() {
     kill -0 "$vdpid" && kill -0 "$vspid"
 }
 
+# restart_agents: both agents stop (the daemon closes the port) and start again.
+restart_agents() {
+    kill "$vspid" "$vdpid" 2>/dev/null
+    wait "$vspid" "$vdpid" 2>/dev/null
+    rm -f /run/spice-vdagentd/spice-vdagent-sock
+    start_agents
+}
+
 # agent_text BYTES: BYTES bytes of a fixed line, repeated (the host makes the same bytes).
 agent_text() {
     yes 'Saffron guest clipboard: 0123456789 abcdefghijklmnopqrstuvwxyz.' | head -c "$1"
@@ -132,6 +143,9 @@ if [ "$failed" = 0 ]; then
         step "h2g-$n" h2g "$n" "$t"
         n=$((n + 1))
     done
+    step agent-restart saffron-guest sync --id 4 --label agent-restart
+    step agents-restart restart_agents
+    step agent-restarted saffron-guest sync --id 3 --label agent-restarted
     n=1
     for b in $(echo "$g2h_sizes" | tr '+' ' '); do
         step "g2h-$n" g2h "$n" "$b"
