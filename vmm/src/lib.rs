@@ -9,5 +9,6 @@ pub mod memfd;
 pub mod qemu;
 pub mod qmp;
 pub mod run;
+pub mod signals;
 pub mod spice;
 pub mod vfio_user;

@@ -16,6 +16,7 @@ use saffron_vmm::control::{ControlHandler, ControlSocket};
 use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial, parse_size};
 use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::signals;
 use saffron_vmm::spice::{SpiceOptions, start_server};
 use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
 use tracing::info;
@@ -260,10 +261,20 @@ fn run(args: RunArgs) -> Result<u8, String> {
         agent: !args.no_spice_agent,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
-    let status = vm
-        .wait_timeout(None)
-        .map_err(|e| e.to_string())?
-        .ok_or("guest did not end")?;
+    let status = loop {
+        if signals::requested() {
+            // Dropping the Vm removes its runtime directory and sockets.
+            info!("interrupted: stopping the guest");
+            vm.kill();
+            return Ok(130);
+        }
+        if let Some(status) = vm
+            .wait_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?
+        {
+            break status;
+        }
+    };
     if vm.quit_requested() {
         info!("guest stopped on request");
         return Ok(0);
@@ -307,7 +318,7 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         _ => None,
     };
     let _control = start_control(args.api_socket.as_ref(), api)?;
-    while !server.finished() && !quit.load(Ordering::Acquire) {
+    while !server.finished() && !quit.load(Ordering::Acquire) && !signals::requested() {
         std::thread::sleep(Duration::from_millis(50));
     }
     info!("device server stopping");
@@ -317,6 +328,9 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Err(e) = signals::install() {
+        tracing::warn!("cannot handle SIGINT/SIGTERM ({e}): an interrupted run leaves its sockets");
+    }
     let result = match cli.command {
         Cmd::Run(a) => run(a),
         Cmd::Device(a) => device(a),
