@@ -26,6 +26,9 @@ use saffron_display::DisplaySource;
 pub const MAX_CONNECTIONS: usize = 64;
 /// A client must finish the link stage within this time (slowloris).
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`ServerHandle::shutdown`] waits for the connections it closed to end (their
+/// sockets are shut down, so they end at once unless a thread is busy encoding).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Errors starting the server.
 #[derive(Debug, Error)]
@@ -175,13 +178,19 @@ impl ServerHandle {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops accepting and disconnects all clients.
+    /// Stops accepting and disconnects all clients, waiting a little (at most
+    /// [`SHUTDOWN_WAIT`]) for their connections to end, so that each session's "session ended"
+    /// line is logged before a power-off ends the process.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.sessions.close_all();
         self.shared.agent.shutdown();
         for t in self.accept.drain(..) {
             let _ = t.join();
+        }
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while self.shared.connections.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
         }
     }
 }
