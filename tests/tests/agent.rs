@@ -13,8 +13,10 @@
 //!   agent link (as when QEMU's chardev reconnects): the agent comes back both times.
 //! - Guest to host: 1 KiB and 1 MiB of text the guest puts on its clipboard are what the
 //!   host's `xclip -o` returns.
-//! - With `--spice-disable-copy-paste` nothing crosses either way while the agent is connected
-//!   and the display goes on.
+//! - A 300 KB file sent through the agent (FILE_XFER_*, as remote-viewer does on a drop) is
+//!   saved whole by the guest's session agent.
+//! - With `--spice-disable-copy-paste` and `--spice-disable-agent-file-xfer` nothing crosses
+//!   either way (clipboard, file) while the agent is connected, and the display goes on.
 //!
 //! The rounds' times are printed (clipboard latency, polled every 200 ms on each side).
 
@@ -170,6 +172,93 @@ fn init_agent_connected(vm: &Vm) -> u32 {
     u32::from_le_bytes(body[16..20].try_into().unwrap())
 }
 
+/// A whole agent message (VDAgentMessage header + data).
+fn agent_message(type_: u32, data: &[u8]) -> Vec<u8> {
+    let mut m = 1u32.to_le_bytes().to_vec();
+    m.extend(type_.to_le_bytes());
+    m.extend(0u64.to_le_bytes());
+    m.extend((data.len() as u32).to_le_bytes());
+    m.extend(data);
+    m
+}
+
+/// A client of our own that sends `data` as file `name` to the guest agent (what
+/// remote-viewer does on a drop): AGENT_START, FILE_XFER_START, then FILE_XFER_DATA pieces
+/// within its agent tokens, until the agent reports success (waiting at most `wait` for each
+/// answer). Returns how long it took.
+fn send_file(vm: &Vm, name: &str, data: &[u8], wait: Duration) -> Result<Duration, String> {
+    use saffron_server::client::Session;
+    const ID: u32 = 7;
+    let t0 = Instant::now();
+    let addr = vm.spice().expect("spice server").local_addr();
+    let mut session = Session::connect(addr, PASSWORD).map_err(|e| e.to_string())?;
+    let main = &mut session.main;
+    main.set_timeout(wait).map_err(|e| e.to_string())?;
+    let mut tokens = 10u32;
+    main.send(106, &u32::MAX.to_le_bytes())
+        .map_err(|e| e.to_string())?;
+    let mut start = ID.to_le_bytes().to_vec();
+    start.extend(format!("[vdagent-file-xfer]\nname={name}\nsize={}\n\0", data.len()).bytes());
+    let mut outgoing = vec![agent_message(10, &start)];
+    for piece in data.chunks(2048 - 20 - 12) {
+        let mut d = ID.to_le_bytes().to_vec();
+        d.extend((piece.len() as u64).to_le_bytes());
+        d.extend(piece);
+        outgoing.push(agent_message(12, &d));
+    }
+    let mut outgoing = outgoing.into_iter();
+    // Send FILE_XFER_START, then the data once the agent says it can take it.
+    let first = outgoing.next().expect("the start message");
+    main.send(107, &first).map_err(|e| e.to_string())?;
+    tokens -= 1;
+    let mut can_send = false;
+    let mut partial: Vec<u8> = Vec::new();
+    loop {
+        // Pings keep the channel busy, so the bounds are on the whole transfer: `wait` for
+        // the agent's first answer, four times that for all of it.
+        let bound = if can_send { wait * 4 } else { wait };
+        if t0.elapsed() > bound {
+            return Err(format!(
+                "no answer from the agent within {bound:?} (can send: {can_send})"
+            ));
+        }
+        while can_send && tokens > 0 {
+            let Some(m) = outgoing.next() else { break };
+            main.send(107, &m).map_err(|e| e.to_string())?;
+            tokens -= 1;
+        }
+        let (ty, body) = main
+            .read()
+            .map_err(|e| format!("{e} after {:?}", t0.elapsed()))?;
+        match ty {
+            110 => tokens += u32::from_le_bytes(body[..4].try_into().unwrap()),
+            109 => {
+                partial.extend(&body);
+                if partial.len() < 20 {
+                    continue;
+                }
+                let size = u32::from_le_bytes(partial[16..20].try_into().unwrap()) as usize;
+                if partial.len() < 20 + size {
+                    continue;
+                }
+                let msg: Vec<u8> = partial.drain(..20 + size).collect();
+                let ty = u32::from_le_bytes(msg[4..8].try_into().unwrap());
+                if ty == 11 {
+                    let id = u32::from_le_bytes(msg[20..24].try_into().unwrap());
+                    let result = u32::from_le_bytes(msg[24..28].try_into().unwrap());
+                    match (id, result) {
+                        (ID, 0) => can_send = true,
+                        (ID, 3) => return Ok(t0.elapsed()),
+                        (ID, other) => return Err(format!("file transfer status {other}")),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 fn options(mode: &str, types: &str, sizes: &str, dir: &Path) -> GuestOptions {
     let password_file = dir.join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
@@ -180,6 +269,7 @@ fn options(mode: &str, types: &str, sizes: &str, dir: &Path) -> GuestOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
         disable_copy_paste: mode == "nocopy",
+        disable_agent_file_xfer: mode == "nocopy",
         ..SpiceOptions::default()
     };
     opts.timeout = Duration::from_secs(900);
@@ -210,6 +300,8 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
     let mut agent_up = None;
     let mut comebacks = None;
     let mut before_restart = 0;
+    let xfer_data: Vec<u8> = (0..300_000u32).map(|i| (i * 31 % 253) as u8).collect();
+    let mut xfer = None;
     // Per guest-to-host round: what the host's clipboard held, and how long it took.
     let mut g2h: Vec<(Option<Vec<u8>>, Duration)> = Vec::new();
     let run = boot_guest_with_sync(
@@ -233,6 +325,13 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
                 spice.reset_agent_link();
                 let reconnected = wait_agent_talks(vm, talking);
                 comebacks = Some((restarted, reconnected, spice.agent_stats().links));
+            } else if label == "xfer" {
+                xfer = Some(send_file(
+                    vm,
+                    "saffron-xfer.bin",
+                    &xfer_data,
+                    Duration::from_secs(30),
+                ));
             } else if let Some(n) = label.strip_prefix("h2g-") {
                 let i: usize = n.parse().expect("round number");
                 let (_, target, data) = &rounds[i - 1];
@@ -315,6 +414,21 @@ fn clipboard_crosses_both_ways_through_spice_vdagent() {
         assert!(*got == want, "g2h round {}: other bytes", i + 1);
         println!("agent: guest -> host {size} bytes in {took:?}");
     }
+    let took = xfer
+        .expect("xfer sync")
+        .unwrap_or_else(|e| panic!("file transfer: {e}; serial:\n{serial}"));
+    let files = with_tag(&recs, "XFER");
+    assert_eq!(files.len(), 1, "one file saved; serial:\n{serial}");
+    assert_eq!(files[0].get("name"), "saffron-xfer.bin");
+    assert_eq!(
+        files[0].get("sha256"),
+        sha256_hex(&xfer_data),
+        "the file arrived whole"
+    );
+    println!(
+        "agent: file transfer of {} bytes in {took:?}",
+        xfer_data.len()
+    );
     let stats = run.vm.spice().expect("spice").agent_stats();
     println!("agent: {stats:?}");
     assert_eq!(stats.resets, 0, "no agent link reset");
@@ -333,6 +447,7 @@ fn copy_paste_off_lets_nothing_cross() {
     let mut agent_up = None;
     let mut leaked = None;
     let mut pictures = None;
+    let mut xfer = None;
     let run = boot_guest_with_sync(
         &opts,
         |_| {},
@@ -342,6 +457,15 @@ fn copy_paste_off_lets_nothing_cross() {
                 agent_up = Some(wait_agent_talks(vm, 0));
             }
             "h2g-1" => host_set_clipboard(&display, "UTF8_STRING", &host_text),
+            "xfer" => {
+                // Dropped by the server: the agent never answers.
+                xfer = Some(send_file(
+                    vm,
+                    "blocked.bin",
+                    &[1; 5000],
+                    Duration::from_secs(8),
+                ));
+            }
             "g2h-1" => {
                 // 15 s of the host clipboard never holding the guest's text.
                 let want = guest_text(1024);
@@ -382,6 +506,14 @@ fn copy_paste_off_lets_nothing_cross() {
         leaked,
         Some(false),
         "the guest's clipboard reached the host"
+    );
+    assert!(
+        xfer.expect("xfer sync").is_err(),
+        "a file transfer went through with --spice-disable-agent-file-xfer"
+    );
+    assert!(
+        with_tag(&recs, "XFER").is_empty(),
+        "no file reached the guest"
     );
     let ((sw, sh, shot), (dw, dh, dump)) = pictures.expect("pictures at the end");
     assert_eq!((sw, sh), (dw, dh));

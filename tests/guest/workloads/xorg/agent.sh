@@ -16,7 +16,10 @@
 #   then sync label=agent-restart, both agents are stopped and started again (spice-vdagentd
 #   closes and reopens the port) and sync label=agent-restarted: the host waits for the new agent, resets the agent
 #   link on its side (QEMU's chardev reconnects) and waits for it again;
-#   guest to host, per size in $3 ('+'-joined byte counts):
+#   guest to host, per size in $3 ('+'-joined byte counts), see below; then sync label=xfer:
+#   the host sends a file through the agent (FILE_XFER_*), and the guest prints
+#     SAFFRON-XFER name= bytes= sha256= per file the session agent saved in /tmp/xfer;
+#   guest to host:
 #     the guest sets its clipboard to that many bytes of agent_text (below) with xclip and
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
 #     host reads its own clipboard.
@@ -74,7 +77,8 @@ start_agents() {
     spice-vdagentd -x -X -d >/tmp/vdagentd.log 2>&1 &
     vdpid=$!
     wait_for /run/spice-vdagentd/spice-vdagent-sock 30 || return 1
-    NO_AT_BRIDGE=1 HOME=/root spice-vdagent -x -d >/tmp/vdagent.log 2>&1 &
+    mkdir -p /tmp/xfer
+    NO_AT_BRIDGE=1 HOME=/root spice-vdagent -x -d -f /tmp/xfer -o 0 >/tmp/vdagent.log 2>&1 &
     vspid=$!
     saffron-guest settle --ms 2000
     kill -0 "$vdpid" && kill -0 "$vspid"
@@ -86,6 +90,14 @@ restart_agents() {
     wait "$vspid" "$vdpid" 2>/dev/null
     rm -f /run/spice-vdagentd/spice-vdagent-sock
     start_agents
+}
+
+# xfer_files: what file transfers left in /tmp/xfer (the session agent's save directory).
+xfer_files() {
+    for f in /tmp/xfer/*; do
+        [ -f "$f" ] || continue
+        echo "SAFFRON-XFER name=$(basename "$f") bytes=$(wc -c <"$f") sha256=$(sha256sum "$f" | cut -d' ' -f1)"
+    done
 }
 
 # agent_text BYTES: BYTES bytes of a fixed line, repeated (the host makes the same bytes).
@@ -151,6 +163,8 @@ if [ "$failed" = 0 ]; then
         step "g2h-$n" g2h "$n" "$b"
         n=$((n + 1))
     done
+    step xfer saffron-guest sync --id 30 --label xfer
+    step xfer-files xfer_files
     step done saffron-guest sync --id 99 --label done
 else
     skip clipboard setup-failed
