@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use thiserror::Error;
 
 use crate::vdi::AgentPolicy;
-use crate::wire::{Reader, WireError};
+use crate::wire::{Reader, WireError, Writer};
 
 /// Largest AGENT_DATA body (VD_AGENT_MAX_DATA_SIZE): clients split larger agent messages.
 pub const VD_AGENT_MAX_DATA_SIZE: usize = 2048;
@@ -287,8 +287,11 @@ impl AgentInbox {
                 ..
             } => {
                 let message = parse_monitors_config(data.get(AGENT_HEADER_SIZE..).unwrap_or(&[]))?;
+                if let AgentMessage::MonitorsConfig { flags, monitors } = &message {
+                    done.forward
+                        .push(monitors_config_for_agent(*flags, monitors));
+                }
                 done.messages.push(message);
-                done.forward.push(data);
             }
             Stage::Body { fate, .. } => {
                 if matches!(fate, Fate::Forward) && !segment.is_empty() {
@@ -300,6 +303,32 @@ impl AgentInbox {
         }
         Ok(())
     }
+}
+
+/// The checked monitors config as the guest agent gets it: re-encoded from the parsed heads,
+/// without the physical sizes. spice-gtk adds them (FLAG_PHYSICAL_SIZE), and spice-vdagentd
+/// 0.22 (Debian 12's) refuses any monitors config whose size is not exactly the heads'
+/// ("invalid message size"), so it would never set X's layout; the sizes only serve DPI.
+pub fn monitors_config_for_agent(flags: u32, monitors: &[AgentMonitor]) -> Vec<u8> {
+    let mut data = Writer::default();
+    // ≤ 64 heads (checked by the parse).
+    data.u32(monitors.len() as u32)
+        .u32(flags & !FLAG_PHYSICAL_SIZE);
+    for m in monitors {
+        data.u32(m.height)
+            .u32(m.width)
+            .u32(m.depth)
+            .i32(m.x)
+            .i32(m.y);
+    }
+    let mut w = Writer::default();
+    // ≤ 8 + 64 × 20 bytes.
+    w.u32(VD_AGENT_PROTOCOL)
+        .u32(VD_AGENT_MONITORS_CONFIG)
+        .u64(0)
+        .u32(data.buf.len() as u32)
+        .bytes(&data.buf);
+    w.buf
 }
 
 /// Checks and decodes a VDAgentMonitorsConfig payload.
@@ -343,7 +372,6 @@ pub fn parse_monitors_config(data: &[u8]) -> Result<AgentMessage, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Writer;
 
     fn message(type_: u32, payload: &[u8]) -> Vec<u8> {
         let mut w = Writer::default();
@@ -425,6 +453,30 @@ mod tests {
                 assert!(inbox.at_boundary());
             }
         }
+    }
+
+    #[test]
+    fn the_agent_gets_monitors_configs_without_physical_sizes() {
+        let mut payload = Writer::default();
+        payload.u32(2).u32(FLAG_PHYSICAL_SIZE | 1);
+        for i in 0..2 {
+            payload.u32(600).u32(800).u32(32).i32(i * 800).i32(0);
+        }
+        payload.u16(200).u16(300).u16(200).u16(300);
+        let mut inbox = AgentInbox::new(10);
+        let done = inbox
+            .on_data(&message(VD_AGENT_MONITORS_CONFIG, &payload.buf))
+            .unwrap();
+        let mut want = Writer::default();
+        want.u32(2).u32(1);
+        for i in 0..2 {
+            want.u32(600).u32(800).u32(32).i32(i * 800).i32(0);
+        }
+        assert_eq!(
+            done.forward,
+            vec![message(VD_AGENT_MONITORS_CONFIG, &want.buf)],
+            "8 + 2 × 20 bytes, USE_POS kept, PHYSICAL_SIZE gone"
+        );
     }
 
     #[test]

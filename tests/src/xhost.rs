@@ -23,7 +23,12 @@ impl Drop for Reaper {
 /// Starts Xvfb on a free display number, with a window manager, and returns the display name
 /// and both processes.
 pub fn start_x() -> (String, Reaper, Reaper) {
-    let (display, xvfb) = start_xvfb();
+    start_x_sized(SCREEN)
+}
+
+/// [`start_x`] on an X screen of `size`.
+pub fn start_x_sized(size: (u32, u32)) -> (String, Reaper, Reaper) {
+    let (display, xvfb) = start_xvfb_sized(size);
     let wm = Command::new("matchbox-window-manager")
         .args(["-use_titlebar", "no"])
         .env("DISPLAY", &display)
@@ -35,6 +40,11 @@ pub fn start_x() -> (String, Reaper, Reaper) {
 }
 
 pub fn start_xvfb() -> (String, Reaper) {
+    start_xvfb_sized(SCREEN)
+}
+
+/// [`start_xvfb`] with a screen of `size`.
+pub fn start_xvfb_sized(size: (u32, u32)) -> (String, Reaper) {
     for n in 90..140u32 {
         let n = n + std::process::id() % 50;
         let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
@@ -43,7 +53,7 @@ pub fn start_xvfb() -> (String, Reaper) {
         }
         let child = Command::new("Xvfb")
             .arg(format!(":{n}"))
-            .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
+            .args(["-screen", "0", &format!("{}x{}x24", size.0, size.1)])
             .args(["-nolisten", "tcp"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use saffron_tests::xhost::{Reaper, start_x};
+use saffron_tests::xhost::{Reaper, start_x, start_x_sized};
 use saffron_tests::{
     GuestOptions, GuestVariant, Record, boot_guest_with_sync, serial_guard, sha256_hex,
     spicy_screenshot, with_tag,
@@ -518,5 +518,69 @@ fn copy_paste_off_lets_nothing_cross() {
     let ((sw, sh, shot), (dw, dh, dump)) = pictures.expect("pictures at the end");
     assert_eq!((sw, sh), (dw, dh));
     assert!(shot == dump, "the client's picture is the screendump");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The guest's resolution follows the client's window: remote-viewer full screen on an
+/// 800x600 X screen sends that size as its monitors config, the server passes it to the agent
+/// (without the physical sizes spice-vdagentd 0.22 refuses), spice-vdagent sets X's mode with
+/// xrandr, and the qxl driver gives the device a primary surface of that size.
+#[test]
+fn the_guest_takes_the_client_window_size_through_the_agent() {
+    const WINDOW: (u32, u32) = (800, 600);
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-agent-resize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (display, _xvfb, _wm) = start_x_sized(WINDOW);
+    let opts = options("resize", "-", "-", &dir);
+    let mut viewer: Option<Reaper> = None;
+    let mut resized = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "agent-up" => viewer = Some(start_viewer(vm, &display, &dir)),
+            "resized" => {
+                let worker = vm.server().worker();
+                let t0 = Instant::now();
+                let mut last = None;
+                while t0.elapsed() < Duration::from_secs(50) {
+                    last = worker.primary_size();
+                    if last == Some(WINDOW) {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                resized = Some((last, t0.elapsed()));
+            }
+            _ => {}
+        },
+    );
+    drop(viewer);
+    let serial = &run.serial;
+    run.assert_workload_ok("agent");
+    let (size, took) = resized.expect("resized sync");
+    assert_eq!(
+        size,
+        Some(WINDOW),
+        "the primary surface after {took:?}; serial:\n{serial}"
+    );
+    let recs = run.records();
+    let xwd = with_tag(&recs, "XWD");
+    assert_eq!(xwd.len(), 1, "serial:\n{serial}");
+    assert_eq!(
+        (xwd[0].num("width"), xwd[0].num("height")),
+        (u64::from(WINDOW.0), u64::from(WINDOW.1)),
+        "X's root window"
+    );
+    println!("agent: the guest took the window's {WINDOW:?} within {took:?} of the sync");
+    let log = with_tag(&recs, "AGENTLOG");
+    assert_eq!(log.len(), 1, "serial:\n{serial}");
+    println!("agent: {:?}", log[0].fields);
+    assert_eq!(
+        log[0].get("invalid"),
+        "0",
+        "spice-vdagentd refused a monitors config; serial:\n{serial}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -24,7 +24,8 @@
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
 #     host reads its own clipboard.
 # $1: "copy" (rounds wait up to 120 s) or "nocopy" (the server drops the clipboard: rounds
-# wait 15 s and expect nothing). Prints SAFFRON-STEP per step; on a failure the agents' and
+# wait 15 s and expect nothing), or "resize": after agent-up only sync label=resized (the host
+# waits for X to take remote-viewer's window size), then xwd -root's size (SAFFRON-XWD). Prints SAFFRON-STEP per step; on a failure the agents' and
 # Xorg's logs.
 
 agent_mode=${1:-copy}
@@ -148,7 +149,15 @@ step agent-port agent_port
 # Before the agents start, the host sees a server without an agent.
 step no-agent saffron-guest sync --id 2 --label no-agent
 step agents start_agents
-if [ "$failed" = 0 ]; then
+if [ "$failed" = 0 ] && [ "$agent_mode" = resize ]; then
+    # The client's window size reaches X through the agent (xrandr by spice-vdagent).
+    step agent-up saffron-guest sync --id 1 --label agent-up
+    step resized saffron-guest sync --id 5 --label resized
+    step xwd xwd -root -silent -out /tmp/root.xwd
+    step xwd-size saffron-guest xwd --file /tmp/root.xwd
+    # What spice-vdagentd made of the monitors configs it got.
+    echo "SAFFRON-AGENTLOG monitors_configs=$(grep -c 'monitors config' /tmp/vdagent.log) invalid=$(grep -c 'invalid message size for VDAgentMonitorsConfig' /tmp/vdagentd.log)"
+elif [ "$failed" = 0 ]; then
     step agent-up saffron-guest sync --id 1 --label agent-up
     n=1
     for t in $(echo "$h2g_types" | tr '+' ' '); do
