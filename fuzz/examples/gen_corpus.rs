@@ -576,7 +576,55 @@ fn codec_decoders() {
     );
 }
 
+/// agent_chunks: a guest's stream (announce, a clipboard grab, a clipboard spanning chunks, a
+/// server-port message) and a client's AGENT_DATA bodies, each under both policies.
+fn agent_chunks() {
+    fn message(ty: u32, data: &[u8]) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(1).u32(ty).u64(0).u32(data.len() as u32).bytes(data);
+        w.0
+    }
+    fn chunk(port: u32, payload: &[u8]) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(port).u32(payload.len() as u32).bytes(payload);
+        w.0
+    }
+    let announce = message(6, &[1, 0, 0, 0, 0xff, 0xff, 0x03, 0]);
+    let grab = message(7, &[0, 0, 0, 0, 1, 0, 0, 0]);
+    let text: Vec<u8> = b"Saffron clipboard ".iter().copied().cycle().take(3000).collect();
+    let clip = message(4, &[&[0u8, 0, 0, 0, 1, 0, 0, 0][..], &text].concat());
+    let mut guest = chunk(1, &announce);
+    guest.extend(chunk(1, &grab));
+    guest.extend(chunk(1, &clip[..1000]));
+    guest.extend(chunk(2, &message(13, &[])));
+    guest.extend(chunk(1, &clip[1000..]));
+    for (mode, name) in [(0u8, "guest_all"), (6, "guest_nocopy")] {
+        save("agent_chunks", name, &[&[mode, 3][..], &guest].concat());
+    }
+    // One body of both messages (2 × 28 bytes = 7 × 8), then the clipboard in 3 bodies.
+    let mut client = vec![7u8];
+    client.extend(&announce);
+    client.extend(&grab);
+    let mut clip8 = clip.clone();
+    clip8.resize(clip.len().div_ceil(8) * 8, 0);
+    for body in clip8.chunks(1024) {
+        client.push((body.len() / 8) as u8);
+        client.extend(body);
+    }
+    for mode in [1u8, 7] {
+        save(
+            "agent_chunks",
+            &format!("client_{mode}"),
+            &[&[mode][..], &client].concat(),
+        );
+    }
+}
+
 fn main() {
+    if std::env::args().nth(1).as_deref() == Some("agent_chunks") {
+        return agent_chunks();
+    }
+    agent_chunks();
     codec_decoders();
     ring_commands();
     chunk_chains();

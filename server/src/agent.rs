@@ -1,25 +1,33 @@
 //! What a client sends for the guest agent on the main channel (spec §11): AGENT_START and
-//! AGENT_TOKEN (tokens for agent data we would send it) and AGENT_DATA (pieces of
-//! VDAgentMessages for the guest agent).
+//! AGENT_TOKEN (tokens for agent data we send it) and AGENT_DATA (pieces of VDAgentMessages
+//! for the guest agent).
 //!
-//! There is no guest agent yet (INIT says `agent_connected = 0`, so spice-gtk sends none of
-//! this), but a client may send it anyway, and it is where spice-server had CVE-2017-7506 (a
-//! VDAgentMonitorsConfig whose `num_of_monitors` exceeded its data, and reassembly sizes that
-//! overflowed). So the stream is parsed and checked as an agent transport would, with bounded
-//! memory, and then dropped:
+//! A client may send agent data whether or not an agent is there, and this is where
+//! spice-server had CVE-2017-7506 (a VDAgentMonitorsConfig whose `num_of_monitors` exceeded
+//! its data, and reassembly sizes that overflowed). So the stream is parsed and checked with
+//! bounded memory before anything reaches the guest:
 //!
 //! - each AGENT_DATA body is at most [`VD_AGENT_MAX_DATA_SIZE`] and costs one of the tokens
-//!   INIT granted; a client with none left is breaking the protocol;
+//!   the server granted; a client with none left is breaking the protocol (tokens come back
+//!   once the agent link has written the data to the guest, see `agent_link`);
 //! - messages are reassembled from their 20-byte header; only a MONITORS_CONFIG is kept (at
-//!   most [`MAX_MONITORS_CONFIG_BYTES`], refused from its header if larger), every other
-//!   type is skipped by counting, so a 4 GiB message costs no memory;
+//!   most [`MAX_MONITORS_CONFIG_BYTES`], refused from its header if larger), and it reaches
+//!   the guest only once checked; every other type is passed on by counting (or dropped, as
+//!   the copy-paste and file-transfer policy says), so a 4 GiB message costs no memory;
 //! - a MONITORS_CONFIG must hold at most [`MAX_AGENT_MONITORS`] heads and
 //!   `num_of_monitors` × entry size must fit its data (checked arithmetic); nothing is
-//!   allocated from the claimed count before that.
+//!   allocated from the claimed count before that;
+//! - what is passed on comes out as segments that each lie within one message, so that the
+//!   chunks framed from them never cross a message boundary (spice-vdagentd drops its port
+//!   on a chunk that does).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use thiserror::Error;
 
-use crate::wire::{Reader, WireError};
+use crate::vdi::AgentPolicy;
+use crate::wire::{Reader, WireError, Writer};
 
 /// Largest AGENT_DATA body (VD_AGENT_MAX_DATA_SIZE): clients split larger agent messages.
 pub const VD_AGENT_MAX_DATA_SIZE: usize = 2048;
@@ -85,6 +93,16 @@ pub enum AgentMessage {
     Other { type_: u32, size: u32 },
 }
 
+/// What happens to the body of the message being read.
+enum Fate {
+    /// A MONITORS_CONFIG, kept whole (header first) and checked before it is passed on.
+    Keep(Vec<u8>),
+    /// Passed on as it comes.
+    Forward,
+    /// Dropped (the policy forbids its type).
+    Drop,
+}
+
 /// Where the reassembly of the current message stands.
 enum Stage {
     Header {
@@ -95,27 +113,42 @@ enum Stage {
         type_: u32,
         size: u32,
         left: u32,
-        kept: Option<Vec<u8>>,
+        fate: Fate,
     },
+}
+
+/// What one AGENT_DATA body gave.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct ClientData {
+    /// The messages it completed.
+    pub messages: Vec<AgentMessage>,
+    /// Bytes for the guest agent, each segment within one message, in order.
+    pub forward: Vec<Vec<u8>>,
 }
 
 /// One main channel's agent state.
 pub struct AgentInbox {
     granted: u32,
     tokens: u32,
-    /// Tokens the client granted us for agent data we send (none yet: kept for when an agent
-    /// exists).
-    client_tokens: u32,
+    /// Tokens the agent link gave back (data written to the guest), added before each check.
+    returned: Arc<AtomicU32>,
+    policy: AgentPolicy,
     stage: Stage,
 }
 
 impl AgentInbox {
-    /// An inbox for a client that was granted `tokens` in INIT.
+    /// An inbox for a client that was granted `tokens`, under the default policy.
     pub fn new(tokens: u32) -> AgentInbox {
+        AgentInbox::with_policy(tokens, AgentPolicy::default())
+    }
+
+    /// An inbox for a client that was granted `tokens`, passing on what `policy` allows.
+    pub fn with_policy(tokens: u32, policy: AgentPolicy) -> AgentInbox {
         AgentInbox {
             granted: tokens,
             tokens,
-            client_tokens: 0,
+            returned: Arc::default(),
+            policy,
             stage: Stage::Header {
                 buf: [0; AGENT_HEADER_SIZE],
                 have: 0,
@@ -123,23 +156,35 @@ impl AgentInbox {
         }
     }
 
-    /// AGENT_START or AGENT_TOKEN: the client grants `num_tokens` more (saturating).
-    pub fn on_tokens(&mut self, body: &[u8]) -> Result<u32, AgentError> {
-        let n = Reader::new(body).u32()?;
-        self.client_tokens = self.client_tokens.saturating_add(n);
-        Ok(self.client_tokens)
+    /// The counter through which tokens come back.
+    pub fn token_return(&self) -> Arc<AtomicU32> {
+        self.returned.clone()
     }
 
-    /// One AGENT_DATA body; returns the messages it completed.
-    pub fn on_data(&mut self, body: &[u8]) -> Result<Vec<AgentMessage>, AgentError> {
+    /// AGENT_START or AGENT_TOKEN: the `num_tokens` the client grants.
+    pub fn on_tokens(&mut self, body: &[u8]) -> Result<u32, AgentError> {
+        Ok(Reader::new(body).u32()?)
+    }
+
+    /// Whether the client stands between messages (nothing half sent).
+    pub fn at_boundary(&self) -> bool {
+        matches!(self.stage, Stage::Header { have: 0, .. })
+    }
+
+    /// One AGENT_DATA body: the messages it completed and what goes to the guest agent.
+    pub fn on_data(&mut self, body: &[u8]) -> Result<ClientData, AgentError> {
         if body.len() > VD_AGENT_MAX_DATA_SIZE {
             return Err(AgentError::DataTooLarge { size: body.len() });
         }
+        let back = self.returned.swap(0, Ordering::AcqRel);
+        self.tokens = self.tokens.saturating_add(back).min(self.granted);
         self.tokens = self.tokens.checked_sub(1).ok_or(AgentError::NoToken {
             granted: self.granted,
         })?;
         let mut rest = body;
-        let mut done = Vec::new();
+        let mut done = ClientData::default();
+        // The segment being built for the current message.
+        let mut segment: Vec<u8> = Vec::new();
         while !rest.is_empty() {
             match &mut self.stage {
                 Stage::Header { buf, have } => {
@@ -151,20 +196,34 @@ impl AgentInbox {
                     if *have == AGENT_HEADER_SIZE {
                         let header = *buf;
                         self.start_body(&header)?;
-                        self.finish_if_complete(&mut done)?;
+                        if matches!(
+                            self.stage,
+                            Stage::Body {
+                                fate: Fate::Forward,
+                                ..
+                            }
+                        ) {
+                            segment.extend_from_slice(&header);
+                        }
+                        self.finish_if_complete(&mut done, &mut segment)?;
                     }
                 }
-                Stage::Body { left, kept, .. } => {
+                Stage::Body { left, fate, .. } => {
                     let n = (*left as usize).min(rest.len());
                     let (take, tail) = rest.split_at(n);
-                    if let Some(k) = kept {
-                        k.extend_from_slice(take);
+                    match fate {
+                        Fate::Keep(k) => k.extend_from_slice(take),
+                        Fate::Forward => segment.extend_from_slice(take),
+                        Fate::Drop => {}
                     }
                     *left -= n as u32;
                     rest = tail;
-                    self.finish_if_complete(&mut done)?;
+                    self.finish_if_complete(&mut done, &mut segment)?;
                 }
             }
+        }
+        if !segment.is_empty() {
+            done.forward.push(segment);
         }
         Ok(done)
     }
@@ -178,25 +237,33 @@ impl AgentInbox {
         if protocol != VD_AGENT_PROTOCOL {
             return Err(AgentError::Protocol { protocol });
         }
-        let kept = if type_ == VD_AGENT_MONITORS_CONFIG {
+        let fate = if type_ == VD_AGENT_MONITORS_CONFIG {
             if size > MAX_MONITORS_CONFIG_BYTES {
                 return Err(AgentError::MonitorsConfigTooLarge { size });
             }
             // size ≤ MAX_MONITORS_CONFIG_BYTES (1544).
-            Some(Vec::with_capacity(size as usize))
+            let mut kept = Vec::with_capacity(AGENT_HEADER_SIZE + size as usize);
+            kept.extend_from_slice(header);
+            Fate::Keep(kept)
+        } else if self.policy.allows(type_) {
+            Fate::Forward
         } else {
-            None
+            Fate::Drop
         };
         self.stage = Stage::Body {
             type_,
             size,
             left: size,
-            kept,
+            fate,
         };
         Ok(())
     }
 
-    fn finish_if_complete(&mut self, done: &mut Vec<AgentMessage>) -> Result<(), AgentError> {
+    fn finish_if_complete(
+        &mut self,
+        done: &mut ClientData,
+        segment: &mut Vec<u8>,
+    ) -> Result<(), AgentError> {
         let Stage::Body {
             type_, size, left, ..
         } = &self.stage
@@ -214,14 +281,54 @@ impl AgentInbox {
                 have: 0,
             },
         );
-        done.push(match stage {
+        match stage {
             Stage::Body {
-                kept: Some(data), ..
-            } => parse_monitors_config(&data)?,
-            _ => AgentMessage::Other { type_, size },
-        });
+                fate: Fate::Keep(data),
+                ..
+            } => {
+                let message = parse_monitors_config(data.get(AGENT_HEADER_SIZE..).unwrap_or(&[]))?;
+                if let AgentMessage::MonitorsConfig { flags, monitors } = &message {
+                    done.forward
+                        .push(monitors_config_for_agent(*flags, monitors));
+                }
+                done.messages.push(message);
+            }
+            Stage::Body { fate, .. } => {
+                if matches!(fate, Fate::Forward) && !segment.is_empty() {
+                    done.forward.push(std::mem::take(segment));
+                }
+                done.messages.push(AgentMessage::Other { type_, size });
+            }
+            Stage::Header { .. } => {}
+        }
         Ok(())
     }
+}
+
+/// The checked monitors config as the guest agent gets it: re-encoded from the parsed heads,
+/// without the physical sizes. spice-gtk adds them (FLAG_PHYSICAL_SIZE), and spice-vdagentd
+/// 0.22 (Debian 12's) refuses any monitors config whose size is not exactly the heads'
+/// ("invalid message size"), so it would never set X's layout; the sizes only serve DPI.
+pub fn monitors_config_for_agent(flags: u32, monitors: &[AgentMonitor]) -> Vec<u8> {
+    let mut data = Writer::default();
+    // ≤ 64 heads (checked by the parse).
+    data.u32(monitors.len() as u32)
+        .u32(flags & !FLAG_PHYSICAL_SIZE);
+    for m in monitors {
+        data.u32(m.height)
+            .u32(m.width)
+            .u32(m.depth)
+            .i32(m.x)
+            .i32(m.y);
+    }
+    let mut w = Writer::default();
+    // ≤ 8 + 64 × 20 bytes.
+    w.u32(VD_AGENT_PROTOCOL)
+        .u32(VD_AGENT_MONITORS_CONFIG)
+        .u64(0)
+        .u32(data.buf.len() as u32)
+        .bytes(&data.buf);
+    w.buf
 }
 
 /// Checks and decodes a VDAgentMonitorsConfig payload.
@@ -265,7 +372,6 @@ pub fn parse_monitors_config(data: &[u8]) -> Result<AgentMessage, AgentError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Writer;
 
     fn message(type_: u32, payload: &[u8]) -> Vec<u8> {
         let mut w = Writer::default();
@@ -291,13 +397,101 @@ mod tests {
         let mut inbox = AgentInbox::new(10);
         let bytes = message(VD_AGENT_MONITORS_CONFIG, &monitors(2, 2));
         let (a, b) = bytes.split_at(7);
-        assert_eq!(inbox.on_data(a).unwrap(), vec![]);
+        assert_eq!(inbox.on_data(a).unwrap(), ClientData::default());
         let done = inbox.on_data(b).unwrap();
-        let AgentMessage::MonitorsConfig { monitors, .. } = &done[0] else {
+        let AgentMessage::MonitorsConfig { monitors, .. } = &done.messages[0] else {
             panic!("{done:?}")
         };
         assert_eq!(monitors.len(), 2);
         assert_eq!((monitors[1].width, monitors[1].x), (1024, 1024));
+        // Checked, it goes to the guest whole, header first.
+        assert_eq!(done.forward, vec![bytes.clone()]);
+    }
+
+    #[test]
+    fn forwarded_segments_never_cross_messages_and_policy_drops() {
+        let clip = message(4, &[9; 3000]);
+        let grab = message(7, &[1, 0, 0, 0]);
+        let caps = message(6, &[1, 0, 0, 0, 0xff, 0, 0, 0]);
+        let mut stream = clip.clone();
+        stream.extend(&grab);
+        stream.extend(&caps);
+        for (policy, want) in [
+            (
+                AgentPolicy::default(),
+                vec![clip.clone(), grab.clone(), caps.clone()],
+            ),
+            (
+                AgentPolicy {
+                    copy_paste: false,
+                    file_xfer: true,
+                },
+                vec![caps.clone()],
+            ),
+        ] {
+            for step in [1, 13, 2048] {
+                let mut inbox = AgentInbox::with_policy(u32::MAX, policy);
+                let mut got: Vec<Vec<u8>> = Vec::new();
+                let mut starts = Vec::new();
+                for body in stream.chunks(step) {
+                    for seg in inbox.on_data(body).unwrap().forward {
+                        // A segment starts a message exactly when it starts with a header.
+                        if got.last().is_none_or(|m| {
+                            m.len() >= 20 && {
+                                let size = u32::from_le_bytes(m[16..20].try_into().unwrap());
+                                m.len() == 20 + size as usize
+                            }
+                        }) {
+                            starts.push(seg.len());
+                            got.push(seg);
+                        } else {
+                            got.last_mut().unwrap().extend(seg);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "step {step}, {policy:?}");
+                assert!(inbox.at_boundary());
+            }
+        }
+    }
+
+    #[test]
+    fn the_agent_gets_monitors_configs_without_physical_sizes() {
+        let mut payload = Writer::default();
+        payload.u32(2).u32(FLAG_PHYSICAL_SIZE | 1);
+        for i in 0..2 {
+            payload.u32(600).u32(800).u32(32).i32(i * 800).i32(0);
+        }
+        payload.u16(200).u16(300).u16(200).u16(300);
+        let mut inbox = AgentInbox::new(10);
+        let done = inbox
+            .on_data(&message(VD_AGENT_MONITORS_CONFIG, &payload.buf))
+            .unwrap();
+        let mut want = Writer::default();
+        want.u32(2).u32(1);
+        for i in 0..2 {
+            want.u32(600).u32(800).u32(32).i32(i * 800).i32(0);
+        }
+        assert_eq!(
+            done.forward,
+            vec![message(VD_AGENT_MONITORS_CONFIG, &want.buf)],
+            "8 + 2 × 20 bytes, USE_POS kept, PHYSICAL_SIZE gone"
+        );
+    }
+
+    #[test]
+    fn tokens_come_back_through_the_counter() {
+        let mut inbox = AgentInbox::new(2);
+        let back = inbox.token_return();
+        let m = message(7, &[1, 0, 0, 0]);
+        inbox.on_data(&m).unwrap();
+        inbox.on_data(&m).unwrap();
+        assert!(inbox.on_data(&m).is_err(), "out of tokens");
+        back.fetch_add(5, Ordering::AcqRel);
+        // Never more than granted: 2 back, not 5.
+        inbox.on_data(&m).unwrap();
+        inbox.on_data(&m).unwrap();
+        assert!(inbox.on_data(&m).is_err());
     }
 
     #[test]
@@ -328,7 +522,7 @@ mod tests {
         let bytes = message(VD_AGENT_MONITORS_CONFIG, &monitors(64, 64));
         assert!(bytes.len() <= VD_AGENT_MAX_DATA_SIZE);
         assert!(matches!(
-            &inbox.on_data(&bytes).unwrap()[..],
+            &inbox.on_data(&bytes).unwrap().messages[..],
             [AgentMessage::MonitorsConfig { monitors, .. }] if monitors.len() == 64
         ));
     }
@@ -339,9 +533,9 @@ mod tests {
         // A 4 GiB clipboard message: header only, then skipped by counting.
         let mut header = message(4, &[]);
         header[16..20].copy_from_slice(&u32::MAX.to_le_bytes());
-        assert_eq!(inbox.on_data(&header).unwrap(), vec![]);
-        assert_eq!(inbox.on_data(&[0; 2048]).unwrap(), vec![]);
-        assert_eq!(inbox.on_data(&[0; 10]).unwrap(), vec![]);
+        assert_eq!(inbox.on_data(&header).unwrap().messages, vec![]);
+        assert_eq!(inbox.on_data(&[0; 2048]).unwrap().messages, vec![]);
+        assert_eq!(inbox.on_data(&[0; 10]).unwrap().messages, vec![]);
         assert_eq!(
             inbox.on_data(&[0; 10]),
             Err(AgentError::NoToken { granted: 3 })
@@ -377,6 +571,6 @@ mod tests {
             .into())
         );
         assert_eq!(inbox.on_tokens(&u32::MAX.to_le_bytes()), Ok(u32::MAX));
-        assert_eq!(inbox.on_tokens(&5u32.to_le_bytes()), Ok(u32::MAX));
+        assert_eq!(inbox.on_tokens(&5u32.to_le_bytes()), Ok(5));
     }
 }

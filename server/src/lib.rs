@@ -5,6 +5,7 @@
 //! [`ServerHandle`] stops it when dropped.
 
 pub mod agent;
+pub mod agent_link;
 pub mod cache;
 mod channel;
 pub mod client;
@@ -22,8 +23,10 @@ pub mod session;
 pub mod source;
 pub mod ticket;
 pub mod tls;
+pub mod vdi;
 pub mod wire;
 
+pub use agent_link::AgentStats;
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use image::{Compression, WanCompression};
 pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
@@ -34,3 +37,4 @@ pub use source::{
     PointerEvent,
 };
 pub use tls::TlsError;
+pub use vdi::AgentPolicy;

@@ -1,7 +1,9 @@
-//! The main channel (spec §3): session INIT, the channel list, mouse modes and keep-alive
-//! pings whose round trip is kept per session. There is no guest agent yet: INIT says
-//! agent_connected 0 and nothing else about the agent is sent, as spice-server does without a
-//! vdagent; spicy and remote-viewer then show the display without waiting for one.
+//! The main channel (spec §3): session INIT, the channel list, mouse modes, keep-alive pings
+//! whose round trip is kept per session, and the client's side of the guest agent (spec §11):
+//! INIT says whether an agent is connected, AGENT_START / AGENT_TOKEN / AGENT_DATA go to the
+//! agent link (`agent_link`) after the inbox (`agent`) has checked them. Without an agent,
+//! as spice-server without a vdagent, INIT says agent_connected 0 and what a client sends for
+//! the agent anyway is checked and dropped.
 
 use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
@@ -27,8 +29,11 @@ pub(crate) const MAX_MAIN_MESSAGE: u32 = 8192;
 /// The client-side channel cap NAME_AND_UUID.
 const CAP_NAME_AND_UUID: u32 = 1;
 /// Agent tokens granted in INIT (REDS_AGENT_WINDOW_SIZE): the most AGENT_DATA messages a
-/// client may send. With no agent none is returned, so a client gets at most this many.
-pub(crate) const AGENT_TOKENS: u32 = 10;
+/// client may have on their way to the guest. With no agent none is returned, so a client
+/// gets at most this many.
+pub(crate) const AGENT_TOKENS: u32 = crate::agent_link::AGENT_TOKENS;
+/// The client-side main channel cap AGENT_CONNECTED_TOKENS.
+const CAP_AGENT_CONNECTED_TOKENS: u32 = 2;
 /// mm-time in INIT is "now − 400 ms" so that streams have playback slack (spec §6.4).
 const MM_TIME_DELTA: u32 = 400;
 /// How often the server pings the client.
@@ -59,16 +64,25 @@ pub(crate) fn run(
     let queue = ch.queue().clone();
 
     let supported = shared.supported_mouse_modes();
-    let mut w = Writer::default();
-    w.u32(session.id)
-        .u32(1)
-        .u32(u32::from(supported))
-        .u32(u32::from(session.mouse_mode.load(Ordering::Acquire)))
-        .u32(0)
-        .u32(AGENT_TOKENS)
-        .u32(shared.mm_time().wrapping_sub(MM_TIME_DELTA))
-        .u32(0);
-    let _ = queue.push(msg::MAIN_INIT, w.buf, false);
+    let mut agent = AgentInbox::with_policy(AGENT_TOKENS, shared.config.agent);
+    shared.agent.add_main(
+        session.id,
+        queue.clone(),
+        has_cap(&req.channel_caps, CAP_AGENT_CONNECTED_TOKENS),
+        agent.token_return(),
+        |agent_connected| {
+            let mut w = Writer::default();
+            w.u32(session.id)
+                .u32(1)
+                .u32(u32::from(supported))
+                .u32(u32::from(session.mouse_mode.load(Ordering::Acquire)))
+                .u32(u32::from(agent_connected))
+                .u32(AGENT_TOKENS)
+                .u32(shared.mm_time().wrapping_sub(MM_TIME_DELTA))
+                .u32(0);
+            let _ = queue.push(msg::MAIN_INIT, w.buf, false);
+        },
+    );
 
     if has_cap(&req.channel_caps, CAP_NAME_AND_UUID) {
         if let Some(name) = &shared.config.name {
@@ -81,7 +95,6 @@ pub(crate) fn run(
     }
 
     let pending: Pending = Arc::new(Mutex::new(VecDeque::new()));
-    let mut agent = AgentInbox::new(AGENT_TOKENS);
     {
         let (queue, pending, started) = (queue.clone(), pending.clone(), shared.started);
         ch.spawn("spice-ping", move || ping_loop(&queue, &pending, started))?;
@@ -93,6 +106,7 @@ pub(crate) fn run(
         }
         Event::Message(ty, body) => handle(shared, session, queue, &mut agent, ty, body),
     });
+    shared.agent.remove_main(session.id);
     ch.close();
     result
 }
@@ -135,23 +149,27 @@ pub(crate) fn handle(
                 .u16(session.mouse_mode.load(Ordering::Acquire));
             let _ = queue.push(msg::MAIN_MOUSE_MODE, w.buf, false);
         }
-        msg::MSGC_MAIN_AGENT_START | msg::MSGC_MAIN_AGENT_TOKEN => {
+        msg::MSGC_MAIN_AGENT_START => {
             let tokens = agent.on_tokens(body)?;
-            debug!(tokens, "client agent tokens");
+            debug!(tokens, "AGENT_START");
+            shared.agent.client_start(session.id, tokens);
+        }
+        msg::MSGC_MAIN_AGENT_TOKEN => {
+            let tokens = agent.on_tokens(body)?;
+            shared.agent.client_tokens(session.id, tokens);
         }
         msg::MSGC_MAIN_AGENT_DATA => {
-            // No guest agent: checked, then dropped.
-            for m in agent.on_data(body)? {
+            let data = agent.on_data(body)?;
+            for m in &data.messages {
                 match m {
-                    AgentMessage::MonitorsConfig { monitors, .. } => info!(
-                        heads = monitors.len(),
-                        ?monitors,
-                        "client monitors config dropped: no guest agent"
-                    ),
-                    AgentMessage::Other { type_, size } => {
-                        debug!(type_, size, "agent message dropped: no guest agent")
+                    AgentMessage::MonitorsConfig { monitors, .. } => {
+                        info!(heads = monitors.len(), ?monitors, "client monitors config")
                     }
+                    AgentMessage::Other { type_, size } => debug!(type_, size, "agent message"),
                 }
+            }
+            if !shared.agent.from_client(session.id, data) {
+                debug!("agent data dropped: no guest agent for this client");
             }
         }
         other => debug!(ty = other, "ignored main message"),

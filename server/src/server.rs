@@ -26,6 +26,9 @@ use saffron_display::DisplaySource;
 pub const MAX_CONNECTIONS: usize = 64;
 /// A client must finish the link stage within this time (slowloris).
 const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long [`ServerHandle::shutdown`] waits for the connections it closed to end (their
+/// sockets are shut down, so they end at once unless a thread is busy encoding).
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// Errors starting the server.
 #[derive(Debug, Error)]
@@ -61,6 +64,8 @@ pub(crate) struct Shared {
     pub image_compression: RwLock<crate::image::Compression>,
     /// Every display client's images, by format.
     pub image_totals: Arc<crate::image::ImageTotals>,
+    /// The link to the guest agent.
+    pub agent: Arc<crate::agent_link::AgentHub>,
 }
 
 impl Shared {
@@ -142,6 +147,28 @@ impl ServerHandle {
         self.shared.image_totals.snapshot()
     }
 
+    /// Takes `stream` (the VMM's virtio-serial port `com.redhat.spice.0`, connected) as the
+    /// link to the guest agent, replacing any previous one (QEMU reconnecting its chardev).
+    pub fn attach_agent(&self, stream: std::os::unix::net::UnixStream) -> io::Result<()> {
+        self.shared.agent.attach(stream)
+    }
+
+    /// Drops the guest agent's stream, as after a malformed one: clients are told
+    /// AGENT_DISCONNECTED and QEMU's reconnecting chardev makes a new one.
+    pub fn reset_agent_link(&self) {
+        self.shared.agent.reset();
+    }
+
+    /// Whether a guest agent is connected (it has spoken on the current link).
+    pub fn agent_connected(&self) -> bool {
+        self.shared.agent.connected()
+    }
+
+    /// The agent link's counters.
+    pub fn agent_stats(&self) -> crate::agent_link::AgentStats {
+        self.shared.agent.stats()
+    }
+
     /// The image compression new display channels get.
     pub fn image_compression(&self) -> crate::image::Compression {
         *self
@@ -151,12 +178,19 @@ impl ServerHandle {
             .unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Stops accepting and disconnects all clients.
+    /// Stops accepting and disconnects all clients, waiting a little (at most
+    /// [`SHUTDOWN_WAIT`]) for their connections to end, so that each session's "session ended"
+    /// line is logged before a power-off ends the process.
     pub fn shutdown(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         self.shared.sessions.close_all();
+        self.shared.agent.shutdown();
         for t in self.accept.drain(..) {
             let _ = t.join();
+        }
+        let deadline = Instant::now() + SHUTDOWN_WAIT;
+        while self.shared.connections.load(Ordering::Acquire) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
         }
     }
 }
@@ -218,6 +252,7 @@ pub fn start_with_cursor(
         .as_deref()
         .map(|p| Ticket::new(p, config.password_lifetime));
     let image_compression = config.image_compression;
+    let agent_policy = config.agent;
     let shared = Arc::new(Shared {
         config,
         source,
@@ -231,6 +266,7 @@ pub fn start_with_cursor(
         started: Instant::now(),
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
+        agent: crate::agent_link::AgentHub::new(agent_policy),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {
@@ -534,7 +570,8 @@ pub fn fuzz_client_messages(
     let shared = &server.shared;
     let session = shared.sessions.create(MOUSE_MODE_SERVER, None);
     let queue = SendQueue::new(shared.config.queue_limit);
-    let mut agent = crate::agent::AgentInbox::new(main_channel::AGENT_TOKENS);
+    let mut agent =
+        crate::agent::AgentInbox::with_policy(main_channel::AGENT_TOKENS, shared.config.agent);
     let max = match channel_type {
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
         channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,

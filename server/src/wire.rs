@@ -77,6 +77,11 @@ pub mod msg {
     pub const MAIN_MOUSE_MODE: u16 = 105;
     pub const MAIN_NAME: u16 = 113;
     pub const MAIN_UUID: u16 = 114;
+    pub const MAIN_AGENT_CONNECTED: u16 = 107;
+    pub const MAIN_AGENT_DISCONNECTED: u16 = 108;
+    pub const MAIN_AGENT_DATA: u16 = 109;
+    pub const MAIN_AGENT_TOKEN: u16 = 110;
+    pub const MAIN_AGENT_CONNECTED_TOKENS: u16 = 115;
     pub const MSGC_MAIN_ATTACH_CHANNELS: u16 = 104;
     pub const MSGC_MAIN_MOUSE_MODE_REQUEST: u16 = 105;
     pub const MSGC_MAIN_AGENT_START: u16 = 106;

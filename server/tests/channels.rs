@@ -145,3 +145,20 @@ fn no_agent_is_announced_and_agent_messages_are_dropped() {
         }
     }
 }
+
+/// Shutting the server down (a guest power-off) ends every client's connections before it
+/// returns, so that each session's end is logged while the process still runs.
+#[test]
+fn shutdown_waits_for_the_connections_it_closes() {
+    let (mut h, src) = start(Some("pw"));
+    src.set(gradient(64, 32, 1, 0));
+    let (mut main, id) = main_session(h.local_addr(), "pw");
+    let (r, _display) = link(h.local_addr(), id, 2, "pw", &[]);
+    assert_eq!(r, 0);
+    send_msg(&mut main, 104, &[]);
+    while read_msg(&mut main).0 != 104 {}
+    assert_eq!(h.connections(), 2);
+    h.shutdown();
+    assert_eq!(h.connections(), 0, "every connection thread ended");
+    assert!(is_closed(&mut main));
+}

@@ -23,6 +23,8 @@ use saffron_vmm::spice::SpiceOptions;
 use saffron_vmm::vfio_user::DeviceServer;
 use sha2::{Digest, Sha256};
 
+pub mod xhost;
+
 /// The workspace root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -196,6 +198,9 @@ pub struct GuestOptions {
     pub spice: SpiceOptions,
     /// The control socket, if the test talks to it.
     pub api_socket: Option<PathBuf>,
+    /// Give the guest the Spice agent's port (as `saffron run` does with Spice on); only
+    /// matters with a Spice server.
+    pub agent: bool,
     /// Gets every line of the serial console as it arrives (without `\r`, with its `\n`),
     /// for a test thread that must follow the guest while the guest runs (the boot functions
     /// only hand over the whole log at the end).
@@ -216,6 +221,7 @@ impl GuestOptions {
             variant: GuestVariant::Busybox,
             spice: SpiceOptions::default(),
             api_socket: None,
+            agent: true,
             serial_tap: None,
         }
     }
@@ -304,6 +310,7 @@ pub fn boot_guest_with_sync(
         qxl: opts.qxl,
         spice,
         record_commands: record,
+        agent: opts.agent,
     };
     let started = Instant::now();
     let deadline = started + opts.timeout;

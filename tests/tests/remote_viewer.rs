@@ -13,10 +13,10 @@
 //! that honours full-screen requests, on an X screen of the guest's size: that is what makes
 //! the picture 1:1 (a plain window scales it).
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use saffron_tests::xhost::{Reaper, start_x};
 use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
 use saffron_vmm::spice::SpiceOptions;
 
@@ -26,63 +26,6 @@ const PASSWORD: &str = "saffron-rv-ticket";
 const PATTERNS: [&str; 3] = ["random:11", "solid:3366cc", "hgrad"];
 /// Typed into remote-viewer: lower and upper case, digits, shifted symbols, spaces.
 const TYPED: &str = "Saffron types: echo $((6*7)) > ok_A-Z/[1]!";
-/// The X screen: the guest's mode, so that remote-viewer in kiosk mode (full screen, no
-/// toolbar) shows the guest at 100% zoom.
-const SCREEN: (u32, u32) = (1024, 768);
-
-/// Kills a child process when dropped (a failing test must not leave Xvfb running).
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts Xvfb on a free display number, with a window manager, and returns the display name
-/// and both processes.
-fn start_x() -> (String, Reaper, Reaper) {
-    let (display, xvfb) = start_xvfb();
-    let wm = Command::new("matchbox-window-manager")
-        .args(["-use_titlebar", "no"])
-        .env("DISPLAY", &display)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("cannot run matchbox-window-manager (apt-get install matchbox-window-manager)");
-    (display, xvfb, Reaper(wm))
-}
-
-fn start_xvfb() -> (String, Reaper) {
-    for n in 90..140u32 {
-        let n = n + std::process::id() % 50;
-        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        if socket.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
-            continue;
-        }
-        let child = Command::new("Xvfb")
-            .arg(format!(":{n}"))
-            .args(["-screen", "0", &format!("{}x{}x24", SCREEN.0, SCREEN.1)])
-            .args(["-nolisten", "tcp"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot run Xvfb (apt-get install xvfb)");
-        let mut xvfb = Reaper(child);
-        let until = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < until {
-            if socket.exists() {
-                return (format!(":{n}"), xvfb);
-            }
-            if let Ok(Some(_)) = xvfb.0.try_wait() {
-                break; // lost a race for this display number: try the next
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-    panic!("could not start Xvfb on any display :90..:190");
-}
 
 /// The X screen as packed RGB, read with `xwd -root` (ZPixmap, 32 bits per pixel, LSB first).
 fn x_screenshot(display: &str) -> Result<(u32, u32, Vec<u8>), String> {

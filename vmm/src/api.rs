@@ -97,8 +97,16 @@ impl Api {
         let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
         let clients: Vec<Value> = spice.clients().iter().map(client_json).collect();
         let i = spice.image_totals();
+        let a = spice.agent_stats();
         Ok(json!({
             "clients": clients,
+            // The guest agent link: whether an agent is there, and what went through it.
+            "agent": {
+                "connected": spice.agent_connected(),
+                "links": a.links, "resets": a.resets,
+                "pieces_to_client": a.pieces_to_client, "pieces_dropped": a.pieces_dropped,
+                "bytes_to_guest": a.bytes_to_guest,
+            },
             "image_compression": spice.image_compression().to_string(),
             // Every display client's images so far, by format, and their bytes.
             "images": {

@@ -17,6 +17,7 @@ use saffron_vmm::control::{ControlHandler, ControlSocket};
 use saffron_vmm::intx::IrqMode;
 use saffron_vmm::qemu::{Accel, Serial, parse_size};
 use saffron_vmm::run::{RunOptions, Vm};
+use saffron_vmm::signals;
 use saffron_vmm::spice::{SpiceOptions, start_server};
 use saffron_vmm::vfio_user::{DeviceServer, DeviceServerConfig};
 use tracing::info;
@@ -141,6 +142,13 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
+    /// agent's clipboard capabilities are hidden and clipboard messages dropped, both ways.
+    #[arg(long)]
+    spice_disable_copy_paste: bool,
+    /// No file transfer to the guest agent (QEMU's disable-agent-file-xfer).
+    #[arg(long)]
+    spice_disable_agent_file_xfer: bool,
 }
 
 impl SpiceArgs {
@@ -156,6 +164,8 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            disable_copy_paste: self.spice_disable_copy_paste,
+            disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
         }
     }
 }
@@ -197,6 +207,10 @@ struct RunArgs {
     qxl: QxlArgs,
     #[command(flatten)]
     spice: SpiceArgs,
+    /// No Spice guest agent port (by default, with --spice, the guest gets a virtio-serial
+    /// port com.redhat.spice.0 for spice-vdagent).
+    #[arg(long)]
+    no_spice_agent: bool,
     /// Record every ring command and the guest memory it uses into DIR (for fuzz seeds and
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
@@ -217,6 +231,11 @@ struct DeviceArgs {
     /// The VMM's QMP socket, for Spice client input (`input-send-event`).
     #[arg(long, value_name = "PATH")]
     qmp: Option<PathBuf>,
+    /// Listen on PATH for the guest agent's port: QEMU connects to it with
+    /// `-chardev socket,id=agent,path=PATH,server=off,reconnect-ms=1000` behind
+    /// `-device virtserialport,chardev=agent,name=com.redhat.spice.0` (needs --spice).
+    #[arg(long, value_name = "PATH")]
+    agent_socket: Option<PathBuf>,
     #[command(flatten)]
     qxl: QxlArgs,
     #[command(flatten)]
@@ -262,12 +281,23 @@ fn run(args: RunArgs) -> Result<u8, String> {
         qxl,
         spice: args.spice.options(),
         record_commands: args.record_commands,
+        agent: !args.no_spice_agent,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
-    let status = vm
-        .wait_timeout(None)
-        .map_err(|e| e.to_string())?
-        .ok_or("guest did not end")?;
+    let status = loop {
+        if signals::requested() {
+            // Dropping the Vm removes its runtime directory and sockets.
+            info!("interrupted: stopping the guest");
+            vm.kill();
+            return Ok(130);
+        }
+        if let Some(status) = vm
+            .wait_timeout(Some(Duration::from_millis(100)))
+            .map_err(|e| e.to_string())?
+        {
+            break status;
+        }
+    };
     if vm.quit_requested() {
         info!("guest stopped on request");
         return Ok(0);
@@ -302,8 +332,16 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
             Some(handle)
         }
     };
+    let _agent = match (&args.agent_socket, &_spice) {
+        (Some(path), Some(handle)) => Some(
+            saffron_vmm::agent::AgentSocket::start(path, Arc::clone(handle))
+                .map_err(|e| format!("agent socket {}: {e}", path.display()))?,
+        ),
+        (Some(_), None) => return Err("--agent-socket needs --spice".into()),
+        _ => None,
+    };
     let _control = start_control(args.api_socket.as_ref(), api)?;
-    while !server.finished() && !quit.load(Ordering::Acquire) {
+    while !server.finished() && !quit.load(Ordering::Acquire) && !signals::requested() {
         std::thread::sleep(Duration::from_millis(50));
     }
     info!("device server stopping");
@@ -341,6 +379,9 @@ fn vga_replay(args: VgaReplayArgs) -> Result<u8, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
+    if let Err(e) = signals::install() {
+        tracing::warn!("cannot handle SIGINT/SIGTERM ({e}): an interrupted run leaves its sockets");
+    }
     let result = match cli.command {
         Cmd::Run(a) => run(a),
         Cmd::Device(a) => device(a),

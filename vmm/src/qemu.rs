@@ -210,6 +210,8 @@ pub struct QemuConfig {
     pub qmp_socket: Option<PathBuf>,
     /// Add an absolute pointer (virtio tablet) for the Spice client mouse mode.
     pub tablet: bool,
+    /// The guest agent's socket (we listen): adds the virtio-serial port `com.redhat.spice.0`.
+    pub agent_socket: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -269,6 +271,9 @@ impl QemuConfig {
         if let Some(qmp) = &self.qmp_socket {
             a.push("-qmp".into());
             a.push(format!("unix:{},server=on,wait=off", qmp.display()));
+        }
+        if let Some(agent) = &self.agent_socket {
+            a.extend(crate::agent::qemu_args(agent));
         }
         a
     }
@@ -335,6 +340,7 @@ mod tests {
             device_socket: "/tmp/s.sock".into(),
             qmp_socket: None,
             tablet: false,
+            agent_socket: None,
         };
         let args = cfg.args();
         let dev = args.iter().position(|a| a == "-device").unwrap();

@@ -12,6 +12,7 @@ use saffron_device::QxlConfig;
 use thiserror::Error;
 use tracing::info;
 
+use crate::agent::AgentSocket;
 use crate::api::Api;
 use crate::control::ControlSocket;
 use crate::intx::IrqMode;
@@ -48,6 +49,8 @@ pub struct RunOptions {
     pub spice: SpiceOptions,
     /// Record the rings' commands and the guest memory they use into this directory.
     pub record_commands: Option<PathBuf>,
+    /// Give the guest the Spice agent's port (`com.redhat.spice.0`), when Spice is on.
+    pub agent: bool,
 }
 
 /// Why a run could not start or failed.
@@ -81,6 +84,7 @@ pub struct Vm {
     spice: Option<Arc<saffron_server::ServerHandle>>,
     child: Child,
     _control: Option<ControlSocket>,
+    _agent: Option<AgentSocket>,
     runtime_dir: PathBuf,
     quit: Arc<AtomicBool>,
     accel: Accel,
@@ -168,6 +172,13 @@ impl Vm {
                 Some(handle)
             }
         };
+        let agent = match &spice {
+            Some(handle) if opts.agent => Some(
+                AgentSocket::start(&dir.join("agent.sock"), Arc::clone(handle))
+                    .map_err(|e| RunError::Io("guest agent socket".into(), e))?,
+            ),
+            _ => None,
+        };
         let control = opts
             .api_socket
             .as_ref()
@@ -191,6 +202,7 @@ impl Vm {
             device_socket: server.socket().to_path_buf(),
             tablet: qmp_socket.is_some(),
             qmp_socket,
+            agent_socket: agent.as_ref().map(|a| a.path().to_path_buf()),
         };
         before_vmm(&server);
         let mut cmd = Command::new(&qemu_bin);
@@ -227,6 +239,7 @@ impl Vm {
             spice,
             child,
             _control: control,
+            _agent: agent,
             runtime_dir: dir,
             quit,
             accel,

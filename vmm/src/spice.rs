@@ -35,6 +35,10 @@ pub struct SpiceOptions {
     pub image_compression: saffron_server::Compression,
     /// When GLZ images are wrapped in zlib.
     pub zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// No clipboard through the guest agent (QEMU's `disable-copy-paste`).
+    pub disable_copy_paste: bool,
+    /// No file transfer through the guest agent (QEMU's `disable-agent-file-xfer`).
+    pub disable_agent_file_xfer: bool,
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -63,6 +67,10 @@ impl SpiceOptions {
         cfg.record_dir = self.record_dir.clone();
         cfg.image_compression = self.image_compression;
         cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
+        cfg.agent = saffron_server::AgentPolicy {
+            copy_paste: !self.disable_copy_paste,
+            file_xfer: !self.disable_agent_file_xfer,
+        };
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);

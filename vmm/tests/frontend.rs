@@ -421,6 +421,8 @@ fn control_socket_client_info_lists_spice_clients() {
     assert_eq!(empty["clients"], json!([]), "{empty}");
     assert_eq!(empty["image_compression"], json!("auto_glz"), "{empty}");
     assert_eq!(empty["images"]["raw"], json!(0), "{empty}");
+    assert_eq!(empty["agent"]["connected"], json!(false), "{empty}");
+    assert_eq!(empty["agent"]["links"], json!(0), "{empty}");
     // The image compression for the next display clients changes at run time.
     let set = control(
         &sock,
