@@ -269,6 +269,12 @@ impl Session {
         Channel::link(self.addr, self.id, channel_type, &self.password, chan_caps)
     }
 
+    /// Links the playback channel with playback caps `caps` (bit 1 VOLUME, 3 OPUS); read it
+    /// with [`Channel::read`] into a [`PlaybackCapture`].
+    pub fn playback(&self, caps: u32) -> Result<Channel, ClientError> {
+        self.open(channel::PLAYBACK, &[caps])
+    }
+
     /// Links the cursor channel.
     pub fn cursor(&self) -> Result<CursorChannel, ClientError> {
         Ok(CursorChannel {
@@ -319,6 +325,62 @@ impl Session {
         init.extend_from_slice(&glz_window.to_le_bytes());
         d.send(msg::MSGC_DISPLAY_INIT, &init)?;
         Ok(d)
+    }
+}
+
+/// What a playback client received: the mode, START/STOP, volume, and the PCM of every DATA
+/// in order with its mm-time stamp.
+#[derive(Clone, Debug, Default)]
+pub struct PlaybackCapture {
+    /// The data mode of the last MODE message (1 raw).
+    pub mode: Option<u16>,
+    /// START messages: (channels, format, frequency, mm-time).
+    pub starts: Vec<(u32, u16, u32, u32)>,
+    /// STOP messages received.
+    pub stops: u32,
+    /// The last VOLUME (per channel) and MUTE.
+    pub volume: Option<Vec<u16>>,
+    pub mute: Option<bool>,
+    /// The audio of every DATA message, concatenated.
+    pub pcm: Vec<u8>,
+    /// Per DATA message: its mm-time and its audio length.
+    pub stamps: Vec<(u32, usize)>,
+}
+
+impl PlaybackCapture {
+    /// Takes one playback message. DATA before START, or in a mode other than raw, is a
+    /// protocol error (this client only decodes raw PCM).
+    pub fn handle(&mut self, ty: u16, body: &[u8]) -> Result<(), ClientError> {
+        match ty {
+            msg::PLAYBACK_MODE => self.mode = Some(u16_at(body, 4)?),
+            msg::PLAYBACK_START => self.starts.push((
+                u32_at(body, 0)?,
+                u16_at(body, 4)?,
+                u32_at(body, 6)?,
+                u32_at(body, 10)?,
+            )),
+            msg::PLAYBACK_STOP => self.stops += 1,
+            msg::PLAYBACK_VOLUME => {
+                let n = usize::from(*body.first().unwrap_or(&0));
+                self.volume = Some(
+                    (0..n)
+                        .map(|i| u16_at(body, 1 + 2 * i))
+                        .collect::<Result<_, _>>()?,
+                );
+            }
+            msg::PLAYBACK_MUTE => self.mute = Some(body.first().is_some_and(|m| *m != 0)),
+            msg::PLAYBACK_DATA => {
+                if self.mode != Some(1) || self.starts.len() as u32 <= self.stops {
+                    return proto("playback DATA outside a raw-mode START..STOP");
+                }
+                let time = u32_at(body, 0)?;
+                let audio = body.get(4..).unwrap_or(&[]);
+                self.stamps.push((time, audio.len()));
+                self.pcm.extend_from_slice(audio);
+            }
+            _ => {}
+        }
+        Ok(())
     }
 }
 

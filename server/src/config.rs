@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// Copy every byte each client sends into a file per connection in this directory
     /// (fuzz seeds from real clients; see `record.rs` for the format).
     pub record_dir: Option<PathBuf>,
+    /// Offer the playback channel (the VMM has a sound device whose playback it writes into
+    /// `ServerHandle::playback`).
+    pub playback: bool,
 }
 
 impl ServerConfig {
@@ -95,6 +98,7 @@ impl ServerConfig {
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
+            playback: false,
         }
     }
 }

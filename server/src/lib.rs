@@ -16,6 +16,7 @@ pub mod image;
 pub mod inputs;
 pub mod link;
 pub mod main_channel;
+pub mod playback;
 mod record;
 pub mod server;
 pub mod session;
@@ -26,6 +27,7 @@ pub mod wire;
 
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use image::{Compression, WanCompression};
+pub use playback::{Playback, PlaybackStats};
 pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};

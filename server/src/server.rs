@@ -19,7 +19,7 @@ use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
     AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
 };
-use crate::{cursor, display, inputs, main_channel};
+use crate::{cursor, display, inputs, main_channel, playback};
 use saffron_display::DisplaySource;
 
 /// Most simultaneous connections (linking or linked); more are closed at once.
@@ -61,6 +61,8 @@ pub(crate) struct Shared {
     pub image_compression: RwLock<crate::image::Compression>,
     /// Every display client's images, by format.
     pub image_totals: Arc<crate::image::ImageTotals>,
+    /// The playback hub (used only when `config.playback` is set).
+    pub playback: Arc<playback::Playback>,
 }
 
 impl Shared {
@@ -135,6 +137,11 @@ impl ServerHandle {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = compression;
         info!(%compression, "image compression for new display channels");
+    }
+
+    /// The playback hub: the VMM's sound device writes the guest's playback into it.
+    pub fn playback(&self) -> Arc<playback::Playback> {
+        self.shared.playback.clone()
     }
 
     /// The images every display client was sent so far, by format.
@@ -218,6 +225,7 @@ pub fn start_with_cursor(
         .as_deref()
         .map(|p| Ticket::new(p, config.password_lifetime));
     let image_compression = config.image_compression;
+    let started = Instant::now();
     let shared = Arc::new(Shared {
         config,
         source,
@@ -228,9 +236,10 @@ pub fn start_with_cursor(
         ticket: RwLock::new(ticket),
         connections: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
-        started: Instant::now(),
+        started,
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
+        playback: Arc::new(playback::Playback::new(started)),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {
@@ -451,10 +460,11 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         send_result(&mut stream, LinkErr::BadConnectionId)?;
         return Err(LinkError::Refused(LinkErr::BadConnectionId));
     };
-    let known = matches!(
+    let known = (matches!(
         req.channel_type,
         channel::DISPLAY | channel::CURSOR | channel::INPUTS
-    ) && req.channel_id == 0;
+    ) || (req.channel_type == channel::PLAYBACK && shared.config.playback))
+        && req.channel_id == 0;
     if !known {
         send_result(&mut stream, LinkErr::ChannelNotAvailable)?;
         return Err(LinkError::Refused(LinkErr::ChannelNotAvailable));
@@ -487,6 +497,11 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
             let span = info_span!("cursor", session = session.id);
             let _e = span.enter();
             cursor::run(stream, shared, &session, mini, traffic)
+        }
+        channel::PLAYBACK => {
+            let span = info_span!("playback", session = session.id);
+            let _e = span.enter();
+            playback::run(stream, shared, &session, &req, mini, traffic)
         }
         _ => {
             let span = info_span!("inputs", session = session.id);

@@ -1,0 +1,293 @@
+//! The playback channel (spec §10): the guest's sound, as the VMM's sound device plays it,
+//! goes to every linked playback client as raw S16 48 kHz stereo PCM in 10 ms DATA messages,
+//! each stamped with the server's mm-time.
+//!
+//! [`Playback`] is the hub the VMM writes into ([`Playback::start`], [`Playback::write`],
+//! [`Playback::stop`]); it never blocks: a client's DATA messages are droppable, so a client
+//! that does not keep up loses audio once its queue holds [`PLAYBACK_QUEUE_LIMIT`] bytes,
+//! and with no client the audio goes nowhere. The guest's pace is its own device's
+//! business (real time), never the network's.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use tracing::debug;
+
+use crate::channel::{Channel, Event};
+use crate::conn::{ConnError, SendQueue, Traffic};
+use crate::link::LinkRequest;
+use crate::server::Shared;
+use crate::session::Session;
+use crate::tls::Stream;
+use crate::wire::{Writer, has_cap, msg};
+
+/// SPICE_PLAYBACK_CAP_VOLUME.
+pub const CAP_VOLUME: u32 = 1;
+/// SPICE_AUDIO_DATA_MODE_RAW.
+pub const MODE_RAW: u16 = 1;
+/// SPICE_AUDIO_FMT_S16.
+pub const FORMAT_S16: u16 = 1;
+/// Channels, rate and frame size of the stream.
+pub const CHANNELS: u32 = 2;
+pub const RATE: u32 = 48_000;
+/// One DATA message: 480 frames (10 ms), spice-server's frame size (and Opus's).
+pub const FRAME_BYTES: usize = 480 * 4;
+/// Byte bound of a playback client's queue: about one second of raw audio.
+pub const PLAYBACK_QUEUE_LIMIT: usize = 256 << 10;
+/// Clients send nothing on this channel but the common messages; anything else up to this
+/// size is read and ignored.
+pub(crate) const MAX_PLAYBACK_MESSAGE: u32 = 4096;
+
+struct Client {
+    queue: Arc<SendQueue>,
+}
+
+#[derive(Default)]
+struct HubState {
+    playing: bool,
+    clients: Vec<Client>,
+    /// Audio written but not yet a whole 10 ms frame.
+    partial: Vec<u8>,
+}
+
+/// Counters of what the hub was given and sent.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PlaybackStats {
+    /// Bytes of PCM written by the VMM.
+    pub written: u64,
+    /// DATA messages queued to clients (all clients counted).
+    pub frames_sent: u64,
+    /// DATA messages a full client queue refused.
+    pub frames_dropped: u64,
+}
+
+/// The playback hub between the sound device and the playback clients.
+pub struct Playback {
+    started: Instant,
+    state: Mutex<HubState>,
+    stats: Mutex<PlaybackStats>,
+}
+
+impl Playback {
+    /// A hub whose mm-time counts from `started` (the server's clock).
+    pub(crate) fn new(started: Instant) -> Playback {
+        Playback {
+            started,
+            state: Mutex::new(HubState::default()),
+            stats: Mutex::new(PlaybackStats::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn mm_time(&self) -> u32 {
+        self.started.elapsed().as_millis() as u32
+    }
+
+    /// What went through so far.
+    pub fn stats(&self) -> PlaybackStats {
+        *self.stats.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the guest's stream is playing.
+    pub fn playing(&self) -> bool {
+        self.lock().playing
+    }
+
+    fn start_message(&self) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(CHANNELS)
+            .u16(FORMAT_S16)
+            .u32(RATE)
+            .u32(self.mm_time());
+        w.buf
+    }
+
+    /// The guest started playing: every client gets START.
+    pub fn start(&self) {
+        let mut s = self.lock();
+        if s.playing {
+            return;
+        }
+        s.playing = true;
+        s.partial.clear();
+        let body = self.start_message();
+        s.clients.retain(|c| !c.queue.is_closed());
+        for c in &s.clients {
+            let _ = c.queue.push(msg::PLAYBACK_START, body.clone(), false);
+        }
+        debug!(clients = s.clients.len(), "playback start");
+    }
+
+    /// The guest stopped: what is left of a frame is sent, then STOP.
+    pub fn stop(&self) {
+        let mut s = self.lock();
+        if !s.playing {
+            return;
+        }
+        let rest = std::mem::take(&mut s.partial);
+        if !rest.is_empty() {
+            self.send_frame(&s, &rest);
+        }
+        s.playing = false;
+        for c in &s.clients {
+            let _ = c.queue.push(msg::PLAYBACK_STOP, Vec::new(), false);
+        }
+        debug!("playback stop");
+    }
+
+    /// Audio the guest played (S16_LE, 48 kHz, stereo), cut into 10 ms DATA messages. Audio
+    /// written while not started is dropped (a device only plays between start and stop).
+    pub fn write(&self, pcm: &[u8]) {
+        let mut s = self.lock();
+        if !s.playing {
+            return;
+        }
+        self.stats.lock().unwrap_or_else(|e| e.into_inner()).written += pcm.len() as u64;
+        let mut rest = pcm;
+        if !s.partial.is_empty() {
+            let need = FRAME_BYTES - s.partial.len();
+            let (head, tail) = rest.split_at(need.min(rest.len()));
+            s.partial.extend_from_slice(head);
+            rest = tail;
+            if s.partial.len() < FRAME_BYTES {
+                return;
+            }
+            let frame = std::mem::take(&mut s.partial);
+            self.send_frame(&s, &frame);
+        }
+        let mut frames = rest.chunks_exact(FRAME_BYTES);
+        for f in frames.by_ref() {
+            self.send_frame(&s, f);
+        }
+        s.partial.extend_from_slice(frames.remainder());
+    }
+
+    fn send_frame(&self, s: &HubState, frame: &[u8]) {
+        let mut w = Writer::with_capacity(4 + frame.len());
+        w.u32(self.mm_time()).bytes(frame);
+        let (mut sent, mut dropped) = (0, 0);
+        for c in &s.clients {
+            match c.queue.push(msg::PLAYBACK_DATA, w.buf.clone(), true) {
+                Ok(()) => sent += 1,
+                Err(_) => dropped += 1,
+            }
+        }
+        let mut st = self.stats.lock().unwrap_or_else(|e| e.into_inner());
+        st.frames_sent += sent;
+        st.frames_dropped += dropped;
+    }
+
+    /// A client linked: MODE (raw), VOLUME and MUTE when it has the VOLUME cap (the guest
+    /// card has no volume control: full volume, not muted), and START if the guest plays.
+    fn attach(&self, queue: Arc<SendQueue>, volume_cap: bool) {
+        let mut s = self.lock();
+        let mut mode = Writer::default();
+        mode.u32(self.mm_time()).u16(MODE_RAW);
+        let _ = queue.push(msg::PLAYBACK_MODE, mode.buf, false);
+        if volume_cap {
+            let mut v = Writer::default();
+            v.u8(CHANNELS as u8).u16(u16::MAX).u16(u16::MAX);
+            let _ = queue.push(msg::PLAYBACK_VOLUME, v.buf, false);
+            let _ = queue.push(msg::PLAYBACK_MUTE, vec![0], false);
+        }
+        if s.playing {
+            let _ = queue.push(msg::PLAYBACK_START, self.start_message(), false);
+        }
+        s.clients.push(Client { queue });
+    }
+
+    fn detach(&self, queue: &Arc<SendQueue>) {
+        self.lock()
+            .clients
+            .retain(|c| !Arc::ptr_eq(&c.queue, queue));
+    }
+}
+
+pub(crate) fn run(
+    stream: Stream,
+    shared: &Arc<Shared>,
+    session: &Arc<Session>,
+    req: &LinkRequest,
+    mini: bool,
+    traffic: Arc<Traffic>,
+) -> Result<(), ConnError> {
+    let mut ch = Channel::open(
+        stream,
+        mini,
+        traffic,
+        PLAYBACK_QUEUE_LIMIT,
+        MAX_PLAYBACK_MESSAGE,
+        None,
+    )?;
+    let queue = ch.queue().clone();
+    shared
+        .playback
+        .attach(queue.clone(), has_cap(&req.channel_caps, CAP_VOLUME));
+    let result = ch.serve(session, |_, event| {
+        if let Event::Message(ty, _) = event {
+            debug!(ty, "ignored playback message");
+        }
+        Ok(())
+    });
+    shared.playback.detach(&queue);
+    ch.close();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bodies(q: &SendQueue) -> Vec<(u16, Vec<u8>)> {
+        q.take_all()
+    }
+
+    #[test]
+    fn frames_in_order_and_bounded() {
+        let hub = Playback::new(Instant::now());
+        let q = SendQueue::new(PLAYBACK_QUEUE_LIMIT);
+        hub.attach(q.clone(), true);
+        let types: Vec<u16> = bodies(&q).iter().map(|m| m.0).collect();
+        assert_eq!(
+            types,
+            vec![msg::PLAYBACK_MODE, msg::PLAYBACK_VOLUME, msg::PLAYBACK_MUTE]
+        );
+        hub.write(&[1; 100]);
+        assert!(bodies(&q).is_empty(), "nothing before start");
+        hub.start();
+        let pcm: Vec<u8> = (0..FRAME_BYTES * 2 + 100).map(|i| i as u8).collect();
+        hub.write(&pcm[..1000]);
+        hub.write(&pcm[1000..]);
+        hub.stop();
+        let got = bodies(&q);
+        let types: Vec<u16> = got.iter().map(|m| m.0).collect();
+        assert_eq!(
+            types,
+            vec![
+                msg::PLAYBACK_START,
+                msg::PLAYBACK_DATA,
+                msg::PLAYBACK_DATA,
+                msg::PLAYBACK_DATA,
+                msg::PLAYBACK_STOP
+            ]
+        );
+        let data: Vec<u8> = got
+            .iter()
+            .filter(|m| m.0 == msg::PLAYBACK_DATA)
+            .flat_map(|m| m.1[4..].to_vec())
+            .collect();
+        assert_eq!(data, pcm, "every byte, in order");
+        assert_eq!(got[1].1.len(), 4 + FRAME_BYTES);
+
+        // A client that reads nothing: its queue stays bounded.
+        hub.start();
+        for _ in 0..1000 {
+            hub.write(&[0; FRAME_BYTES]);
+        }
+        assert!(q.queued_bytes() <= PLAYBACK_QUEUE_LIMIT);
+        assert!(hub.stats().frames_dropped > 0);
+    }
+}
