@@ -275,6 +275,7 @@ impl SoundBackend {
             };
             match self.check_io(st, stream_id, playback, &segs, mem) {
                 Ok((pcm, bytes)) => {
+                    tracing::trace!(queue = q, head, bytes, "I/O message queued");
                     let pacer = if playback { &mut st.tx } else { &mut st.rx };
                     pacer.push(IoMessage { head, segs, pcm }, bytes);
                 }
@@ -379,7 +380,8 @@ fn pace_loop(inner: &Inner) {
             let guard = mem.memory();
             if let Some(vring) = vrings.get(usize::from(queue::TX)) {
                 for m in &played {
-                    inner.sink.play(&m.token.pcm);
+                    tracing::trace!(head = m.token.head, bytes = m.bytes, "played");
+                    inner.sink.play(&m.token.pcm, m.start);
                     inner
                         .stats
                         .played_bytes

@@ -32,8 +32,9 @@ pub trait PcmSink: Send + Sync {
     fn start(&self) {}
     /// The guest stopped (or released) its playback stream.
     fn stop(&self) {}
-    /// One I/O message's worth of audio, as it finishes playing.
-    fn play(&self, pcm: &[u8]);
+    /// One I/O message's worth of audio, as it finishes playing; `started` is when its first
+    /// frame started playing on the stream's clock (for time stamps).
+    fn play(&self, pcm: &[u8], started: std::time::Instant);
 }
 
 /// Plays into nothing.
@@ -41,5 +42,5 @@ pub trait PcmSink: Send + Sync {
 pub struct NullSink;
 
 impl PcmSink for NullSink {
-    fn play(&self, _pcm: &[u8]) {}
+    fn play(&self, _pcm: &[u8], _started: std::time::Instant) {}
 }

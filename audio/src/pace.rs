@@ -26,13 +26,23 @@ pub struct Queued<T> {
     pub bytes: u32,
 }
 
+/// A message whose time is over, and when its audio started playing on the stream's clock
+/// (back to back with the previous one unless the driver underran): that, not the moment
+/// the pacing thread got round to it, is what its audio is stamped with.
+#[derive(Debug)]
+pub struct Played<T> {
+    pub token: T,
+    pub bytes: u32,
+    pub start: Instant,
+}
+
 /// One stream's queue of I/O messages and its clock.
 #[derive(Debug)]
 pub struct Pacer<T> {
     queue: VecDeque<Queued<T>>,
     running: bool,
-    /// When the head message finishes, once it is being played.
-    head_end: Option<Instant>,
+    /// When the head message started and finishes, once it is being played.
+    head: Option<(Instant, Instant)>,
     /// When the last completed message finished.
     last_end: Option<Instant>,
 }
@@ -42,7 +52,7 @@ impl<T> Default for Pacer<T> {
         Pacer {
             queue: VecDeque::new(),
             running: false,
-            head_end: None,
+            head: None,
             last_end: None,
         }
     }
@@ -72,50 +82,54 @@ impl<T> Pacer<T> {
     /// The stream starts (or resumes): the head message starts playing now.
     pub fn start(&mut self) {
         self.running = true;
-        self.head_end = None;
+        self.head = None;
         self.last_end = None;
     }
 
     /// The stream pauses; the head message will play again from its start.
     pub fn stop(&mut self) {
         self.running = false;
-        self.head_end = None;
+        self.head = None;
     }
 
     /// Every queued message, to be completed at once (release, reset).
     pub fn drain(&mut self) -> Vec<Queued<T>> {
-        self.head_end = None;
+        self.head = None;
         self.running = false;
         self.queue.drain(..).collect()
     }
 
     /// The messages whose time is over at `now`, in order, and when to look again (`None`
     /// when nothing is due later: the stream is not running or its queue is empty).
-    pub fn poll(&mut self, now: Instant) -> (Vec<Queued<T>>, Option<Instant>) {
+    pub fn poll(&mut self, now: Instant) -> (Vec<Played<T>>, Option<Instant>) {
         let mut done = Vec::new();
         if !self.running {
             return (done, None);
         }
         while let Some(head) = self.queue.front() {
-            let end = match self.head_end {
-                Some(end) => end,
+            let (start, end) = match self.head {
+                Some(h) => h,
                 None => {
                     let start = match self.last_end {
                         Some(e) if e + MAX_CATCH_UP >= now => e,
                         _ => now,
                     };
-                    let end = start + duration_of(head.bytes);
-                    self.head_end = Some(end);
-                    end
+                    let h = (start, start + duration_of(head.bytes));
+                    self.head = Some(h);
+                    h
                 }
             };
             if end > now {
                 return (done, Some(end));
             }
-            self.head_end = None;
+            self.head = None;
             self.last_end = Some(end);
             if let Some(q) = self.queue.pop_front() {
-                done.push(q);
+                done.push(Played {
+                    token: q.token,
+                    bytes: q.bytes,
+                    start,
+                });
             }
         }
         (done, None)
@@ -143,6 +157,11 @@ mod tests {
         // 45 ms later: two are over (0-20, 20-40), the third ends at 60.
         let (done, next) = p.poll(t0 + Duration::from_millis(45));
         assert_eq!(done.iter().map(|q| q.token).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            done[1].start,
+            t0 + Duration::from_millis(20),
+            "back to back"
+        );
         assert_eq!(next, Some(t0 + Duration::from_millis(60)));
         p.stop();
         assert_eq!(p.poll(t0 + Duration::from_secs(1)).0.len(), 0, "paused");

@@ -9,7 +9,7 @@
 //! business (real time), never the network's.
 
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tracing::debug;
 
@@ -32,6 +32,8 @@ pub const CHANNELS: u32 = 2;
 pub const RATE: u32 = 48_000;
 /// One DATA message: 480 frames (10 ms), spice-server's frame size (and Opus's).
 pub const FRAME_BYTES: usize = 480 * 4;
+/// Bytes per second of the stream.
+const BYTES_PER_SECOND: u64 = 48_000 * 4;
 /// Byte bound of a playback client's queue: about one second of raw audio.
 pub const PLAYBACK_QUEUE_LIMIT: usize = 256 << 10;
 /// Clients send nothing on this channel but the common messages; anything else up to this
@@ -46,8 +48,9 @@ struct Client {
 struct HubState {
     playing: bool,
     clients: Vec<Client>,
-    /// Audio written but not yet a whole 10 ms frame.
+    /// Audio written but not yet a whole 10 ms frame, and when its first byte plays.
     partial: Vec<u8>,
+    partial_start: Option<Instant>,
 }
 
 /// Counters of what the hub was given and sent.
@@ -129,7 +132,8 @@ impl Playback {
         }
         let rest = std::mem::take(&mut s.partial);
         if !rest.is_empty() {
-            self.send_frame(&s, &rest);
+            let at = s.partial_start.take().unwrap_or_else(Instant::now);
+            self.send_frame(&s, &rest, at);
         }
         s.playing = false;
         for c in &s.clients {
@@ -138,36 +142,55 @@ impl Playback {
         debug!("playback stop");
     }
 
-    /// Audio the guest played (S16_LE, 48 kHz, stereo), cut into 10 ms DATA messages. Audio
-    /// written while not started is dropped (a device only plays between start and stop).
+    /// Audio the guest played (S16_LE, 48 kHz, stereo), cut into 10 ms DATA messages, each
+    /// stamped with the mm-time its first frame plays at. Audio written while not started is
+    /// dropped (a device only plays between start and stop).
     pub fn write(&self, pcm: &[u8]) {
+        self.write_at(pcm, Instant::now());
+    }
+
+    /// Like [`Playback::write`], for audio whose first frame started playing at `started`
+    /// (the sound device's clock, which is steadier than the moment it hands the audio over).
+    pub fn write_at(&self, pcm: &[u8], started: Instant) {
         let mut s = self.lock();
         if !s.playing {
             return;
         }
         self.stats.lock().unwrap_or_else(|e| e.into_inner()).written += pcm.len() as u64;
+        let at = |offset: usize| {
+            started + Duration::from_nanos(offset as u64 * 1_000_000_000 / BYTES_PER_SECOND)
+        };
         let mut rest = pcm;
+        let mut offset = 0;
         if !s.partial.is_empty() {
             let need = FRAME_BYTES - s.partial.len();
             let (head, tail) = rest.split_at(need.min(rest.len()));
             s.partial.extend_from_slice(head);
             rest = tail;
+            offset = head.len();
             if s.partial.len() < FRAME_BYTES {
                 return;
             }
             let frame = std::mem::take(&mut s.partial);
-            self.send_frame(&s, &frame);
+            let frame_start = s.partial_start.take().unwrap_or(started);
+            self.send_frame(&s, &frame, frame_start);
         }
         let mut frames = rest.chunks_exact(FRAME_BYTES);
         for f in frames.by_ref() {
-            self.send_frame(&s, f);
+            self.send_frame(&s, f, at(offset));
+            offset += FRAME_BYTES;
         }
-        s.partial.extend_from_slice(frames.remainder());
+        let remainder = frames.remainder();
+        if !remainder.is_empty() {
+            s.partial.extend_from_slice(remainder);
+            s.partial_start = Some(at(offset));
+        }
     }
 
-    fn send_frame(&self, s: &HubState, frame: &[u8]) {
+    fn send_frame(&self, s: &HubState, frame: &[u8], at: Instant) {
         let mut w = Writer::with_capacity(4 + frame.len());
-        w.u32(self.mm_time()).bytes(frame);
+        let mm_time = at.saturating_duration_since(self.started).as_millis() as u32;
+        w.u32(mm_time).bytes(frame);
         let (mut sent, mut dropped) = (0, 0);
         for c in &s.clients {
             match c.queue.push(msg::PLAYBACK_DATA, w.buf.clone(), true) {

@@ -1,5 +1,5 @@
 //! The playback channel with the library client: listed only when enabled, linked, and the
-//! hub's audio arrives byte for byte in stamped 10 ms DATA messages.
+//! hub's audio arrives byte for byte in 10 ms DATA messages stamped on the device's clock.
 
 mod common;
 
@@ -50,9 +50,15 @@ fn pcm_arrives_in_order_with_stamps() {
     assert_eq!(cap.mode, Some(1));
     let pcm: Vec<u8> = (0..48_000u32 * 4 / 10).map(|i| (i * 7) as u8).collect();
     hub.start();
-    for part in pcm.chunks(3840 + 4) {
-        hub.write(part);
-        std::thread::sleep(Duration::from_millis(2));
+    // Parts that do not line up with 10 ms frames, each stamped with when it plays on the
+    // device's clock (192 000 bytes a second from t0).
+    let t0 = std::time::Instant::now();
+    for (i, part) in pcm.chunks(3840 + 4).enumerate() {
+        let offset = (i * (3840 + 4)) as u64;
+        hub.write_at(
+            part,
+            t0 + Duration::from_micros(offset * 1_000_000 / 192_000),
+        );
     }
     hub.stop();
     while cap.stops == 0 {

@@ -8,5 +8,6 @@ pub mod memfd;
 pub mod qemu;
 pub mod qmp;
 pub mod run;
+pub mod sound;
 pub mod spice;
 pub mod vfio_user;

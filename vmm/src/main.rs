@@ -133,6 +133,7 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            playback: false,
         }
     }
 }
@@ -178,6 +179,10 @@ struct RunArgs {
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
     record_commands: Option<PathBuf>,
+    /// No sound card (by default the guest gets a virtio-sound device, vhost-user-snd-pci,
+    /// served by saffron, whose playback goes to Spice clients).
+    #[arg(long)]
+    no_sound: bool,
 }
 
 #[derive(Args)]
@@ -202,6 +207,11 @@ struct DeviceArgs {
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
     record_commands: Option<PathBuf>,
+    /// Also serve a virtio-sound device over vhost-user on this socket, for the VMM's
+    /// `-chardev socket,id=snd,path=PATH -device vhost-user-snd-pci,chardev=snd` (guest RAM
+    /// must be shared, e.g. a memory-backend-memfd with share=on).
+    #[arg(long, value_name = "PATH")]
+    sound_socket: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -239,6 +249,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         qxl,
         spice: args.spice.options(),
         record_commands: args.record_commands,
+        sound: !args.no_sound,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = vm
@@ -274,11 +285,19 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         None => None,
         Some(addr) => {
             let qmp = args.qmp.clone().map(|p| (p, false));
-            let handle = start_server(&args.spice.options(), addr, server.worker(), qmp)?;
+            let mut options = args.spice.options();
+            options.playback = args.sound_socket.is_some();
+            let handle = start_server(&options, addr, server.worker(), qmp)?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }
     };
+    let _sound = args
+        .sound_socket
+        .as_ref()
+        .map(|p| saffron_vmm::sound::start(p, _spice.as_deref(), false))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let _control = start_control(args.api_socket.as_ref(), api)?;
     while !server.finished() && !quit.load(Ordering::Acquire) {
         std::thread::sleep(Duration::from_millis(50));

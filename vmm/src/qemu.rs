@@ -210,6 +210,8 @@ pub struct QemuConfig {
     pub qmp_socket: Option<PathBuf>,
     /// Add an absolute pointer (virtio tablet) for the Spice client mouse mode.
     pub tablet: bool,
+    /// The vhost-user sound backend's socket, if the guest gets a sound card.
+    pub sound_socket: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -269,6 +271,9 @@ impl QemuConfig {
         if let Some(qmp) = &self.qmp_socket {
             a.push("-qmp".into());
             a.push(format!("unix:{},server=on,wait=off", qmp.display()));
+        }
+        if let Some(sound) = &self.sound_socket {
+            a.extend(crate::sound::qemu_args(sound));
         }
         a
     }
@@ -335,6 +340,7 @@ mod tests {
             device_socket: "/tmp/s.sock".into(),
             qmp_socket: None,
             tablet: false,
+            sound_socket: None,
         };
         let args = cfg.args();
         let dev = args.iter().position(|a| a == "-device").unwrap();
@@ -342,5 +348,24 @@ mod tests {
         assert_eq!(v["driver"], "vfio-user-pci");
         assert_eq!(v["socket"]["path"], "/tmp/s.sock");
         assert!(args.iter().any(|a| a.contains("share=on")));
+        assert!(
+            !args.iter().any(|a| a.contains("snd")),
+            "no sound unless asked"
+        );
+        let with_sound = QemuConfig {
+            sound_socket: Some("/tmp/snd.sock".into()),
+            ..cfg
+        }
+        .args();
+        let tail = &with_sound[with_sound.len() - 4..];
+        assert_eq!(
+            tail,
+            [
+                "-chardev",
+                "socket,id=saffron-snd,path=/tmp/snd.sock",
+                "-device",
+                "vhost-user-snd-pci,chardev=saffron-snd"
+            ]
+        );
     }
 }

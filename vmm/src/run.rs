@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub spice: SpiceOptions,
     /// Record the rings' commands and the guest memory they use into this directory.
     pub record_commands: Option<PathBuf>,
+    /// Give the guest a virtio-sound card served by our vhost-user backend.
+    pub sound: bool,
 }
 
 /// Why a run could not start or failed.
@@ -73,12 +75,16 @@ pub enum RunError {
     /// The Spice server could not start.
     #[error("Spice server: {0}")]
     Spice(String),
+    /// The sound backend could not start.
+    #[error(transparent)]
+    Sound(#[from] saffron_audio::SoundServerError),
 }
 
 /// A running guest: QEMU plus our device server.
 pub struct Vm {
     server: DeviceServer,
     spice: Option<Arc<saffron_server::ServerHandle>>,
+    _sound: Option<saffron_audio::SoundServer>,
     child: Child,
     _control: Option<ControlSocket>,
     runtime_dir: PathBuf,
@@ -162,11 +168,23 @@ impl Vm {
                 // pointer; keys and relative motion go to QEMU's PS/2 devices.
                 let qmp = dir.join("qmp.sock");
                 qmp_socket = Some(qmp.clone());
-                let handle = start_server(&opts.spice, addr, server.worker(), Some((qmp, true)))
+                let mut spice_opts = opts.spice.clone();
+                spice_opts.playback = opts.sound;
+                let handle = start_server(&spice_opts, addr, server.worker(), Some((qmp, true)))
                     .map_err(RunError::Spice)?;
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)
             }
+        };
+        // Bound before QEMU starts: QEMU connects to it while it creates the device.
+        let sound = if opts.sound {
+            Some(crate::sound::start(
+                &dir.join("snd.sock"),
+                spice.as_deref(),
+                true,
+            )?)
+        } else {
+            None
         };
         let control = opts
             .api_socket
@@ -191,6 +209,7 @@ impl Vm {
             device_socket: server.socket().to_path_buf(),
             tablet: qmp_socket.is_some(),
             qmp_socket,
+            sound_socket: sound.as_ref().map(|s| s.socket().to_path_buf()),
         };
         before_vmm(&server);
         let mut cmd = Command::new(&qemu_bin);
@@ -225,6 +244,7 @@ impl Vm {
         Ok(Vm {
             server,
             spice,
+            _sound: sound,
             child,
             _control: control,
             runtime_dir: dir,

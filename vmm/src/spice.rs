@@ -35,6 +35,8 @@ pub struct SpiceOptions {
     pub image_compression: saffron_server::Compression,
     /// When GLZ images are wrapped in zlib.
     pub zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// Offer the playback channel (the VMM has a sound device).
+    pub playback: bool,
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -44,10 +46,11 @@ fn channel_types(name: &str) -> Result<Vec<u8>, String> {
         "display" => vec![2],
         "inputs" => vec![3],
         "cursor" => vec![4],
-        "default" | "all" => vec![1, 2, 3, 4],
+        "playback" => vec![5],
+        "default" | "all" => vec![1, 2, 3, 4, 5],
         other => {
             return Err(format!(
-                "unknown Spice channel '{other}' (main, display, inputs, cursor, default)"
+                "unknown Spice channel '{other}' (main, display, inputs, cursor, playback, default)"
             ));
         }
     })
@@ -63,6 +66,7 @@ impl SpiceOptions {
         cfg.record_dir = self.record_dir.clone();
         cfg.image_compression = self.image_compression;
         cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
+        cfg.playback = self.playback;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
