@@ -25,9 +25,9 @@ use vmm_sys_util::event::{
 use crate::PcmSink;
 use crate::abi::{self, queue, status};
 use crate::chain::Segments;
-use crate::control::{Card, Effect, FRAME_BYTES, INPUT_STREAM, OUTPUT_STREAM, StreamState};
+use crate::control::{Card, Effect, INPUT_STREAM, OUTPUT_STREAM};
 use crate::pace::Pacer;
-use crate::request::parse_xfer;
+use crate::request::check_io;
 
 /// Guest memory as the daemon gives it to us.
 pub type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
@@ -273,7 +273,19 @@ impl SoundBackend {
                     continue;
                 }
             };
-            match self.check_io(st, stream_id, playback, &segs, mem) {
+            let checked = segs
+                .read_all(mem)
+                .map_err(|_| status::BAD_MSG)
+                .and_then(|readable| {
+                    check_io(
+                        st.card.state(stream_id),
+                        stream_id,
+                        playback,
+                        &readable,
+                        segs.writable_len,
+                    )
+                });
+            match checked {
                 Ok((pcm, bytes)) => {
                     tracing::trace!(queue = q, head, bytes, "I/O message queued");
                     let pacer = if playback { &mut st.tx } else { &mut st.rx };
@@ -285,47 +297,6 @@ impl SoundBackend {
                 }
             }
         }
-    }
-
-    /// Validates an I/O message: its stream, its state, its sizes. Returns the playback PCM
-    /// (empty for capture) and the audio length in bytes, or the status to fail it with.
-    fn check_io(
-        &self,
-        st: &State,
-        stream_id: u32,
-        playback: bool,
-        segs: &Segments,
-        mem: &GuestMemoryMmap,
-    ) -> Result<(Vec<u8>, u32), u32> {
-        let readable = segs.read_all(mem).map_err(|_| status::BAD_MSG)?;
-        let id = parse_xfer(&readable).map_err(|e| e.status())?;
-        let capacity = segs
-            .writable_len
-            .checked_sub(abi::PCM_STATUS_SIZE)
-            .ok_or(status::BAD_MSG)?;
-        if id != stream_id {
-            return Err(status::BAD_MSG);
-        }
-        if !matches!(
-            st.card.state(stream_id),
-            Some(StreamState::Prepared | StreamState::Running | StreamState::Stopped)
-        ) {
-            return Err(status::IO_ERR);
-        }
-        let (pcm, bytes) = if playback {
-            let pcm = readable.get(abi::PCM_XFER_SIZE..).unwrap_or(&[]).to_vec();
-            let n = pcm.len();
-            (pcm, n)
-        } else {
-            if readable.len() != abi::PCM_XFER_SIZE {
-                return Err(status::BAD_MSG);
-            }
-            (Vec::new(), capacity)
-        };
-        if bytes == 0 || !(bytes as u32).is_multiple_of(FRAME_BYTES) {
-            return Err(status::BAD_MSG);
-        }
-        Ok((pcm, bytes as u32))
     }
 }
 

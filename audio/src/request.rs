@@ -5,6 +5,7 @@
 use thiserror::Error;
 
 use crate::abi::{self, code};
+use crate::control::{FRAME_BYTES, StreamState};
 
 /// Why a request was refused (answered with `VIRTIO_SND_S_BAD_MSG` or `NOT_SUPP`).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -162,6 +163,54 @@ pub fn parse_xfer(b: &[u8]) -> Result<u32, RequestError> {
     })
 }
 
+/// Validates an I/O message of stream `stream_id` (a playback one when `playback`), given
+/// the stream's state, the chain's readable bytes and the size of its writable part. Returns
+/// the PCM to play (empty for capture) and the audio length in bytes, or the status to fail
+/// the message with: BAD_MSG for a malformed one (wrong stream, no room for the status,
+/// partial frames, capture data in a read-only buffer), IO_ERR for a stream that is not
+/// prepared.
+pub fn check_io(
+    state: Option<StreamState>,
+    stream_id: u32,
+    playback: bool,
+    readable: &[u8],
+    writable_len: usize,
+) -> Result<(Vec<u8>, u32), u32> {
+    use crate::abi::status;
+    let id = parse_xfer(readable).map_err(|e| e.status())?;
+    let capacity = writable_len
+        .checked_sub(abi::PCM_STATUS_SIZE)
+        .ok_or(status::BAD_MSG)?;
+    if id != stream_id {
+        return Err(status::BAD_MSG);
+    }
+    if !matches!(
+        state,
+        Some(StreamState::Prepared | StreamState::Running | StreamState::Stopped)
+    ) {
+        return Err(status::IO_ERR);
+    }
+    let (pcm, bytes) = if playback {
+        // The device writes only the status into a playback message.
+        if capacity != 0 {
+            return Err(status::BAD_MSG);
+        }
+        let pcm = readable.get(abi::PCM_XFER_SIZE..).unwrap_or(&[]).to_vec();
+        let n = pcm.len();
+        (pcm, n)
+    } else {
+        if readable.len() != abi::PCM_XFER_SIZE {
+            return Err(status::BAD_MSG);
+        }
+        (Vec::new(), capacity)
+    };
+    let bytes = u32::try_from(bytes).map_err(|_| status::BAD_MSG)?;
+    if bytes == 0 || !bytes.is_multiple_of(FRAME_BYTES) {
+        return Err(status::BAD_MSG);
+    }
+    Ok((pcm, bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +272,39 @@ mod tests {
             abi::status::BAD_MSG
         );
         assert_eq!(parse_xfer(&words(&[1, 99])), Ok(1));
+    }
+
+    #[test]
+    fn io_messages() {
+        use crate::abi::status::{BAD_MSG, IO_ERR};
+        let running = Some(StreamState::Running);
+        let mut tx = words(&[0]);
+        tx.extend([1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(
+            check_io(running, 0, true, &tx, 8),
+            Ok((tx[4..].to_vec(), 8))
+        );
+        assert_eq!(
+            check_io(running, 1, false, &words(&[1]), 8 + 16),
+            Ok((vec![], 16))
+        );
+        for (state, id, playback, readable, writable, want) in [
+            (running, 0, true, tx.clone(), 7, BAD_MSG), // no room for the status
+            (running, 0, true, tx.clone(), 16, BAD_MSG), // writable data in a tx message
+            (running, 0, true, tx[..7].to_vec(), 8, BAD_MSG), // a partial frame
+            (running, 0, true, words(&[0]), 8, BAD_MSG), // no audio
+            (running, 1, true, tx.clone(), 8, BAD_MSG), // another stream's id
+            (Some(StreamState::ParamsSet), 0, true, tx.clone(), 8, IO_ERR),
+            (None, 0, true, tx.clone(), 8, IO_ERR),
+            (running, 1, false, words(&[1, 0]), 24, BAD_MSG), // data in an rx header
+            (running, 1, false, words(&[1]), 8 + 3, BAD_MSG), // a partial frame
+            (running, 1, false, vec![1], 24, BAD_MSG),        // a short header
+        ] {
+            assert_eq!(
+                check_io(state, id, playback, &readable, writable).err(),
+                Some(want),
+                "{state:?} {id} {playback} {readable:?} {writable}"
+            );
+        }
     }
 }
