@@ -2,8 +2,12 @@
 //! drives saffron's vhost-user virtio-sound backend (QEMU's `vhost-user-snd-pci`), the guest
 //! tool plays a chirp through raw ALSA ioctls, and the library client on the playback channel
 //! (raw mode) receives it byte for byte, in order, with no gap, stamped with mm-times that
-//! follow the audio's own clock.
+//! follow the audio's own clock. And spice-gtk for real: spicy, in an Xvfb X server, plays the
+//! same chirp through its GStreamer pipeline, replaced (SPICE_GST_AUDIOSINK) by one that writes
+//! the raw S16LE it would play to a file, which must correlate with the chirp.
 
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -192,4 +196,157 @@ fn the_guest_plays_a_chirp_that_a_spice_client_receives_byte_for_byte() {
         median - p1 <= 20.0 && p99 - median <= 20.0,
         "DATA arrivals stray more than 20 ms from their stamps: p1 {p1:.1} median {median:.1} p99 {p99:.1}"
     );
+}
+
+/// Kills a child process when dropped (a failing test must not leave Xvfb or spicy running).
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts Xvfb on a free display number; returns the display name and the process.
+fn start_xvfb() -> (String, Reaper) {
+    for n in 150..200u32 {
+        let n = n + std::process::id() % 50;
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
+        if socket.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+            continue;
+        }
+        let child = Command::new("Xvfb")
+            .arg(format!(":{n}"))
+            .args(["-screen", "0", "1024x768x24", "-nolisten", "tcp"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot run Xvfb (apt-get install xvfb)");
+        let mut xvfb = Reaper(child);
+        let until = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < until {
+            if socket.exists() {
+                return (format!(":{n}"), xvfb);
+            }
+            if let Ok(Some(_)) = xvfb.0.try_wait() {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+    panic!("could not start Xvfb on any display :150..:250");
+}
+
+/// The left channel of S16LE stereo as floats.
+fn left(pcm: &[u8]) -> Vec<f64> {
+    pcm.chunks_exact(4)
+        .map(|f| f64::from(i16::from_le_bytes([f[0], f[1]])))
+        .collect()
+}
+
+/// Normalised cross-correlation of `a` with `b` shifted by `lag` samples (b[lag..]).
+fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
+    let b = b.get(lag..).unwrap_or(&[]);
+    let n = a.len().min(b.len());
+    let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+    for i in 0..n {
+        ab += a[i] * b[i];
+        aa += a[i] * a[i];
+        bb += b[i] * b[i];
+    }
+    if aa == 0.0 || bb == 0.0 {
+        return 0.0;
+    }
+    ab / (aa.sqrt() * bb.sqrt())
+}
+
+#[test]
+fn spicy_plays_the_chirp_through_its_gstreamer_pipeline() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-sound-spicy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let out = dir.join("spicy.raw");
+    let _ = std::fs::remove_file(&out);
+    let (display, _xvfb) = start_xvfb();
+    let mut opts = GuestOptions::new("sound-play");
+    opts.kernel = GuestKernel::Trixie;
+    opts.sound = true;
+    opts.args = vec![FRAMES.to_string()];
+    opts.timeout = Duration::from_secs(300);
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    let mut spicy = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |rec, vm| {
+            assert_eq!(rec.get("id"), "sound");
+            let server = vm.spice().expect("spice server");
+            let child = Command::new("spicy")
+                .args(["-h", "127.0.0.1", "-p"])
+                .arg(server.local_addr().port().to_string())
+                .args(["-w", PASSWORD])
+                .env("DISPLAY", &display)
+                // Raw PCM (spicy would take Opus if the server offered it).
+                .env("SPICE_DISABLE_OPUS", "1")
+                .env(
+                    "SPICE_GST_AUDIOSINK",
+                    format!("appsrc name=appsrc ! filesink location={}", out.display()),
+                )
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot run spicy (apt-get install spice-client-gtk)");
+            spicy = Some(Reaper(child));
+            // Go once spicy has linked its playback channel.
+            let until = Instant::now() + Duration::from_secs(60);
+            while !server
+                .clients()
+                .iter()
+                .any(|c| c.channels.iter().any(|ch| ch.channel_type == 5))
+            {
+                assert!(
+                    Instant::now() < until,
+                    "spicy did not link a playback channel"
+                );
+                thread::sleep(Duration::from_millis(100));
+            }
+        },
+    );
+    run.assert_workload_ok("sound-play");
+    // The guest has drained: give spicy's pipeline a moment to write the last buffers.
+    let mut last = 0;
+    for _ in 0..50 {
+        thread::sleep(Duration::from_millis(100));
+        let len = std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0);
+        if len > 0 && len == last {
+            break;
+        }
+        last = len;
+    }
+    drop(spicy);
+    let got = std::fs::read(&out).unwrap_or_else(|e| panic!("spicy wrote no audio: {e}"));
+    let expected = chirp(FRAMES);
+    let (a, b) = (left(&expected), left(&got));
+    assert!(b.len() >= a.len() / 2, "spicy played {} bytes", got.len());
+    // The lag: where the chirp's first 10 ms start in what spicy played (a search over the
+    // first two seconds), then the correlation over the whole chirp at that lag.
+    let probe = &a[..480];
+    let lag = (0..b.len().saturating_sub(probe.len()).min(96_000))
+        .max_by(|x, y| correlation(probe, &b, *x).total_cmp(&correlation(probe, &b, *y)))
+        .unwrap_or(0);
+    let r = correlation(&a, &b, lag);
+    let exact = got.get(lag * 4..lag * 4 + expected.len()) == Some(&expected[..]);
+    eprintln!(
+        "spicy played {} bytes; chirp at lag {lag} frames ({:.1} ms), correlation {r:.4}, byte-exact {exact}",
+        got.len(),
+        lag as f64 / 48.0
+    );
+    assert!(r >= 0.8, "correlation {r:.3} with the chirp");
 }
