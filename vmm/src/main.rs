@@ -335,6 +335,31 @@ mod tests {
     }
 
     #[test]
+    fn sound_options() {
+        let run = |extra: &[&str]| {
+            let args = [&["saffron", "run", "--kernel", "k"][..], extra].concat();
+            match Cli::try_parse_from(args).unwrap().command {
+                Cmd::Run(a) => a.no_sound,
+                Cmd::Device(_) => unreachable!(),
+            }
+        };
+        assert!(!run(&[]), "saffron run has sound by default");
+        assert!(run(&["--no-sound"]));
+        let device = |extra: &[&str]| {
+            let args = [&["saffron", "device", "--socket", "s"][..], extra].concat();
+            match Cli::try_parse_from(args).unwrap().command {
+                Cmd::Device(a) => a.sound_socket,
+                Cmd::Run(_) => unreachable!(),
+            }
+        };
+        assert_eq!(device(&[]), None, "saffron device has none unless asked");
+        assert_eq!(
+            device(&["--sound-socket", "/tmp/snd.sock"]),
+            Some(PathBuf::from("/tmp/snd.sock"))
+        );
+    }
+
+    #[test]
     fn vram64_option_on_both_commands() {
         let run = ["saffron", "run", "--kernel", "k"];
         let device = ["saffron", "device", "--socket", "s"];
