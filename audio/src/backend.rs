@@ -22,12 +22,12 @@ use vmm_sys_util::event::{
     EventConsumer, EventFlag, EventNotifier, new_event_consumer_and_notifier,
 };
 
-use crate::PcmSink;
 use crate::abi::{self, queue, status};
 use crate::chain::Segments;
 use crate::control::{Card, Effect, INPUT_STREAM, OUTPUT_STREAM};
 use crate::pace::Pacer;
 use crate::request::check_io;
+use crate::{PcmSink, PcmSource};
 
 /// Guest memory as the daemon gives it to us.
 pub type Mem = GuestMemoryAtomic<GuestMemoryMmap>;
@@ -74,6 +74,7 @@ struct Inner {
     state: Mutex<State>,
     wake: Condvar,
     sink: Arc<dyn PcmSink>,
+    source: Arc<dyn PcmSource>,
     stats: Stats,
 }
 
@@ -129,8 +130,12 @@ fn finish(mem: &GuestMemoryMmap, vring: &VringRwLock, head: u16, segs: &Segments
 }
 
 impl SoundBackend {
-    /// A backend whose playback goes to `sink`, and its pacing thread.
-    pub fn new(sink: Arc<dyn PcmSink>) -> io::Result<(SoundBackend, PacingThread)> {
+    /// A backend whose playback goes to `sink` and whose capture comes from `source`, and
+    /// its pacing thread.
+    pub fn new(
+        sink: Arc<dyn PcmSink>,
+        source: Arc<dyn PcmSource>,
+    ) -> io::Result<(SoundBackend, PacingThread)> {
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 card: Card::new(),
@@ -142,6 +147,7 @@ impl SoundBackend {
             }),
             wake: Condvar::new(),
             sink,
+            source,
             stats: Stats::default(),
         });
         let worker = inner.clone();
@@ -218,6 +224,7 @@ impl SoundBackend {
                     self.inner.sink.start();
                 } else {
                     st.rx.start();
+                    self.inner.source.start();
                 }
             }
             Effect::Stop(id) => {
@@ -227,6 +234,7 @@ impl SoundBackend {
                     self.inner.sink.stop();
                 } else {
                     st.rx.stop();
+                    self.inner.source.stop();
                 }
             }
             Effect::Release(id) => {
@@ -238,6 +246,9 @@ impl SoundBackend {
                     (&mut st.rx, queue::RX)
                 };
                 let drained = pacer.drain();
+                if id == INPUT_STREAM {
+                    self.inner.source.stop();
+                }
                 if let Some(vring) = st.vrings.get(usize::from(q)) {
                     for m in drained {
                         finish(mem, vring, m.token.head, &m.token.segs, status::OK);
@@ -365,10 +376,12 @@ fn pace_loop(inner: &Inner) {
             }
             if let Some(vring) = vrings.get(usize::from(queue::RX)) {
                 for m in &captured {
-                    // Silence: zeros over the whole buffer, then the status.
+                    // What the source captured (or silence) over the whole buffer, then the
+                    // status.
                     let n = u64::from(m.bytes);
-                    let zeros = vec![0u8; m.bytes as usize];
-                    if let Err(e) = m.token.segs.write_at(&*guard, 0, &zeros) {
+                    let mut audio = vec![0u8; m.bytes as usize];
+                    inner.source.fill(&mut audio);
+                    if let Err(e) = m.token.segs.write_at(&*guard, 0, &audio) {
                         debug!("capture buffer not written: {e}");
                     }
                     inner.stats.captured_bytes.fetch_add(n, Ordering::Relaxed);
@@ -425,6 +438,7 @@ impl VhostUserBackend for SoundBackend {
         st.tx.drain();
         st.rx.drain();
         self.inner.sink.stop();
+        self.inner.source.stop();
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {

@@ -13,7 +13,7 @@
 //! - [`server`]: the socket and the vhost-user daemon.
 //!
 //! Played audio leaves through a [`PcmSink`] (the Spice playback channel, in saffron); capture
-//! is fed silence.
+//! comes from a [`PcmSource`] (the Spice record channel, or [`Silence`]).
 
 pub mod abi;
 pub mod backend;
@@ -43,4 +43,27 @@ pub struct NullSink;
 
 impl PcmSink for NullSink {
     fn play(&self, _pcm: &[u8], _started: std::time::Instant) {}
+}
+
+/// Where the guest's capture comes from: S16_LE, 48 kHz, interleaved stereo. Called from the
+/// backend's pacing thread as each capture buffer's time is over: implementations must not
+/// block for long.
+pub trait PcmSource: Send + Sync {
+    /// The guest started its capture stream.
+    fn start(&self) {}
+    /// The guest stopped (or released) its capture stream.
+    fn stop(&self) {}
+    /// Fills `buf` (whole frames) with the audio captured during its time; silence where
+    /// there is none.
+    fn fill(&self, buf: &mut [u8]);
+}
+
+/// Captures silence.
+#[derive(Debug, Default)]
+pub struct Silence;
+
+impl PcmSource for Silence {
+    fn fill(&self, buf: &mut [u8]) {
+        buf.fill(0);
+    }
 }

@@ -15,8 +15,8 @@ use vhost::vhost_user::Listener;
 use vhost_user_backend::VhostUserDaemon;
 use vm_memory::{GuestMemoryAtomic, GuestMemoryMmap};
 
-use crate::PcmSink;
 use crate::backend::SoundBackend;
+use crate::{PcmSink, PcmSource};
 
 /// Why the sound server could not start.
 #[derive(Debug, Error)]
@@ -41,10 +41,12 @@ pub struct SoundServer {
 
 impl SoundServer {
     /// Listens on `socket` (replacing a stale file) and serves front ends one after another
-    /// (`once`: only the first, as `saffron run`'s QEMU connects once), playing into `sink`.
+    /// (`once`: only the first, as `saffron run`'s QEMU connects once), playing into `sink`
+    /// and capturing from `source`.
     pub fn start(
         socket: &Path,
         sink: Arc<dyn PcmSink>,
+        source: Arc<dyn PcmSource>,
         once: bool,
     ) -> Result<SoundServer, SoundServerError> {
         let mut listener =
@@ -58,7 +60,7 @@ impl SoundServer {
             .name("saffron-snd".into())
             .spawn(move || {
                 loop {
-                    if let Err(e) = serve_one(&mut listener, &sink) {
+                    if let Err(e) = serve_one(&mut listener, &sink, &source) {
                         warn!("sound: {e}");
                     }
                     if once || stop2.load(Ordering::Acquire) {
@@ -99,8 +101,13 @@ impl Drop for SoundServer {
 }
 
 /// Accepts one front end and serves it until it disconnects.
-fn serve_one(listener: &mut Listener, sink: &Arc<dyn PcmSink>) -> Result<(), String> {
-    let (backend, _pacing) = SoundBackend::new(sink.clone()).map_err(|e| e.to_string())?;
+fn serve_one(
+    listener: &mut Listener,
+    sink: &Arc<dyn PcmSink>,
+    source: &Arc<dyn PcmSource>,
+) -> Result<(), String> {
+    let (backend, _pacing) =
+        SoundBackend::new(sink.clone(), source.clone()).map_err(|e| e.to_string())?;
     let mem = GuestMemoryAtomic::new(GuestMemoryMmap::new());
     let mut daemon =
         VhostUserDaemon::new("saffron-snd-vu".into(), backend, mem).map_err(|e| e.to_string())?;

@@ -52,7 +52,8 @@ impl Rig {
             GuestMemoryMmap::from_ranges(&[(GuestAddress(0), 0x40_0000)]).unwrap(),
         );
         let sink = Arc::new(Recorder::default());
-        let (backend, pacing) = SoundBackend::new(sink.clone()).unwrap();
+        let (backend, pacing) =
+            SoundBackend::new(sink.clone(), Arc::new(saffron_audio::Silence)).unwrap();
         backend.update_memory(mem.clone()).unwrap();
         let mut vrings = Vec::new();
         let mut queues = Vec::new();

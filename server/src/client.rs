@@ -275,6 +275,12 @@ impl Session {
         self.open(channel::PLAYBACK, &[caps])
     }
 
+    /// Links the record channel with record caps `caps` (bit 1 VOLUME); send it MODE and
+    /// DATA ([`record_data`]).
+    pub fn record(&self, caps: u32) -> Result<Channel, ClientError> {
+        self.open(channel::RECORD, &[caps])
+    }
+
     /// Links the cursor channel.
     pub fn cursor(&self) -> Result<CursorChannel, ClientError> {
         Ok(CursorChannel {
@@ -382,6 +388,21 @@ impl PlaybackCapture {
         }
         Ok(())
     }
+}
+
+/// The body of a record MODE message for raw PCM (mode 1) at mm-time `time`.
+pub fn record_mode_raw(time: u32) -> Vec<u8> {
+    let mut b = time.to_le_bytes().to_vec();
+    b.extend(1u16.to_le_bytes());
+    b
+}
+
+/// The body of a record DATA message: mm-time `time`, then raw S16 stereo audio.
+pub fn record_data(time: u32, audio: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + audio.len());
+    b.extend(time.to_le_bytes());
+    b.extend_from_slice(audio);
+    b
 }
 
 /// Display caps MONITORS_CONFIG (1) and LZ4_COMPRESSION (5).

@@ -74,9 +74,10 @@ pub struct ServerConfig {
     /// Copy every byte each client sends into a file per connection in this directory
     /// (fuzz seeds from real clients; see `record.rs` for the format).
     pub record_dir: Option<PathBuf>,
-    /// Offer the playback channel (the VMM has a sound device whose playback it writes into
-    /// `ServerHandle::playback`).
-    pub playback: bool,
+    /// Offer the playback and record channels: the VMM has a sound device whose playback it
+    /// writes into `ServerHandle::playback` and whose capture it reads from
+    /// `ServerHandle::capture`.
+    pub sound: bool,
 }
 
 impl ServerConfig {
@@ -98,7 +99,7 @@ impl ServerConfig {
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
-            playback: false,
+            sound: false,
         }
     }
 }

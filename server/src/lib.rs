@@ -6,6 +6,7 @@
 
 pub mod agent;
 pub mod cache;
+pub mod capture;
 mod channel;
 pub mod client;
 pub mod config;
@@ -25,6 +26,7 @@ pub mod ticket;
 pub mod tls;
 pub mod wire;
 
+pub use capture::Capture;
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use image::{Compression, WanCompression};
 pub use playback::{Playback, PlaybackStats};

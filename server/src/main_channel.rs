@@ -112,8 +112,9 @@ pub(crate) fn handle(
                 (channel::CURSOR, 0),
                 (channel::INPUTS, 0),
             ];
-            if shared.config.playback {
+            if shared.config.sound {
                 list.push((channel::PLAYBACK, 0));
+                list.push((channel::RECORD, 0));
             }
             let mut w = Writer::default();
             w.u32(list.len() as u32);

@@ -19,7 +19,7 @@ use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
     AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
 };
-use crate::{cursor, display, inputs, main_channel, playback};
+use crate::{capture, cursor, display, inputs, main_channel, playback};
 use saffron_display::DisplaySource;
 
 /// Most simultaneous connections (linking or linked); more are closed at once.
@@ -61,8 +61,10 @@ pub(crate) struct Shared {
     pub image_compression: RwLock<crate::image::Compression>,
     /// Every display client's images, by format.
     pub image_totals: Arc<crate::image::ImageTotals>,
-    /// The playback hub (used only when `config.playback` is set).
+    /// The playback hub (used only when `config.sound` is set).
     pub playback: Arc<playback::Playback>,
+    /// The capture hub (used only when `config.sound` is set).
+    pub capture: Arc<capture::Capture>,
 }
 
 impl Shared {
@@ -142,6 +144,11 @@ impl ServerHandle {
     /// The playback hub: the VMM's sound device writes the guest's playback into it.
     pub fn playback(&self) -> Arc<playback::Playback> {
         self.shared.playback.clone()
+    }
+
+    /// The capture hub: the VMM's sound device reads the guest's capture from it.
+    pub fn capture(&self) -> Arc<capture::Capture> {
+        self.shared.capture.clone()
     }
 
     /// The images every display client was sent so far, by format.
@@ -240,6 +247,7 @@ pub fn start_with_cursor(
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
         playback: Arc::new(playback::Playback::new(started)),
+        capture: Arc::default(),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {
@@ -463,7 +471,8 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
     let known = (matches!(
         req.channel_type,
         channel::DISPLAY | channel::CURSOR | channel::INPUTS
-    ) || (req.channel_type == channel::PLAYBACK && shared.config.playback))
+    ) || (matches!(req.channel_type, channel::PLAYBACK | channel::RECORD)
+        && shared.config.sound))
         && req.channel_id == 0;
     if !known {
         send_result(&mut stream, LinkErr::ChannelNotAvailable)?;
@@ -502,6 +511,11 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
             let span = info_span!("playback", session = session.id);
             let _e = span.enter();
             playback::run(stream, shared, &session, &req, mini, traffic)
+        }
+        channel::RECORD => {
+            let span = info_span!("record", session = session.id);
+            let _e = span.enter();
+            capture::run(stream, shared, &session, &req, mini, traffic)
         }
         _ => {
             let span = info_span!("inputs", session = session.id);

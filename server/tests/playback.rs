@@ -14,7 +14,7 @@ use saffron_server::{NullInput, ServerConfig};
 fn server(playback: bool) -> saffron_server::ServerHandle {
     let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.password = Some("pw".into());
-    cfg.playback = playback;
+    cfg.sound = playback;
     saffron_server::start(cfg, Arc::new(TestSource::default()), Arc::new(NullInput)).unwrap()
 }
 
@@ -40,7 +40,7 @@ fn playback_only_when_enabled() {
 fn pcm_arrives_in_order_with_stamps() {
     let h = server(true);
     let mut s = Session::connect(h.local_addr(), "pw").unwrap();
-    assert_eq!(channels_list(&mut s), vec![2, 4, 3, 5]);
+    assert_eq!(channels_list(&mut s), vec![2, 4, 3, 5, 6]);
     let mut ch = s.playback(1 << 1).unwrap();
     let hub = h.playback();
     // Wait for the channel to be attached (its MODE is queued on attach).

@@ -133,7 +133,7 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
-            playback: false,
+            sound: false,
         }
     }
 }
@@ -286,7 +286,7 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         Some(addr) => {
             let qmp = args.qmp.clone().map(|p| (p, false));
             let mut options = args.spice.options();
-            options.playback = args.sound_socket.is_some();
+            options.sound = args.sound_socket.is_some();
             let handle = start_server(&options, addr, server.worker(), qmp)?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)

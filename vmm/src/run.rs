@@ -169,7 +169,7 @@ impl Vm {
                 let qmp = dir.join("qmp.sock");
                 qmp_socket = Some(qmp.clone());
                 let mut spice_opts = opts.spice.clone();
-                spice_opts.playback = opts.sound;
+                spice_opts.sound = opts.sound;
                 let handle = start_server(&spice_opts, addr, server.worker(), Some((qmp, true)))
                     .map_err(RunError::Spice)?;
                 api.set_spice(Arc::clone(&handle));

@@ -1,12 +1,12 @@
 //! Wiring the virtio-sound backend: the guest's playback goes to the Spice server's playback
-//! hub (or nowhere without a Spice server), and QEMU gets the arguments of a
-//! `vhost-user-snd-pci` device on our socket.
+//! hub and its capture comes from the record hub (or nowhere and silence without a Spice
+//! server), and QEMU gets the arguments of a `vhost-user-snd-pci` device on our socket.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use saffron_audio::{NullSink, PcmSink, SoundServer, SoundServerError};
-use saffron_server::Playback;
+use saffron_audio::{NullSink, PcmSink, PcmSource, Silence, SoundServer, SoundServerError};
+use saffron_server::{Capture, Playback};
 
 /// The Spice playback hub as the sound device's sink.
 pub struct SpicePlayback(pub Arc<Playback>);
@@ -25,18 +25,39 @@ impl PcmSink for SpicePlayback {
     }
 }
 
-/// Starts the sound backend on `socket`, playing into `spice`'s playback hub when there is a
-/// Spice server; `once` serves a single front end (QEMU started by `saffron run`).
+/// The Spice record hub as the sound device's capture source.
+pub struct SpiceCapture(pub Arc<Capture>);
+
+impl PcmSource for SpiceCapture {
+    fn start(&self) {
+        self.0.start();
+    }
+
+    fn stop(&self) {
+        self.0.stop();
+    }
+
+    fn fill(&self, buf: &mut [u8]) {
+        self.0.fill(buf);
+    }
+}
+
+/// Starts the sound backend on `socket`, playing into `spice`'s playback hub and capturing
+/// from its record hub when there is a Spice server; `once` serves a single front end (QEMU
+/// started by `saffron run`).
 pub fn start(
     socket: &Path,
     spice: Option<&saffron_server::ServerHandle>,
     once: bool,
 ) -> Result<SoundServer, SoundServerError> {
-    let sink: Arc<dyn PcmSink> = match spice {
-        Some(h) => Arc::new(SpicePlayback(h.playback())),
-        None => Arc::new(NullSink),
+    let (sink, source): (Arc<dyn PcmSink>, Arc<dyn PcmSource>) = match spice {
+        Some(h) => (
+            Arc::new(SpicePlayback(h.playback())),
+            Arc::new(SpiceCapture(h.capture())),
+        ),
+        None => (Arc::new(NullSink), Arc::new(Silence)),
     };
-    SoundServer::start(socket, sink, once)
+    SoundServer::start(socket, sink, source, once)
 }
 
 /// QEMU's arguments for a vhost-user sound device served on `socket` (guest RAM must be a

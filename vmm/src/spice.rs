@@ -35,8 +35,8 @@ pub struct SpiceOptions {
     pub image_compression: saffron_server::Compression,
     /// When GLZ images are wrapped in zlib.
     pub zlib_glz_wan_compression: saffron_server::WanCompression,
-    /// Offer the playback channel (the VMM has a sound device).
-    pub playback: bool,
+    /// Offer the playback and record channels (the VMM has a sound device).
+    pub sound: bool,
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -66,7 +66,7 @@ impl SpiceOptions {
         cfg.record_dir = self.record_dir.clone();
         cfg.image_compression = self.image_compression;
         cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
-        cfg.playback = self.playback;
+        cfg.sound = self.sound;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
