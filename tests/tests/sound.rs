@@ -4,7 +4,8 @@
 //! (raw mode) receives it byte for byte, in order, with no gap, stamped with mm-times that
 //! follow the audio's own clock. And spice-gtk for real: spicy, in an Xvfb X server, plays the
 //! same chirp through its GStreamer pipeline, replaced (SPICE_GST_AUDIOSINK) by one that writes
-//! the raw S16LE it would play to a file, which must correlate with the chirp.
+//! the raw S16LE it would play to a file, which must correlate with the chirp. And the other
+//! way: a 440 Hz tone a client sends on the record channel is what the guest captures.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -12,7 +13,8 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use saffron_server::client::{PlaybackCapture, Session};
+use saffron_server::client::{PlaybackCapture, Session, record_data, record_mode_raw};
+use saffron_server::wire::msg;
 use saffron_tests::{
     GuestKernel, GuestOptions, boot_guest_with_sync, chirp, serial_guard, sha256_hex, with_tag,
 };
@@ -349,4 +351,92 @@ fn spicy_plays_the_chirp_through_its_gstreamer_pipeline() {
         lag as f64 / 48.0
     );
     assert!(r >= 0.8, "correlation {r:.3} with the chirp");
+}
+
+/// Sends a 440 Hz tone (S16 stereo, amplitude 8000) on a record channel in 10 ms DATA
+/// messages at real-time pace, as a microphone would, until `stop`.
+fn send_tone(
+    session: Session,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> thread::JoinHandle<Result<u64, String>> {
+    thread::spawn(move || {
+        let mut ch = session
+            .record(0)
+            .map_err(|e| format!("record channel: {e}"))?;
+        ch.send(msg::MSGC_RECORD_MODE, &record_mode_raw(0))
+            .map_err(|e| e.to_string())?;
+        let t0 = Instant::now();
+        let mut n: u64 = 0;
+        let mut sent = 0u64;
+        while !stop.load(std::sync::atomic::Ordering::Acquire) {
+            let mut audio = Vec::with_capacity(480 * 4);
+            for _ in 0..480 {
+                let x = (2.0 * std::f64::consts::PI * 440.0 * n as f64 / 48_000.0).sin();
+                let s = (8000.0 * x) as i16;
+                audio.extend(s.to_le_bytes());
+                audio.extend(s.to_le_bytes());
+                n += 1;
+            }
+            ch.send(
+                msg::MSGC_RECORD_DATA,
+                &record_data(sent as u32 * 10, &audio),
+            )
+            .map_err(|e| format!("record DATA: {e}"))?;
+            sent += 1;
+            let next = t0 + Duration::from_millis(sent * 10);
+            thread::sleep(next.saturating_duration_since(Instant::now()));
+        }
+        drop(session);
+        Ok(sent)
+    })
+}
+
+#[test]
+fn a_client_microphone_reaches_the_guest_capture() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-sound-record-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let mut opts = GuestOptions::new("sound-record");
+    opts.kernel = GuestKernel::Trixie;
+    opts.sound = true;
+    opts.timeout = Duration::from_secs(300);
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut sender = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |rec, vm| {
+            assert_eq!(rec.get("id"), "record");
+            let addr = vm.spice().expect("spice server").local_addr();
+            let session = Session::connect(addr, PASSWORD).expect("main channel");
+            sender = Some(send_tone(session, stop.clone()));
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Release);
+    let sent = sender
+        .expect("the guest handed over")
+        .join()
+        .expect("sender thread")
+        .unwrap_or_else(|e| panic!("record client: {e}"));
+    run.assert_workload_ok("sound-record");
+    let recs = run.records();
+    let cap = with_tag(&recs, "SOUND-CAPTURE");
+    assert_eq!(cap.len(), 1, "serial:\n{}", run.serial);
+    let hz: f64 = cap[0].get("dominant_hz").parse().expect("a frequency");
+    let share: f64 = cap[0].get("peak_share").parse().expect("a share");
+    let rms: f64 = cap[0].get("rms").parse().expect("an rms");
+    eprintln!(
+        "client sent {sent} DATA messages; the guest captured dominant {hz} Hz (share {share}), rms {rms}"
+    );
+    assert!((hz - 440.0).abs() <= 5.0, "dominant frequency {hz} Hz");
+    // A full-scale-8000 sine has an rms of 5657: the capture is the tone, not silence with a
+    // blip (gaps would lower it).
+    assert!(rms > 5000.0, "rms {rms}");
 }

@@ -1,5 +1,5 @@
 //! A minimal ALSA PCM client on raw ioctls (busybox has no aplay): open a PCM device node,
-//! set hardware parameters, prepare, write interleaved frames, drain.
+//! set hardware parameters, prepare, write or read interleaved frames, drain.
 //!
 //! The structures mirror `<sound/asound.h>` (uapi) for x86_64; their sizes are asserted, and
 //! each ioctl number encodes its argument's size, so a layout mistake fails loudly (EINVAL or
@@ -86,6 +86,10 @@ const IOCTL_PREPARE: u64 = ioc(IOC_NONE, 0x40, 0);
 const IOCTL_DRAIN: u64 = ioc(IOC_NONE, 0x44, 0);
 /// `SNDRV_PCM_IOCTL_WRITEI_FRAMES` = _IOW('A', 0x50, struct snd_xferi).
 const IOCTL_WRITEI: u64 = ioc(IOC_WRITE, 0x50, std::mem::size_of::<XferI>());
+/// `SNDRV_PCM_IOCTL_READI_FRAMES` = _IOR('A', 0x51, struct snd_xferi).
+const IOCTL_READI: u64 = ioc(IOC_READ, 0x51, std::mem::size_of::<XferI>());
+/// `SNDRV_PCM_IOCTL_START` = _IO('A', 0x42): a capture stream starts on request.
+const IOCTL_START: u64 = ioc(IOC_NONE, 0x42, 0);
 
 /// Bytes per frame of the only format used here: S16_LE stereo.
 pub const FRAME_BYTES: usize = 4;
@@ -205,9 +209,9 @@ impl Pcm {
         Ok(setup)
     }
 
-    /// Transfers `buf` (whole frames) with WRITEI_FRAMES (READI_FRAMES has the same shape),
-    /// blocking until all of it is done. An underrun (EPIPE) is an error: the caller wants
-    /// every frame played.
+    /// Transfers `buf` (whole frames) with WRITEI_FRAMES or READI_FRAMES, blocking until all
+    /// of it is done. An underrun or overrun (EPIPE) is an error: the caller wants every
+    /// frame.
     fn transfer(&self, request: u64, op: &'static str, buf: *mut u8, len: usize) -> Result<()> {
         let frames = len / FRAME_BYTES;
         let mut done = 0usize;
@@ -220,7 +224,8 @@ impl Pcm {
             };
             // SAFETY: the request takes a `struct snd_xferi` (mirrored, size asserted); its
             // buffer points at `frames - done` whole frames inside the caller's live buffer,
-            // which the kernel reads for at most that many frames.
+            // which the kernel reads (WRITEI) or writes (READI, on a `&mut` buffer) for at
+            // most that many frames.
             let rc = unsafe {
                 libc::ioctl(
                     self.file.as_raw_fd(),
@@ -255,6 +260,17 @@ impl Pcm {
             "SNDRV_PCM_IOCTL_WRITEI_FRAMES",
             pcm.as_ptr().cast_mut(),
             pcm.len(),
+        )
+    }
+
+    /// Starts a capture stream, then reads `buf` (whole frames) full.
+    pub fn capture(&self, buf: &mut [u8]) -> Result<()> {
+        self.ioctl_none("SNDRV_PCM_IOCTL_START", IOCTL_START)?;
+        self.transfer(
+            IOCTL_READI,
+            "SNDRV_PCM_IOCTL_READI_FRAMES",
+            buf.as_mut_ptr(),
+            buf.len(),
         )
     }
 

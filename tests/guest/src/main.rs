@@ -30,7 +30,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd|sound-play> \
+                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd|sound-play|sound-capture> \
                      [--option value]...";
 
 /// Exit status for a failed probe.
@@ -59,6 +59,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "input" => cmd::input::run(opts),
         "xwd" => cmd::xwd::run(opts),
         "sound-play" => cmd::sound::play(opts),
+        "sound-capture" => cmd::sound::capture(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }
