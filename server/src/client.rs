@@ -335,8 +335,8 @@ impl Session {
 }
 
 /// What a playback client received: the mode, START/STOP, volume, and the PCM of every DATA
-/// in order with its mm-time stamp.
-#[derive(Clone, Debug, Default)]
+/// in order with its mm-time stamp (Opus packets decoded with libopus).
+#[derive(Default)]
 pub struct PlaybackCapture {
     /// The data mode of the last MODE message (1 raw).
     pub mode: Option<u16>,
@@ -349,13 +349,28 @@ pub struct PlaybackCapture {
     pub mute: Option<bool>,
     /// The audio of every DATA message, concatenated.
     pub pcm: Vec<u8>,
-    /// Per DATA message: its mm-time and its audio length.
+    /// Per DATA message: its mm-time and its audio length (decoded, for Opus).
     pub stamps: Vec<(u32, usize)>,
+    /// Bytes of Opus packets received.
+    pub opus_bytes: u64,
+    opus: Option<opusic_c::Decoder>,
+}
+
+impl std::fmt::Debug for PlaybackCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaybackCapture")
+            .field("mode", &self.mode)
+            .field("starts", &self.starts)
+            .field("stops", &self.stops)
+            .field("pcm_bytes", &self.pcm.len())
+            .field("messages", &self.stamps.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PlaybackCapture {
-    /// Takes one playback message. DATA before START, or in a mode other than raw, is a
-    /// protocol error (this client only decodes raw PCM).
+    /// Takes one playback message. DATA before START, or in a mode other than raw or Opus,
+    /// or an Opus packet libopus refuses, is a protocol error.
     pub fn handle(&mut self, ty: u16, body: &[u8]) -> Result<(), ClientError> {
         match ty {
             msg::PLAYBACK_MODE => self.mode = Some(u16_at(body, 4)?),
@@ -376,13 +391,40 @@ impl PlaybackCapture {
             }
             msg::PLAYBACK_MUTE => self.mute = Some(body.first().is_some_and(|m| *m != 0)),
             msg::PLAYBACK_DATA => {
-                if self.mode != Some(1) || self.starts.len() as u32 <= self.stops {
-                    return proto("playback DATA outside a raw-mode START..STOP");
+                if self.starts.len() as u32 <= self.stops {
+                    return proto("playback DATA outside START..STOP");
                 }
                 let time = u32_at(body, 0)?;
-                let audio = body.get(4..).unwrap_or(&[]);
-                self.stamps.push((time, audio.len()));
-                self.pcm.extend_from_slice(audio);
+                let data = body.get(4..).unwrap_or(&[]);
+                match self.mode {
+                    Some(1) => {
+                        self.stamps.push((time, data.len()));
+                        self.pcm.extend_from_slice(data);
+                    }
+                    Some(3) => {
+                        use opusic_c::{Channels, Decoder, SampleRate};
+                        if self.opus.is_none() {
+                            self.opus = Some(
+                                Decoder::new(Channels::Stereo, SampleRate::Hz48000)
+                                    .map_err(|e| ClientError::Protocol(format!("Opus: {e:?}")))?,
+                            );
+                        }
+                        let Some(dec) = self.opus.as_mut() else {
+                            return proto("no Opus decoder");
+                        };
+                        // 120 ms, the longest Opus frame, stereo.
+                        let mut buf = [0u16; 5760 * 2];
+                        let frames = dec
+                            .decode_to_slice(data, &mut buf, false)
+                            .map_err(|e| ClientError::Protocol(format!("Opus packet: {e:?}")))?;
+                        let samples = buf.get(..frames * 2).unwrap_or(&[]);
+                        self.stamps.push((time, samples.len() * 2));
+                        self.opus_bytes += data.len() as u64;
+                        self.pcm
+                            .extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+                    }
+                    _ => return proto("playback DATA in a mode this client does not decode"),
+                }
             }
             _ => {}
         }

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// writes into `ServerHandle::playback` and whose capture it reads from
     /// `ServerHandle::capture`.
     pub sound: bool,
+    /// Send playback as Opus to clients that decode it (QEMU's `playback-compression`; on by
+    /// default): about 15 KB/s instead of 192 KB/s of raw PCM.
+    pub playback_compression: bool,
 }
 
 impl ServerConfig {
@@ -100,6 +103,7 @@ impl ServerConfig {
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
             sound: false,
+            playback_compression: true,
         }
     }
 }

@@ -232,6 +232,7 @@ pub fn start_with_cursor(
         .as_deref()
         .map(|p| Ticket::new(p, config.password_lifetime));
     let image_compression = config.image_compression;
+    let playback_compression = config.playback_compression;
     let started = Instant::now();
     let shared = Arc::new(Shared {
         config,
@@ -246,7 +247,7 @@ pub fn start_with_cursor(
         started,
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
-        playback: Arc::new(playback::Playback::new(started)),
+        playback: Arc::new(playback::Playback::new(started, playback_compression)),
         capture: Arc::default(),
     });
     // Built first so that an error below stops the threads already started.

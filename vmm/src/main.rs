@@ -118,6 +118,19 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// Send the guest's sound as Opus to clients that decode it (QEMU's
+    /// playback-compression): on or off (raw PCM to every client).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    spice_playback_compression: bool,
+}
+
+/// QEMU's on/off.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("'{other}': on or off")),
+    }
 }
 
 impl SpiceArgs {
@@ -134,6 +147,7 @@ impl SpiceArgs {
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
             sound: false,
+            playback_compression: self.spice_playback_compression,
         }
     }
 }
