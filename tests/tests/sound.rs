@@ -26,22 +26,27 @@ const FRAMES: u32 = 144_000;
 /// Bytes per second of S16 stereo 48 kHz.
 const BYTES_PER_SECOND: f64 = 192_000.0;
 
-/// Links a session and its playback channel (raw: no OPUS cap), reads the MODE the server
-/// sends on attach (so the client is attached before the guest is told to play), and
-/// collects on a thread until the first STOP.
 /// What the collector thread got: the capture, and when each DATA message arrived.
 type Collected = Result<(PlaybackCapture, Vec<Instant>), String>;
 
-fn link_playback(addr: std::net::SocketAddr) -> mpsc::Receiver<Collected> {
+/// SPICE_PLAYBACK_CAP_OPUS.
+const CAP_OPUS: u32 = 1 << 3;
+
+/// Links a session and its playback channel (Opus with `opus`, else raw), reads the MODE the
+/// server sends on attach (so the client is attached before the guest is told to play), and
+/// collects on a thread until the first STOP.
+fn link_playback(addr: std::net::SocketAddr, opus: bool) -> mpsc::Receiver<Collected> {
     let session = Session::connect(addr, PASSWORD).expect("main channel");
-    let mut ch = session.playback(0).expect("playback channel");
+    let mut ch = session
+        .playback(if opus { CAP_OPUS } else { 0 })
+        .expect("playback channel");
     let mut cap = PlaybackCapture::default();
     let (ty, body) = ch.read().expect("playback MODE");
     cap.handle(ty, &body).expect("MODE");
     assert_eq!(
         cap.mode,
-        Some(1),
-        "raw mode for a client without the OPUS cap"
+        Some(if opus { 3 } else { 1 }),
+        "Opus for a client with the OPUS cap, raw for one without"
     );
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
@@ -86,7 +91,7 @@ fn the_guest_plays_a_chirp_that_a_spice_client_receives_byte_for_byte() {
         |rec, vm| {
             assert_eq!(rec.get("id"), "sound");
             let addr = vm.spice().expect("spice server").local_addr();
-            collector = Some(link_playback(addr));
+            collector = Some(link_playback(addr, false));
         },
     );
     run.assert_workload_ok("sound-play");
@@ -265,6 +270,17 @@ fn correlation(a: &[f64], b: &[f64], lag: usize) -> f64 {
 
 #[test]
 fn spicy_plays_the_chirp_through_its_gstreamer_pipeline() {
+    spicy_plays_the_chirp(false);
+}
+
+#[test]
+fn spicy_plays_the_chirp_from_opus() {
+    spicy_plays_the_chirp(true);
+}
+
+/// spicy plays the chirp; `opus`: the default (spice-gtk takes Opus), else with
+/// SPICE_DISABLE_OPUS=1 (raw PCM).
+fn spicy_plays_the_chirp(opus: bool) {
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-sound-spicy-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -290,13 +306,15 @@ fn spicy_plays_the_chirp_through_its_gstreamer_pipeline() {
         |rec, vm| {
             assert_eq!(rec.get("id"), "sound");
             let server = vm.spice().expect("spice server");
-            let child = Command::new("spicy")
-                .args(["-h", "127.0.0.1", "-p"])
+            let mut cmd = Command::new("spicy");
+            cmd.args(["-h", "127.0.0.1", "-p"])
                 .arg(server.local_addr().port().to_string())
                 .args(["-w", PASSWORD])
-                .env("DISPLAY", &display)
-                // Raw PCM (spicy would take Opus if the server offered it).
-                .env("SPICE_DISABLE_OPUS", "1")
+                .env("DISPLAY", &display);
+            if !opus {
+                cmd.env("SPICE_DISABLE_OPUS", "1");
+            }
+            let child = cmd
                 .env(
                     "SPICE_GST_AUDIOSINK",
                     format!("appsrc name=appsrc ! filesink location={}", out.display()),
@@ -343,14 +361,22 @@ fn spicy_plays_the_chirp_through_its_gstreamer_pipeline() {
     let lag = (0..b.len().saturating_sub(probe.len()).min(96_000))
         .max_by(|x, y| correlation(probe, &b, *x).total_cmp(&correlation(probe, &b, *y)))
         .unwrap_or(0);
-    let r = correlation(&a, &b, lag);
+    // The probe is short: refine the lag over the whole chirp (one frame off costs much
+    // correlation at the chirp's high end).
+    let (lag, r) = (lag.saturating_sub(8)..=lag + 8)
+        .map(|l| (l, correlation(&a, &b, l)))
+        .fold((lag, f64::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
     let exact = got.get(lag * 4..lag * 4 + expected.len()) == Some(&expected[..]);
     eprintln!(
-        "spicy played {} bytes; chirp at lag {lag} frames ({:.1} ms), correlation {r:.4}, byte-exact {exact}",
+        "spicy ({}) played {} bytes; chirp at lag {lag} frames ({:.1} ms), correlation {r:.4}, byte-exact {exact}",
+        if opus { "Opus" } else { "raw" },
         got.len(),
         lag as f64 / 48.0
     );
     assert!(r >= 0.8, "correlation {r:.3} with the chirp");
+    if !opus {
+        assert!(exact, "raw PCM arrives unchanged");
+    }
 }
 
 /// Sends a 440 Hz tone (S16 stereo, amplitude 8000) on a record channel in 10 ms DATA
@@ -439,4 +465,62 @@ fn a_client_microphone_reaches_the_guest_capture() {
     // A full-scale-8000 sine has an rms of 5657: the capture is the tone, not silence with a
     // blip (gaps would lower it).
     assert!(rms > 5000.0, "rms {rms}");
+}
+
+#[test]
+fn an_opus_client_decodes_the_chirp_with_20_db_snr() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-sound-opus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let mut opts = GuestOptions::new("sound-play");
+    opts.kernel = GuestKernel::Trixie;
+    opts.sound = true;
+    opts.args = vec![FRAMES.to_string()];
+    opts.timeout = Duration::from_secs(300);
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    let mut collector = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |_, vm| {
+            let addr = vm.spice().expect("spice server").local_addr();
+            collector = Some(link_playback(addr, true));
+        },
+    );
+    run.assert_workload_ok("sound-play");
+    let (cap, _) = collector
+        .expect("the guest handed over")
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the collector ended")
+        .unwrap_or_else(|e| panic!("playback client: {e}; serial:\n{}", run.serial));
+    let expected = chirp(FRAMES);
+    let (a, b) = (left(&expected), left(&cap.pcm));
+    assert!(b.len() >= a.len(), "{} frames decoded", b.len());
+    // The codec's delay: the lag (within 50 ms) with the best SNR over the chirp.
+    let snr = |lag: usize| {
+        let (mut sig, mut noise) = (0f64, 0f64);
+        for (i, x) in a.iter().enumerate() {
+            let y = b.get(i + lag).copied().unwrap_or(0.0);
+            sig += x * x;
+            noise += (x - y) * (x - y);
+        }
+        10.0 * (sig / noise.max(1.0)).log10()
+    };
+    let (lag, best) = (0..2400usize)
+        .map(|l| (l, snr(l)))
+        .fold((0, f64::MIN), |acc, x| if x.1 > acc.1 { x } else { acc });
+    eprintln!(
+        "Opus: {} packet bytes for {} PCM bytes ({:.1}x smaller); SNR {best:.1} dB at lag {lag} frames ({:.2} ms)",
+        cap.opus_bytes,
+        cap.pcm.len(),
+        cap.pcm.len() as f64 / cap.opus_bytes.max(1) as f64,
+        lag as f64 / 48.0
+    );
+    assert!(best >= 20.0, "SNR {best:.1} dB");
 }
