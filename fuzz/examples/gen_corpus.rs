@@ -519,6 +519,21 @@ fn spice_channels() {
     msg(107, &clipboard.0);
     msg(104, &[]);
     save("spice_channels", "main_agent", &w.0);
+
+    // Record channel (selector bit 7, mini header): MODE raw, START_MARK, 10 ms of DATA, a
+    // partial frame, then a MODE Opus (its data is ignored).
+    let mut w = Writer::default();
+    w.u8(0x80);
+    let mut msg = |ty: u16, body: &[u8]| {
+        w.u16(ty).u32(body.len() as u32).bytes(body);
+    };
+    msg(102, &[0, 0, 0, 0, 1, 0]);
+    msg(103, &[0, 0, 0, 0]);
+    msg(101, &[&[0u8; 4][..], &[7u8; 1920][..]].concat());
+    msg(101, &[0, 0, 0, 0, 1, 2, 3]);
+    msg(102, &[0, 0, 0, 0, 3, 0]);
+    msg(101, &[&[0u8; 4][..], &[7u8; 64][..]].concat());
+    save("spice_channels", "record_raw", &w.0);
 }
 
 /// codec_decoders: an op byte, then a stream each decoder accepts (made by our encoders from

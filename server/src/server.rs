@@ -538,7 +538,7 @@ fn after_link(stream: &Stream, write_timeout: Duration) -> io::Result<()> {
 }
 
 /// Fuzzing entry point, not API: runs the data-stage dispatch of one channel (`channel_type`
-/// 1 main, 2 display, 3 inputs, 4 cursor) over `input` as a client's byte stream, without a
+/// 1 main, 2 display, 3 inputs, 4 cursor, 5 playback, 6 record) over `input` as a client's byte stream, without a
 /// socket: the same `read_message` limit, `handle_common` and channel handler as the
 /// channel's `run` loop. Returns how many messages were handled before the stream ended.
 /// The first call starts one loopback server (port 0) whose shared state every call reuses.
@@ -569,8 +569,14 @@ pub fn fuzz_client_messages(
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
         channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,
         channel::INPUTS => inputs::MAX_INPUTS_MESSAGE,
+        channel::PLAYBACK => playback::MAX_PLAYBACK_MESSAGE,
+        channel::RECORD => capture::MAX_RECORD_MESSAGE,
         _ => cursor::MAX_CURSOR_MESSAGE,
     };
+    // A capturing hub of its own, so record DATA reaches the bounded buffer.
+    let record = capture::Capture::default();
+    record.start();
+    let mut record_raw = true;
     let mut stream = input;
     let mut handled = 0;
     let result = loop {
@@ -594,7 +600,8 @@ pub fn fuzz_client_messages(
                     .load(std::sync::atomic::Ordering::Acquire);
                 inputs::handle(shared.input.as_ref(), mode, ty, &body).map(|_| ())
             }
-            // Display and cursor parse nothing beyond the common messages.
+            channel::RECORD => capture::handle(&record, &mut record_raw, ty, &body),
+            // Display, cursor and playback parse nothing beyond the common messages.
             _ => Ok(()),
         };
         if let Err(e) = r {
