@@ -8,8 +8,9 @@
 //! [`MAX_CAPTURE_BYTES`] wait (the oldest are dropped past it), and the device takes audio
 //! only once [`PREFILL_BYTES`] have gathered, so that a client sending at real time never
 //! leaves the guest short between two messages. Where there is no audio, the guest captures
-//! silence. Only raw mode is offered (no OPUS cap): a client that switches to another mode
-//! has its data ignored.
+//! silence. A client sends raw PCM or, as the server offers the record OPUS cap, Opus
+//! packets (decoded with libopus, one decoder per client); data in any other mode, or Opus
+//! libopus refuses, is dropped.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,6 +29,8 @@ use crate::wire::{Reader, Writer, has_cap, msg};
 pub const CAP_VOLUME: u32 = 1;
 /// SPICE_AUDIO_DATA_MODE_RAW.
 const MODE_RAW: u16 = 1;
+/// SPICE_AUDIO_DATA_MODE_OPUS.
+const MODE_OPUS: u16 = 3;
 /// Audio waiting for the guest: one second.
 pub const MAX_CAPTURE_BYTES: usize = 192_000;
 /// Audio gathered before the guest gets any: 40 ms (a client sends every 10-20 ms).
@@ -159,10 +162,35 @@ impl Capture {
     }
 }
 
-/// Handles one record client message; `raw` tracks the client's data mode.
+/// A record client's data mode.
+pub(crate) enum RecordMode {
+    Raw,
+    Opus(Box<opusic_c::Decoder>),
+    /// A mode we do not decode: its data is dropped.
+    Other(u16),
+}
+
+impl RecordMode {
+    fn from_wire(mode: u16) -> RecordMode {
+        use opusic_c::{Channels, Decoder, SampleRate};
+        match mode {
+            MODE_RAW => RecordMode::Raw,
+            MODE_OPUS => match Decoder::new(Channels::Stereo, SampleRate::Hz48000) {
+                Ok(d) => RecordMode::Opus(Box::new(d)),
+                Err(e) => {
+                    debug!("no Opus decoder: {e:?}");
+                    RecordMode::Other(mode)
+                }
+            },
+            other => RecordMode::Other(other),
+        }
+    }
+}
+
+/// Handles one record client message; `mode` is the client's data mode (raw until its MODE).
 pub(crate) fn handle(
     capture: &Capture,
-    raw: &mut bool,
+    mode: &mut RecordMode,
     ty: u16,
     body: &[u8],
 ) -> Result<(), ConnError> {
@@ -171,16 +199,37 @@ pub(crate) fn handle(
     match ty {
         msg::MSGC_RECORD_DATA => {
             let _time = r.u32().map_err(malformed)?;
-            if *raw {
-                capture.push(body.get(4..).unwrap_or(&[]));
+            let data = body.get(4..).unwrap_or(&[]);
+            match mode {
+                RecordMode::Raw => capture.push(data),
+                RecordMode::Opus(dec) => {
+                    // 120 ms, the longest Opus frame, stereo.
+                    let mut pcm = [0u16; 5760 * 2];
+                    match dec.decode_to_slice(data, &mut pcm, false) {
+                        Ok(frames) => {
+                            let samples = pcm.get(..frames * 2).unwrap_or(&[]);
+                            let bytes: Vec<u8> =
+                                samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+                            capture.push(&bytes);
+                        }
+                        Err(e) => {
+                            debug!("record Opus packet refused: {e:?}");
+                            capture.lock().dropped += data.len() as u64;
+                        }
+                    }
+                }
+                RecordMode::Other(_) => capture.lock().dropped += data.len() as u64,
             }
         }
         msg::MSGC_RECORD_MODE => {
             let _time = r.u32().map_err(malformed)?;
-            let mode = r.u16().map_err(malformed)?;
-            *raw = mode == MODE_RAW;
-            if !*raw {
-                debug!(mode, "record mode other than raw: its data is ignored");
+            let m = r.u16().map_err(malformed)?;
+            *mode = RecordMode::from_wire(m);
+            if let RecordMode::Other(m) = mode {
+                debug!(
+                    mode = *m,
+                    "record mode we do not decode: its data is dropped"
+                );
             }
         }
         msg::MSGC_RECORD_START_MARK => {
@@ -212,9 +261,9 @@ pub(crate) fn run(
         .capture
         .attach(queue.clone(), has_cap(&req.channel_caps, CAP_VOLUME));
     // Raw until the client says otherwise (spice-gtk sends MODE first).
-    let mut raw = true;
+    let mut mode = RecordMode::Raw;
     let result = ch.serve(session, |_, event| match event {
-        Event::Message(ty, body) => handle(&shared.capture, &mut raw, ty, body),
+        Event::Message(ty, body) => handle(&shared.capture, &mut mode, ty, body),
         Event::Pong(_) => Ok(()),
     });
     shared.capture.detach(&queue);
@@ -235,7 +284,7 @@ mod tests {
     #[test]
     fn client_audio_reaches_the_guest_bounded() {
         let c = Capture::default();
-        let mut raw = true;
+        let mut raw = RecordMode::Raw;
         let q = SendQueue::new(RECORD_QUEUE_LIMIT);
         c.attach(q.clone(), false);
         handle(&c, &mut raw, msg::MSGC_RECORD_DATA, &data(&[1; 400])).unwrap();
@@ -259,11 +308,37 @@ mod tests {
         assert!(c.lock().audio.len() <= MAX_CAPTURE_BYTES);
         // Another mode: ignored. Short messages: malformed.
         let mut mode = Writer::default();
-        mode.u32(0).u16(3);
+        mode.u32(0).u16(9);
         handle(&c, &mut raw, msg::MSGC_RECORD_MODE, &mode.buf).unwrap();
-        assert!(!raw);
+        assert!(matches!(raw, RecordMode::Other(9)));
+        let before = c.dropped();
+        handle(&c, &mut raw, msg::MSGC_RECORD_DATA, &data(&[1; 8])).unwrap();
+        assert_eq!(c.dropped(), before + 8, "unknown mode: dropped");
         assert!(handle(&c, &mut raw, msg::MSGC_RECORD_DATA, &[1, 2]).is_err());
         c.stop();
         assert_eq!(q.take_all().last().map(|m| m.0), Some(msg::RECORD_STOP));
+    }
+
+    #[test]
+    fn opus_record_data_is_decoded() {
+        use opusic_c::{Application, Channels, Encoder, SampleRate};
+        let c = Capture::default();
+        c.start();
+        let mut mode = RecordMode::Raw;
+        let mut m = Writer::default();
+        m.u32(0).u16(MODE_OPUS);
+        handle(&c, &mut mode, msg::MSGC_RECORD_MODE, &m.buf).unwrap();
+        assert!(matches!(mode, RecordMode::Opus(_)));
+        let mut enc =
+            Encoder::new(Channels::Stereo, SampleRate::Hz48000, Application::Audio).unwrap();
+        let mut packet = [0u8; 480];
+        for _ in 0..5 {
+            let n = enc.encode_to_slice(&[0u16; 960], &mut packet).unwrap();
+            handle(&c, &mut mode, msg::MSGC_RECORD_DATA, &data(&packet[..n])).unwrap();
+        }
+        assert_eq!(c.lock().audio.len(), 5 * 1920, "five 10 ms frames decoded");
+        let before = c.dropped();
+        handle(&c, &mut mode, msg::MSGC_RECORD_DATA, &data(&[0xff; 3])).unwrap();
+        assert!(c.dropped() > before, "a broken packet is dropped");
     }
 }

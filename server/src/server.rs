@@ -333,6 +333,10 @@ fn our_channel_caps(channel_type: u8) -> Vec<u32> {
     match channel_type {
         // MONITORS_CONFIG (1): we send MONITORS_CONFIG to clients that have the cap too.
         channel::DISPLAY => vec![1 << 1],
+        // VOLUME (1) and OPUS (3): as spice-server with Opus built in.
+        channel::PLAYBACK => vec![(1 << 1) | (1 << 3)],
+        // VOLUME (1) and OPUS (2): spice-gtk records in Opus when the server has the cap.
+        channel::RECORD => vec![(1 << 1) | (1 << 2)],
         _ => vec![],
     }
 }
@@ -576,7 +580,7 @@ pub fn fuzz_client_messages(
     // A capturing hub of its own, so record DATA reaches the bounded buffer.
     let record = capture::Capture::default();
     record.start();
-    let mut record_raw = true;
+    let mut record_mode = capture::RecordMode::Raw;
     let mut stream = input;
     let mut handled = 0;
     let result = loop {
@@ -600,7 +604,7 @@ pub fn fuzz_client_messages(
                     .load(std::sync::atomic::Ordering::Acquire);
                 inputs::handle(shared.input.as_ref(), mode, ty, &body).map(|_| ())
             }
-            channel::RECORD => capture::handle(&record, &mut record_raw, ty, &body),
+            channel::RECORD => capture::handle(&record, &mut record_mode, ty, &body),
             // Display, cursor and playback parse nothing beyond the common messages.
             _ => Ok(()),
         };
