@@ -40,6 +40,21 @@ need_host_tool() {
     command -v "$cmd" >/dev/null 2>&1 || die "installing $pkg did not provide $cmd"
 }
 
+# need_host_lib PKG_CONFIG_NAME DEBIAN_PACKAGE: like need_host_tool, for a library the build
+# links (found with pkg-config).
+need_host_lib() {
+    local name="$1" pkg="$2"
+    need_host_tool pkg-config pkg-config
+    pkg-config --exists "$name" && return 0
+    log "host: installing $pkg (for the $name library)"
+    if [[ -z "$_host_apt_updated" ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        _host_apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >&2
+    pkg-config --exists "$name" || die "installing $pkg did not provide $name"
+}
+
 # The keyring the private sources are verified with. The host's debian-archive-keyring knows
 # trixie's keys from 2023.3+deb12u2 on; an older host gets bookworm's current
 # debian-archive-keyring (downloaded through the host's own, verified apt sources, unpacked

@@ -519,6 +519,21 @@ fn spice_channels() {
     msg(107, &clipboard.0);
     msg(104, &[]);
     save("spice_channels", "main_agent", &w.0);
+
+    // Record channel (selector bit 7, mini header): MODE raw, START_MARK, 10 ms of DATA, a
+    // partial frame, then a MODE Opus (its data is ignored).
+    let mut w = Writer::default();
+    w.u8(0x80);
+    let mut msg = |ty: u16, body: &[u8]| {
+        w.u16(ty).u32(body.len() as u32).bytes(body);
+    };
+    msg(102, &[0, 0, 0, 0, 1, 0]);
+    msg(103, &[0, 0, 0, 0]);
+    msg(101, &[&[0u8; 4][..], &[7u8; 1920][..]].concat());
+    msg(101, &[0, 0, 0, 0, 1, 2, 3]);
+    msg(102, &[0, 0, 0, 0, 3, 0]);
+    msg(101, &[&[0u8; 4][..], &[7u8; 64][..]].concat());
+    save("spice_channels", "record_raw", &w.0);
 }
 
 /// codec_decoders: an op byte, then a stream each decoder accepts (made by our encoders from
@@ -620,11 +635,68 @@ fn agent_chunks() {
     }
 }
 
+/// virtio_snd: a driver's bring-up and a short playback, in the target's op encoding (op 0
+/// control: len, request, writable; op 1 I/O: stream, playback, len, readable, writable u16;
+/// op 3 pacer: sub-op, args).
+fn virtio_snd() {
+    fn words(w: &[u32]) -> Vec<u8> {
+        w.iter().flat_map(|x| x.to_le_bytes()).collect()
+    }
+    fn control(out: &mut Vec<u8>, req: &[u8], writable: u8) {
+        out.push(0);
+        out.push(req.len() as u8);
+        out.extend_from_slice(req);
+        out.push(writable);
+    }
+    let mut bring_up = Vec::new();
+    control(&mut bring_up, &words(&[0x0100, 0, 2, 32]), 68);
+    let mut sp = words(&[0x0101, 0, 7680, 3840, 0]);
+    sp.extend([2, 5, 7, 0]);
+    control(&mut bring_up, &sp, 4);
+    control(&mut bring_up, &words(&[0x0102, 0]), 4);
+    control(&mut bring_up, &words(&[0x0104, 0]), 4);
+    let mut play = bring_up.clone();
+    // One playback message: stream 0, 16 bytes of audio, 8 writable.
+    let mut msg = words(&[0]);
+    msg.extend([1u8; 16]);
+    play.extend([1, 0, 1, msg.len() as u8]);
+    play.extend(&msg);
+    play.extend(8u16.to_le_bytes());
+    // Pacer: push 3840 bytes, start, advance 25 ms, stop, drain.
+    play.extend([3, 0]);
+    play.extend(3840u16.to_le_bytes());
+    play.extend([3, 1, 3, 4]);
+    play.extend(2500u16.to_le_bytes());
+    play.extend([3, 2, 3, 3]);
+    control(&mut play, &words(&[0x0105, 0]), 4);
+    control(&mut play, &words(&[0x0103, 0]), 4);
+    save("virtio_snd", "bring_up", &bring_up);
+    save("virtio_snd", "play_and_release", &play);
+    // A control chain of readable then writable descriptors, and one in the wrong order.
+    let mut chains = vec![2u8, 2];
+    chains.extend(0x100u32.to_le_bytes());
+    chains.extend(16u16.to_le_bytes());
+    chains.push(0);
+    chains.extend(0x200u32.to_le_bytes());
+    chains.extend(68u16.to_le_bytes());
+    chains.push(1);
+    chains.extend(0u16.to_le_bytes());
+    chains.extend([2, 2]);
+    chains.extend(0x200u32.to_le_bytes());
+    chains.extend(4u16.to_le_bytes());
+    chains.push(1);
+    chains.extend(0x100u32.to_le_bytes());
+    chains.extend(16u16.to_le_bytes());
+    chains.push(0);
+    save("virtio_snd", "chains", &chains);
+}
+
 fn main() {
     if std::env::args().nth(1).as_deref() == Some("agent_chunks") {
         return agent_chunks();
     }
     agent_chunks();
+    virtio_snd();
     codec_decoders();
     ring_commands();
     chunk_chains();

@@ -74,7 +74,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mini = has_cap(&req.common_caps, common_cap::MINI_HEADER);
-    if !(1..=4).contains(&req.channel_type) || (req.channel_type != 1 && req.channel_id != 0) {
+    if !(1..=6).contains(&req.channel_type) || (req.channel_type != 1 && req.channel_id != 0) {
         return; // CHANNEL_NOT_AVAILABLE
     }
     match fuzz_client_messages(req.channel_type, mini, data_stage) {

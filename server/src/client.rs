@@ -269,6 +269,18 @@ impl Session {
         Channel::link(self.addr, self.id, channel_type, &self.password, chan_caps)
     }
 
+    /// Links the playback channel with playback caps `caps` (bit 1 VOLUME, 3 OPUS); read it
+    /// with [`Channel::read`] into a [`PlaybackCapture`].
+    pub fn playback(&self, caps: u32) -> Result<Channel, ClientError> {
+        self.open(channel::PLAYBACK, &[caps])
+    }
+
+    /// Links the record channel with record caps `caps` (bit 1 VOLUME); send it MODE and
+    /// DATA ([`record_data`]).
+    pub fn record(&self, caps: u32) -> Result<Channel, ClientError> {
+        self.open(channel::RECORD, &[caps])
+    }
+
     /// Links the cursor channel.
     pub fn cursor(&self) -> Result<CursorChannel, ClientError> {
         Ok(CursorChannel {
@@ -320,6 +332,119 @@ impl Session {
         d.send(msg::MSGC_DISPLAY_INIT, &init)?;
         Ok(d)
     }
+}
+
+/// What a playback client received: the mode, START/STOP, volume, and the PCM of every DATA
+/// in order with its mm-time stamp (Opus packets decoded with libopus).
+#[derive(Default)]
+pub struct PlaybackCapture {
+    /// The data mode of the last MODE message (1 raw).
+    pub mode: Option<u16>,
+    /// START messages: (channels, format, frequency, mm-time).
+    pub starts: Vec<(u32, u16, u32, u32)>,
+    /// STOP messages received.
+    pub stops: u32,
+    /// The last VOLUME (per channel) and MUTE.
+    pub volume: Option<Vec<u16>>,
+    pub mute: Option<bool>,
+    /// The audio of every DATA message, concatenated.
+    pub pcm: Vec<u8>,
+    /// Per DATA message: its mm-time and its audio length (decoded, for Opus).
+    pub stamps: Vec<(u32, usize)>,
+    /// Bytes of Opus packets received.
+    pub opus_bytes: u64,
+    opus: Option<opusic_c::Decoder>,
+}
+
+impl std::fmt::Debug for PlaybackCapture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlaybackCapture")
+            .field("mode", &self.mode)
+            .field("starts", &self.starts)
+            .field("stops", &self.stops)
+            .field("pcm_bytes", &self.pcm.len())
+            .field("messages", &self.stamps.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlaybackCapture {
+    /// Takes one playback message. DATA before START, or in a mode other than raw or Opus,
+    /// or an Opus packet libopus refuses, is a protocol error.
+    pub fn handle(&mut self, ty: u16, body: &[u8]) -> Result<(), ClientError> {
+        match ty {
+            msg::PLAYBACK_MODE => self.mode = Some(u16_at(body, 4)?),
+            msg::PLAYBACK_START => self.starts.push((
+                u32_at(body, 0)?,
+                u16_at(body, 4)?,
+                u32_at(body, 6)?,
+                u32_at(body, 10)?,
+            )),
+            msg::PLAYBACK_STOP => self.stops += 1,
+            msg::PLAYBACK_VOLUME => {
+                let n = usize::from(*body.first().unwrap_or(&0));
+                self.volume = Some(
+                    (0..n)
+                        .map(|i| u16_at(body, 1 + 2 * i))
+                        .collect::<Result<_, _>>()?,
+                );
+            }
+            msg::PLAYBACK_MUTE => self.mute = Some(body.first().is_some_and(|m| *m != 0)),
+            msg::PLAYBACK_DATA => {
+                if self.starts.len() as u32 <= self.stops {
+                    return proto("playback DATA outside START..STOP");
+                }
+                let time = u32_at(body, 0)?;
+                let data = body.get(4..).unwrap_or(&[]);
+                match self.mode {
+                    Some(1) => {
+                        self.stamps.push((time, data.len()));
+                        self.pcm.extend_from_slice(data);
+                    }
+                    Some(3) => {
+                        use opusic_c::{Channels, Decoder, SampleRate};
+                        if self.opus.is_none() {
+                            self.opus = Some(
+                                Decoder::new(Channels::Stereo, SampleRate::Hz48000)
+                                    .map_err(|e| ClientError::Protocol(format!("Opus: {e:?}")))?,
+                            );
+                        }
+                        let Some(dec) = self.opus.as_mut() else {
+                            return proto("no Opus decoder");
+                        };
+                        // 120 ms, the longest Opus frame, stereo.
+                        let mut buf = [0u16; 5760 * 2];
+                        let frames = dec
+                            .decode_to_slice(data, &mut buf, false)
+                            .map_err(|e| ClientError::Protocol(format!("Opus packet: {e:?}")))?;
+                        let samples = buf.get(..frames * 2).unwrap_or(&[]);
+                        self.stamps.push((time, samples.len() * 2));
+                        self.opus_bytes += data.len() as u64;
+                        self.pcm
+                            .extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+                    }
+                    _ => return proto("playback DATA in a mode this client does not decode"),
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// The body of a record MODE message for raw PCM (mode 1) at mm-time `time`.
+pub fn record_mode_raw(time: u32) -> Vec<u8> {
+    let mut b = time.to_le_bytes().to_vec();
+    b.extend(1u16.to_le_bytes());
+    b
+}
+
+/// The body of a record DATA message: mm-time `time`, then raw S16 stereo audio.
+pub fn record_data(time: u32, audio: &[u8]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4 + audio.len());
+    b.extend(time.to_le_bytes());
+    b.extend_from_slice(audio);
+    b
 }
 
 /// Display caps MONITORS_CONFIG (1) and LZ4_COMPRESSION (5).

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod agent_link;
 pub mod cache;
+pub mod capture;
 mod channel;
 pub mod client;
 pub mod config;
@@ -17,6 +18,7 @@ pub mod image;
 pub mod inputs;
 pub mod link;
 pub mod main_channel;
+pub mod playback;
 mod record;
 pub mod server;
 pub mod session;
@@ -27,8 +29,10 @@ pub mod vdi;
 pub mod wire;
 
 pub use agent_link::AgentStats;
+pub use capture::Capture;
 pub use config::{DEFAULT_PIPE_LIMIT, DEFAULT_WRITE_TIMEOUT, ServerConfig, TlsConfig};
 pub use image::{Compression, WanCompression};
+pub use playback::{Playback, PlaybackStats};
 pub use saffron_display::{DisplaySource, Frame, FrameSource, Head};
 pub use server::{MAX_CONNECTIONS, ServerError, ServerHandle, start, start_with_cursor};
 pub use session::{ChannelInfo, ClientInfo};

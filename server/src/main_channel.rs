@@ -121,11 +121,15 @@ pub(crate) fn handle(
 ) -> Result<(), ConnError> {
     match ty {
         msg::MSGC_MAIN_ATTACH_CHANNELS => {
-            let list = [
+            let mut list = vec![
                 (channel::DISPLAY, 0u8),
                 (channel::CURSOR, 0),
                 (channel::INPUTS, 0),
             ];
+            if shared.config.sound {
+                list.push((channel::PLAYBACK, 0));
+                list.push((channel::RECORD, 0));
+            }
             let mut w = Writer::default();
             w.u32(list.len() as u32);
             for (t, id) in list {

@@ -19,7 +19,7 @@ use crate::tls::{self, Stream, TlsError};
 use crate::wire::{
     AUTH_MECHANISM_SPICE, LINK_HEADER_SIZE, LinkErr, TICKET_BYTES, channel, common_cap, has_cap,
 };
-use crate::{cursor, display, inputs, main_channel};
+use crate::{capture, cursor, display, inputs, main_channel, playback};
 use saffron_display::DisplaySource;
 
 /// Most simultaneous connections (linking or linked); more are closed at once.
@@ -66,6 +66,10 @@ pub(crate) struct Shared {
     pub image_totals: Arc<crate::image::ImageTotals>,
     /// The link to the guest agent.
     pub agent: Arc<crate::agent_link::AgentHub>,
+    /// The playback hub (used only when `config.sound` is set).
+    pub playback: Arc<playback::Playback>,
+    /// The capture hub (used only when `config.sound` is set).
+    pub capture: Arc<capture::Capture>,
 }
 
 impl Shared {
@@ -140,6 +144,16 @@ impl ServerHandle {
             .write()
             .unwrap_or_else(|e| e.into_inner()) = compression;
         info!(%compression, "image compression for new display channels");
+    }
+
+    /// The playback hub: the VMM's sound device writes the guest's playback into it.
+    pub fn playback(&self) -> Arc<playback::Playback> {
+        self.shared.playback.clone()
+    }
+
+    /// The capture hub: the VMM's sound device reads the guest's capture from it.
+    pub fn capture(&self) -> Arc<capture::Capture> {
+        self.shared.capture.clone()
     }
 
     /// The images every display client was sent so far, by format.
@@ -253,6 +267,8 @@ pub fn start_with_cursor(
         .map(|p| Ticket::new(p, config.password_lifetime));
     let image_compression = config.image_compression;
     let agent_policy = config.agent;
+    let playback_compression = config.playback_compression;
+    let started = Instant::now();
     let shared = Arc::new(Shared {
         config,
         source,
@@ -263,10 +279,12 @@ pub fn start_with_cursor(
         ticket: RwLock::new(ticket),
         connections: AtomicUsize::new(0),
         stop: AtomicBool::new(false),
-        started: Instant::now(),
+        started,
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
         agent: crate::agent_link::AgentHub::new(agent_policy),
+        playback: Arc::new(playback::Playback::new(started, playback_compression)),
+        capture: Arc::default(),
     });
     // Built first so that an error below stops the threads already started.
     let mut handle = ServerHandle {
@@ -351,6 +369,10 @@ fn our_channel_caps(channel_type: u8) -> Vec<u32> {
     match channel_type {
         // MONITORS_CONFIG (1): we send MONITORS_CONFIG to clients that have the cap too.
         channel::DISPLAY => vec![1 << 1],
+        // VOLUME (1) and OPUS (3): as spice-server with Opus built in.
+        channel::PLAYBACK => vec![(1 << 1) | (1 << 3)],
+        // VOLUME (1) and OPUS (2): spice-gtk records in Opus when the server has the cap.
+        channel::RECORD => vec![(1 << 1) | (1 << 2)],
         _ => vec![],
     }
 }
@@ -487,10 +509,12 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         send_result(&mut stream, LinkErr::BadConnectionId)?;
         return Err(LinkError::Refused(LinkErr::BadConnectionId));
     };
-    let known = matches!(
+    let known = (matches!(
         req.channel_type,
         channel::DISPLAY | channel::CURSOR | channel::INPUTS
-    ) && req.channel_id == 0;
+    ) || (matches!(req.channel_type, channel::PLAYBACK | channel::RECORD)
+        && shared.config.sound))
+        && req.channel_id == 0;
     if !known {
         send_result(&mut stream, LinkErr::ChannelNotAvailable)?;
         return Err(LinkError::Refused(LinkErr::ChannelNotAvailable));
@@ -524,6 +548,16 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
             let _e = span.enter();
             cursor::run(stream, shared, &session, mini, traffic)
         }
+        channel::PLAYBACK => {
+            let span = info_span!("playback", session = session.id);
+            let _e = span.enter();
+            playback::run(stream, shared, &session, &req, mini, traffic)
+        }
+        channel::RECORD => {
+            let span = info_span!("record", session = session.id);
+            let _e = span.enter();
+            capture::run(stream, shared, &session, &req, mini, traffic)
+        }
         _ => {
             let span = info_span!("inputs", session = session.id);
             let _e = span.enter();
@@ -544,7 +578,7 @@ fn after_link(stream: &Stream, write_timeout: Duration) -> io::Result<()> {
 }
 
 /// Fuzzing entry point, not API: runs the data-stage dispatch of one channel (`channel_type`
-/// 1 main, 2 display, 3 inputs, 4 cursor) over `input` as a client's byte stream, without a
+/// 1 main, 2 display, 3 inputs, 4 cursor, 5 playback, 6 record) over `input` as a client's byte stream, without a
 /// socket: the same `read_message` limit, `handle_common` and channel handler as the
 /// channel's `run` loop. Returns how many messages were handled before the stream ended.
 /// The first call starts one loopback server (port 0) whose shared state every call reuses.
@@ -576,8 +610,14 @@ pub fn fuzz_client_messages(
         channel::MAIN => main_channel::MAX_MAIN_MESSAGE,
         channel::DISPLAY => display::MAX_DISPLAY_MESSAGE,
         channel::INPUTS => inputs::MAX_INPUTS_MESSAGE,
+        channel::PLAYBACK => playback::MAX_PLAYBACK_MESSAGE,
+        channel::RECORD => capture::MAX_RECORD_MESSAGE,
         _ => cursor::MAX_CURSOR_MESSAGE,
     };
+    // A capturing hub of its own, so record DATA reaches the bounded buffer.
+    let record = capture::Capture::default();
+    record.start();
+    let mut record_mode = capture::RecordMode::Raw;
     let mut stream = input;
     let mut handled = 0;
     let result = loop {
@@ -601,7 +641,8 @@ pub fn fuzz_client_messages(
                     .load(std::sync::atomic::Ordering::Acquire);
                 inputs::handle(shared.input.as_ref(), mode, ty, &body).map(|_| ())
             }
-            // Display and cursor parse nothing beyond the common messages.
+            channel::RECORD => capture::handle(&record, &mut record_mode, ty, &body),
+            // Display, cursor and playback parse nothing beyond the common messages.
             _ => Ok(()),
         };
         if let Err(e) = r {

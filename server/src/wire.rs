@@ -51,6 +51,8 @@ pub mod channel {
     pub const DISPLAY: u8 = 2;
     pub const INPUTS: u8 = 3;
     pub const CURSOR: u8 = 4;
+    pub const PLAYBACK: u8 = 5;
+    pub const RECORD: u8 = 6;
 }
 
 /// Common capability bits.
@@ -71,6 +73,22 @@ pub mod msg {
     pub const MSGC_ACK: u16 = 2;
     pub const MSGC_PONG: u16 = 3;
     pub const MSGC_DISCONNECTING: u16 = 6;
+
+    pub const PLAYBACK_DATA: u16 = 101;
+    pub const PLAYBACK_MODE: u16 = 102;
+    pub const PLAYBACK_START: u16 = 103;
+    pub const PLAYBACK_STOP: u16 = 104;
+    pub const PLAYBACK_VOLUME: u16 = 105;
+    pub const PLAYBACK_MUTE: u16 = 106;
+    pub const PLAYBACK_LATENCY: u16 = 107;
+
+    pub const RECORD_START: u16 = 101;
+    pub const RECORD_STOP: u16 = 102;
+    pub const RECORD_VOLUME: u16 = 103;
+    pub const RECORD_MUTE: u16 = 104;
+    pub const MSGC_RECORD_DATA: u16 = 101;
+    pub const MSGC_RECORD_MODE: u16 = 102;
+    pub const MSGC_RECORD_START_MARK: u16 = 103;
 
     pub const MAIN_INIT: u16 = 103;
     pub const MAIN_CHANNELS_LIST: u16 = 104;

@@ -116,6 +116,29 @@ pub fn pattern(seed: u32, len: usize) -> Vec<u8> {
     out
 }
 
+/// The chirp `saffron-guest sound-play` plays (a copy of tests/guest/src/chirp.rs, integer
+/// arithmetic only so both sides make the same bytes): `frames` frames of S16_LE stereo at
+/// 48 kHz, 100 Hz rising linearly to 10 kHz, left the wave and right its negation.
+pub fn chirp(frames: u32) -> Vec<u8> {
+    const RATE_MHZ: u64 = 48_000 * 1000;
+    const F0_MHZ: u64 = 100_000;
+    const F1_MHZ: u64 = 10_000_000;
+    let mut out = Vec::with_capacity(frames as usize * 4);
+    let mut phase: u32 = 0;
+    let n_max = u64::from(frames.max(1));
+    for n in 0..u64::from(frames) {
+        let f = F0_MHZ + (F1_MHZ - F0_MHZ) * n / n_max;
+        let step = ((f << 32) / RATE_MHZ) as u32;
+        phase = phase.wrapping_add(step);
+        let x = i64::from((phase as i32) >> 16);
+        let y = (x * (32768 - x.abs())) >> 14;
+        let s = y as i16;
+        out.extend_from_slice(&s.to_le_bytes());
+        out.extend_from_slice(&s.wrapping_neg().to_le_bytes());
+    }
+    out
+}
+
 /// Lower-case hex SHA-256.
 pub fn sha256_hex(data: &[u8]) -> String {
     Sha256::digest(data)
@@ -205,6 +228,9 @@ pub struct GuestOptions {
     /// for a test thread that must follow the guest while the guest runs (the boot functions
     /// only hand over the whole log at the end).
     pub serial_tap: Option<std::sync::mpsc::Sender<String>>,
+    /// Give the guest the virtio-sound card (only the trixie kernel has its driver). Off by
+    /// default, so that the other tests' QEMU command lines stay as they were.
+    pub sound: bool,
 }
 
 impl GuestOptions {
@@ -223,6 +249,7 @@ impl GuestOptions {
             api_socket: None,
             agent: true,
             serial_tap: None,
+            sound: false,
         }
     }
 }
@@ -311,6 +338,7 @@ pub fn boot_guest_with_sync(
         spice,
         record_commands: record,
         agent: opts.agent,
+        sound: opts.sound,
     };
     let started = Instant::now();
     let deadline = started + opts.timeout;
@@ -535,6 +563,13 @@ mod tests {
         assert_eq!(r[0].num("vendor"), 0x1b36);
         assert_eq!(r[1].tag, "GUEST");
         assert_eq!(r[1].get("status"), "0");
+    }
+
+    #[test]
+    fn chirp_matches_the_guest_tool() {
+        // tests/guest/src/chirp.rs checks the same first frame.
+        assert_eq!(&chirp(48_000)[..4], &[14, 1, 242, 254]);
+        assert_eq!(chirp(10).len(), 40);
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod qemu;
 pub mod qmp;
 pub mod run;
 pub mod signals;
+pub mod sound;
 pub mod spice;
 pub mod vfio_user;
 pub mod vga_replay;

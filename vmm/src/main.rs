@@ -149,6 +149,19 @@ struct SpiceArgs {
     /// No file transfer to the guest agent (QEMU's disable-agent-file-xfer).
     #[arg(long)]
     spice_disable_agent_file_xfer: bool,
+    /// Send the guest's sound as Opus to clients that decode it (QEMU's
+    /// playback-compression): on or off (raw PCM to every client).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    spice_playback_compression: bool,
+}
+
+/// QEMU's on/off.
+fn parse_on_off(s: &str) -> Result<bool, String> {
+    match s {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("'{other}': on or off")),
+    }
 }
 
 impl SpiceArgs {
@@ -166,6 +179,8 @@ impl SpiceArgs {
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
             disable_copy_paste: self.spice_disable_copy_paste,
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
+            sound: false,
+            playback_compression: self.spice_playback_compression,
         }
     }
 }
@@ -215,6 +230,10 @@ struct RunArgs {
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
     record_commands: Option<PathBuf>,
+    /// No sound card (by default the guest gets a virtio-sound device, vhost-user-snd-pci,
+    /// served by saffron, whose playback goes to Spice clients).
+    #[arg(long)]
+    no_sound: bool,
 }
 
 #[derive(Args)]
@@ -244,6 +263,11 @@ struct DeviceArgs {
     /// replay; format in worker/src/record.rs).
     #[arg(long, value_name = "DIR")]
     record_commands: Option<PathBuf>,
+    /// Also serve a virtio-sound device over vhost-user on this socket, for the VMM's
+    /// `-chardev socket,id=snd,path=PATH -device vhost-user-snd-pci,chardev=snd` (guest RAM
+    /// must be shared, e.g. a memory-backend-memfd with share=on).
+    #[arg(long, value_name = "PATH")]
+    sound_socket: Option<PathBuf>,
 }
 
 fn init_logging() {
@@ -282,6 +306,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         spice: args.spice.options(),
         record_commands: args.record_commands,
         agent: !args.no_spice_agent,
+        sound: !args.no_sound,
     };
     let mut vm = Vm::launch(&opts).map_err(|e| e.to_string())?;
     let status = loop {
@@ -327,7 +352,9 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         None => None,
         Some(addr) => {
             let qmp = args.qmp.clone().map(|p| (p, false));
-            let handle = start_server(&args.spice.options(), addr, server.worker(), qmp)?;
+            let mut options = args.spice.options();
+            options.sound = args.sound_socket.is_some();
+            let handle = start_server(&options, addr, server.worker(), qmp)?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }
@@ -340,6 +367,12 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
         (Some(_), None) => return Err("--agent-socket needs --spice".into()),
         _ => None,
     };
+    let _sound = args
+        .sound_socket
+        .as_ref()
+        .map(|p| saffron_vmm::sound::start(p, _spice.as_deref(), false))
+        .transpose()
+        .map_err(|e| e.to_string())?;
     let _control = start_control(args.api_socket.as_ref(), api)?;
     while !server.finished() && !quit.load(Ordering::Acquire) && !signals::requested() {
         std::thread::sleep(Duration::from_millis(50));
@@ -407,6 +440,31 @@ mod tests {
             Cmd::Device(a) => a.qxl.config(),
             Cmd::VgaReplay(_) => Err("no QXL options".into()),
         }
+    }
+
+    #[test]
+    fn sound_options() {
+        let run = |extra: &[&str]| {
+            let args = [&["saffron", "run", "--kernel", "k"][..], extra].concat();
+            match Cli::try_parse_from(args).unwrap().command {
+                Cmd::Run(a) => a.no_sound,
+                _ => unreachable!(),
+            }
+        };
+        assert!(!run(&[]), "saffron run has sound by default");
+        assert!(run(&["--no-sound"]));
+        let device = |extra: &[&str]| {
+            let args = [&["saffron", "device", "--socket", "s"][..], extra].concat();
+            match Cli::try_parse_from(args).unwrap().command {
+                Cmd::Device(a) => a.sound_socket,
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(device(&[]), None, "saffron device has none unless asked");
+        assert_eq!(
+            device(&["--sound-socket", "/tmp/snd.sock"]),
+            Some(PathBuf::from("/tmp/snd.sock"))
+        );
     }
 
     #[test]

@@ -212,6 +212,8 @@ pub struct QemuConfig {
     pub tablet: bool,
     /// The guest agent's socket (we listen): adds the virtio-serial port `com.redhat.spice.0`.
     pub agent_socket: Option<PathBuf>,
+    /// The vhost-user sound backend's socket, if the guest gets a sound card.
+    pub sound_socket: Option<PathBuf>,
 }
 
 impl QemuConfig {
@@ -274,6 +276,9 @@ impl QemuConfig {
         }
         if let Some(agent) = &self.agent_socket {
             a.extend(crate::agent::qemu_args(agent));
+        }
+        if let Some(sound) = &self.sound_socket {
+            a.extend(crate::sound::qemu_args(sound));
         }
         a
     }
@@ -341,6 +346,7 @@ mod tests {
             qmp_socket: None,
             tablet: false,
             agent_socket: None,
+            sound_socket: None,
         };
         let args = cfg.args();
         let dev = args.iter().position(|a| a == "-device").unwrap();
@@ -348,5 +354,24 @@ mod tests {
         assert_eq!(v["driver"], "vfio-user-pci");
         assert_eq!(v["socket"]["path"], "/tmp/s.sock");
         assert!(args.iter().any(|a| a.contains("share=on")));
+        assert!(
+            !args.iter().any(|a| a.contains("snd")),
+            "no sound unless asked"
+        );
+        let with_sound = QemuConfig {
+            sound_socket: Some("/tmp/snd.sock".into()),
+            ..cfg
+        }
+        .args();
+        let tail = &with_sound[with_sound.len() - 4..];
+        assert_eq!(
+            tail,
+            [
+                "-chardev",
+                "socket,id=saffron-snd,path=/tmp/snd.sock",
+                "-device",
+                "vhost-user-snd-pci,chardev=saffron-snd"
+            ]
+        );
     }
 }

@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub record_commands: Option<PathBuf>,
     /// Give the guest the Spice agent's port (`com.redhat.spice.0`), when Spice is on.
     pub agent: bool,
+    /// Give the guest a virtio-sound card served by our vhost-user backend.
+    pub sound: bool,
 }
 
 /// Why a run could not start or failed.
@@ -76,12 +78,16 @@ pub enum RunError {
     /// The Spice server could not start.
     #[error("Spice server: {0}")]
     Spice(String),
+    /// The sound backend could not start.
+    #[error(transparent)]
+    Sound(#[from] saffron_audio::SoundServerError),
 }
 
 /// A running guest: QEMU plus our device server.
 pub struct Vm {
     server: DeviceServer,
     spice: Option<Arc<saffron_server::ServerHandle>>,
+    _sound: Option<saffron_audio::SoundServer>,
     child: Child,
     _control: Option<ControlSocket>,
     _agent: Option<AgentSocket>,
@@ -166,7 +172,9 @@ impl Vm {
                 // pointer; keys and relative motion go to QEMU's PS/2 devices.
                 let qmp = dir.join("qmp.sock");
                 qmp_socket = Some(qmp.clone());
-                let handle = start_server(&opts.spice, addr, server.worker(), Some((qmp, true)))
+                let mut spice_opts = opts.spice.clone();
+                spice_opts.sound = opts.sound;
+                let handle = start_server(&spice_opts, addr, server.worker(), Some((qmp, true)))
                     .map_err(RunError::Spice)?;
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)
@@ -178,6 +186,16 @@ impl Vm {
                     .map_err(|e| RunError::Io("guest agent socket".into(), e))?,
             ),
             _ => None,
+        };
+        // Bound before QEMU starts: QEMU connects to it while it creates the device.
+        let sound = if opts.sound {
+            Some(crate::sound::start(
+                &dir.join("snd.sock"),
+                spice.as_deref(),
+                true,
+            )?)
+        } else {
+            None
         };
         let control = opts
             .api_socket
@@ -203,6 +221,7 @@ impl Vm {
             tablet: qmp_socket.is_some(),
             qmp_socket,
             agent_socket: agent.as_ref().map(|a| a.path().to_path_buf()),
+            sound_socket: sound.as_ref().map(|s| s.socket().to_path_buf()),
         };
         before_vmm(&server);
         let mut cmd = Command::new(&qemu_bin);
@@ -237,6 +256,7 @@ impl Vm {
         Ok(Vm {
             server,
             spice,
+            _sound: sound,
             child,
             _control: control,
             _agent: agent,

@@ -13,7 +13,7 @@ use saffron_worker::red::WorkerControl;
 use saffron_worker::{CursorState, CursorType};
 
 /// What the user asked of the Spice server on the command line.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SpiceOptions {
     /// Where to listen; `None` = no Spice server.
     pub addr: Option<SocketAddr>,
@@ -39,6 +39,32 @@ pub struct SpiceOptions {
     pub disable_copy_paste: bool,
     /// No file transfer through the guest agent (QEMU's `disable-agent-file-xfer`).
     pub disable_agent_file_xfer: bool,
+    /// Offer the playback and record channels (the VMM has a sound device).
+    pub sound: bool,
+    /// Send playback as Opus to clients that decode it.
+    pub playback_compression: bool,
+}
+
+impl Default for SpiceOptions {
+    /// No server; when there is one, QEMU's defaults (playback compression on).
+    fn default() -> Self {
+        SpiceOptions {
+            addr: None,
+            password_file: None,
+            disable_ticketing: false,
+            insecure: false,
+            tls_port: None,
+            x509_dir: None,
+            secure_channels: Vec::new(),
+            record_dir: None,
+            image_compression: saffron_server::Compression::default(),
+            zlib_glz_wan_compression: saffron_server::WanCompression::default(),
+            disable_copy_paste: false,
+            disable_agent_file_xfer: false,
+            sound: false,
+            playback_compression: true,
+        }
+    }
 }
 
 /// The Spice channel type of a channel name, as QEMU's tls-channel= takes them.
@@ -48,10 +74,12 @@ fn channel_types(name: &str) -> Result<Vec<u8>, String> {
         "display" => vec![2],
         "inputs" => vec![3],
         "cursor" => vec![4],
-        "default" | "all" => vec![1, 2, 3, 4],
+        "playback" => vec![5],
+        "record" => vec![6],
+        "default" | "all" => vec![1, 2, 3, 4, 5, 6],
         other => {
             return Err(format!(
-                "unknown Spice channel '{other}' (main, display, inputs, cursor, default)"
+                "unknown Spice channel '{other}' (main, display, inputs, cursor, playback, record, default)"
             ));
         }
     })
@@ -71,6 +99,8 @@ impl SpiceOptions {
             copy_paste: !self.disable_copy_paste,
             file_xfer: !self.disable_agent_file_xfer,
         };
+        cfg.sound = self.sound;
+        cfg.playback_compression = self.playback_compression;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);

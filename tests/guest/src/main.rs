@@ -7,7 +7,9 @@
 //! Failures print `SAFFRON-ERROR cmd=<subcommand> msg=<text>` (msg is last and runs to the end
 //! of the line) and exit non-zero, so a broken step can never be mistaken for a silent success.
 
+mod alsa;
 mod args;
+mod chirp;
 mod cmd;
 mod console;
 mod drm;
@@ -28,7 +30,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd> \
+                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd|sound-play|sound-capture> \
                      [--option value]...";
 
 /// Exit status for a failed probe.
@@ -56,6 +58,8 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "hostile" => cmd::hostile::run(opts),
         "input" => cmd::input::run(opts),
         "xwd" => cmd::xwd::run(opts),
+        "sound-play" => cmd::sound::play(opts),
+        "sound-capture" => cmd::sound::capture(opts),
         _ => Err(Error::Usage(format!("unknown subcommand {sub:?}; {USAGE}"))),
     }
 }

@@ -13,6 +13,7 @@ pub mod kms;
 pub mod log;
 pub mod qxl_surface;
 pub mod scroll;
+pub mod sound;
 pub mod sync;
 pub mod xwd;
 
