@@ -40,6 +40,19 @@ need_host_tool() {
     command -v "$cmd" >/dev/null 2>&1 || die "installing $pkg did not provide $cmd"
 }
 
+# need_host_pkg DEBIAN_PACKAGE: installs a package that provides neither a command nor a
+# pkg-config library to look for (e.g. GStreamer plugins), unless dpkg has it already.
+need_host_pkg() {
+    local pkg="$1"
+    [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null)" == "install ok installed" ]] && return 0
+    log "host: installing $pkg"
+    if [[ -z "$_host_apt_updated" ]]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        _host_apt_updated=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >&2
+}
+
 # need_host_lib PKG_CONFIG_NAME DEBIAN_PACKAGE: like need_host_tool, for a library the build
 # links (found with pkg-config).
 need_host_lib() {
