@@ -10,13 +10,48 @@ use std::time::{Duration, Instant};
 /// toolbar) shows the guest at 100% zoom.
 pub const SCREEN: (u32, u32) = (1024, 768);
 
-/// Kills a child process when dropped (a failing test must not leave Xvfb running).
+/// Ends a child process when dropped (a failing test must not leave Xvfb running): SIGTERM
+/// first, so that an X server removes its lock file and socket, then SIGKILL after 2 s.
 pub struct Reaper(pub Child);
 
 impl Drop for Reaper {
     fn drop(&mut self) {
+        if let Ok(pid) = libc::pid_t::try_from(self.0.id()) {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped yet (we still hold
+            // the Child), so the pid cannot name another process.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+            let until = Instant::now() + Duration::from_secs(2);
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
+    }
+}
+
+/// Whether display `n`'s lock file names a process that is still running. A lock left by an
+/// X server that was killed (SIGKILL leaves it behind) does not count, and is removed with
+/// its socket, so that killed test runs do not use up the display numbers.
+fn display_in_use(n: u32) -> bool {
+    let lock = format!("/tmp/.X{n}-lock");
+    let socket = format!("/tmp/.X11-unix/X{n}");
+    match std::fs::read_to_string(&lock) {
+        Ok(text) => match text.trim().parse::<u32>() {
+            Ok(pid) if Path::new(&format!("/proc/{pid}")).exists() => true,
+            Ok(_) => {
+                let _ = std::fs::remove_file(&lock);
+                let _ = std::fs::remove_file(&socket);
+                false
+            }
+            // Unreadable: somebody else's business.
+            Err(_) => true,
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Path::new(&socket).exists(),
+        Err(_) => true,
     }
 }
 
@@ -48,7 +83,7 @@ pub fn start_xvfb_sized(size: (u32, u32)) -> (String, Reaper) {
     for n in 90..140u32 {
         let n = n + std::process::id() % 50;
         let socket = PathBuf::from(format!("/tmp/.X11-unix/X{n}"));
-        if socket.exists() || Path::new(&format!("/tmp/.X{n}-lock")).exists() {
+        if display_in_use(n) {
             continue;
         }
         let child = Command::new("Xvfb")
