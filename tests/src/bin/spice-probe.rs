@@ -10,12 +10,19 @@
 //! `{"t":secs,"bytes":n,"messages":n,"updates":n,"streams":n,"surfaces":n}` (`updates`: draw
 //! commands, copy-bits and video stream frames; `streams`: stream frames alone). It ends when
 //! stdin closes or the server closes the display channel.
+//!
+//! With `SPICE_PROBE_TIMES=FILE` in the environment it also writes to FILE, per update, the
+//! wall-clock time at which it arrived (seconds since the epoch, to the microsecond, one per
+//! line): ci/bench-qxl matches them with QEMU's own time stamps of the guest's NOTIFY_CMD to
+//! time each frame from the guest to the client. The wall clock, because QEMU's log trace
+//! backend stamps with it.
 
-use std::io::BufRead;
+use std::fs::File;
+use std::io::{BufRead, LineWriter, Write};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use saffron_server::client::{Channel, ClientError, Session};
 
@@ -53,7 +60,11 @@ fn is_update(ty: u16) -> bool {
     )
 }
 
-fn display_loop(mut d: Channel, c: &Counters) -> Result<(), ClientError> {
+fn display_loop(
+    mut d: Channel,
+    c: &Counters,
+    mut times: Option<LineWriter<File>>,
+) -> Result<(), ClientError> {
     let mut init = Vec::with_capacity(14);
     init.push(1u8);
     init.extend(PIXMAP_CACHE_PIXELS.to_le_bytes());
@@ -68,6 +79,15 @@ fn display_loop(mut d: Channel, c: &Counters) -> Result<(), ClientError> {
         c.messages.fetch_add(1, Relaxed);
         if is_update(ty) {
             c.updates.fetch_add(1, Relaxed);
+            if let Some(w) = &mut times {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default();
+                if writeln!(w, "{}.{:06}", now.as_secs(), now.subsec_micros()).is_err() {
+                    eprintln!("spice-probe: cannot write SPICE_PROBE_TIMES; no more times");
+                    times = None;
+                }
+            }
         }
         if matches!(ty, STREAM_DATA | STREAM_DATA_SIZED) {
             c.streams.fetch_add(1, Relaxed);
@@ -114,12 +134,25 @@ fn main() {
     };
     // Idle stretches are normal: wait as long as the benchmark runs.
     let _ = display.set_timeout(Duration::from_secs(3600));
+    let times = match std::env::var_os("SPICE_PROBE_TIMES") {
+        None => None,
+        Some(path) => match File::create(&path) {
+            Ok(f) => Some(LineWriter::new(f)),
+            Err(e) => {
+                eprintln!(
+                    "spice-probe: SPICE_PROBE_TIMES {}: {e}",
+                    path.to_string_lossy()
+                );
+                std::process::exit(1);
+            }
+        },
+    };
     let counters = Arc::new(Counters::default());
     let started = Instant::now();
     {
         let c = counters.clone();
         std::thread::spawn(move || {
-            if let Err(e) = display_loop(display, &c) {
+            if let Err(e) = display_loop(display, &c, times) {
                 eprintln!("spice-probe: display channel ended: {e}");
             }
         });

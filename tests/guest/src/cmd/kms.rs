@@ -24,7 +24,7 @@
 //! stops it from drawing at all.
 
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::args::Options;
 use crate::drm::{
@@ -298,7 +298,7 @@ fn upload(
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--fb-width FW --fb-height FH]
 /// [--x X --y Y] [--frames 60] [--pattern hgrad] [--motion bars|photo] [--sync ID]
-/// [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX]`.
+/// [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX] [--interval-ms 0]`.
 ///
 /// The framebuffer is the mode's size unless `--fb-width/--fb-height` make it larger; the CRTC
 /// then shows its `W x H` window from (`X`, `Y`) (default 0, 0). Frames draw over the whole
@@ -314,6 +314,8 @@ fn upload(
 /// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
 /// right around the timed frames, so that the host can sample its own counters over exactly
 /// that stretch (without the mode set, the first upload and the read-back).
+/// With `--interval-ms N`, the first frame is preceded and each frame followed by N ms of
+/// sleep, so that frames reach the device one at a time (the latency benchmark times each one from its DIRTYFB to the client).
 /// With `--cursor-sync PREFIX`, after the frames the hardware cursor is set, moved and hidden
 /// ([`super::cursor::exercise`]), with hand-overs `PREFIX-ready`, `-set`, `-move1`, `-move2`
 /// and `-hide`.
@@ -337,6 +339,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     let cursor_sync = opts.take("cursor-sync");
     let fb_size = (opts.take_u64("fb-width")?, opts.take_u64("fb-height")?);
     let origin = (opts.u64_or("x", 0, 8192)?, opts.u64_or("y", 0, 8192)?);
+    let interval = Duration::from_millis(opts.u64_or("interval-ms", 0, 60_000)?);
     opts.finish()?;
     let want = match (width, height) {
         (None, None) => None,
@@ -499,6 +502,9 @@ pub fn run(mut opts: Options) -> Result<()> {
         }
     };
     let (mut n_full, mut n_partial, mut n_clips) = (0usize, 0usize, 0usize);
+    // Paced frames are timed one by one: the first upload and the mode set get the same pause
+    // to reach the client before the first of them.
+    std::thread::sleep(interval);
     if let Some(p) = &phase {
         println!("SAFFRON-PHASE name={p} begin");
     }
@@ -520,6 +526,9 @@ pub fn run(mut opts: Options) -> Result<()> {
         }
         dirty(&clips)?;
         n_clips += clips.len();
+        if !interval.is_zero() {
+            std::thread::sleep(interval);
+        }
     }
     let elapsed = start.elapsed();
     if let Some(p) = &phase {
