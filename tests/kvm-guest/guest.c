@@ -271,7 +271,7 @@ static void hostile(void) {
     u64 bar0h = pci_read(QXL_SLOT, 0x10) & ~0xfu;
     u64 romh = pci_read(QXL_SLOT, 0x18) & ~0xfu;
     u16 ioh = (u16)(pci_read(QXL_SLOT, 0x1c) & ~0x3u);
-    for (u32 i = 0; i < 200000; i++) {
+    for (u32 i = 0; i < 50000; i++) {
         u64 r = next();
         u8 v = (u8)(r >> 40);
         switch ((r >> 8) % 8) {
@@ -284,7 +284,7 @@ static void hostile(void) {
         case 6: w32(bar0h + ((r >> 16) % 0x4000000 & ~3ull), (u32)(r >> 32)); break;
         default: w8(romh + (r >> 16) % 8192, v); break;
         }
-        if (i % 20000 == 0)
+        if (i % 10000 == 0)
             marker("hostile-progress");
     }
 }
