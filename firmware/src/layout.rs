@@ -67,7 +67,7 @@ pub struct BarRequest {
 /// Places `bars`: returns `(index, address)` in the order given.
 pub fn assign_bars(bars: &[BarRequest]) -> Result<Vec<(usize, u64)>, LayoutError> {
     let mut order: Vec<&BarRequest> = bars.iter().collect();
-    order.sort_by(|a, b| b.size.cmp(&a.size));
+    order.sort_by_key(|b| std::cmp::Reverse(b.size));
     let (mut next_mem, mut next_io) = (PCI_MMIO_START, PCI_IO_START);
     let mut placed = Vec::new();
     for bar in order {

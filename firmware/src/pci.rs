@@ -140,8 +140,11 @@ mod tests {
     use super::*;
     use std::sync::{Arc, Mutex};
 
+    /// Config writes seen: (offset, bytes).
+    type Writes = Vec<(u64, Vec<u8>)>;
+
     #[derive(Clone, Default)]
-    struct Recorder(Arc<Mutex<Vec<(u64, Vec<u8>)>>>);
+    struct Recorder(Arc<Mutex<Writes>>);
 
     impl PciFunction for Recorder {
         fn config_read(&mut self, offset: u64, data: &mut [u8]) {

@@ -345,7 +345,8 @@ impl BuiltinVm {
             .spawn(move || {
                 let t0 = Instant::now();
                 while !stop3.load(Ordering::Acquire) {
-                    let phase = (t0.elapsed().as_millis() / CURSOR_BLINK.as_millis()) % 2 == 0;
+                    let phase =
+                        (t0.elapsed().as_millis() / CURSOR_BLINK.as_millis()).is_multiple_of(2);
                     lock(&refresh_dev).vga_refresh(RenderOptions {
                         cursor_visible: phase,
                     });
