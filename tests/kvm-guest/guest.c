@@ -9,7 +9,8 @@
  * -DREAL_IRQ through its IDT, the local APIC and the IOAPIC; otherwise by watching IO_CMD in
  * int_pending, for PVM hosts); then resets the device, which shows the VGA text again. Each step prints a
  * marker on COM1. Built with -DHOSTILE it instead throws random values at every VGA, QXL and
- * PCI register and window the VMM exposes, then powers off.
+ * PCI register and window the VMM exposes, then powers off; with -DBENCH it times port I/O
+ * round trips for ci/bench-builtin.
  *
  * The test (tests/tests/builtin_vmm.rs) computes the same font, text and picture from the
  * constants below.
@@ -377,9 +378,28 @@ static void hostile(void) {
 }
 #endif
 
+#ifdef BENCH
+/* ci/bench-builtin times these between their markers. */
+#define BENCH_ROUNDS 200000
+static void bench(void) {
+    u16 ioh = (u16)(pci_read(QXL_SLOT, 0x1c) & ~0x3u);
+    marker("pio-write-start");
+    for (u32 i = 0; i < BENCH_ROUNDS; i++)
+        outb(ioh + IO_UPDATE_IRQ, 0);
+    marker("pio-write-done");
+    marker("pio-read-start");
+    for (u32 i = 0; i < BENCH_ROUNDS; i++)
+        (void)inb(0x3da);
+    marker("pio-read-done");
+}
+#endif
+
 void __attribute__((section(".text.start"), noreturn)) _start(void) {
     marker("start");
-#ifdef HOSTILE
+#ifdef BENCH
+    bench();
+    outw(POWER_OFF, 0x2000);
+#elif defined(HOSTILE)
     hostile();
     marker("hostile-done");
     outw(POWER_OFF, 0x2000);
