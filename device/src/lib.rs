@@ -3,6 +3,7 @@
 //! memory behind BAR0/BAR1 and an interrupt line; a worker (`saffron-worker`) consumes its
 //! rings through [`DeviceInterface`].
 
+pub mod bus;
 pub mod irq;
 pub mod memory;
 pub mod pci;

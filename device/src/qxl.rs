@@ -8,13 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use saffron_ring::abi::{
-    QXL_IO_ATTACH_PRIMARY, QXL_IO_CREATE_PRIMARY, QXL_IO_CREATE_PRIMARY_ASYNC,
-    QXL_IO_DESTROY_ALL_SURFACES, QXL_IO_DESTROY_ALL_SURFACES_ASYNC, QXL_IO_DESTROY_PRIMARY,
-    QXL_IO_DESTROY_PRIMARY_ASYNC, QXL_IO_DESTROY_SURFACE_ASYNC, QXL_IO_DESTROY_SURFACE_WAIT,
-    QXL_IO_DETACH_PRIMARY, QXL_IO_FLUSH_RELEASE, QXL_IO_FLUSH_SURFACES_ASYNC, QXL_IO_LOG,
-    QXL_IO_MEMSLOT_ADD, QXL_IO_MEMSLOT_ADD_ASYNC, QXL_IO_MEMSLOT_DEL, QXL_IO_MONITORS_CONFIG_ASYNC,
-    QXL_IO_NOTIFY_CMD, QXL_IO_NOTIFY_CURSOR, QXL_IO_NOTIFY_OOM, QXL_IO_RESET, QXL_IO_SET_MODE,
-    QXL_IO_UPDATE_AREA, QXL_IO_UPDATE_AREA_ASYNC, QXL_IO_UPDATE_IRQ, QXLMemSlot,
+    QXL_INTERRUPT_IO_CMD, QXL_IO_ATTACH_PRIMARY, QXL_IO_CREATE_PRIMARY,
+    QXL_IO_CREATE_PRIMARY_ASYNC, QXL_IO_DESTROY_ALL_SURFACES, QXL_IO_DESTROY_ALL_SURFACES_ASYNC,
+    QXL_IO_DESTROY_PRIMARY, QXL_IO_DESTROY_PRIMARY_ASYNC, QXL_IO_DESTROY_SURFACE_ASYNC,
+    QXL_IO_DESTROY_SURFACE_WAIT, QXL_IO_DETACH_PRIMARY, QXL_IO_FLUSH_RELEASE,
+    QXL_IO_FLUSH_SURFACES_ASYNC, QXL_IO_LOG, QXL_IO_MEMSLOT_ADD, QXL_IO_MEMSLOT_ADD_ASYNC,
+    QXL_IO_MEMSLOT_DEL, QXL_IO_MONITORS_CONFIG_ASYNC, QXL_IO_NOTIFY_CMD, QXL_IO_NOTIFY_CURSOR,
+    QXL_IO_NOTIFY_OOM, QXL_IO_RANGE_SIZE, QXL_IO_RESET, QXL_IO_SET_MODE, QXL_IO_UPDATE_AREA,
+    QXL_IO_UPDATE_AREA_ASYNC, QXL_IO_UPDATE_IRQ, QXLMemSlot,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable};
 use saffron_ring::parse::{Context, PrimarySurface, Rect, parse_primary};
@@ -29,6 +30,9 @@ use crate::irq::IrqLine;
 use crate::memory::{DeviceMemory, MemoryBar, MemoryError, RAM_BASE, VRAM_BASE};
 use crate::pci::{BarKind, BarSpec, PciConfig, PciConfigError, PciIdentity};
 use crate::shared::{DeviceInterface, Shared};
+
+mod vga;
+pub use vga::{VBE_PORTS, VGA_PORTS, VGA_WINDOW, VgaStats};
 
 /// Red Hat, Inc. (QEMU's paravirtual devices).
 pub const QXL_VENDOR_ID: u16 = 0x1b36;
@@ -172,6 +176,9 @@ pub enum QxlError {
     /// The file shared as the ROM BAR could not be mapped.
     #[error("cannot map the shared ROM: {0}")]
     RomMap(#[from] vm_memory::mmap::MmapRegionError),
+    /// BAR0 cannot hold the 256 KiB of VGA memory a legacy VGA needs.
+    #[error("BAR0 of {0:#x} bytes is too small for a legacy VGA")]
+    NoVga(u64),
 }
 
 /// Counters a front end or the control socket can report.
@@ -183,6 +190,8 @@ pub struct QxlStats {
     pub io_ignored: u64,
     /// Port writes ignored because the device was in its error state.
     pub io_while_broken: u64,
+    /// QXL port writes dropped because the device was in VGA mode (as QEMU drops them).
+    pub io_in_vga_mode: u64,
     /// Trapped accesses per BAR (for BAR0/1/4 these are only the ones the VMM did not map).
     pub bar_accesses: [u64; 5],
     /// Times the interrupt level went from low to high.
@@ -209,11 +218,14 @@ pub struct QxlStats {
     pub last_log: String,
 }
 
-/// How the guest drives the display (QEMU's qxl modes; no VGA emulation here).
+/// How the guest drives the display (QEMU's qxl modes, less the qxl-1 compat mode).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     /// No primary surface.
     Undefined,
+    /// The legacy VGA is the display (from reset until the driver creates a primary; only a
+    /// device with [`QxlDevice::enable_vga`]). Most QXL ports are ignored meanwhile.
+    Vga,
     /// A primary surface exists.
     Native,
 }
@@ -231,6 +243,8 @@ pub struct QxlDevice {
     slots: MemSlotTable,
     mode: Mode,
     primary: Option<PrimarySurface>,
+    /// The legacy VGA of qxl-vga, when the front end forwards its ranges.
+    vga: Option<Box<vga::VgaState>>,
     shared: Arc<Shared>,
     worker: Option<Box<dyn QxlWorker>>,
     next_cookie: u64,
@@ -324,6 +338,7 @@ impl QxlDevice {
             slots: MemSlotTable::new(),
             mode: Mode::Undefined,
             primary: None,
+            vga: None,
             shared,
             worker: None,
             next_cookie: 1,
@@ -504,6 +519,9 @@ impl QxlDevice {
 
     /// PCI function reset: config space back to power-on values and a QXL hard reset.
     pub fn reset(&mut self) {
+        if let Some(v) = self.vga.as_mut() {
+            v.vga.reset();
+        }
         self.pci.reset();
         self.shared.set_intx_disabled(false);
         self.reset_qxl();
@@ -587,6 +605,15 @@ impl QxlDevice {
             self.stats.io_while_broken += 1;
             return;
         }
+        if self.mode == Mode::Vga && !Self::allowed_in_vga_mode(port) {
+            // QEMU drops these in VGA mode; an async one still gets its IO_CMD, for drivers
+            // that would otherwise wait for ever.
+            self.stats.io_in_vga_mode += 1;
+            if (QXL_IO_UPDATE_AREA_ASYNC..QXL_IO_RANGE_SIZE).contains(&port) {
+                self.shared.raise(QXL_INTERRUPT_IO_CMD);
+            }
+            return;
+        }
         match port {
             QXL_IO_NOTIFY_CMD | QXL_IO_NOTIFY_CURSOR => {
                 self.submit(WorkerRequest::Wakeup, Done::None)
@@ -642,6 +669,22 @@ impl QxlDevice {
             }
             _ => self.guest_bug(&format!("write to unknown I/O port {port}")),
         }
+    }
+
+    /// The ports QEMU's qxl serves in VGA mode: those that set the device up.
+    fn allowed_in_vga_mode(port: u8) -> bool {
+        matches!(
+            port,
+            QXL_IO_RESET
+                | QXL_IO_SET_MODE
+                | QXL_IO_MEMSLOT_ADD
+                | QXL_IO_MEMSLOT_DEL
+                | QXL_IO_CREATE_PRIMARY
+                | QXL_IO_UPDATE_IRQ
+                | QXL_IO_LOG
+                | QXL_IO_MEMSLOT_ADD_ASYNC
+                | QXL_IO_CREATE_PRIMARY_ASYNC
+        )
     }
 
     fn update_area(&mut self, port: u8, is_async: bool) {
@@ -767,6 +810,12 @@ impl QxlDevice {
         let Some(done) = self.done_for(port, is_async) else {
             return;
         };
+        if self.mode == Mode::Vga {
+            // QEMU's qxl_exit_vga_mode: the worker drops the VGA picture when the primary
+            // arrives.
+            debug!("leaving VGA mode");
+            self.mode = Mode::Undefined;
+        }
         info!(
             width = primary.create.width,
             height = primary.create.height,
@@ -830,6 +879,8 @@ impl QxlDevice {
             Done::None,
         );
         self.shared.update_irq();
+        // A hard reset of qxl-vga returns to VGA mode (QEMU's qxl_hard_reset).
+        self.enter_vga_mode();
     }
 
     fn log_guest_text(&mut self) {

@@ -47,6 +47,30 @@ pub enum WorkerRequest {
     MonitorsConfig(QXLPHYSICAL),
     /// Device reset: forget surfaces, cursor and pending releases.
     Reset,
+    /// In VGA mode: the screen the legacy VGA shows now (QEMU's host primary of qxl-vga).
+    /// The worker shows it until the guest creates a primary surface or resets the device.
+    VgaFrame(std::sync::Arc<VgaFrame>),
+}
+
+/// One picture of the legacy VGA, as the device renders it in VGA mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VgaFrame {
+    pub width: u32,
+    pub height: u32,
+    /// `width * height` pixels, row after row, each `0x00RRGGBB`.
+    pub pixels: Vec<u32>,
+}
+
+impl VgaFrame {
+    /// The frame as packed RGB (3 bytes a pixel), as screendumps are.
+    pub fn to_rgb(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.pixels.len() * 3);
+        for p in &self.pixels {
+            let [b, g, r, _] = p.to_le_bytes();
+            out.extend_from_slice(&[r, g, b]);
+        }
+        out
+    }
 }
 
 /// How the device learns that a request is done.

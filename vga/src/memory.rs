@@ -186,6 +186,14 @@ impl Vga {
         (value & bit_mask) | (self.latch & !bit_mask)
     }
 
+    /// The video memory offset a legacy-window access at `addr` reaches when the window is
+    /// plain RAM (QEMU's chain-4 alias), `None` when it goes through the plane logic. A
+    /// device whose video memory is also a BAR (qxl-vga) serves these accesses from the BAR.
+    pub fn window_alias(&self, addr: u64) -> Option<usize> {
+        self.chain4_alias((addr & 0x1ffff) as u32)
+            .filter(|i| *i < self.vram.len())
+    }
+
     /// A byte read from the VBE linear framebuffer (offset into video memory); 0xff past
     /// its end.
     pub fn lfb_read(&self, offset: u64) -> u8 {

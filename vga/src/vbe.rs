@@ -158,6 +158,21 @@ impl Vga {
         self.vbe_start_addr = (offset / 4) as u32; // offset + visible <= vbe_size
     }
 
+    /// The bytes of video memory a VBE mode scans out (start address plus its visible
+    /// lines), 0 without one: what a display must see of a linear framebuffer the guest
+    /// writes behind the model's back. Never more than video memory.
+    pub fn vbe_scanout_len(&self) -> usize {
+        if !self.vbe_enabled() {
+            return 0;
+        }
+        let visible =
+            u64::from(self.vbe_reg(VBE_DISPI_INDEX_YRES)) * u64::from(self.vbe_line_offset);
+        let end = u64::from(self.vbe_start_addr) * 4 + visible;
+        usize::try_from(end)
+            .unwrap_or(usize::MAX)
+            .min(self.vram.len())
+    }
+
     /// While a VBE mode is on, QEMU re-forces the VGA registers it depends on after every
     /// VBE, graphics-controller or CRTC write: graphics mode with the 64 KiB map at 0xa0000,
     /// no CGA addressing, the line length and the size; chain-4 for 8 bpp and up.

@@ -38,6 +38,27 @@ impl Api {
         }
     }
 
+    /// An API over a device a front end other than the vfio-user server runs (the built-in
+    /// VMM): its device, worker and interrupt line.
+    pub fn with_parts(
+        mode: &'static str,
+        device: SharedDevice,
+        worker: WorkerControl,
+        intx: Arc<Intx>,
+        quit: Arc<AtomicBool>,
+    ) -> Self {
+        Api {
+            mode,
+            device,
+            worker,
+            intx,
+            frontend: Arc::new(FrontendStats::default()),
+            quit,
+            vmm_pid: AtomicU32::new(0),
+            spice: std::sync::OnceLock::new(),
+        }
+    }
+
     /// Records the pid of the VMM we started (shown by `status`).
     pub fn set_vmm_pid(&self, pid: u32) {
         self.vmm_pid.store(pid, Ordering::Relaxed);

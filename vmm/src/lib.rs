@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod builtin;
 pub mod control;
 pub mod intx;
 pub mod memfd;

@@ -185,11 +185,24 @@ impl SpiceArgs {
     }
 }
 
+/// Which VMM `saffron run` boots the guest with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum VmmKind {
+    /// QEMU, with the device attached over vfio-user.
+    Qemu,
+    /// Our own minimal KVM VMM with the device in process (legacy VGA included); it boots
+    /// freestanding 64-bit flat binaries (--kernel), entered at 1 MiB in long mode.
+    Builtin,
+}
+
 #[derive(Args)]
 struct RunArgs {
-    /// Kernel image (bzImage).
+    /// Kernel image (bzImage; with --vmm builtin, a flat 64-bit binary).
     #[arg(long)]
     kernel: PathBuf,
+    /// The VMM: qemu (default) or builtin.
+    #[arg(long, value_enum, default_value = "qemu")]
+    vmm: VmmKind,
     /// Initial ramdisk.
     #[arg(long)]
     initrd: Option<PathBuf>,
@@ -291,6 +304,9 @@ fn start_control(path: Option<&PathBuf>, api: Arc<Api>) -> Result<Option<Control
 
 fn run(args: RunArgs) -> Result<u8, String> {
     let qxl = args.qxl.config()?;
+    if args.vmm == VmmKind::Builtin {
+        return run_builtin(args, qxl);
+    }
     let opts = RunOptions {
         kernel: args.kernel,
         initrd: args.initrd,
@@ -334,6 +350,60 @@ fn run(args: RunArgs) -> Result<u8, String> {
         }
         Some(c) => Err(format!("QEMU exited with status {c}")),
         None => Err(format!("QEMU was killed ({status})")),
+    }
+}
+
+/// `saffron run --vmm builtin`.
+fn run_builtin(args: RunArgs, qxl: QxlConfig) -> Result<u8, String> {
+    use saffron_vmm::builtin::{BuiltinOptions, BuiltinVm};
+    let serial = match args.serial {
+        Serial::Stdio => None,
+        Serial::File(p) => Some(p),
+        Serial::Socket(_) => return Err("--vmm builtin: --serial is stdio or a file".into()),
+    };
+    if args.initrd.is_some() || !args.cmdline.is_empty() {
+        return Err("--vmm builtin boots flat binaries: no --initrd or --cmdline".into());
+    }
+    let vm = BuiltinVm::launch(&BuiltinOptions {
+        program: args.kernel,
+        memory: args.memory,
+        qxl,
+        serial,
+    })
+    .map_err(|e| e.to_string())?;
+    let quit = Arc::new(AtomicBool::new(false));
+    let api = Arc::new(Api::with_parts(
+        "run",
+        Arc::clone(vm.device()),
+        vm.worker().clone(),
+        Arc::clone(vm.intx()),
+        Arc::clone(&quit),
+    ));
+    api.set_vmm_pid(std::process::id());
+    let _spice = match args.spice.spice {
+        None => None,
+        Some(addr) => {
+            // No input devices in the built-in VMM yet: clients' input is dropped.
+            let handle = start_server(&args.spice.options(), addr, vm.worker(), None)?;
+            api.set_spice(Arc::clone(&handle));
+            Some(handle)
+        }
+    };
+    let _control = start_control(args.api_socket.as_ref(), api)?;
+    loop {
+        if signals::requested() {
+            info!("interrupted: stopping the guest");
+            return Ok(130);
+        }
+        if quit.load(Ordering::Acquire) {
+            info!("guest stopped on request");
+            return Ok(0);
+        }
+        match vm.finished() {
+            Some(Ok(())) => return Ok(0),
+            Some(Err(e)) => return Err(e),
+            None => std::thread::sleep(Duration::from_millis(50)),
+        }
     }
 }
 

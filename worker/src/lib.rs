@@ -11,6 +11,7 @@ pub mod region;
 pub mod render;
 pub mod screendump;
 pub mod scroll;
+pub mod vga_screen;
 
 pub mod surface;
 

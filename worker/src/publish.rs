@@ -113,6 +113,35 @@ impl Publisher {
         self.pipes.push(pipe);
     }
 
+    /// A new client whose first items come from elsewhere (the VGA picture in VGA mode):
+    /// `items`, then everything that follows.
+    pub fn subscribe_items(&mut self, pipe: Arc<Pipe>, items: Vec<DisplayItem>) {
+        for item in items {
+            self.count(&item);
+            pipe.push(item);
+        }
+        self.pipes.push(pipe);
+    }
+
+    /// Answers a pipe's resync from elsewhere: `item_for` gives the pixels of the lost area.
+    pub fn resync_with(
+        &mut self,
+        pipe: &Arc<Pipe>,
+        item_for: impl FnOnce(Rect) -> Option<DisplayItem>,
+    ) {
+        let Some(area) = pipe.take_resync() else {
+            return;
+        };
+        if !self.pipes.iter().any(|p| Arc::ptr_eq(p, pipe)) {
+            return;
+        }
+        if let Some(item) = item_for(area) {
+            self.stats.resyncs += 1;
+            self.count(&item);
+            pipe.push(item);
+        }
+    }
+
     /// Answers a pipe's resync: the current pixels of the area it lost.
     pub fn resync<M: GuestMemory>(&mut self, pipe: &Arc<Pipe>, mem: &M, primary: Option<&Surface>) {
         let Some(area) = pipe.take_resync() else {

@@ -26,6 +26,7 @@ use crate::record::{Event, Recorder, Ring};
 use crate::render::{DrawKind, RenderError, Renderer};
 use crate::screendump::{self, Area};
 use crate::surface::{Surface, SurfaceError, SurfaceTable};
+use crate::vga_screen::VgaScreen;
 use saffron_ring::abi::QXLCommand;
 use saffron_seam::{Completion, QxlInterface, QxlWorker, RingFault, WorkerRequest};
 
@@ -260,6 +261,8 @@ struct RedWorker<I> {
     publisher: Publisher,
     /// The opt-in command recorder.
     recorder: Option<Recorder>,
+    /// The legacy VGA's picture while the device is in VGA mode.
+    vga: VgaScreen,
 }
 
 impl<I: QxlInterface> RedWorker<I> {
@@ -278,6 +281,7 @@ impl<I: QxlInterface> RedWorker<I> {
             broken: false,
             publisher: Publisher::default(),
             recorder: None,
+            vga: VgaScreen::default(),
         }
     }
 
@@ -298,6 +302,15 @@ impl<I: QxlInterface> RedWorker<I> {
                     }
                 }
                 Msg::Query(q) => self.answer(q),
+                Msg::Subscribe(pipe) if self.showing_vga() => {
+                    let items = self.vga.initial_items();
+                    self.publisher.subscribe_items(pipe, items);
+                }
+                Msg::Resync(pipe) if self.showing_vga() => {
+                    let vga = &self.vga;
+                    self.publisher
+                        .resync_with(&pipe, |area| vga.area_item(area));
+                }
                 Msg::Subscribe(pipe) => {
                     let head = self.head();
                     let mem = self.iface.memory();
@@ -325,7 +338,10 @@ impl<I: QxlInterface> RedWorker<I> {
                 let result = match self.surfaces.primary() {
                     Some(s) => screendump::area_rgb(self.iface.memory(), s, self.scanout(s))
                         .map_err(|e| e.to_string()),
-                    None => Err("no primary surface".to_string()),
+                    None => self
+                        .vga
+                        .screendump()
+                        .unwrap_or_else(|| Err("no primary surface".to_string())),
                 };
                 let _ = tx.send(result);
             }
@@ -359,7 +375,8 @@ impl<I: QxlInterface> RedWorker<I> {
                 let _ = tx.send(s);
             }
             Query::PrimarySize(tx) => {
-                let _ = tx.send(self.surfaces.primary().map(|s| (s.width, s.height)));
+                let size = self.surfaces.primary().map(|s| (s.width, s.height));
+                let _ = tx.send(size.or_else(|| self.vga.size()));
             }
         }
     }
@@ -378,6 +395,10 @@ impl<I: QxlInterface> RedWorker<I> {
                 }
             }
             WorkerRequest::CreatePrimary(p) => {
+                // The device left VGA mode: clients drop the VGA picture's surface first.
+                if self.vga.end() {
+                    self.publisher.push(DisplayItem::SurfaceDestroy);
+                }
                 let created =
                     Surface::from_create(&p.create).and_then(|s| self.surfaces.create(0, s));
                 match created {
@@ -438,9 +459,18 @@ impl<I: QxlInterface> RedWorker<I> {
                     self.publisher.push(DisplayItem::Monitors(head));
                 }
             }
+            WorkerRequest::VgaFrame(frame) => {
+                if self.surfaces.primary().is_some() {
+                    debug!("a VGA frame while a primary surface exists: dropped");
+                } else {
+                    let items = self.vga.show(frame);
+                    self.publisher.push_all(items);
+                }
+            }
             WorkerRequest::Reset => {
                 self.record_event(Event::Reset);
-                if self.surfaces.primary().is_some() {
+                let had_vga = self.vga.end();
+                if self.surfaces.primary().is_some() || had_vga {
                     self.publisher.push(DisplayItem::SurfaceDestroy);
                 }
                 self.publisher.push(DisplayItem::Reset);
@@ -456,6 +486,11 @@ impl<I: QxlInterface> RedWorker<I> {
                 self.broken = false;
             }
         }
+    }
+
+    /// Whether the display shows the VGA picture (VGA mode: no primary, a frame).
+    fn showing_vga(&self) -> bool {
+        self.surfaces.primary().is_none() && self.vga.is_shown()
     }
 
     fn record_event(&mut self, event: Event) {
