@@ -15,7 +15,8 @@
 //! spice-html5 (recognised from its link, see [`crate::link::LinkRequest::is_html5`]) gets
 //! only what it draws: it ignores INIT's shape, MOVE and TRAIL, and draws only ALPHA shapes.
 //! So it gets INIT without a shape followed by SET (or HIDE), a SET again where others get the
-//! MOVE that shows the pointer, no MOVE or TRAIL at all, and MONO shapes converted to ALPHA.
+//! MOVE that shows the pointer, no MOVE or TRAIL at all, and shapes as [`html5_shape`] makes
+//! them for the PNG it builds from them.
 //!
 //! Shapes are never cached: they go out with cursor flags 0 (no CACHE_ME), so no client ever
 //! holds a shape the server would have to invalidate; "no cursor" is flags NONE.
@@ -102,6 +103,40 @@ fn set_body_with(c: &Cursor, shape: Option<&CursorShape>) -> Vec<u8> {
     w.buf
 }
 
+/// The side of every cursor spice-html5 is sent.
+pub const HTML5_CURSOR_SIDE: u16 = 64;
+
+/// `shape` as spice-html5 turns it into a correct picture. It copies the pixel bytes into an
+/// uncompressed PNG as R, G, B, A (Spice's ALPHA pixels are B, G, R, A), and writes the deflate
+/// block's length big-endian where deflate reads it little-endian: only a length whose two
+/// bytes are equal survives, and `64 × (64 × 4 + 1)` = 0x4040 is one. So the shape goes as ALPHA
+/// (see [`as_alpha`]) with red and blue swapped, on a transparent 64 × 64 canvas (cropped if
+/// larger; Linux and X cursors are 64 × 64 at most), the hot spot kept inside it.
+pub fn html5_shape(shape: &CursorShape) -> CursorShape {
+    let alpha = as_alpha(shape);
+    let side = usize::from(HTML5_CURSOR_SIDE);
+    let (w, h) = (usize::from(alpha.width), usize::from(alpha.height));
+    let mut data = vec![0u8; side * side * 4];
+    for y in 0..h.min(side) {
+        for x in 0..w.min(side) {
+            let from = (y * w + x) * 4;
+            let to = (y * side + x) * 4;
+            if let (Some(src), Some(dst)) = (alpha.data.get(from..from + 4), data.get_mut(to..to + 4))
+            {
+                dst.copy_from_slice(&[src[2], src[1], src[0], src[3]]);
+            }
+        }
+    }
+    CursorShape {
+        kind: CursorKind::Alpha,
+        width: HTML5_CURSOR_SIDE,
+        height: HTML5_CURSOR_SIDE,
+        hot_x: alpha.hot_x.min(HTML5_CURSOR_SIDE - 1),
+        hot_y: alpha.hot_y.min(HTML5_CURSOR_SIDE - 1),
+        data,
+    }
+}
+
 /// `shape` as an ALPHA cursor (spice-html5 draws no other type): a MONO shape's pixels become
 /// opaque black (AND 0, XOR 0), opaque white (AND 0, XOR 1), transparent (AND 1, XOR 0), or,
 /// for the "invert the screen" pixels (AND 1, XOR 1) a browser cannot draw, opaque black.
@@ -180,7 +215,9 @@ impl CursorClient {
     /// A SET of `cur`'s shape as this client draws it.
     fn set(&self, cur: &Cursor) -> (u16, Vec<u8>) {
         let body = match (&cur.shape, self.html5) {
-            (Some(shape), true) => set_body_with(cur, Some(&as_alpha(shape))),
+            (Some(shape), true) if shape.is_consistent() => {
+                set_body_with(cur, Some(&html5_shape(shape)))
+            }
             _ => set_body(cur),
         };
         (msg::CURSOR_SET, body)
