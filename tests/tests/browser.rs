@@ -31,6 +31,8 @@ const PASSWORD: &str = "saffron-browser-ticket";
 const PATTERNS: [&str; 2] = ["random:11", "hgrad"];
 /// Typed into the page: lower and upper case, digits, shifted symbols, spaces.
 const TYPED: &str = "Saffron types: echo $((6*7)) > ok_A-Z/[1]!";
+/// Between two keys typed into the page.
+const KEY_DELAY: Duration = Duration::from_millis(60);
 /// How long the page may take to show a picture (the host runs a TCG guest and a browser).
 const SHOW_WITHIN: Duration = Duration::from_secs(45);
 
@@ -169,11 +171,15 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
             if label == "typing" {
                 chrome.switch_to(page.as_ref().unwrap()).unwrap();
                 let canvas = chrome.find("#spice_surface_0").expect("the display canvas");
-                chrome
-                    .send_keys(&canvas, &format!("{TYPED}\n"))
-                    .expect("typing into the page");
-                // The keys go out over the inputs channel as they are pressed; give the last
-                // ones a moment to reach the guest before it reads its tty.
+                // One key at a time, as a person (and the remote-viewer test's xdotool, 60 ms
+                // apart) types: the guest's PS/2 keyboard, fed through QMP while a TCG guest
+                // drains it, drops keys that come faster than it reads them.
+                for c in TYPED.chars().chain(['\n']) {
+                    chrome
+                        .send_keys(&canvas, &c.to_string())
+                        .expect("typing into the page");
+                    std::thread::sleep(KEY_DELAY);
+                }
                 std::thread::sleep(Duration::from_millis(500));
                 return;
             }
