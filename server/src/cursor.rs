@@ -121,7 +121,8 @@ pub fn html5_shape(shape: &CursorShape) -> CursorShape {
         for x in 0..w.min(side) {
             let from = (y * w + x) * 4;
             let to = (y * side + x) * 4;
-            if let (Some(src), Some(dst)) = (alpha.data.get(from..from + 4), data.get_mut(to..to + 4))
+            if let (Some(src), Some(dst)) =
+                (alpha.data.get(from..from + 4), data.get_mut(to..to + 4))
             {
                 dst.copy_from_slice(&[src[2], src[1], src[0], src[3]]);
             }
@@ -447,5 +448,68 @@ mod tests {
             types(&cl.updates(&reset, true)),
             [msg::CURSOR_INVAL_ALL, msg::CURSOR_RESET, msg::CURSOR_INIT]
         );
+    }
+
+    /// spice-html5 ignores INIT's shape, MOVE and TRAIL and draws only ALPHA shapes, as R,G,B,A
+    /// bytes of a 64x64 PNG: it gets INIT without a shape then SET, SET where others get the
+    /// MOVE that shows the pointer, nothing for moves and trails, and shapes made for its PNG.
+    #[test]
+    fn html5_gets_only_what_it_draws() {
+        let mut cl = CursorClient::html5();
+        let mut c = Cursor {
+            serial: 1,
+            shape_serial: 1,
+            shape: Some(arrow()),
+            visible: true,
+            ..Cursor::default()
+        };
+        let u = cl.updates(&c, true);
+        assert_eq!(types(&u), [msg::CURSOR_INIT, msg::CURSOR_SET]);
+        assert_eq!(&u[0].1[9..], &[1, 0], "INIT without a shape");
+        let set = &u[1].1;
+        // Position, visible, flags 0, unique, type ALPHA, 64x64, the hot spot.
+        assert_eq!(&set[5..7], &[0, 0]);
+        assert_eq!(set[15], 0);
+        assert_eq!(&set[16..24], &[64, 0, 64, 0, 1, 0, 0, 0]);
+        let px = &set[24..];
+        assert_eq!(px.len(), 64 * 64 * 4);
+        assert_eq!(&px[..8], &[3, 2, 1, 4, 7, 6, 5, 8], "R and B swapped");
+        assert!(px[8..].iter().all(|b| *b == 0), "transparent around it");
+        c.serial = 2;
+        c.x = 40;
+        c.trail = (1, 1);
+        assert!(cl.updates(&c, true).is_empty(), "no MOVE, no TRAIL");
+        c.serial = 3;
+        c.visible = false;
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_HIDE]);
+        c.serial = 4;
+        c.visible = true;
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_SET]);
+        // No shape: HIDE after INIT.
+        let mut cl = CursorClient::html5();
+        let u = cl.updates(&Cursor::default(), true);
+        assert_eq!(types(&u), [msg::CURSOR_INIT, msg::CURSOR_HIDE]);
+        // A MONO shape: white, black, transparent, and black for "invert".
+        let mono = CursorShape {
+            kind: CursorKind::Mono,
+            width: 4,
+            height: 1,
+            hot_x: 9,
+            hot_y: 0,
+            data: vec![0b0011_0000, 0b0101_0000],
+        };
+        let a = as_alpha(&mono);
+        assert_eq!(a.kind, CursorKind::Alpha);
+        assert_eq!(
+            a.data,
+            [
+                [0, 0, 0, 255],
+                [255, 255, 255, 255],
+                [0, 0, 0, 0],
+                [0, 0, 0, 255]
+            ]
+            .concat()
+        );
+        assert_eq!(html5_shape(&mono).hot_x, 9);
     }
 }

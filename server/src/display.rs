@@ -794,6 +794,70 @@ mod tests {
         }
     }
 
+    /// spice-html5 gets QUIC, LZ or raw images whatever the compression and its INIT say (no
+    /// GLZ, zlib-GLZ or LZ4), and no MONITORS_CONFIG.
+    #[test]
+    fn html5_gets_only_formats_it_decodes() {
+        use saffron_codec::corpus;
+        let (w, h) = (96u32, 64u32);
+        for (name, pixels) in [
+            ("glz", corpus::text(w, h)),
+            ("lz4", corpus::text(w, h)),
+            ("auto_glz", corpus::text(w, h)),
+            ("auto_glz", corpus::photo(w, h)),
+        ] {
+            let q = SendQueue::new(1 << 24);
+            let mut c = ClientDisplay::with_encoding(
+                true,
+                1 << 24,
+                name.parse().unwrap(),
+                WanCompression::Always,
+                true,
+            )
+            .for_html5();
+            c.apply_init(&DisplayInit {
+                glz_window_size: 1 << 20,
+                ..DisplayInit::default()
+            });
+            c.apply(
+                &q,
+                DisplayItem::SurfaceCreate(SurfaceInfo {
+                    width: w,
+                    height: h,
+                }),
+            );
+            c.apply(
+                &q,
+                DisplayItem::Monitors(Head {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: h,
+                }),
+            );
+            c.apply(
+                &q,
+                DisplayItem::image(Rect::of_size(w, h), pixels.clone(), None),
+            );
+            let mut screen = Screen::new();
+            let types = replay(&q, &mut screen);
+            assert!(!types.contains(&msg::DISPLAY_MONITORS_CONFIG), "{name}");
+            let formats: Vec<u8> = screen.images.keys().copied().collect();
+            assert!(
+                formats.iter().all(|f| [0, 1, 101].contains(f)),
+                "{name}: {formats:?}"
+            );
+            assert!(
+                screen
+                    .pixels
+                    .chunks_exact(4)
+                    .zip(pixels.chunks_exact(4))
+                    .all(|(a, b)| a[..3] == b[..3]),
+                "{name}: pixels differ"
+            );
+        }
+    }
+
     /// A picture that comes back goes as FROM_CACHE; when the client's cache budget is full
     /// the least recently used picture is invalidated before the new one is sent; a client
     /// that lost messages gets its cache cleared. The library client refuses a FROM_CACHE or

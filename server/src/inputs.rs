@@ -218,4 +218,16 @@ mod tests {
         assert!(got[0].starts_with("Motion"), "{got:?}");
         assert!(got[1].starts_with("Position"), "{got:?}");
     }
+
+    #[test]
+    fn html5_print_and_break_become_pc_codes() {
+        let key = |ty, code: u32| html5_key(ty, &code.to_le_bytes());
+        assert_eq!(key(101, 99), Some(0x37e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(102, 99 | 0x80), Some(0xb7e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(101, 101), Some(0x46e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(101, 0x1e), None, "everything else is standard");
+        assert_eq!(key(101, 0x48e0), None);
+        assert_eq!(html5_key(111, &[0; 10]), None);
+        assert_eq!(html5_key(101, &[1]), None, "short: left to the decoder");
+    }
 }
