@@ -479,8 +479,11 @@ mod tests {
         f
     }
 
+    /// Control frames the deframer answered: opcode and payload.
+    type Answers = Vec<(u8, Vec<u8>)>;
+
     /// Everything `input` yields, and what was answered, until the end or an error.
-    fn run(input: &[u8]) -> (Vec<u8>, Vec<(u8, Vec<u8>)>, Option<io::Error>) {
+    fn run(input: &[u8]) -> (Vec<u8>, Answers, Option<io::Error>) {
         let mut d = Deframer::new();
         let mut r = input;
         let mut out = Vec::new();

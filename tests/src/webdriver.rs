@@ -38,14 +38,17 @@ impl Chrome {
             let l = TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
             l.local_addr().map_err(|e| e.to_string())?.port()
         };
-        let log = std::fs::File::create(home.join("chromedriver.log")).map_err(|e| e.to_string())?;
+        let log =
+            std::fs::File::create(home.join("chromedriver.log")).map_err(|e| e.to_string())?;
         let driver = Command::new("chromedriver")
             .arg(format!("--port={port}"))
             .env("HOME", home)
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .map_err(|e| format!("cannot run chromedriver (apt-get install chromium-driver): {e}"))?;
+            .map_err(|e| {
+                format!("cannot run chromedriver (apt-get install chromium-driver): {e}")
+            })?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut chrome = Chrome {
             driver,
@@ -233,11 +236,7 @@ impl Chrome {
                 json!({"using": "css selector", "value": css}),
             )
             .ok()?;
-        v.as_object()?
-            .values()
-            .next()?
-            .as_str()
-            .map(str::to_string)
+        v.as_object()?.values().next()?.as_str().map(str::to_string)
     }
 
     /// Types `text` into element `id` as a user would (ChromeDriver presses Shift for the

@@ -184,7 +184,10 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
                 return;
             }
             if page.is_none() {
-                open(&chrome, &format!("http://127.0.0.1:{port}/?password={PASSWORD}"));
+                open(
+                    &chrome,
+                    &format!("http://127.0.0.1:{port}/?password={PASSWORD}"),
+                );
                 page = Some(chrome.window().unwrap());
             }
             chrome.switch_to(page.as_ref().unwrap()).unwrap();
@@ -193,10 +196,7 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
                 l if l == PATTERNS[0] => {
                     // A wrong password: spice-html5 says so and prompts for another; given
                     // the right one, it connects.
-                    open(
-                        &chrome,
-                        &format!("http://127.0.0.1:{port}/?password=wrong"),
-                    );
+                    open(&chrome, &format!("http://127.0.0.1:{port}/?password=wrong"));
                     let started = Instant::now();
                     let prompt = loop {
                         if let Some(text) = chrome.alert_text() {
@@ -206,7 +206,9 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
                         std::thread::sleep(Duration::from_millis(100));
                     };
                     assert_eq!(prompt, "Password", "spice-html5's own prompt");
-                    chrome.answer_prompt(PASSWORD).expect("answering the prompt");
+                    chrome
+                        .answer_prompt(PASSWORD)
+                        .expect("answering the prompt");
                     refused_message = chrome
                         .execute(
                             "return document.getElementById('message-div').textContent;",
@@ -231,7 +233,10 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
                         .flat_map(|c| c.channels.clone())
                         .filter(|ch| ch.websocket && ch.tls && ch.html5)
                         .count();
-                    assert!(tls_channels >= 3, "main, display, inputs, cursor over wss://");
+                    assert!(
+                        tls_channels >= 3,
+                        "main, display, inputs, cursor over wss://"
+                    );
                     chrome.close_tab().unwrap();
                 }
                 "scroll" => {
@@ -259,7 +264,10 @@ fn spice_html5_served_by_saffron_shows_the_guest_and_types_into_it() {
                         );
                         std::thread::sleep(Duration::from_millis(100));
                     }
-                    open(&chrome, &format!("http://127.0.0.1:{port}/?password={PASSWORD}"));
+                    open(
+                        &chrome,
+                        &format!("http://127.0.0.1:{port}/?password={PASSWORD}"),
+                    );
                     page = Some(chrome.window().unwrap());
                     shows_the_screen(&chrome, vm, "the page reopened");
                     let (html5, sessions) = image_formats(vm);
@@ -331,7 +339,7 @@ fn css_cursor(chrome: &Chrome) -> Option<(Vec<u8>, u32, u32, u32, u32)> {
     let rest = &css[start..];
     let end = rest.find(['"', ')'])?;
     let mut png_bytes = Vec::new();
-    let enc = rest[..end].as_bytes();
+    let enc = &rest.as_bytes()[..end];
     let mut i = 0;
     while i < enc.len() {
         if enc[i] == b'%' {
@@ -384,7 +392,10 @@ fn the_guest_cursor_shape_shows_in_the_page() {
         |sync, vm| match sync.get("id") {
             "cursor-ready" => {
                 let port = vm.spice().expect("spice server").local_addr().port();
-                open(&chrome, &format!("http://127.0.0.1:{port}/?password={PASSWORD}"));
+                open(
+                    &chrome,
+                    &format!("http://127.0.0.1:{port}/?password={PASSWORD}"),
+                );
                 shows_the_screen(&chrome, vm, "the KMS frame");
             }
             "cursor-set" => {
