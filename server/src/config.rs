@@ -84,6 +84,9 @@ pub struct ServerConfig {
     /// Send playback as Opus to clients that decode it (QEMU's `playback-compression`; on by
     /// default): about 15 KB/s instead of 192 KB/s of raw PCM.
     pub playback_compression: bool,
+    /// Where the files of the web client (spice-html5) are: a browser's plain GET on either
+    /// Spice port is answered from here, read-only (`None`: no files, WebSocket only).
+    pub web_root: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -108,6 +111,7 @@ impl ServerConfig {
             agent: crate::vdi::AgentPolicy::default(),
             sound: false,
             playback_compression: true,
+            web_root: None,
         }
     }
 }

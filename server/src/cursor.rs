@@ -12,6 +12,12 @@
 //! * a reset of the guest's cursor: INVAL_ALL, RESET and a fresh INIT (spice-gtk ignores
 //!   everything after RESET until the next INIT).
 //!
+//! spice-html5 (recognised from its link, see [`crate::link::LinkRequest::is_html5`]) gets
+//! only what it draws: it ignores INIT's shape, MOVE and TRAIL, and draws only ALPHA shapes.
+//! So it gets INIT without a shape followed by SET (or HIDE), a SET again where others get the
+//! MOVE that shows the pointer, no MOVE or TRAIL at all, and shapes as [`html5_shape`] makes
+//! them for the PNG it builds from them.
+//!
 //! Shapes are never cached: they go out with cursor flags 0 (no CACHE_ME), so no client ever
 //! holds a shape the server would have to invalidate; "no cursor" is flags NONE.
 //! Changes coalesce: what changed while the channel's thread was busy goes out as one update,
@@ -27,7 +33,7 @@ use crate::channel::Channel;
 use crate::conn::{ConnError, Traffic};
 use crate::server::Shared;
 use crate::session::{MOUSE_MODE_SERVER, Session};
-use crate::source::{Cursor, CursorShape};
+use crate::source::{Cursor, CursorKind, CursorShape};
 use crate::tls::Stream;
 use crate::wire::{Writer, msg};
 
@@ -69,24 +75,102 @@ fn put_shape(w: &mut Writer, shape: Option<&CursorShape>) {
 
 /// An INIT body: position, trail, visibility and the shape.
 pub fn init_body(c: &Cursor) -> Vec<u8> {
+    init_body_with(c, c.shape.as_deref())
+}
+
+fn init_body_with(c: &Cursor, shape: Option<&CursorShape>) -> Vec<u8> {
     let mut w = Writer::default();
     w.u16(point16(c.x))
         .u16(point16(c.y))
         .u16(c.trail.0)
         .u16(c.trail.1)
         .u8(u8::from(c.visible));
-    put_shape(&mut w, c.shape.as_deref());
+    put_shape(&mut w, shape);
     w.buf
 }
 
 /// A SET body: position, visibility and the shape.
 pub fn set_body(c: &Cursor) -> Vec<u8> {
+    set_body_with(c, c.shape.as_deref())
+}
+
+fn set_body_with(c: &Cursor, shape: Option<&CursorShape>) -> Vec<u8> {
     let mut w = Writer::default();
     w.u16(point16(c.x))
         .u16(point16(c.y))
         .u8(u8::from(c.visible));
-    put_shape(&mut w, c.shape.as_deref());
+    put_shape(&mut w, shape);
     w.buf
+}
+
+/// The side of every cursor spice-html5 is sent.
+pub const HTML5_CURSOR_SIDE: u16 = 64;
+
+/// `shape` as spice-html5 turns it into a correct picture. It copies the pixel bytes into an
+/// uncompressed PNG as R, G, B, A (Spice's ALPHA pixels are B, G, R, A), and writes the deflate
+/// block's length big-endian where deflate reads it little-endian: only a length whose two
+/// bytes are equal survives, and `64 × (64 × 4 + 1)` = 0x4040 is one. So the shape goes as ALPHA
+/// (see [`as_alpha`]) with red and blue swapped, on a transparent 64 × 64 canvas (cropped if
+/// larger; Linux and X cursors are 64 × 64 at most), the hot spot kept inside it.
+pub fn html5_shape(shape: &CursorShape) -> CursorShape {
+    let alpha = as_alpha(shape);
+    let side = usize::from(HTML5_CURSOR_SIDE);
+    let (w, h) = (usize::from(alpha.width), usize::from(alpha.height));
+    let mut data = vec![0u8; side * side * 4];
+    for y in 0..h.min(side) {
+        for x in 0..w.min(side) {
+            let from = (y * w + x) * 4;
+            let to = (y * side + x) * 4;
+            if let (Some(src), Some(dst)) =
+                (alpha.data.get(from..from + 4), data.get_mut(to..to + 4))
+            {
+                dst.copy_from_slice(&[src[2], src[1], src[0], src[3]]);
+            }
+        }
+    }
+    CursorShape {
+        kind: CursorKind::Alpha,
+        width: HTML5_CURSOR_SIDE,
+        height: HTML5_CURSOR_SIDE,
+        hot_x: alpha.hot_x.min(HTML5_CURSOR_SIDE - 1),
+        hot_y: alpha.hot_y.min(HTML5_CURSOR_SIDE - 1),
+        data,
+    }
+}
+
+/// `shape` as an ALPHA cursor (spice-html5 draws no other type): a MONO shape's pixels become
+/// opaque black (AND 0, XOR 0), opaque white (AND 0, XOR 1), transparent (AND 1, XOR 0), or,
+/// for the "invert the screen" pixels (AND 1, XOR 1) a browser cannot draw, opaque black.
+pub fn as_alpha(shape: &CursorShape) -> CursorShape {
+    match shape.kind {
+        CursorKind::Alpha => shape.clone(),
+        CursorKind::Mono => {
+            let (w, h) = (usize::from(shape.width), usize::from(shape.height));
+            let row = w.div_ceil(8);
+            let bit = |plane: usize, x: usize, y: usize| {
+                shape
+                    .data
+                    .get(plane * row * h + y * row + x / 8)
+                    .is_some_and(|b| b & (0x80 >> (x % 8)) != 0)
+            };
+            let mut data = Vec::with_capacity(w * h * 4);
+            for y in 0..h {
+                for x in 0..w {
+                    let px: [u8; 4] = match (bit(0, x, y), bit(1, x, y)) {
+                        (false, false) | (true, true) => [0, 0, 0, 0xff],
+                        (false, true) => [0xff, 0xff, 0xff, 0xff],
+                        (true, false) => [0, 0, 0, 0],
+                    };
+                    data.extend_from_slice(&px);
+                }
+            }
+            CursorShape {
+                kind: CursorKind::Alpha,
+                data,
+                ..shape.clone()
+            }
+        }
+    }
 }
 
 fn move_body(c: &Cursor) -> Vec<u8> {
@@ -111,12 +195,42 @@ pub struct CursorClient {
     position: (i32, i32),
     visible: bool,
     trail: (u16, u16),
+    /// A spice-html5 client (see the module documentation).
+    html5: bool,
 }
 
 impl CursorClient {
     /// A client that has been sent nothing yet: its first update is INIT.
     pub fn new() -> CursorClient {
         CursorClient::default()
+    }
+
+    /// A spice-html5 client: only SET, HIDE, INIT without a shape, and ALPHA shapes.
+    pub fn html5() -> CursorClient {
+        CursorClient {
+            html5: true,
+            ..CursorClient::default()
+        }
+    }
+
+    /// A SET of `cur`'s shape as this client draws it.
+    fn set(&self, cur: &Cursor) -> (u16, Vec<u8>) {
+        let body = match (&cur.shape, self.html5) {
+            (Some(shape), true) if shape.is_consistent() => {
+                set_body_with(cur, Some(&html5_shape(shape)))
+            }
+            _ => set_body(cur),
+        };
+        (msg::CURSOR_SET, body)
+    }
+
+    /// What shows `cur` to a spice-html5 client after an INIT or a HIDE: its shape, or HIDE.
+    fn html5_show(&self, cur: &Cursor, out: &mut Vec<(u16, Vec<u8>)>) {
+        if cur.visible && cur.shape.as_ref().is_some_and(|s| s.is_consistent()) {
+            out.push(self.set(cur));
+        } else {
+            out.push((msg::CURSOR_HIDE, Vec::new()));
+        }
     }
 
     /// Whether the client was sent an INIT and is in `server_mode` already: then only a new
@@ -139,14 +253,20 @@ impl CursorClient {
                 out.push((msg::CURSOR_INVAL_ALL, Vec::new()));
                 out.push((msg::CURSOR_RESET, Vec::new()));
             }
-            out.push((msg::CURSOR_INIT, init_body(cur)));
+            if self.html5 {
+                // It takes nothing from INIT but the position.
+                out.push((msg::CURSOR_INIT, init_body_with(cur, None)));
+                self.html5_show(cur, &mut out);
+            } else {
+                out.push((msg::CURSOR_INIT, init_body(cur)));
+            }
             self.shape_serial = cur.shape_serial;
             self.position = position;
             self.visible = cur.visible;
             self.trail = cur.trail;
         } else {
             if cur.shape_serial != self.shape_serial {
-                out.push((msg::CURSOR_SET, set_body(cur)));
+                out.push(self.set(cur));
                 if !cur.visible {
                     out.push((msg::CURSOR_HIDE, Vec::new()));
                 }
@@ -154,18 +274,20 @@ impl CursorClient {
                 self.position = position;
                 self.visible = cur.visible;
             } else if cur.visible != self.visible {
-                if cur.visible {
+                if self.html5 {
+                    self.html5_show(cur, &mut out);
+                } else if cur.visible {
                     out.push((msg::CURSOR_MOVE, move_body(cur)));
                     self.position = position;
                 } else {
                     out.push((msg::CURSOR_HIDE, Vec::new()));
                 }
                 self.visible = cur.visible;
-            } else if cur.visible && position != self.position && server_mode {
+            } else if cur.visible && position != self.position && server_mode && !self.html5 {
                 out.push((msg::CURSOR_MOVE, move_body(cur)));
                 self.position = position;
             }
-            if cur.trail != self.trail {
+            if cur.trail != self.trail && !self.html5 {
                 let mut w = Writer::default();
                 w.u16(cur.trail.0).u16(cur.trail.1);
                 out.push((msg::CURSOR_TRAIL, w.buf));
@@ -186,6 +308,7 @@ pub(crate) fn run(
     session: &Arc<Session>,
     mini: bool,
     traffic: Arc<Traffic>,
+    html5: bool,
 ) -> Result<(), ConnError> {
     let mut ch = Channel::open(
         stream,
@@ -198,7 +321,11 @@ pub(crate) fn run(
     {
         let (queue, shared, session) = (ch.queue().clone(), shared.clone(), session.clone());
         ch.spawn("spice-cursor", move || {
-            let mut client = CursorClient::new();
+            let mut client = if html5 {
+                CursorClient::html5()
+            } else {
+                CursorClient::new()
+            };
             while !queue.is_closed() && !session.is_closed() {
                 // A client that is behind gets nothing new until it drains.
                 if !queue.wait_below(BEHIND_BYTES, LIVENESS) {
@@ -321,5 +448,68 @@ mod tests {
             types(&cl.updates(&reset, true)),
             [msg::CURSOR_INVAL_ALL, msg::CURSOR_RESET, msg::CURSOR_INIT]
         );
+    }
+
+    /// spice-html5 ignores INIT's shape, MOVE and TRAIL and draws only ALPHA shapes, as R,G,B,A
+    /// bytes of a 64x64 PNG: it gets INIT without a shape then SET, SET where others get the
+    /// MOVE that shows the pointer, nothing for moves and trails, and shapes made for its PNG.
+    #[test]
+    fn html5_gets_only_what_it_draws() {
+        let mut cl = CursorClient::html5();
+        let mut c = Cursor {
+            serial: 1,
+            shape_serial: 1,
+            shape: Some(arrow()),
+            visible: true,
+            ..Cursor::default()
+        };
+        let u = cl.updates(&c, true);
+        assert_eq!(types(&u), [msg::CURSOR_INIT, msg::CURSOR_SET]);
+        assert_eq!(&u[0].1[9..], &[1, 0], "INIT without a shape");
+        let set = &u[1].1;
+        // Position, visible, flags 0, unique, type ALPHA, 64x64, the hot spot.
+        assert_eq!(&set[5..7], &[0, 0]);
+        assert_eq!(set[15], 0);
+        assert_eq!(&set[16..24], &[64, 0, 64, 0, 1, 0, 0, 0]);
+        let px = &set[24..];
+        assert_eq!(px.len(), 64 * 64 * 4);
+        assert_eq!(&px[..8], &[3, 2, 1, 4, 7, 6, 5, 8], "R and B swapped");
+        assert!(px[8..].iter().all(|b| *b == 0), "transparent around it");
+        c.serial = 2;
+        c.x = 40;
+        c.trail = (1, 1);
+        assert!(cl.updates(&c, true).is_empty(), "no MOVE, no TRAIL");
+        c.serial = 3;
+        c.visible = false;
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_HIDE]);
+        c.serial = 4;
+        c.visible = true;
+        assert_eq!(types(&cl.updates(&c, true)), [msg::CURSOR_SET]);
+        // No shape: HIDE after INIT.
+        let mut cl = CursorClient::html5();
+        let u = cl.updates(&Cursor::default(), true);
+        assert_eq!(types(&u), [msg::CURSOR_INIT, msg::CURSOR_HIDE]);
+        // A MONO shape: white, black, transparent, and black for "invert".
+        let mono = CursorShape {
+            kind: CursorKind::Mono,
+            width: 4,
+            height: 1,
+            hot_x: 9,
+            hot_y: 0,
+            data: vec![0b0011_0000, 0b0101_0000],
+        };
+        let a = as_alpha(&mono);
+        assert_eq!(a.kind, CursorKind::Alpha);
+        assert_eq!(
+            a.data,
+            [
+                [0, 0, 0, 255],
+                [255, 255, 255, 255],
+                [0, 0, 0, 0],
+                [0, 0, 0, 255]
+            ]
+            .concat()
+        );
+        assert_eq!(html5_shape(&mono).hot_x, 9);
     }
 }

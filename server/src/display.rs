@@ -176,6 +176,10 @@ pub(crate) struct ClientDisplay {
     cache: PixmapCache,
     /// Whether the client's DISPLAY_INIT was applied (GLZ and caches wait for it).
     init_applied: bool,
+    /// A spice-html5 client: images only as QUIC, LZ_RGB or raw 32-bit bitmaps (never GLZ,
+    /// zlib-GLZ or LZ4, whatever it announces), draws only as DRAW_COPY without clip or mask,
+    /// solid DRAW_FILL and COPY_BITS (what every client gets from us), no MONITORS_CONFIG.
+    html5: bool,
 }
 
 impl ClientDisplay {
@@ -210,7 +214,16 @@ impl ClientDisplay {
             images: ImageEncoder::new(compression, wan, lz4_cap),
             cache: PixmapCache::new(0),
             init_applied: false,
+            html5: false,
         }
+    }
+
+    /// Restricts this client to what spice-html5 draws (see the field's documentation).
+    pub(crate) fn for_html5(mut self) -> ClientDisplay {
+        self.html5 = true;
+        self.monitors_cap = false;
+        self.images = ImageEncoder::new(self.compression, WanCompression::Never, false);
+        self
     }
 
     /// The client's DISPLAY_INIT: its pixmap cache and GLZ dictionary budgets (each bounded
@@ -221,7 +234,16 @@ impl ClientDisplay {
             return;
         }
         self.init_applied = true;
-        self.images.set_glz_window(i64::from(init.glz_window_size));
+        if self.html5 {
+            if init.glz_window_size != 0 {
+                info!(
+                    window = init.glz_window_size,
+                    "an html5-like client asks for a GLZ dictionary; sending it none"
+                );
+            }
+        } else {
+            self.images.set_glz_window(i64::from(init.glz_window_size));
+        }
         if init.pixmap_cache_size > crate::cache::MAX_CACHE_PIXELS as i64 {
             tracing::info!(
                 asked = init.pixmap_cache_size,
@@ -525,14 +547,20 @@ pub(crate) fn run(
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
     *listed.pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipe.clone());
     let init = Arc::new(InitSlot::default());
-    let mut client = ClientDisplay::with_encoding(
+    let client = ClientDisplay::with_encoding(
         has_cap(&req.channel_caps, CAP_MONITORS_CONFIG),
         shared.config.queue_limit,
         compression,
         shared.config.zlib_glz_wan_compression,
         has_cap(&req.channel_caps, CAP_LZ4_COMPRESSION),
     );
+    let mut client = if req.is_html5() {
+        client.for_html5()
+    } else {
+        client
+    };
     client.images.count_into(shared.image_totals.clone());
+    client.images.count_into(listed.images.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
@@ -762,6 +790,70 @@ mod tests {
                     .zip(pixels.chunks_exact(4))
                     .all(|(a, b)| a[..3] == b[..3]),
                 "{what}: pixels differ"
+            );
+        }
+    }
+
+    /// spice-html5 gets QUIC, LZ or raw images whatever the compression and its INIT say (no
+    /// GLZ, zlib-GLZ or LZ4), and no MONITORS_CONFIG.
+    #[test]
+    fn html5_gets_only_formats_it_decodes() {
+        use saffron_codec::corpus;
+        let (w, h) = (96u32, 64u32);
+        for (name, pixels) in [
+            ("glz", corpus::text(w, h)),
+            ("lz4", corpus::text(w, h)),
+            ("auto_glz", corpus::text(w, h)),
+            ("auto_glz", corpus::photo(w, h)),
+        ] {
+            let q = SendQueue::new(1 << 24);
+            let mut c = ClientDisplay::with_encoding(
+                true,
+                1 << 24,
+                name.parse().unwrap(),
+                WanCompression::Always,
+                true,
+            )
+            .for_html5();
+            c.apply_init(&DisplayInit {
+                glz_window_size: 1 << 20,
+                ..DisplayInit::default()
+            });
+            c.apply(
+                &q,
+                DisplayItem::SurfaceCreate(SurfaceInfo {
+                    width: w,
+                    height: h,
+                }),
+            );
+            c.apply(
+                &q,
+                DisplayItem::Monitors(Head {
+                    x: 0,
+                    y: 0,
+                    width: w,
+                    height: h,
+                }),
+            );
+            c.apply(
+                &q,
+                DisplayItem::image(Rect::of_size(w, h), pixels.clone(), None),
+            );
+            let mut screen = Screen::new();
+            let types = replay(&q, &mut screen);
+            assert!(!types.contains(&msg::DISPLAY_MONITORS_CONFIG), "{name}");
+            let formats: Vec<u8> = screen.images.keys().copied().collect();
+            assert!(
+                formats.iter().all(|f| [0, 1, 101].contains(f)),
+                "{name}: {formats:?}"
+            );
+            assert!(
+                screen
+                    .pixels
+                    .chunks_exact(4)
+                    .zip(pixels.chunks_exact(4))
+                    .all(|(a, b)| a[..3] == b[..3]),
+                "{name}: pixels differ"
             );
         }
     }

@@ -225,7 +225,8 @@ pub struct ImageEncoder {
     glz: Option<saffron_codec::glz::Encoder>,
     next_id: u64,
     stats: EncodeStats,
-    totals: Option<std::sync::Arc<ImageTotals>>,
+    /// Where else each image is counted: the server's totals, the channel's own.
+    totals: Vec<std::sync::Arc<ImageTotals>>,
 }
 
 impl ImageEncoder {
@@ -239,13 +240,13 @@ impl ImageEncoder {
             glz: None,
             next_id: 0,
             stats: EncodeStats::default(),
-            totals: None,
+            totals: Vec::new(),
         }
     }
 
-    /// Also counts into the server's totals.
+    /// Also counts into `totals` (the server's, a channel's).
     pub fn count_into(&mut self, totals: std::sync::Arc<ImageTotals>) {
-        self.totals = Some(totals);
+        self.totals.push(totals);
     }
 
     /// The client's GLZ dictionary window, in pixels (0 = the client has no GLZ decoder, as
@@ -302,7 +303,7 @@ impl ImageEncoder {
     /// Adds what one image cost to this client's stats and the server's totals.
     fn count(&mut self, delta: &EncodeStats) {
         self.stats.add(delta);
-        if let Some(t) = &self.totals {
+        for t in &self.totals {
             t.add(delta);
         }
     }

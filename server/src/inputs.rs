@@ -31,6 +31,7 @@ pub(crate) fn run(
     session: &Arc<Session>,
     mini: bool,
     traffic: Arc<Traffic>,
+    html5: bool,
 ) -> Result<(), ConnError> {
     let mut ch = Channel::open(
         stream,
@@ -49,6 +50,13 @@ pub(crate) fn run(
             return Ok(());
         };
         let mode = session.mouse_mode.load(Ordering::Acquire);
+        let translated;
+        let body = if html5 {
+            translated = html5_key(ty, body);
+            translated.as_deref().unwrap_or(body)
+        } else {
+            body
+        };
         if handle(shared.input.as_ref(), mode, ty, body)? {
             motions = motions.wrapping_add(1);
             if motions.is_multiple_of(MOTION_ACK_BUNCH) {
@@ -59,6 +67,29 @@ pub(crate) fn run(
     });
     ch.close();
     result
+}
+
+/// spice-html5's scancodes for Print Screen and Pause: it sends X.org's "XSpice" codes (its
+/// own comment says so) where PC keyboards send E0-prefixed ones.
+const HTML5_PRINT: u32 = 99;
+const HTML5_BREAK: u32 = 101;
+
+/// The standard set-1 code for a KEY_DOWN/KEY_UP body of spice-html5's that differs from it
+/// (Print Screen and Pause/Break); `None` for every other message and key. Everything else it
+/// sends is standard: single-byte codes, E0-prefixed grey keys as `0xE0 | code << 8`, releases
+/// with the break bit.
+pub fn html5_key(ty: u16, body: &[u8]) -> Option<Vec<u8>> {
+    if !matches!(ty, msg::MSGC_INPUTS_KEY_DOWN | msg::MSGC_INPUTS_KEY_UP) {
+        return None;
+    }
+    let code = Reader::new(body).u32().ok()?;
+    let release = code & 0x80;
+    let standard = match code & !0x80 {
+        HTML5_PRINT => 0x37,
+        HTML5_BREAK => 0x46,
+        _ => return None,
+    };
+    Some((0xe0 | ((standard | release) << 8)).to_le_bytes().to_vec())
 }
 
 /// Decodes one inputs message and feeds the sink; `mouse_mode` is the session's current
@@ -186,5 +217,17 @@ mod tests {
         assert_eq!(got.len(), 2);
         assert!(got[0].starts_with("Motion"), "{got:?}");
         assert!(got[1].starts_with("Position"), "{got:?}");
+    }
+
+    #[test]
+    fn html5_print_and_break_become_pc_codes() {
+        let key = |ty, code: u32| html5_key(ty, &code.to_le_bytes());
+        assert_eq!(key(101, 99), Some(0x37e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(102, 99 | 0x80), Some(0xb7e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(101, 101), Some(0x46e0u32.to_le_bytes().to_vec()));
+        assert_eq!(key(101, 0x1e), None, "everything else is standard");
+        assert_eq!(key(101, 0x48e0), None);
+        assert_eq!(html5_key(111, &[0; 10]), None);
+        assert_eq!(html5_key(101, &[1]), None, "short: left to the decoder");
     }
 }

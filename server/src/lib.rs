@@ -14,6 +14,7 @@ pub mod config;
 pub mod conn;
 pub mod cursor;
 pub mod display;
+pub mod http;
 pub mod image;
 pub mod inputs;
 pub mod link;
@@ -26,7 +27,9 @@ pub mod source;
 pub mod ticket;
 pub mod tls;
 pub mod vdi;
+pub mod web;
 pub mod wire;
+pub mod ws;
 
 pub use agent_link::AgentStats;
 pub use capture::Capture;

@@ -6,7 +6,7 @@
 
 use crate::wire::{
     LINK_HEADER_SIZE, LINK_MAGIC, LINK_MESS_SIZE, LINK_REPLY_SIZE, LinkErr, MAX_CAPS,
-    MAX_LINK_SIZE, PUBKEY_BYTES, Reader, VERSION_MAJOR, VERSION_MINOR, Writer,
+    MAX_LINK_SIZE, PUBKEY_BYTES, Reader, VERSION_MAJOR, VERSION_MINOR, Writer, common_cap, has_cap,
 };
 
 /// What a client asked for in its SpiceLinkMess.
@@ -17,6 +17,22 @@ pub struct LinkRequest {
     pub channel_id: u8,
     pub common_caps: Vec<u32>,
     pub channel_caps: Vec<u32>,
+}
+
+/// Common cap AUTH_SASL (we offer no SASL; spice-gtk built with it announces it).
+const COMMON_CAP_AUTH_SASL: u32 = 2;
+
+impl LinkRequest {
+    /// Whether the client is spice-html5, which decodes and draws only part of Spice: it
+    /// announces auth selection but neither Spice nor SASL auth, which every spice-gtk (and
+    /// any client that can take the ticket's reply the usual way) does. The display channel
+    /// confirms it by its DISPLAY_INIT (no GLZ dictionary); a client wrongly taken for it gets
+    /// less compact, never undecodable, messages.
+    pub fn is_html5(&self) -> bool {
+        has_cap(&self.common_caps, common_cap::AUTH_SELECTION)
+            && !has_cap(&self.common_caps, common_cap::AUTH_SPICE)
+            && !has_cap(&self.common_caps, COMMON_CAP_AUTH_SASL)
+    }
 }
 
 /// Validates a SpiceLinkHeader and returns the size of the SpiceLinkMess that follows.

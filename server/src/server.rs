@@ -25,7 +25,7 @@ use saffron_display::DisplaySource;
 /// Most simultaneous connections (linking or linked); more are closed at once.
 pub const MAX_CONNECTIONS: usize = 64;
 /// A client must finish the link stage within this time (slowloris).
-const LINK_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const LINK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long [`ServerHandle::shutdown`] waits for the connections it closed to end (their
 /// sockets are shut down, so they end at once unless a thread is busy encoding).
 pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
@@ -395,15 +395,28 @@ fn handle_connection(
         Some(config) => tls::accept(tcp, config)?,
         None => Stream::Plain(tcp),
     };
+
+    // The first bytes tell a Spice client (`REDQ`) from a browser (an HTTP request: a file of
+    // the web client, or a WebSocket the Spice link then runs over).
+    let mut header = [0u8; LINK_HEADER_SIZE];
+    stream.read_exact(&mut header[..4])?;
+    if crate::http::is_request_start(&header[..4]) {
+        match crate::web::serve(stream, &header[..4], shared)? {
+            crate::web::Outcome::Upgraded(ws) => stream = ws,
+            crate::web::Outcome::Served => return Ok(()),
+        }
+        stream.read_exact(&mut header[..4])?;
+    }
     if let Some(dir) = &shared.config.record_dir {
         match crate::record::ClientLog::create(dir) {
-            Ok(log) => stream = Stream::Recorded(Box::new(stream), log),
+            Ok(log) => {
+                log.append(&header[..4]);
+                stream = Stream::Recorded(Box::new(stream), log);
+            }
             Err(e) => warn!(dir = %dir.display(), "cannot record client messages: {e}"),
         }
     }
-
-    let mut header = [0u8; LINK_HEADER_SIZE];
-    stream.read_exact(&mut header)?;
+    stream.read_exact(&mut header[4..])?;
     let size = match link::parse_header(&header) {
         Ok(size) => size,
         Err(e) => {
@@ -488,8 +501,12 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         let peer = stream.tcp().peer_addr().ok();
         let session = shared.sessions.create(default_mode, peer);
         session.attach(stream.tcp());
-        let registration =
-            session.register_channel(channel::MAIN, req.channel_id, stream.is_tls(), peer);
+        let registration = session.register_channel(
+            channel::MAIN,
+            req.channel_id,
+            channel_link(&stream, &req),
+            peer,
+        );
         let traffic = registration.traffic().clone();
         let result = (|| {
             send_result(&mut stream, LinkErr::Ok)?;
@@ -525,7 +542,7 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
     let registration = session.register_channel(
         req.channel_type,
         req.channel_id,
-        stream.is_tls(),
+        channel_link(&stream, &req),
         stream.tcp().peer_addr().ok(),
     );
     let traffic = registration.traffic().clone();
@@ -546,7 +563,7 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         channel::CURSOR => {
             let span = info_span!("cursor", session = session.id);
             let _e = span.enter();
-            cursor::run(stream, shared, &session, mini, traffic)
+            cursor::run(stream, shared, &session, mini, traffic, req.is_html5())
         }
         channel::PLAYBACK => {
             let span = info_span!("playback", session = session.id);
@@ -561,11 +578,27 @@ fn dispatch(mut stream: Stream, shared: &Arc<Shared>, req: LinkRequest) -> Resul
         _ => {
             let span = info_span!("inputs", session = session.id);
             let _e = span.enter();
-            inputs::run(stream, shared, &session, mini, traffic)
+            inputs::run(stream, shared, &session, mini, traffic, req.is_html5())
         }
     };
     drop(registration);
     result.map_err(LinkError::from)
+}
+
+/// How a channel's client reached us, for `client_info`.
+fn channel_link(stream: &Stream, req: &LinkRequest) -> crate::session::ChannelLink {
+    let link = crate::session::ChannelLink {
+        tls: stream.is_tls(),
+        websocket: stream.is_websocket(),
+        html5: req.is_html5(),
+    };
+    if link.html5 {
+        info!(
+            channel_type = req.channel_type,
+            "spice-html5 client (by its caps): sent only what it draws"
+        );
+    }
+    link
 }
 
 /// Switches a linked socket to data-stage timeouts: no read timeout (idle clients are fine),

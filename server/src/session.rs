@@ -22,10 +22,16 @@ pub struct LinkedChannel {
     pub channel_type: u8,
     pub channel_id: u8,
     pub tls: bool,
+    /// The client speaks WebSocket (a browser).
+    pub websocket: bool,
     pub peer: Option<SocketAddr>,
     pub traffic: Arc<Traffic>,
     /// A display channel's pipe of display items, for its counters.
     pub pipe: Mutex<Option<Arc<saffron_display::Pipe>>>,
+    /// A display channel's images by format.
+    pub images: Arc<crate::image::ImageTotals>,
+    /// The client was recognised as spice-html5 (see `LinkRequest::is_html5`).
+    pub html5: bool,
 }
 
 /// One channel as `client_info` shows it.
@@ -35,6 +41,10 @@ pub struct ChannelInfo {
     pub channel_type: u8,
     pub channel_id: u8,
     pub tls: bool,
+    /// The client speaks WebSocket (a browser).
+    pub websocket: bool,
+    /// The client was recognised as spice-html5 and is sent only what it draws.
+    pub html5: bool,
     /// The client's address on this connection.
     pub peer: Option<SocketAddr>,
     /// Data-stage bytes, headers included.
@@ -43,6 +53,8 @@ pub struct ChannelInfo {
     /// A display channel's pipe counters: drawings dropped as covered, merged on overflow,
     /// resyncs.
     pub display: Option<saffron_display::PipeStats>,
+    /// A display channel's images by format (None for other channels).
+    pub images: Option<crate::image::EncodeStats>,
 }
 
 /// One client (session) as `client_info` shows it.
@@ -57,6 +69,14 @@ pub struct ClientInfo {
     pub rtt: Option<Duration>,
     /// The linked channels, main first, in link order.
     pub channels: Vec<ChannelInfo>,
+}
+
+/// How a channel's client reached us.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ChannelLink {
+    pub tls: bool,
+    pub websocket: bool,
+    pub html5: bool,
 }
 
 /// One client's session.
@@ -127,16 +147,19 @@ impl Session {
         self: &Arc<Self>,
         channel_type: u8,
         channel_id: u8,
-        tls: bool,
+        link: ChannelLink,
         peer: Option<SocketAddr>,
     ) -> ChannelRegistration {
         let channel = Arc::new(LinkedChannel {
             channel_type,
             channel_id,
-            tls,
+            tls: link.tls,
+            websocket: link.websocket,
             peer,
             traffic: Arc::default(),
             pipe: Mutex::new(None),
+            images: Arc::default(),
+            html5: link.html5,
         });
         self.channels
             .lock()
@@ -159,6 +182,8 @@ impl Session {
                 channel_type: c.channel_type,
                 channel_id: c.channel_id,
                 tls: c.tls,
+                websocket: c.websocket,
+                html5: c.html5,
                 peer: c.peer,
                 bytes_sent: c.traffic.sent(),
                 bytes_received: c.traffic.received(),
@@ -168,6 +193,8 @@ impl Session {
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
                     .map(|p| p.stats()),
+                images: (c.channel_type == crate::wire::channel::DISPLAY)
+                    .then(|| c.images.snapshot()),
             })
             .collect();
         ClientInfo {

@@ -107,6 +107,8 @@ pub(crate) enum Stream {
     Tls(TlsStream),
     /// Either of the above, with what the client sends copied to a recording.
     Recorded(Box<Stream>, crate::record::ClientLog),
+    /// A WebSocket connection (a browser client) over a plain or TLS one.
+    WebSocket(Box<crate::ws::WsStream>),
 }
 
 impl Stream {
@@ -116,6 +118,7 @@ impl Stream {
             Stream::Plain(s) => s,
             Stream::Tls(t) => &t.sock,
             Stream::Recorded(s, _) => s.tcp(),
+            Stream::WebSocket(w) => w.inner().tcp(),
         }
     }
 
@@ -124,6 +127,16 @@ impl Stream {
             Stream::Plain(_) => false,
             Stream::Tls(_) => true,
             Stream::Recorded(s, _) => s.is_tls(),
+            Stream::WebSocket(w) => w.inner().is_tls(),
+        }
+    }
+
+    /// Whether the client speaks WebSocket (a browser).
+    pub fn is_websocket(&self) -> bool {
+        match self {
+            Stream::Plain(_) | Stream::Tls(_) => false,
+            Stream::Recorded(s, _) => s.is_websocket(),
+            Stream::WebSocket(_) => true,
         }
     }
 
@@ -137,6 +150,7 @@ impl Stream {
                 write_order: t.write_order.clone(),
             }),
             Stream::Recorded(s, log) => Stream::Recorded(Box::new(s.try_clone()?), log.clone()),
+            Stream::WebSocket(w) => Stream::WebSocket(Box::new(w.try_clone()?)),
         })
     }
 
@@ -156,6 +170,7 @@ impl Read for Stream {
                 log.append(buf.get(..n).unwrap_or_default());
                 Ok(n)
             }
+            Stream::WebSocket(w) => w.read(buf),
         }
     }
 }
@@ -166,6 +181,7 @@ impl Write for Stream {
             Stream::Plain(s) => s.write(buf),
             Stream::Tls(t) => t.write(buf),
             Stream::Recorded(s, _) => s.write(buf),
+            Stream::WebSocket(w) => w.write(buf),
         }
     }
 
@@ -174,6 +190,7 @@ impl Write for Stream {
             Stream::Plain(s) => s.flush(),
             Stream::Tls(_) => Ok(()), // every write sends its records
             Stream::Recorded(s, _) => s.flush(),
+            Stream::WebSocket(_) => Ok(()), // every write sends its frame
         }
     }
 }

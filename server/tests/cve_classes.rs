@@ -417,9 +417,10 @@ fn garbage_after_link_drops_only_that_client() {
     let (r, _s) = link(addr, id_a, 2, "pw", &[]);
     assert_eq!(r, 8, "BAD_CONNECTION_ID: the garbage session is gone");
 
-    // Garbage before any valid message on a fresh link (not a Spice header at all).
+    // Garbage before any valid message on a fresh link (not a Spice header at all, nor an
+    // HTTP request, which a browser's GET would be).
     let mut s = connect(addr);
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"SSH-2.0-OpenSSH_9.2p1\r\n").unwrap();
     let (err, _) = read_reply(&mut s);
     assert_eq!(err, 2, "INVALID_MAGIC");
 

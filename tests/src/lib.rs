@@ -23,6 +23,7 @@ use saffron_vmm::spice::SpiceOptions;
 use saffron_vmm::vfio_user::DeviceServer;
 use sha2::{Digest, Sha256};
 
+pub mod webdriver;
 pub mod xhost;
 
 /// The workspace root.

@@ -263,6 +263,8 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                 "type": channel_name(ch.channel_type),
                 "id": ch.channel_id,
                 "tls": ch.tls,
+                "websocket": ch.websocket,
+                "html5": ch.html5,
                 "peer": ch.peer.map(|p| p.to_string()),
                 "bytes_sent": ch.bytes_sent,
                 // Display channels: drawings dropped as covered by later ones, merged into
@@ -273,6 +275,11 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                     "merged": d.merged,
                     "overflows": d.overflows,
                     "resyncs": d.resyncs,
+                })),
+                // Display channels: what this client's images went as.
+                "images": ch.images.map(|i| json!({
+                    "raw": i.raw, "quic": i.quic, "lz": i.lz, "glz": i.glz,
+                    "zlib_glz": i.zlib_glz, "lz4": i.lz4, "from_cache": i.from_cache,
                 })),
                 "bytes_received": ch.bytes_received,
             })

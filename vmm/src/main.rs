@@ -153,6 +153,12 @@ struct SpiceArgs {
     /// playback-compression): on or off (raw PCM to every client).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
     spice_playback_compression: bool,
+    /// Serve the web client's files (spice-html5) to browsers on the Spice ports: a plain
+    /// GET of http://ADDR:PORT/ gives the client, connected back over WebSocket. Default:
+    /// Debian's spice-html5 package (/usr/share/spice-html5) when installed; `none` serves no
+    /// files (WebSocket clients can still connect).
+    #[arg(long, value_name = "DIR")]
+    spice_web_root: Option<PathBuf>,
 }
 
 /// QEMU's on/off.
@@ -181,6 +187,11 @@ impl SpiceArgs {
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
             sound: false,
             playback_compression: self.spice_playback_compression,
+            web_root: match &self.spice_web_root {
+                Some(dir) if dir.as_os_str() == "none" => None,
+                Some(dir) => Some(dir.clone()),
+                None => saffron_vmm::spice::default_web_root(),
+            },
         }
     }
 }

@@ -43,6 +43,19 @@ pub struct SpiceOptions {
     pub sound: bool,
     /// Send playback as Opus to clients that decode it.
     pub playback_compression: bool,
+    /// The web client's files, served to browsers on the Spice ports (`None`: none).
+    pub web_root: Option<PathBuf>,
+}
+
+/// Where Debian's `spice-html5` package puts the web client.
+pub const DEBIAN_SPICE_HTML5: &str = "/usr/share/spice-html5";
+
+/// The default `--spice-web-root`: Debian's spice-html5 when it is installed.
+pub fn default_web_root() -> Option<PathBuf> {
+    let dir = PathBuf::from(DEBIAN_SPICE_HTML5);
+    dir.join(saffron_server::http::AUTO_PAGE)
+        .is_file()
+        .then_some(dir)
 }
 
 impl Default for SpiceOptions {
@@ -63,6 +76,7 @@ impl Default for SpiceOptions {
             disable_agent_file_xfer: false,
             sound: false,
             playback_compression: true,
+            web_root: default_web_root(),
         }
     }
 }
@@ -101,6 +115,16 @@ impl SpiceOptions {
         };
         cfg.sound = self.sound;
         cfg.playback_compression = self.playback_compression;
+        if let Some(dir) = &self.web_root {
+            if !dir.is_dir() {
+                return Err(format!(
+                    "--spice-web-root {}: not a directory",
+                    dir.display()
+                ));
+            }
+            tracing::info!(dir = %dir.display(), "serving the web client on the Spice ports");
+        }
+        cfg.web_root = self.web_root.clone();
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
