@@ -354,7 +354,13 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
             let qmp = args.qmp.clone().map(|p| (p, false));
             let mut options = args.spice.options();
             options.sound = args.sound_socket.is_some();
-            let handle = start_server(&options, addr, server.worker(), qmp)?;
+            let handle = start_server(
+                &options,
+                addr,
+                server.worker(),
+                Some(Arc::clone(server.device())),
+                qmp,
+            )?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }

@@ -174,8 +174,14 @@ impl Vm {
                 qmp_socket = Some(qmp.clone());
                 let mut spice_opts = opts.spice.clone();
                 spice_opts.sound = opts.sound;
-                let handle = start_server(&spice_opts, addr, server.worker(), Some((qmp, true)))
-                    .map_err(RunError::Spice)?;
+                let handle = start_server(
+                    &spice_opts,
+                    addr,
+                    server.worker(),
+                    Some(Arc::clone(server.device())),
+                    Some((qmp, true)),
+                )
+                .map_err(RunError::Spice)?;
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)
             }
