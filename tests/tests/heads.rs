@@ -1,0 +1,155 @@
+//! The client's monitors config through the QXL ROM, with a real guest and a real client and
+//! no agent acting on it.
+//!
+//! The X guest's kernel (Debian 12, drm/qxl) runs no X and no spice-vdagent: only
+//! `saffron-guest agent-stub`, which answers capability requests so that remote-viewer sends
+//! its monitors config at all (spice-gtk sends one only while an agent is connected) and does
+//! nothing with it. remote-viewer runs full screen on an 800x600 X screen while the guest is
+//! at the driver's 1024x768. The test checks that:
+//! - the device wrote the client's layout into the ROM and raised CLIENT_MONITORS_CONFIG;
+//! - the guest's qxl driver made it its connector's preferred mode (read back from sysfs);
+//! - a KMS client in the guest that sets the preferred mode (as a compositor does on the
+//!   hotplug) gives the device a primary surface of the window's size;
+//! - remote-viewer then shows the guest's frame 1:1, pixel for pixel, on its whole screen.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use saffron_tests::xhost::{Reaper, start_x_sized, x_screenshot};
+use saffron_tests::{GuestOptions, GuestVariant, boot_guest_with_sync, serial_guard, with_tag};
+use saffron_vmm::run::Vm;
+use saffron_vmm::spice::SpiceOptions;
+
+const PASSWORD: &str = "saffron-heads-ticket";
+/// remote-viewer's screen: not the guest's 1024x768.
+const WINDOW: (u32, u32) = (800, 600);
+
+fn start_viewer(vm: &Vm, display: &str, dir: &Path) -> Reaper {
+    let port = vm.spice().expect("spice server").local_addr().port();
+    let vv = dir.join("guest.vv");
+    std::fs::write(
+        &vv,
+        format!("[virt-viewer]\ntype=spice\nhost=127.0.0.1\nport={port}\npassword={PASSWORD}\n"),
+    )
+    .unwrap();
+    let child = Command::new("remote-viewer")
+        .args(["--kiosk", "--kiosk-quit", "on-disconnect"])
+        .arg(&vv)
+        .env("DISPLAY", display)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("remote-viewer.log")).unwrap())
+        .spawn()
+        .expect("cannot run remote-viewer (apt-get install virt-viewer)");
+    Reaper(child)
+}
+
+/// What the host saw at the guest's `kms` sync.
+#[derive(Debug, Default)]
+struct AtKms {
+    primary: Option<(u32, u32)>,
+    client_monitors_configs: u64,
+    /// Whether remote-viewer's whole screen equalled the worker's screendump, and how long
+    /// that took to become true.
+    exact: Option<Duration>,
+    last_error: String,
+}
+
+#[test]
+fn the_guest_follows_the_client_window_through_the_rom_without_an_agent() {
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-heads-rom-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let password_file = dir.join("password");
+    std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
+    let (display, _xvfb, _wm) = start_x_sized(WINDOW);
+    let mut opts = GuestOptions::new("monitors");
+    opts.variant = GuestVariant::Xorg;
+    opts.spice = SpiceOptions {
+        addr: Some("127.0.0.1:0".parse().unwrap()),
+        password_file: Some(password_file),
+        ..SpiceOptions::default()
+    };
+    opts.timeout = Duration::from_secs(400);
+    let mut viewer: Option<Reaper> = None;
+    let mut at_kms = AtKms::default();
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "agent-up" => viewer = Some(start_viewer(vm, &display, &dir)),
+            "kms" => {
+                at_kms.primary = vm.server().worker().primary_size();
+                at_kms.client_monitors_configs = saffron_vmm::vfio_user::lock(vm.device())
+                    .stats()
+                    .client_monitors_configs;
+                let t0 = Instant::now();
+                while t0.elapsed() < Duration::from_secs(40) {
+                    let dump = vm.server().worker().screendump();
+                    match (x_screenshot(&display), dump) {
+                        (Ok(shot), Ok(dump)) if shot == dump => {
+                            at_kms.exact = Some(t0.elapsed());
+                            break;
+                        }
+                        (Ok(shot), Ok(dump)) => {
+                            at_kms.last_error = format!(
+                                "screen {}x{} differs from the {}x{} screendump",
+                                shot.0, shot.1, dump.0, dump.1
+                            )
+                        }
+                        (Err(e), _) => at_kms.last_error = e,
+                        (_, Err(e)) => at_kms.last_error = format!("no screendump: {e}"),
+                    }
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+            }
+            _ => {}
+        },
+    );
+    drop(viewer);
+    let serial = &run.serial;
+    run.assert_workload_ok("monitors");
+    let recs = run.records();
+    let modes = with_tag(&recs, "MODES");
+    let followed = modes
+        .iter()
+        .find(|r| r.fields.contains_key("after"))
+        .unwrap_or_else(|| panic!("no SAFFRON-MODES after=; serial:\n{serial}"));
+    println!("heads: {:?}", followed.fields);
+    assert_eq!(followed.get("before"), "1024x768");
+    assert_eq!(
+        followed.get("after"),
+        format!("{}x{}", WINDOW.0, WINDOW.1),
+        "the connector's preferred mode"
+    );
+    let stub = with_tag(&recs, "AGENTSTUB");
+    assert!(
+        stub.iter().any(|r| r.fields.contains_key("monitors")),
+        "the client sent its monitors config (the agent stub saw it too); serial:\n{serial}"
+    );
+    assert!(
+        at_kms.client_monitors_configs >= 1,
+        "the device raised CLIENT_MONITORS_CONFIG: {at_kms:?}"
+    );
+    assert_eq!(at_kms.primary, Some(WINDOW), "the guest's primary surface");
+    let kms = with_tag(&recs, "KMS");
+    let done = kms
+        .iter()
+        .find(|r| r.fields.contains_key("width"))
+        .unwrap_or_else(|| panic!("no SAFFRON-KMS width=; serial:\n{serial}"));
+    assert_eq!(
+        (done.num("width"), done.num("height")),
+        (u64::from(WINDOW.0), u64::from(WINDOW.1))
+    );
+    let took = at_kms.exact.unwrap_or_else(|| {
+        panic!(
+            "remote-viewer never showed the guest's frame 1:1: {}",
+            at_kms.last_error
+        )
+    });
+    println!(
+        "heads: the guest took the client's {WINDOW:?} in {} ms; remote-viewer pixel-exact {took:?} after the guest's frame",
+        followed.get("ms")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
