@@ -209,6 +209,9 @@ struct RunArgs {
     /// Control socket (JSON lines).
     #[arg(long)]
     api_socket: Option<PathBuf>,
+    /// A QMP socket of QEMU's for you (QEMU's -qmp, a second monitor beside saffron's own).
+    #[arg(long, value_name = "PATH")]
+    qmp: Option<PathBuf>,
     /// QEMU binary (default: $SAFFRON_QEMU, then target/qemu from ci/qemu, then $PATH).
     #[arg(long)]
     qemu: Option<PathBuf>,
@@ -299,6 +302,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         smp: args.smp,
         serial: args.serial,
         api_socket: args.api_socket,
+        user_qmp: args.qmp,
         qemu: args.qemu,
         accel: args.accel,
         irq_mode: args.irq_mode,

@@ -333,6 +333,9 @@ pub fn connect_qmp_later(
             loop {
                 match crate::qmp::Qmp::connect(&path) {
                     Ok(qmp) => {
+                        if let Err(e) = qmp.refuse_migration() {
+                            tracing::warn!("cannot watch for migrations over QMP: {e}");
+                        }
                         let w = worker.clone();
                         input.connect(crate::qmp::QmpInput::new(
                             qmp,
