@@ -84,6 +84,9 @@ pub struct ServerConfig {
     /// Send playback as Opus to clients that decode it (QEMU's `playback-compression`; on by
     /// default): about 15 KB/s instead of 192 KB/s of raw PCM.
     pub playback_compression: bool,
+    /// The client mouse mode goes through the guest agent when one is connected (QEMU's
+    /// `agent-mouse`; on by default, as in QEMU).
+    pub agent_mouse: bool,
 }
 
 impl ServerConfig {
@@ -108,6 +111,7 @@ impl ServerConfig {
             agent: crate::vdi::AgentPolicy::default(),
             sound: false,
             playback_compression: true,
+            agent_mouse: true,
         }
     }
 }

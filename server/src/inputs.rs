@@ -53,7 +53,7 @@ pub(crate) fn run(
         let sink = AgentPointer {
             agent: shared.agent.clone(),
             sink: shared.input.clone(),
-            client_mode: mode == MOUSE_MODE_CLIENT,
+            client_mode: mode == MOUSE_MODE_CLIENT && shared.config.agent_mouse,
             last: last.clone(),
         };
         if handle(&sink, mode, ty, body)? {

@@ -450,3 +450,25 @@ fn client_mouse_mode_goes_through_the_agent() {
     );
     assert!(h.agent_stats().mouse_states >= 1);
 }
+
+/// `agent-mouse=off` (QEMU's name): an agent alone does not make the client mode available.
+#[test]
+fn agent_mouse_off_keeps_the_server_mode() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some(PW.into());
+    cfg.agent_mouse = false;
+    let h =
+        saffron_server::start(cfg, Arc::new(TestSource::default()), Arc::new(NullInput)).unwrap();
+    let mut g = Guest::attach(&h);
+    g.announce(1 << 1);
+    let t0 = Instant::now();
+    while !h.agent_connected() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "agent never connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_main, init) = main_with_tokens_cap(&h);
+    assert_eq!(u32_at(&init, 8), 1, "server mode only");
+}

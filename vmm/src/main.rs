@@ -153,6 +153,10 @@ struct SpiceArgs {
     /// playback-compression): on or off (raw PCM to every client).
     #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
     spice_playback_compression: bool,
+    /// Client mouse mode through the guest agent when one is connected (QEMU's
+    /// agent-mouse): on or off (only through the VM's tablet).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    spice_agent_mouse: bool,
 }
 
 /// QEMU's on/off.
@@ -181,6 +185,7 @@ impl SpiceArgs {
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
             sound: false,
             playback_compression: self.spice_playback_compression,
+            agent_mouse: self.spice_agent_mouse,
         }
     }
 }

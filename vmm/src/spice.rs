@@ -46,6 +46,8 @@ pub struct SpiceOptions {
     pub sound: bool,
     /// Send playback as Opus to clients that decode it.
     pub playback_compression: bool,
+    /// The client mouse mode through the guest agent (QEMU's `agent-mouse`).
+    pub agent_mouse: bool,
 }
 
 impl Default for SpiceOptions {
@@ -66,6 +68,7 @@ impl Default for SpiceOptions {
             disable_agent_file_xfer: false,
             sound: false,
             playback_compression: true,
+            agent_mouse: true,
         }
     }
 }
@@ -104,6 +107,7 @@ impl SpiceOptions {
         };
         cfg.sound = self.sound;
         cfg.playback_compression = self.playback_compression;
+        cfg.agent_mouse = self.agent_mouse;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
