@@ -153,3 +153,33 @@ pub fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
     }
     Ok((w, h, rgb))
 }
+
+/// Where the `gw` x `gh` RGB picture `guest` sits, 1:1, inside the screenshot, if anywhere.
+pub fn find_exact(
+    shot: &(u32, u32, Vec<u8>),
+    guest: &[u8],
+    gw: u32,
+    gh: u32,
+) -> Option<(u32, u32)> {
+    let (sw, sh, ref px) = *shot;
+    if sw < gw || sh < gh || gw == 0 || gh == 0 {
+        return None;
+    }
+    let row = (gw * 3) as usize;
+    let first = guest.get(..row)?;
+    for y in 0..=(sh - gh) {
+        for x in 0..=(sw - gw) {
+            let at = |yy: u32| ((y + yy) * sw + x) as usize * 3;
+            if px.get(at(0)..at(0) + row) != Some(first) {
+                continue;
+            }
+            if (0..gh).all(|yy| {
+                px.get(at(yy)..at(yy) + row)
+                    == guest.get((yy as usize) * row..(yy as usize + 1) * row)
+            }) {
+                return Some((x, y));
+            }
+        }
+    }
+    None
+}

@@ -641,8 +641,7 @@ fn the_client_mouse_mode_goes_through_the_agent() {
     let last_abs = |code: &str| {
         with_tag(&recs, "EV")
             .into_iter()
-            .filter(|r| r.get("node") == node && r.get("type") == "3" && r.get("code") == code)
-            .next_back()
+            .rfind(|r| r.get("node") == node && r.get("type") == "3" && r.get("code") == code)
             .map(|r| r.num("value"))
     };
     println!(

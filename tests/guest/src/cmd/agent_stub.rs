@@ -61,10 +61,11 @@ fn describe_monitors(body: &[u8]) -> String {
         if body.len() < at + 20 {
             break;
         }
+        // VDAgentMonConfig: height, width, depth, x, y.
         heads.push(format!(
             "{}x{}+{}+{}",
-            le32(body, at),
             le32(body, at + 4),
+            le32(body, at),
             le32(body, at + 12) as i32,
             le32(body, at + 16) as i32
         ));
@@ -151,7 +152,7 @@ mod tests {
     #[test]
     fn monitors_are_described() {
         let mut body = [1u32.to_le_bytes(), 1u32.to_le_bytes()].concat();
-        for v in [800u32, 600, 32, 0, 0] {
+        for v in [600u32, 800, 32, 0, 0] {
             body.extend(v.to_le_bytes());
         }
         assert_eq!(describe_monitors(&body), "monitors=1 heads=800x600+0+0");

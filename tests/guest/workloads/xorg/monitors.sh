@@ -13,6 +13,8 @@
 #   (SAFFRON-MODES before= after= ms=), then does what a compositor does on such a hotplug:
 #   `saffron-guest kms` sets the (new) preferred mode and holds its frame at sync label=kms,
 #   where the host compares remote-viewer's picture with the guest's.
+# $1 = twice: then the host resizes remote-viewer's window (sync id 2), and the guest follows
+#   the next change the same way (SAFFRON-MODES, kms at sync id 3).
 
 # step, skip, wait_for and $failed.
 # shellcheck source=tests/guest/workloads/steps.sh
@@ -76,4 +78,11 @@ echo "SAFFRON-MODES before=$before"
 step sync-up saffron-guest sync --id 1 --label agent-up
 step follow follow
 step kms saffron-guest kms --frames 2 --motion bars --sync 2
+if [ "$1" = twice ]; then
+    # The host resizes the client's window while the first frame was held: follow again,
+    # from the mode the first follow saw (the new one may already be there).
+    before=$now
+    step follow-2 follow
+    step kms-2 saffron-guest kms --frames 2 --motion bars --sync 3
+fi
 exit "$failed"
