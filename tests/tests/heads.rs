@@ -308,7 +308,7 @@ fn the_guest_follows_a_window_resize_through_the_rom() {
         "the second window size is another mode"
     );
     println!(
-        "heads: remote-viewer showed both frames 1:1 at {:?}",
+        "heads: where remote-viewer showed the frames 1:1 (None: not found): {:?}",
         seen.iter().map(|s| s.1).collect::<Vec<_>>()
     );
     let _ = std::fs::remove_dir_all(&dir);
