@@ -12,5 +12,5 @@ mod shared;
 
 pub use irq::IrqLine;
 pub use memory::DeviceMemory;
-pub use qxl::{QxlConfig, QxlDevice, QxlError, QxlStats};
+pub use qxl::{ClientMonitorsOutcome, QxlConfig, QxlDevice, QxlError, QxlStats};
 pub use shared::{DeviceInterface, SharedStats};

@@ -8,14 +8,15 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use saffron_ring::abi::{
-    QXL_INTERRUPT_IO_CMD, QXL_IO_ATTACH_PRIMARY, QXL_IO_CREATE_PRIMARY,
-    QXL_IO_CREATE_PRIMARY_ASYNC, QXL_IO_DESTROY_ALL_SURFACES, QXL_IO_DESTROY_ALL_SURFACES_ASYNC,
-    QXL_IO_DESTROY_PRIMARY, QXL_IO_DESTROY_PRIMARY_ASYNC, QXL_IO_DESTROY_SURFACE_ASYNC,
-    QXL_IO_DESTROY_SURFACE_WAIT, QXL_IO_DETACH_PRIMARY, QXL_IO_FLUSH_RELEASE,
-    QXL_IO_FLUSH_SURFACES_ASYNC, QXL_IO_LOG, QXL_IO_MEMSLOT_ADD, QXL_IO_MEMSLOT_ADD_ASYNC,
-    QXL_IO_MEMSLOT_DEL, QXL_IO_MONITORS_CONFIG_ASYNC, QXL_IO_NOTIFY_CMD, QXL_IO_NOTIFY_CURSOR,
-    QXL_IO_NOTIFY_OOM, QXL_IO_RANGE_SIZE, QXL_IO_RESET, QXL_IO_SET_MODE, QXL_IO_UPDATE_AREA,
-    QXL_IO_UPDATE_AREA_ASYNC, QXL_IO_UPDATE_IRQ, QXLMemSlot,
+    QXL_CLIENT_MONITORS_MAX, QXL_INTERRUPT_CLIENT_MONITORS_CONFIG, QXL_INTERRUPT_IO_CMD,
+    QXL_IO_ATTACH_PRIMARY, QXL_IO_CREATE_PRIMARY, QXL_IO_CREATE_PRIMARY_ASYNC,
+    QXL_IO_DESTROY_ALL_SURFACES, QXL_IO_DESTROY_ALL_SURFACES_ASYNC, QXL_IO_DESTROY_PRIMARY,
+    QXL_IO_DESTROY_PRIMARY_ASYNC, QXL_IO_DESTROY_SURFACE_ASYNC, QXL_IO_DESTROY_SURFACE_WAIT,
+    QXL_IO_DETACH_PRIMARY, QXL_IO_FLUSH_RELEASE, QXL_IO_FLUSH_SURFACES_ASYNC, QXL_IO_LOG,
+    QXL_IO_MEMSLOT_ADD, QXL_IO_MEMSLOT_ADD_ASYNC, QXL_IO_MEMSLOT_DEL, QXL_IO_MONITORS_CONFIG_ASYNC,
+    QXL_IO_NOTIFY_CMD, QXL_IO_NOTIFY_CURSOR, QXL_IO_NOTIFY_OOM, QXL_IO_RANGE_SIZE, QXL_IO_RESET,
+    QXL_IO_SET_MODE, QXL_IO_UPDATE_AREA, QXL_IO_UPDATE_AREA_ASYNC, QXL_IO_UPDATE_IRQ, QXLMemSlot,
+    QXLURect,
 };
 use saffron_ring::memslot::{BarRange, MemSlotTable};
 use saffron_ring::parse::{Context, PrimarySurface, Rect, parse_primary};
@@ -216,6 +217,17 @@ pub struct QxlStats {
     pub last_primary_size: Option<(u32, u32)>,
     /// The last text the guest logged through the LOG port.
     pub last_log: String,
+    /// Client monitors configs offered to the guest with QXL_INTERRUPT_CLIENT_MONITORS_CONFIG.
+    pub client_monitors_configs: u64,
+}
+
+/// What [`QxlDevice::set_client_monitors_config`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ClientMonitorsOutcome {
+    /// Written into the ROM and the guest interrupted: its driver acts on it.
+    Raised,
+    /// Written into the ROM only: the guest's driver does not take the interrupt (yet).
+    Stored,
 }
 
 /// How the guest drives the display (QEMU's qxl modes, less the qxl-1 compat mode).
@@ -530,6 +542,49 @@ impl QxlDevice {
     /// Raises interrupt bits (e.g. CLIENT_MONITORS_CONFIG from the host side).
     pub fn raise(&mut self, bits: u32) {
         self.shared.raise(bits);
+    }
+
+    /// Offers the guest a client's monitor layout (one `{top, left, bottom, right}` per head,
+    /// in the client's space): written into the ROM's client monitors config with its CRC, then
+    /// QXL_INTERRUPT_CLIENT_MONITORS_CONFIG is raised, which makes the Linux qxl driver re-read
+    /// it (`qxl_display_read_client_monitors_config`) and report a hotplug with the heads as
+    /// its connectors' preferred modes. This is QEMU's `interface_client_monitors_config`.
+    ///
+    /// The ROM is written even when the guest's driver does not take the interrupt yet (not
+    /// loaded, or an old driver whose `int_mask` is 0 or all ones, which QEMU reads as "no
+    /// support"): a driver loading later reads the ROM at its start, as it reads
+    /// `--resolution`'s. Heads beyond the ROM's 64 are dropped, as QEMU caps them.
+    pub fn set_client_monitors_config(
+        &mut self,
+        heads: &[QXLURect],
+    ) -> Result<ClientMonitorsOutcome, QxlError> {
+        let heads = heads.get(..QXL_CLIENT_MONITORS_MAX).unwrap_or(heads);
+        let changed = self.rom.set_client_monitors_config(heads)?;
+        if changed {
+            self.rom_changed();
+        }
+        let mask = self
+            .shared
+            .ram
+            .int_mask(&self.shared.mem)
+            .unwrap_or_default();
+        let takes_interrupt =
+            mask != 0 && mask != u32::MAX && mask & QXL_INTERRUPT_CLIENT_MONITORS_CONFIG != 0;
+        if !takes_interrupt {
+            debug!(
+                mask,
+                heads = heads.len(),
+                "client monitors config kept in the ROM: the guest does not take its interrupt"
+            );
+            return Ok(ClientMonitorsOutcome::Stored);
+        }
+        info!(
+            heads = heads.len(),
+            changed, "client monitors config offered to the guest"
+        );
+        self.stats.client_monitors_configs += 1;
+        self.shared.raise(QXL_INTERRUPT_CLIENT_MONITORS_CONFIG);
+        Ok(ClientMonitorsOutcome::Raised)
     }
 
     fn guest_bug(&mut self, what: &str) {
@@ -1017,6 +1072,68 @@ mod tests {
         dev.raise(0x04);
         assert!(line.last());
         assert_eq!(get_header(&mut dev, RAM_OFF_INT_PENDING), 0x05);
+    }
+
+    #[test]
+    fn client_monitors_config_goes_to_the_rom_and_interrupts_a_ready_guest() {
+        let (mut dev, line) = device();
+        let head = |w: u32, h: u32, x: u32| QXLURect {
+            top: 0,
+            left: x,
+            bottom: h,
+            right: x + w,
+        };
+        let rom_u32 = |dev: &mut QxlDevice, off: u64| {
+            let mut b = [0u8; 4];
+            dev.bar_read(bar::ROM, off, &mut b);
+            u32::from_le_bytes(b)
+        };
+        // No driver yet (int_mask 0): kept in the ROM, no interrupt.
+        let out = dev
+            .set_client_monitors_config(&[head(800, 600, 0)])
+            .unwrap();
+        assert_eq!(out, ClientMonitorsOutcome::Stored);
+        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 1, "count");
+        assert_eq!(rom_u32(&mut dev, 0x88 + 12), 800, "head 0 right");
+        let mut config = [0u8; 1028];
+        dev.bar_read(bar::ROM, 0x84, &mut config);
+        assert_eq!(
+            rom_u32(&mut dev, 0x80),
+            saffron_rom::monitors::crc32_le(0, &config),
+            "the CRC the guest checks"
+        );
+        assert_eq!(get_header(&mut dev, RAM_OFF_INT_PENDING), 0);
+        // An old driver that masks with all ones does not take it either (QEMU's rule).
+        put_header(&mut dev, RAM_OFF_INT_MASK, u32::MAX);
+        let out = dev
+            .set_client_monitors_config(&[head(640, 480, 0)])
+            .unwrap();
+        assert_eq!(out, ClientMonitorsOutcome::Stored);
+        // Linux's mask (DISPLAY, CURSOR, IO_CMD, CLIENT_MONITORS_CONFIG): raised.
+        put_header(&mut dev, RAM_OFF_INT_MASK, 0x27);
+        let two = [head(1024, 768, 0), head(640, 480, 1024)];
+        let out = dev.set_client_monitors_config(&two).unwrap();
+        assert_eq!(out, ClientMonitorsOutcome::Raised);
+        assert_eq!(get_header(&mut dev, RAM_OFF_INT_PENDING), 0x20);
+        assert!(line.last());
+        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 2);
+        assert_eq!(rom_u32(&mut dev, 0x98 + 4), 1024, "head 1 left");
+        assert_eq!(dev.stats().client_monitors_configs, 1);
+        // A guest reset keeps the client's layout (it lives in the shadow ROM too).
+        dev.bar_write(bar::IO, port::RESET.into(), &[0]);
+        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 2);
+        // Hostile sizes: more heads than the ROM holds are capped, inverted ones refused.
+        put_header(&mut dev, RAM_OFF_INT_MASK, 0x27);
+        let many = vec![head(1, 1, 0); 300];
+        assert!(dev.set_client_monitors_config(&many).is_ok());
+        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 64);
+        let inverted = QXLURect {
+            top: 5,
+            left: 0,
+            bottom: 1,
+            right: 1,
+        };
+        assert!(dev.set_client_monitors_config(&[inverted]).is_err());
     }
 
     #[test]

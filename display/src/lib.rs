@@ -31,4 +31,10 @@ pub trait DisplaySource: Send + Sync + 'static {
     /// (see [`Pipe::take_resync`]). Called by the consumer when [`Pipe::pop`] says
     /// [`Popped::Resync`]; the answer arrives in the pipe, in order with later items.
     fn resync(&self, pipe: &std::sync::Arc<Pipe>);
+
+    /// A client asked for this monitor layout (its MONITORS_CONFIG, sent through the agent
+    /// channel): one rectangle per head, in the client's space, already checked by the server
+    /// (at most 64 heads, no rectangle past `u32`). The VMM offers it to the guest's display
+    /// driver, as QEMU's qxl does through its ROM. A source without a device ignores it.
+    fn client_monitors_config(&self, _heads: &[Head]) {}
 }

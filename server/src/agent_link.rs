@@ -77,6 +77,8 @@ struct Outgoing {
     credit: Option<Credit>,
     /// Server-made (counted against `SERVER_QUEUE_LIMIT`).
     server: bool,
+    /// A VD_AGENT_MOUSE_STATE: replaced by a newer one while it waits.
+    mouse: bool,
 }
 
 /// Counters for `client_info`-style reporting and tests.
@@ -92,6 +94,10 @@ pub struct AgentStats {
     pub pieces_dropped: u64,
     /// Bytes written to the guest.
     pub bytes_to_guest: u64,
+    /// Client pointer states sent to the agent (VD_AGENT_MOUSE_STATE, the client mouse mode
+    /// through the agent); ones replaced by a newer state before they were written are not
+    /// counted twice.
+    pub mouse_states: u64,
 }
 
 struct State {
@@ -177,6 +183,7 @@ impl AgentHub {
                 bytes: probe,
                 credit: None,
                 server: true,
+                mouse: false,
             });
             s.generation
         };
@@ -293,6 +300,7 @@ impl AgentHub {
             bytes,
             credit: None,
             server: true,
+            mouse: false,
         });
         self.wake.notify_all();
     }
@@ -335,6 +343,45 @@ impl AgentHub {
         }
     }
 
+    /// The client's pointer for the agent (spice-server's agent mouse: the client mouse mode
+    /// goes through the agent when one is connected): a VD_AGENT_MOUSE_STATE on the server
+    /// port, `buttons` in the agent's bits. A state still waiting to be written is replaced,
+    /// so a guest that reads slowly gets the newest position, not a backlog. False when no
+    /// agent is connected (the caller then uses the VMM's tablet).
+    pub fn mouse_state(&self, x: u32, y: u32, buttons: u32, display_id: u8) -> bool {
+        let mut s = self.lock();
+        if !s.connected {
+            return false;
+        }
+        let mut body = Vec::with_capacity(13);
+        body.extend_from_slice(&x.to_le_bytes());
+        body.extend_from_slice(&y.to_le_bytes());
+        body.extend_from_slice(&buttons.to_le_bytes());
+        body.push(display_id);
+        let bytes = frame_chunks(
+            VDP_SERVER_PORT,
+            &agent_message(msg_type::MOUSE_STATE, &body),
+        );
+        if let Some(waiting) = s.to_guest.iter_mut().find(|o| o.mouse) {
+            waiting.bytes = bytes;
+            return true;
+        }
+        if s.server_bytes + bytes.len() > SERVER_QUEUE_LIMIT {
+            debug!("guest agent does not read; mouse state dropped");
+            return true;
+        }
+        s.server_bytes += bytes.len();
+        s.stats.mouse_states += 1;
+        s.to_guest.push_back(Outgoing {
+            bytes,
+            credit: None,
+            server: true,
+            mouse: true,
+        });
+        self.wake.notify_all();
+        true
+    }
+
     /// Agent data from `session`'s client, checked by its inbox. Returns false when it was
     /// dropped (no agent, or the client is not the agent's): its token is then not returned,
     /// as spice-server does.
@@ -362,6 +409,7 @@ impl AgentHub {
                 bytes: frame_chunks(VDP_CLIENT_PORT, &segment),
                 credit: if i == last { credit.take() } else { None },
                 server: false,
+                mouse: false,
             });
         }
         self.wake.notify_all();

@@ -87,6 +87,9 @@ pub struct ServerConfig {
     /// Where the files of the web client (spice-html5) are: a browser's plain GET on either
     /// Spice port is answered from here, read-only (`None`: no files, WebSocket only).
     pub web_root: Option<PathBuf>,
+    /// The client mouse mode goes through the guest agent when one is connected (QEMU's
+    /// `agent-mouse`; on by default, as in QEMU).
+    pub agent_mouse: bool,
 }
 
 impl ServerConfig {
@@ -112,6 +115,7 @@ impl ServerConfig {
             sound: false,
             playback_compression: true,
             web_root: None,
+            agent_mouse: true,
         }
     }
 }

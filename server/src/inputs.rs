@@ -4,8 +4,8 @@
 //! absolute POSITION in CLIENT mode (a client that has not caught up with a mode switch yet
 //! must not move the guest's pointer with the wrong kind of event); both are acked anyway.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use tracing::debug;
 
@@ -45,6 +45,7 @@ pub(crate) fn run(
     w.u16(shared.input.led_modifiers());
     let _ = ch.queue().push(msg::INPUTS_INIT, w.buf, false);
     let mut motions: u32 = 0;
+    let last = Arc::new(Mutex::new((0u32, 0u32, 0u8)));
     let result = ch.serve(session, |queue, event| {
         let Event::Message(ty, body) = event else {
             return Ok(());
@@ -57,7 +58,13 @@ pub(crate) fn run(
         } else {
             body
         };
-        if handle(shared.input.as_ref(), mode, ty, body)? {
+        let sink = AgentPointer {
+            agent: shared.agent.clone(),
+            sink: shared.input.clone(),
+            client_mode: mode == MOUSE_MODE_CLIENT && shared.config.agent_mouse,
+            last: last.clone(),
+        };
+        if handle(&sink, mode, ty, body)? {
             motions = motions.wrapping_add(1);
             if motions.is_multiple_of(MOTION_ACK_BUNCH) {
                 let _ = queue.push(msg::INPUTS_MOUSE_MOTION_ACK, Vec::new(), false);
@@ -90,6 +97,71 @@ pub fn html5_key(ty: u16, body: &[u8]) -> Option<Vec<u8>> {
         _ => return None,
     };
     Some((0xe0 | ((standard | release) << 8)).to_le_bytes().to_vec())
+}
+
+/// Spice button mask bits (left 1, middle 2, right 4, wheel up 8, wheel down 16) as the
+/// agent's VD_AGENT_*BUTTON_MASK bits, which are the same buttons one bit higher.
+fn agent_buttons(buttons: u16) -> u32 {
+    u32::from(buttons & 0x1f) << 1
+}
+
+/// Client pointer events in the client mouse mode go to the guest agent when one is connected,
+/// as spice-server's agent mouse (QEMU's default `agent-mouse=on`): the agent moves its own
+/// absolute pointer in the guest, knowing the display the client's pointer is on. Without an
+/// agent, and in the server mode, events go to the VMM's input devices. Buttons are sent
+/// with the last position, which is why it is kept.
+struct AgentPointer {
+    agent: Arc<crate::agent_link::AgentHub>,
+    sink: Arc<dyn InputSink>,
+    client_mode: bool,
+    last: Arc<Mutex<(u32, u32, u8)>>,
+}
+
+impl InputSink for AgentPointer {
+    fn key(&self, event: KeyEvent) {
+        self.sink.key(event);
+    }
+
+    fn modifiers(&self, modifiers: u16) {
+        self.sink.modifiers(modifiers);
+    }
+
+    fn pointer(&self, event: PointerEvent) {
+        if self.client_mode {
+            let state = match event {
+                PointerEvent::Position {
+                    x,
+                    y,
+                    buttons,
+                    display,
+                } => {
+                    *self.last.lock().unwrap_or_else(|e| e.into_inner()) = (x, y, display);
+                    Some((x, y, buttons, display))
+                }
+                PointerEvent::Press { buttons, .. } | PointerEvent::Release { buttons, .. } => {
+                    let (x, y, display) = *self.last.lock().unwrap_or_else(|e| e.into_inner());
+                    Some((x, y, buttons, display))
+                }
+                PointerEvent::Motion { .. } => None,
+            };
+            if let Some((x, y, buttons, display)) = state
+                && self
+                    .agent
+                    .mouse_state(x, y, agent_buttons(buttons), display)
+            {
+                return;
+            }
+        }
+        self.sink.pointer(event);
+    }
+
+    fn has_absolute_pointer(&self) -> bool {
+        self.sink.has_absolute_pointer()
+    }
+
+    fn led_modifiers(&self) -> u16 {
+        self.sink.led_modifiers()
+    }
 }
 
 /// Decodes one inputs message and feeds the sink; `mouse_mode` is the session's current

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 use crate::agent::{AgentInbox, AgentMessage};
 use crate::channel::{Channel, Event};
@@ -167,7 +167,11 @@ pub(crate) fn handle(
             for m in &data.messages {
                 match m {
                     AgentMessage::MonitorsConfig { monitors, .. } => {
-                        info!(heads = monitors.len(), ?monitors, "client monitors config")
+                        info!(heads = monitors.len(), ?monitors, "client monitors config");
+                        match client_heads(monitors) {
+                            Ok(heads) => shared.source.client_monitors_config(&heads),
+                            Err(e) => warn!("client monitors config not offered to the guest: {e}"),
+                        }
                     }
                     AgentMessage::Other { type_, size } => debug!(type_, size, "agent message"),
                 }
@@ -179,6 +183,59 @@ pub(crate) fn handle(
         other => debug!(ty = other, "ignored main message"),
     }
     Ok(())
+}
+
+/// Why a client's monitors config cannot become the device's client monitors config.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub(crate) enum ClientHeadsError {
+    #[error("head {index} starts at a negative position ({x}, {y})")]
+    NegativePosition { index: usize, x: i32, y: i32 },
+    #[error("head {index} at ({x}, {y}) of {width}x{height} ends past 2^32")]
+    Overflow {
+        index: usize,
+        x: i32,
+        y: i32,
+        width: u32,
+        height: u32,
+    },
+}
+
+/// The heads of a client's VDAgentMonitorsConfig as rectangles for the device. spice-gtk aligns
+/// its heads to start at (0, 0) before sending, so a negative position is refused rather than
+/// wrapped (QEMU casts it to an unsigned offset); a head that would end past `u32` too. The
+/// agent parser has already bounded the count to 64. Disabled heads of a sparse config stay
+/// as they are (0x0): the guest's driver shows them as disconnected.
+pub(crate) fn client_heads(
+    monitors: &[crate::agent::AgentMonitor],
+) -> Result<Vec<saffron_display::Head>, ClientHeadsError> {
+    monitors
+        .iter()
+        .enumerate()
+        .map(|(index, m)| {
+            let (Ok(x), Ok(y)) = (u32::try_from(m.x), u32::try_from(m.y)) else {
+                return Err(ClientHeadsError::NegativePosition {
+                    index,
+                    x: m.x,
+                    y: m.y,
+                });
+            };
+            if x.checked_add(m.width).is_none() || y.checked_add(m.height).is_none() {
+                return Err(ClientHeadsError::Overflow {
+                    index,
+                    x: m.x,
+                    y: m.y,
+                    width: m.width,
+                    height: m.height,
+                });
+            }
+            Ok(saffron_display::Head {
+                x,
+                y,
+                width: m.width,
+                height: m.height,
+            })
+        })
+        .collect()
 }
 
 fn ping_loop(queue: &SendQueue, pending: &Pending, started: Instant) {
@@ -215,5 +272,48 @@ fn on_pong(session: &Session, pending: &Pending, id: u32) {
         let rtt = sent.elapsed();
         debug!(?rtt, "pong");
         *session.rtt.lock().unwrap_or_else(|e| e.into_inner()) = Some(rtt);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::AgentMonitor;
+
+    fn monitor(x: i32, y: i32, width: u32, height: u32) -> AgentMonitor {
+        AgentMonitor {
+            width,
+            height,
+            depth: 32,
+            x,
+            y,
+        }
+    }
+
+    #[test]
+    fn client_heads_become_rectangles_or_are_refused() {
+        let heads = client_heads(&[monitor(0, 0, 1024, 768), monitor(1024, 0, 800, 600)]).unwrap();
+        assert_eq!(
+            heads[1],
+            saffron_display::Head {
+                x: 1024,
+                y: 0,
+                width: 800,
+                height: 600
+            }
+        );
+        assert_eq!(
+            client_heads(&[monitor(0, 0, 1, 1), monitor(-1, 0, 1, 1)]),
+            Err(ClientHeadsError::NegativePosition {
+                index: 1,
+                x: -1,
+                y: 0
+            })
+        );
+        assert!(matches!(
+            client_heads(&[monitor(i32::MAX, 0, u32::MAX, 1)]),
+            Err(ClientHeadsError::Overflow { index: 0, .. })
+        ));
+        assert!(client_heads(&[]).unwrap().is_empty());
     }
 }

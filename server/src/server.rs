@@ -75,7 +75,10 @@ pub(crate) struct Shared {
 impl Shared {
     /// Mouse modes we can offer: CLIENT only with an absolute pointer in the guest.
     pub fn supported_mouse_modes(&self) -> u16 {
-        if self.input.has_absolute_pointer() {
+        // The client mode needs an absolute pointer in the guest: the VMM's tablet, or the
+        // guest agent's own (spice-server's agent mouse).
+        if self.input.has_absolute_pointer() || (self.config.agent_mouse && self.agent.connected())
+        {
             MOUSE_MODE_SERVER | MOUSE_MODE_CLIENT
         } else {
             MOUSE_MODE_SERVER

@@ -40,6 +40,7 @@ pub const MAX_CAPS_MESSAGE_SIZE: u32 = 1024;
 
 /// Agent message types (VD_AGENT_*) the policy looks at.
 pub mod msg_type {
+    pub const MOUSE_STATE: u32 = 1;
     pub const MONITORS_CONFIG: u32 = 2;
     pub const CLIPBOARD: u32 = 4;
     pub const ANNOUNCE_CAPABILITIES: u32 = 6;

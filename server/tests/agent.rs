@@ -395,3 +395,84 @@ fn the_agent_follows_the_newest_client_and_survives_a_reset() {
     guest.send(VDP_CLIENT_PORT, &grab);
     assert_eq!(client_messages(&mut a, 1), vec![grab]);
 }
+
+/// The client mouse mode through the agent (spice-server's agent mouse): with no absolute
+/// pointer in the VMM, only the server mode is offered until an agent connects; then the client
+/// mode is, and a client's positions and buttons reach the agent as VD_AGENT_MOUSE_STATE on
+/// the server port (buttons in the agent's bits, with the display id).
+#[test]
+fn client_mouse_mode_goes_through_the_agent() {
+    let (h, _) = start_with(AgentPolicy::default());
+    let (before, init) = main_with_tokens_cap(&h);
+    assert_eq!(u32_at(&init, 8), 1, "server mode only without an agent");
+    let _ = before.shutdown(std::net::Shutdown::Both);
+    let mut g = Guest::attach(&h);
+    g.announce(1 << 1);
+    let t0 = Instant::now();
+    while !h.agent_connected() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "agent never connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (mut main, init) = main_with_tokens_cap(&h);
+    let session = u32_at(&init, 0);
+    assert_eq!(u32_at(&init, 8), 3, "server and client modes with an agent");
+    send_msg(&mut main, 105, &2u16.to_le_bytes());
+    let mode = wait_for(&mut main, 105);
+    assert_eq!(&mode[2..4], &2u16.to_le_bytes(), "client mode on");
+    let (r, mut inputs) = link(h.local_addr(), session, 3, PW, &[]);
+    assert_eq!(r, 0);
+    let mut position = Vec::new();
+    for v in [100u32, 50] {
+        position.extend(v.to_le_bytes());
+    }
+    position.extend(1u16.to_le_bytes());
+    position.push(1);
+    send_msg(&mut inputs, 112, &position);
+    // PRESS of the right button: the last position, both buttons.
+    send_msg(&mut inputs, 113, &[3, 5, 0]);
+    // Coalescing may fold the position's state into the press's: read until the press's.
+    let last = loop {
+        let (port, payload) = g.chunk();
+        if port != VDP_SERVER_PORT {
+            continue;
+        }
+        assert_eq!(u32_at(&payload, 4), msg_type::MOUSE_STATE);
+        let state = payload[20..].to_vec();
+        if state.len() >= 12 && u32_at(&state, 8) != 1 << 1 {
+            break state;
+        }
+        assert_eq!((u32_at(&state, 0), u32_at(&state, 4)), (100, 50));
+    };
+    let last = &last;
+    assert_eq!(last.len(), 13);
+    assert_eq!(
+        (u32_at(last, 0), u32_at(last, 4), u32_at(last, 8), last[12]),
+        (100, 50, (1 | 4) << 1, 1)
+    );
+    assert!(h.agent_stats().mouse_states >= 1);
+}
+
+/// `agent-mouse=off` (QEMU's name): an agent alone does not make the client mode available.
+#[test]
+fn agent_mouse_off_keeps_the_server_mode() {
+    let mut cfg = ServerConfig::new("127.0.0.1:0".parse().unwrap());
+    cfg.password = Some(PW.into());
+    cfg.agent_mouse = false;
+    let h =
+        saffron_server::start(cfg, Arc::new(TestSource::default()), Arc::new(NullInput)).unwrap();
+    let mut g = Guest::attach(&h);
+    g.announce(1 << 1);
+    let t0 = Instant::now();
+    while !h.agent_connected() {
+        assert!(
+            t0.elapsed() < Duration::from_secs(10),
+            "agent never connected"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let (_main, init) = main_with_tokens_cap(&h);
+    assert_eq!(u32_at(&init, 8), 1, "server mode only");
+}

@@ -232,6 +232,8 @@ pub struct GuestOptions {
     /// Give the guest the virtio-sound card (only the trixie kernel has its driver). Off by
     /// default, so that the other tests' QEMU command lines stay as they were.
     pub sound: bool,
+    /// A QMP socket of QEMU's for the test itself (`saffron run --qmp`).
+    pub qmp: Option<PathBuf>,
 }
 
 impl GuestOptions {
@@ -251,6 +253,7 @@ impl GuestOptions {
             agent: true,
             serial_tap: None,
             sound: false,
+            qmp: None,
         }
     }
 }
@@ -332,6 +335,7 @@ pub fn boot_guest_with_sync(
         smp: 1,
         serial: Serial::Socket(console.clone()),
         api_socket: opts.api_socket.clone(),
+        user_qmp: opts.qmp.clone(),
         qemu: Some(qemu_binary()),
         accel: Some(Accel::Tcg),
         irq_mode: Some(opts.irq_mode),

@@ -584,3 +584,76 @@ fn the_guest_takes_the_client_window_size_through_the_agent() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The client mouse mode through the agent, as spice-server's agent mouse: with spice-vdagent
+/// connected, remote-viewer's pointer positions go to the agent as VD_AGENT_MOUSE_STATE (not
+/// to the VMM's virtio tablet), and spice-vdagentd's own uinput tablet in the guest reports
+/// exactly where the host put the pointer in remote-viewer's 1:1 window.
+#[test]
+fn the_client_mouse_mode_goes_through_the_agent() {
+    const POINT: (u32, u32) = (300, 200);
+    let _g = serial_guard();
+    let dir = std::env::temp_dir().join(format!("saffron-agent-mouse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (display, _xvfb, _wm) = start_x();
+    let opts = options("mouse", "-", "-", &dir);
+    let mut viewer: Option<Reaper> = None;
+    let mut mouse_states = 0;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| match sync.get("label") {
+            "agent-up" => {
+                viewer = Some(start_viewer(vm, &display, &dir));
+                wait_agent_talks(vm, 0).expect("the agent talks to remote-viewer");
+            }
+            "ready" => {
+                let xdo = |args: &[&str]| {
+                    let ok = Command::new("xdotool")
+                        .args(args)
+                        .env("DISPLAY", &display)
+                        .status()
+                        .expect("cannot run xdotool (apt-get install xdotool)")
+                        .success();
+                    assert!(ok, "xdotool {args:?}");
+                };
+                // A first move from elsewhere, then the point (the client sends on change).
+                xdo(&["mousemove", "10", "10"]);
+                std::thread::sleep(Duration::from_millis(500));
+                xdo(&["mousemove", &POINT.0.to_string(), &POINT.1.to_string()]);
+                std::thread::sleep(Duration::from_millis(1500));
+                mouse_states = vm.spice().expect("spice").agent_stats().mouse_states;
+                xdo(&["key", "F12"]);
+            }
+            _ => {}
+        },
+    );
+    drop(viewer);
+    let serial = &run.serial;
+    run.assert_workload_ok("agent");
+    let recs = run.records();
+    let tablet = with_tag(&recs, "INPUTDEV")
+        .into_iter()
+        .find(|r| r.get("name").contains("vdagent"))
+        .unwrap_or_else(|| panic!("no spice-vdagentd tablet; serial:\n{serial}"));
+    let node = tablet.get("node").to_string();
+    // The last absolute X and Y the agent's tablet reported (EV_ABS = 3, ABS_X 0, ABS_Y 1).
+    let last_abs = |code: &str| {
+        with_tag(&recs, "EV")
+            .into_iter()
+            .rfind(|r| r.get("node") == node && r.get("type") == "3" && r.get("code") == code)
+            .map(|r| r.num("value"))
+    };
+    println!(
+        "agent mouse: {mouse_states} mouse states; the agent's tablet ends at ({:?}, {:?})",
+        last_abs("0"),
+        last_abs("1")
+    );
+    assert!(mouse_states > 0, "positions went to the agent");
+    assert_eq!(
+        (last_abs("0"), last_abs("1")),
+        (Some(u64::from(POINT.0)), Some(u64::from(POINT.1))),
+        "serial:\n{serial}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

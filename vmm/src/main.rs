@@ -159,6 +159,10 @@ struct SpiceArgs {
     /// files (WebSocket clients can still connect).
     #[arg(long, value_name = "DIR")]
     spice_web_root: Option<PathBuf>,
+    /// Client mouse mode through the guest agent when one is connected (QEMU's
+    /// agent-mouse): on or off (only through the VM's tablet).
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    spice_agent_mouse: bool,
 }
 
 /// QEMU's on/off.
@@ -192,6 +196,7 @@ impl SpiceArgs {
                 Some(dir) => Some(dir.clone()),
                 None => saffron_vmm::spice::default_web_root(),
             },
+            agent_mouse: self.spice_agent_mouse,
         }
     }
 }
@@ -233,6 +238,9 @@ struct RunArgs {
     /// Control socket (JSON lines).
     #[arg(long)]
     api_socket: Option<PathBuf>,
+    /// A QMP socket of QEMU's for you (QEMU's -qmp, a second monitor beside saffron's own).
+    #[arg(long, value_name = "PATH")]
+    qmp: Option<PathBuf>,
     /// QEMU binary (default: $SAFFRON_QEMU, then target/qemu from ci/qemu, then $PATH).
     #[arg(long)]
     qemu: Option<PathBuf>,
@@ -326,6 +334,7 @@ fn run(args: RunArgs) -> Result<u8, String> {
         smp: args.smp,
         serial: args.serial,
         api_socket: args.api_socket,
+        user_qmp: args.qmp,
         qemu: args.qemu,
         accel: args.accel,
         irq_mode: args.irq_mode,
@@ -395,7 +404,13 @@ fn run_builtin(args: RunArgs, qxl: QxlConfig) -> Result<u8, String> {
         None => None,
         Some(addr) => {
             // No input devices in the built-in VMM yet: clients' input is dropped.
-            let handle = start_server(&args.spice.options(), addr, vm.worker(), None)?;
+            let handle = start_server(
+                &args.spice.options(),
+                addr,
+                vm.worker(),
+                Some(Arc::clone(vm.device())),
+                None,
+            )?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }
@@ -435,7 +450,13 @@ fn device(args: DeviceArgs) -> Result<u8, String> {
             let qmp = args.qmp.clone().map(|p| (p, false));
             let mut options = args.spice.options();
             options.sound = args.sound_socket.is_some();
-            let handle = start_server(&options, addr, server.worker(), qmp)?;
+            let handle = start_server(
+                &options,
+                addr,
+                server.worker(),
+                Some(Arc::clone(server.device())),
+                qmp,
+            )?;
             api.set_spice(Arc::clone(&handle));
             Some(handle)
         }

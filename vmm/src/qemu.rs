@@ -208,6 +208,8 @@ pub struct QemuConfig {
     pub device_socket: PathBuf,
     /// QMP socket, if any.
     pub qmp_socket: Option<PathBuf>,
+    /// A second QMP socket, for the user.
+    pub user_qmp_socket: Option<PathBuf>,
     /// Add an absolute pointer (virtio tablet) for the Spice client mouse mode.
     pub tablet: bool,
     /// The guest agent's socket (we listen): adds the virtio-serial port `com.redhat.spice.0`.
@@ -271,6 +273,10 @@ impl QemuConfig {
             a.push("virtio-tablet-pci".into());
         }
         if let Some(qmp) = &self.qmp_socket {
+            a.push("-qmp".into());
+            a.push(format!("unix:{},server=on,wait=off", qmp.display()));
+        }
+        if let Some(qmp) = &self.user_qmp_socket {
             a.push("-qmp".into());
             a.push(format!("unix:{},server=on,wait=off", qmp.display()));
         }
@@ -344,6 +350,7 @@ mod tests {
             serial: Serial::Stdio,
             device_socket: "/tmp/s.sock".into(),
             qmp_socket: None,
+            user_qmp_socket: None,
             tablet: false,
             agent_socket: None,
             sound_socket: None,

@@ -1,24 +1,38 @@
 //! Client input into a QEMU guest through QMP `input-send-event`: the Spice inputs channel's
 //! keys and pointer events become events on QEMU's own PS/2 keyboard and mouse and, when the
-//! VM has one, an absolute pointer (virtio-tablet).
+//! VM has one, an absolute pointer (virtio-tablet). The same connection refuses migrations
+//! ([`Qmp::refuse_migration`]).
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use saffron_server::source::{InputSink, KeyEvent, PointerEvent};
 use serde_json::{Value, json};
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 /// Largest absolute coordinate QEMU's input layer takes (INPUT_EVENT_ABS_MAX).
 const ABS_MAX: u64 = 0x7fff;
 
-/// A QMP connection, used one command at a time.
+/// A QMP connection, used one command at a time. A reader thread takes every line QEMU sends:
+/// replies go to the command waiting for them, events to the event handler (so that an event
+/// is seen when it comes, not when the next command happens to be sent).
 pub struct Qmp {
-    conn: Mutex<BufReader<UnixStream>>,
+    writer: Mutex<UnixStream>,
+    /// Replies, taken by one command at a time (the lock also orders the commands).
+    replies: Mutex<mpsc::Receiver<Value>>,
+    next_id: AtomicU64,
+    events: Arc<Mutex<Option<EventHandler>>>,
 }
+
+/// What is done with each asynchronous QMP event.
+type EventHandler = Box<dyn Fn(&Value, &UnixStream) + Send>;
+
+/// How long a command waits for its reply.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl std::fmt::Debug for Qmp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -30,8 +44,8 @@ impl Qmp {
     /// Connects to QEMU's QMP socket and leaves capabilities negotiation mode.
     pub fn connect(path: &Path) -> io::Result<Qmp> {
         let stream = UnixStream::connect(path)?;
-        stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-        let mut conn = BufReader::new(stream);
+        stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        let mut conn = BufReader::new(stream.try_clone()?);
         let mut greeting = String::new();
         conn.read_line(&mut greeting)?;
         if !greeting.contains("QMP") {
@@ -40,33 +54,138 @@ impl Qmp {
                 "not a QMP greeting",
             ));
         }
+        // From here the reader thread waits for lines as long as the connection lives.
+        conn.get_ref().set_read_timeout(None)?;
+        let (tx, rx) = mpsc::channel();
+        let events: Arc<Mutex<Option<EventHandler>>> = Arc::new(Mutex::new(None));
+        let (handler, writer) = (Arc::clone(&events), stream.try_clone()?);
+        std::thread::Builder::new()
+            .name("saffron-qmp-reader".into())
+            .spawn(move || read_loop(conn, &tx, &handler, &writer))?;
         let qmp = Qmp {
-            conn: Mutex::new(conn),
+            writer: Mutex::new(stream),
+            replies: Mutex::new(rx),
+            next_id: AtomicU64::new(1),
+            events,
         };
         qmp.execute(&json!({"execute": "qmp_capabilities"}))?;
         Ok(qmp)
     }
 
-    /// Sends one command and waits for its answer (asynchronous events are skipped).
+    /// Sends one command and waits for its answer.
     pub fn execute(&self, command: &Value) -> io::Result<Value> {
-        let mut conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        let replies = self.replies.lock().unwrap_or_else(|e| e.into_inner());
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut command = command.clone();
+        if let Some(map) = command.as_object_mut() {
+            map.insert("id".into(), json!(id));
+        }
         let mut line = command.to_string();
         line.push('\n');
-        conn.get_mut().write_all(line.as_bytes())?;
+        self.writer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .write_all(line.as_bytes())?;
+        let deadline = Instant::now() + REPLY_TIMEOUT;
         loop {
-            let mut reply = String::new();
-            if conn.read_line(&mut reply)? == 0 {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "QMP closed"));
-            }
-            let v: Value = serde_json::from_str(&reply)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
-            if v.get("event").is_some() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let v = replies.recv_timeout(left).map_err(|e| match e {
+                mpsc::RecvTimeoutError::Timeout => {
+                    io::Error::new(io::ErrorKind::TimedOut, "no QMP reply")
+                }
+                mpsc::RecvTimeoutError::Disconnected => {
+                    io::Error::new(io::ErrorKind::UnexpectedEof, "QMP closed")
+                }
+            })?;
+            // A reply to someone else's command (one the event handler sent without waiting,
+            // or one that timed out) is skipped; QEMU echoes the id.
+            if v.get("id").is_some_and(|i| i != &json!(id)) {
                 continue;
             }
             if let Some(err) = v.get("error") {
                 return Err(io::Error::other(format!("QMP error: {err}")));
             }
             return Ok(v);
+        }
+    }
+
+    /// Refuses live migration: QEMU 11's `vfio-user-pci` migrates none of a device's state and
+    /// registers no migration blocker, so a migrated guest would find its display device
+    /// reset under it on the destination. QEMU is asked for MIGRATION events, and a migration
+    /// that starts is cancelled at once (`migrate_cancel`) with an error in our log.
+    pub fn refuse_migration(&self) -> io::Result<()> {
+        *self.events.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(|event, writer| {
+            if let Some(status) = migration_to_refuse(event) {
+                error!(
+                    status,
+                    "a migration started: saffron's QXL device cannot migrate its state \
+                         (vfio-user-pci migrates none), so it is cancelled"
+                );
+                let mut w = writer;
+                let cancel = json!({"execute": "migrate_cancel", "id": "saffron-refuse"});
+                if let Err(e) = writeln!(w, "{cancel}") {
+                    error!("cannot cancel the migration: {e}");
+                }
+            }
+        }));
+        self.execute(&json!({
+            "execute": "migrate-set-capabilities",
+            "arguments": {"capabilities": [{"capability": "events", "state": true}]},
+        }))?;
+        Ok(())
+    }
+}
+
+impl Drop for Qmp {
+    /// Ends the reader thread with the connection.
+    fn drop(&mut self) {
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = writer.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// The status of a MIGRATION event that means a migration is under way and must be refused.
+pub fn migration_to_refuse(event: &Value) -> Option<&str> {
+    if event.get("event")?.as_str()? != "MIGRATION" {
+        return None;
+    }
+    let status = event.get("data")?.get("status")?.as_str()?;
+    matches!(
+        status,
+        "setup" | "active" | "pre-switchover" | "device" | "postcopy-active"
+    )
+    .then_some(status)
+}
+
+/// Reads QEMU's lines until the connection ends: replies to `replies`, events to the handler.
+fn read_loop(
+    mut conn: BufReader<UnixStream>,
+    replies: &mpsc::Sender<Value>,
+    events: &Mutex<Option<EventHandler>>,
+    writer: &UnixStream,
+) {
+    loop {
+        let mut line = String::new();
+        match conn.read_line(&mut line) {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        let v: Value = match serde_json::from_str(&line) {
+            Ok(v) => v,
+            Err(e) => {
+                warn!("QMP sent a line that is not JSON: {e}");
+                continue;
+            }
+        };
+        if v.get("event").is_some() {
+            debug!(event = %v, "QMP event");
+            if let Some(handle) = events.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+                handle(&v, writer);
+            }
+            continue;
+        }
+        if replies.send(v).is_err() {
+            return;
         }
     }
 }
@@ -300,6 +419,7 @@ impl InputSink for QmpInput {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::net::UnixListener;
 
     #[test]
     fn key_numbers() {
@@ -315,7 +435,6 @@ mod tests {
     /// more commands (with an event before each answer, which the client must skip) and
     /// returns what it got.
     fn fake_qemu(tag: &str, commands: usize) -> (QmpInput, std::thread::JoinHandle<Vec<String>>) {
-        use std::os::unix::net::UnixListener;
         let dir = std::env::temp_dir().join(format!("saffron-qmp-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
@@ -363,6 +482,61 @@ mod tests {
                 )
             })
             .collect()
+    }
+
+    #[test]
+    fn migration_events_to_refuse() {
+        let ev = |status: &str| json!({"event": "MIGRATION", "data": {"status": status}});
+        assert_eq!(migration_to_refuse(&ev("setup")), Some("setup"));
+        assert_eq!(migration_to_refuse(&ev("active")), Some("active"));
+        assert_eq!(migration_to_refuse(&ev("cancelled")), None);
+        assert_eq!(migration_to_refuse(&ev("completed")), None);
+        assert_eq!(migration_to_refuse(&json!({"event": "STOP"})), None);
+        assert_eq!(migration_to_refuse(&json!({"event": "MIGRATION"})), None);
+    }
+
+    /// A QEMU that starts a migration once events are on: the connection answers with
+    /// migrate_cancel, without waiting for anyone to send a command.
+    #[test]
+    fn a_migration_is_cancelled_as_it_starts() {
+        let dir = std::env::temp_dir().join(format!("saffron-qmp-mig-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("qmp.sock");
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = std::thread::spawn(move || {
+            let (s, _) = listener.accept().unwrap();
+            let mut r = BufReader::new(s.try_clone().unwrap());
+            let mut w = s;
+            writeln!(w, r#"{{"QMP": {{"version": {{}}, "capabilities": []}}}}"#).unwrap();
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let mut l = String::new();
+                r.read_line(&mut l).unwrap();
+                let v: Value = serde_json::from_str(&l).unwrap();
+                writeln!(w, "{}", json!({"return": {}, "id": v["id"]})).unwrap();
+                got.push(v);
+            }
+            writeln!(
+                w,
+                r#"{{"event": "MIGRATION", "data": {{"status": "setup"}}}}"#
+            )
+            .unwrap();
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            got.push(serde_json::from_str(&l).unwrap());
+            got
+        });
+        let qmp = Qmp::connect(&path).unwrap();
+        qmp.refuse_migration().unwrap();
+        let got = server.join().unwrap();
+        assert_eq!(got[1]["execute"], "migrate-set-capabilities");
+        assert_eq!(
+            got[1]["arguments"]["capabilities"][0]["capability"],
+            "events"
+        );
+        assert_eq!(got[2]["execute"], "migrate_cancel");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -37,6 +37,9 @@ pub struct RunOptions {
     pub serial: Serial,
     /// Control socket.
     pub api_socket: Option<PathBuf>,
+    /// A QMP monitor for the user (QEMU's `-qmp`), beside the one saffron keeps for itself
+    /// (a QMP socket takes one client at a time).
+    pub user_qmp: Option<PathBuf>,
     /// QEMU binary (else searched).
     pub qemu: Option<PathBuf>,
     /// Accelerator (else detected).
@@ -174,8 +177,14 @@ impl Vm {
                 qmp_socket = Some(qmp.clone());
                 let mut spice_opts = opts.spice.clone();
                 spice_opts.sound = opts.sound;
-                let handle = start_server(&spice_opts, addr, server.worker(), Some((qmp, true)))
-                    .map_err(RunError::Spice)?;
+                let handle = start_server(
+                    &spice_opts,
+                    addr,
+                    server.worker(),
+                    Some(Arc::clone(server.device())),
+                    Some((qmp, true)),
+                )
+                .map_err(RunError::Spice)?;
                 api.set_spice(Arc::clone(&handle));
                 Some(handle)
             }
@@ -220,6 +229,7 @@ impl Vm {
             device_socket: server.socket().to_path_buf(),
             tablet: qmp_socket.is_some(),
             qmp_socket,
+            user_qmp_socket: opts.user_qmp.clone(),
             agent_socket: agent.as_ref().map(|a| a.path().to_path_buf()),
             sound_socket: sound.as_ref().map(|s| s.socket().to_path_buf()),
         };

@@ -7,10 +7,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use saffron_display::{Pipe, Watch};
+use saffron_display::{Head, Pipe, Watch};
+use saffron_ring::abi::QXLURect;
 use saffron_server::{Cursor, CursorKind, CursorShape, CursorSource, DisplaySource, ServerConfig};
 use saffron_worker::red::WorkerControl;
 use saffron_worker::{CursorState, CursorType};
+
+use crate::vfio_user::{SharedDevice, lock};
 
 /// What the user asked of the Spice server on the command line.
 #[derive(Clone, Debug)]
@@ -45,6 +48,8 @@ pub struct SpiceOptions {
     pub playback_compression: bool,
     /// The web client's files, served to browsers on the Spice ports (`None`: none).
     pub web_root: Option<PathBuf>,
+    /// The client mouse mode through the guest agent (QEMU's `agent-mouse`).
+    pub agent_mouse: bool,
 }
 
 /// Where Debian's `spice-html5` package puts the web client.
@@ -77,6 +82,7 @@ impl Default for SpiceOptions {
             sound: false,
             playback_compression: true,
             web_root: default_web_root(),
+            agent_mouse: true,
         }
     }
 }
@@ -125,6 +131,7 @@ impl SpiceOptions {
             tracing::info!(dir = %dir.display(), "serving the web client on the Spice ports");
         }
         cfg.web_root = self.web_root.clone();
+        cfg.agent_mouse = self.agent_mouse;
         match (self.tls_port, &self.x509_dir) {
             (Some(port), Some(dir)) => {
                 let tls_addr = SocketAddr::new(addr.ip(), port);
@@ -163,15 +170,17 @@ impl SpiceOptions {
 }
 
 /// The worker as the server's [`DisplaySource`]: each display client's pipe is subscribed to
-/// the worker, which pushes what it draws on the primary surface.
+/// the worker, which pushes what it draws on the primary surface. A client's monitors config
+/// goes to the device, which offers it to the guest through its ROM.
 pub struct WorkerDisplay {
     worker: WorkerControl,
+    device: Option<SharedDevice>,
 }
 
 impl WorkerDisplay {
-    /// A source over `worker`.
-    pub fn new(worker: WorkerControl) -> Arc<Self> {
-        Arc::new(WorkerDisplay { worker })
+    /// A source over `worker`, passing clients' monitors configs on to `device`.
+    pub fn new(worker: WorkerControl, device: Option<SharedDevice>) -> Arc<Self> {
+        Arc::new(WorkerDisplay { worker, device })
     }
 }
 
@@ -182,6 +191,26 @@ impl DisplaySource for WorkerDisplay {
 
     fn resync(&self, pipe: &Arc<Pipe>) {
         self.worker.resync(pipe.clone());
+    }
+
+    fn client_monitors_config(&self, heads: &[Head]) {
+        let Some(device) = &self.device else {
+            return;
+        };
+        let rects: Vec<QXLURect> = heads
+            .iter()
+            .map(|h| QXLURect {
+                top: h.y,
+                left: h.x,
+                // The server checked that no head ends past u32.
+                bottom: h.y.saturating_add(h.height),
+                right: h.x.saturating_add(h.width),
+            })
+            .collect();
+        match lock(device).set_client_monitors_config(&rects) {
+            Ok(outcome) => tracing::debug!(?outcome, heads = rects.len(), "client monitors config"),
+            Err(e) => tracing::warn!("client monitors config refused: {e}"),
+        }
     }
 }
 
@@ -332,6 +361,9 @@ pub fn connect_qmp_later(
             loop {
                 match crate::qmp::Qmp::connect(&path) {
                     Ok(qmp) => {
+                        if let Err(e) = qmp.refuse_migration() {
+                            tracing::warn!("cannot watch for migrations over QMP: {e}");
+                        }
                         let w = worker.clone();
                         input.connect(crate::qmp::QmpInput::new(
                             qmp,
@@ -354,15 +386,17 @@ pub fn connect_qmp_later(
     }
 }
 
-/// Starts the Spice server on the worker's primary surface. `qmp`: where QEMU's QMP socket is
-/// (or will be) for client input, and whether the VM has an absolute pointer.
+/// Starts the Spice server on the worker's primary surface. `device`: where clients' monitors
+/// configs go. `qmp`: where QEMU's QMP socket is (or will be) for client input, and whether
+/// the VM has an absolute pointer.
 pub fn start_server(
     options: &SpiceOptions,
     addr: SocketAddr,
     worker: &WorkerControl,
+    device: Option<SharedDevice>,
     qmp: Option<(PathBuf, bool)>,
 ) -> Result<Arc<saffron_server::ServerHandle>, String> {
-    let display = WorkerDisplay::new(worker.clone());
+    let display = WorkerDisplay::new(worker.clone(), device);
     let absolute = qmp.as_ref().is_some_and(|(_, a)| *a);
     let input = LazyInput::new(absolute);
     if let Some((path, absolute)) = qmp {

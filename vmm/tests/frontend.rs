@@ -414,7 +414,7 @@ fn control_socket_client_info_lists_spice_clients() {
         disable_ticketing: true,
         ..SpiceOptions::default()
     };
-    let spice = start_server(&options, addr, server.worker(), None).unwrap();
+    let spice = start_server(&options, addr, server.worker(), None, None).unwrap();
     api.set_spice(spice.clone());
     let empty = control(&sock, &json!({"cmd": "client_info"}));
     assert_eq!(empty["ok"], json!(true), "{empty}");

@@ -29,7 +29,7 @@ use std::process::ExitCode;
 use args::Options;
 use error::{Error, Result};
 
-const USAGE: &str = "saffron-guest <find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
+const USAGE: &str = "saffron-guest <agent-stub|find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
                      fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd|sound-play|sound-capture> \
                      [--option value]...";
 
@@ -40,6 +40,7 @@ const EXIT_USAGE: u8 = 2;
 
 fn dispatch(sub: &str, opts: Options) -> Result<()> {
     match sub {
+        "agent-stub" => cmd::agent_stub::run(opts),
         "find" => cmd::find::run(opts),
         "bar-rw" => cmd::bar_rw::run(opts),
         "log" => cmd::log::run(opts),

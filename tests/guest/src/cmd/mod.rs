@@ -1,5 +1,6 @@
 //! One module per subcommand; each parses its own options and prints its `SAFFRON-` lines.
 
+pub mod agent_stub;
 pub mod bar_rw;
 pub mod bench;
 pub mod cursor;

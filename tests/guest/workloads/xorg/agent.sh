@@ -24,7 +24,8 @@
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
 #     host reads its own clipboard.
 # $1: "copy" (rounds wait up to 120 s) or "nocopy" (the server drops the clipboard: rounds
-# wait 15 s and expect nothing), or "resize": after agent-up only sync label=resized (the host
+# wait 15 s and expect nothing), or "mouse": after agent-up, saffron-guest input on every event
+# device once spice-vdagentd's uinput tablet is there, or "resize": after agent-up only sync label=resized (the host
 # waits for X to take remote-viewer's window size), then xwd -root's size (SAFFRON-XWD). Prints SAFFRON-STEP per step; on a failure the agents' and
 # Xorg's logs.
 
@@ -83,6 +84,25 @@ start_agents() {
     vspid=$!
     saffron-guest settle --ms 2000
     kill -0 "$vdpid" && kill -0 "$vspid"
+}
+
+# agent_tablet: waits for spice-vdagentd's uinput tablet (made once the session agent has
+# told it the screen's size) and sets ndev to the number of event devices then.
+agent_tablet() {
+    modprobe evdev 2>/dev/null
+    i=0
+    while [ "$i" -lt 300 ]; do
+        if grep -q 'spice vdagent tablet' /proc/bus/input/devices 2>/dev/null; then
+            saffron-guest settle --ms 500
+            ndev=$(find /dev/input -name 'event*' | wc -l)
+            echo "SAFFRON-AGENTTABLET devices=$ndev"
+            return 0
+        fi
+        saffron-guest settle --ms 100
+        i=$((i + 1))
+    done
+    echo "SAFFRON-ERROR cmd=agent-tablet msg=no spice vdagent tablet after 30 s"
+    return 1
 }
 
 # restart_agents: both agents stop (the daemon closes the port) and start again.
@@ -157,6 +177,12 @@ if [ "$failed" = 0 ] && [ "$agent_mode" = resize ]; then
     step xwd-size saffron-guest xwd --file /tmp/root.xwd
     # What spice-vdagentd made of the monitors configs it got.
     echo "SAFFRON-AGENTLOG monitors_configs=$(grep -c 'monitors config' /tmp/vdagent.log) invalid=$(grep -c 'invalid message size for VDAgentMonitorsConfig' /tmp/vdagentd.log)"
+elif [ "$failed" = 0 ] && [ "$agent_mode" = mouse ]; then
+    # The client mouse mode through the agent: spice-vdagentd's own uinput tablet reports the
+    # client's pointer (the host moves it in remote-viewer, then presses F12 to end).
+    step agent-up saffron-guest sync --id 1 --label agent-up
+    step agent-tablet agent_tablet
+    step input saffron-guest input --devices "$ndev" --end-key 88 --timeout-ms 60000
 elif [ "$failed" = 0 ]; then
     step agent-up saffron-guest sync --id 1 --label agent-up
     n=1
