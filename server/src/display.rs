@@ -9,7 +9,7 @@
 //! (see `saffron_display::pipe`); the guest never waits for a client.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
 use tracing::{debug, info};
@@ -23,6 +23,7 @@ use crate::image::{
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
+use crate::stream::{Offered, Resend, StreamingVideo, Streams};
 use crate::tls::Stream;
 use crate::wire::{Reader, Writer, has_cap, msg};
 
@@ -33,6 +34,8 @@ pub const MAX_DRAW_BODY: usize = 1 << 20;
 const ACK_WINDOW: u32 = 20;
 /// Largest client message on the display channel (INIT is 14 bytes; reports are small).
 pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
+/// Client display cap SIZED_STREAM.
+const CAP_SIZED_STREAM: u32 = 0;
 /// Client display cap MONITORS_CONFIG.
 const CAP_MONITORS_CONFIG: u32 = 1;
 /// Client display cap LZ4_COMPRESSION.
@@ -176,6 +179,10 @@ pub(crate) struct ClientDisplay {
     cache: PixmapCache,
     /// Whether the client's DISPLAY_INIT was applied (GLZ and caches wait for it).
     init_applied: bool,
+    /// Regions redrawn like video, sent as streams.
+    streams: Streams,
+    /// Where the multimedia clock starts (the server's; see [`Streams`]).
+    clock: Instant,
 }
 
 impl ClientDisplay {
@@ -210,7 +217,45 @@ impl ClientDisplay {
             images: ImageEncoder::new(compression, wan, lz4_cap),
             cache: PixmapCache::new(0),
             init_applied: false,
+            streams: Streams::new(StreamingVideo::Off, false),
+            clock: Instant::now(),
         }
+    }
+
+    /// Detects streams as `mode` says (off until called); `sized_cap`: the client takes
+    /// STREAM_DATA_SIZED; `clock`: the start of the server's multimedia time.
+    pub(crate) fn set_streaming(&mut self, mode: StreamingVideo, sized_cap: bool, clock: Instant) {
+        self.streams = Streams::new(mode, sized_cap);
+        self.clock = clock;
+    }
+
+    /// The server's multimedia time now, in ms (wraps), as `Shared::mm_time`.
+    fn mm_time(&self) -> u32 {
+        self.clock.elapsed().as_millis() as u32
+    }
+
+    /// Ends the streams that went still; their last frames go lossless. False when the
+    /// client's queue overflowed.
+    pub(crate) fn expire_streams(&mut self, queue: &SendQueue, now: Instant) -> bool {
+        let mut resends = Vec::new();
+        self.streams.expire(queue, now, &mut resends);
+        self.resend(queue, resends)
+    }
+
+    /// Sends the last frames of ended streams, lossless, in order.
+    fn resend(&mut self, queue: &SendQueue, resends: Vec<Resend>) -> bool {
+        resends.into_iter().all(|r| {
+            // A frame of another surface (stale) is not sent.
+            !(self.fits(r.area) && r.pixels.is_consistent())
+                || self.image(queue, r.area, &r.pixels, false)
+        })
+    }
+
+    /// Ends the streams `area` overlaps before something else changes or reads it.
+    fn unstream(&mut self, queue: &SendQueue, area: Rect) -> bool {
+        let mut resends = Vec::new();
+        self.streams.touched(queue, area, &mut resends);
+        self.resend(queue, resends)
     }
 
     /// The client's DISPLAY_INIT: its pixmap cache and GLZ dictionary budgets (each bounded
@@ -246,11 +291,21 @@ impl ClientDisplay {
         self.images.stats()
     }
 
+    pub(crate) fn stream_stats(&self) -> crate::stream::StreamStats {
+        self.streams.stats()
+    }
+
     /// Sends what `item` changed. False when the client's queue overflowed (its updates were
     /// thrown away): the caller asks for the surface again.
     pub(crate) fn apply(&mut self, queue: &SendQueue, item: DisplayItem) -> bool {
+        self.apply_at(queue, item, Instant::now())
+    }
+
+    /// [`ClientDisplay::apply`] of an item taken at `now` (stream detection times frames).
+    pub(crate) fn apply_at(&mut self, queue: &SendQueue, item: DisplayItem, now: Instant) -> bool {
         match item {
             DisplayItem::SurfaceCreate(info) => {
+                self.streams.clear(queue);
                 self.destroy(queue);
                 let mut w = Writer::default();
                 w.u32(0)
@@ -269,6 +324,7 @@ impl ClientDisplay {
                 true
             }
             DisplayItem::SurfaceDestroy => {
+                self.streams.clear(queue);
                 self.destroy(queue);
                 true
             }
@@ -297,6 +353,17 @@ impl ClientDisplay {
                 if !self.fits(area) {
                     return true;
                 }
+                // The copy reads the client's pixels at the source: a stream there must have
+                // its exact last frame shown first.
+                let src = Rect::new(
+                    src_x,
+                    src_y,
+                    src_x.saturating_add(area.width()),
+                    src_y.saturating_add(area.height()),
+                );
+                if !self.unstream(queue, area) || !src.is_none_or(|r| self.unstream(queue, r)) {
+                    return false;
+                }
                 self.drawn(queue, msg::DISPLAY_COPY_BITS, copy_bits(area, src_x, src_y))
             }
             DisplayItem::Draw(d) => {
@@ -305,7 +372,8 @@ impl ClientDisplay {
                 }
                 match d.content {
                     DrawContent::Fill(color) => {
-                        self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
+                        self.unstream(queue, d.area)
+                            && self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
                     }
                     DrawContent::Image(px) => {
                         if !px.is_consistent()
@@ -315,8 +383,20 @@ impl ClientDisplay {
                             debug!("inconsistent image ignored");
                             return true;
                         }
-                        let congested = queue.queued_bytes() > queue.limit() / 4;
-                        self.image(queue, d.area, &px, congested)
+                        let mut resends = Vec::new();
+                        let mm_time = self.mm_time();
+                        match self
+                            .streams
+                            .image(queue, d.area, &px, now, mm_time, &mut resends)
+                        {
+                            Offered::Frame => true,
+                            Offered::Overflow => false,
+                            Offered::Image => {
+                                let congested = queue.queued_bytes() > queue.limit() / 4;
+                                self.resend(queue, resends)
+                                    && self.image(queue, d.area, &px, congested)
+                            }
+                        }
                     }
                 }
             }
@@ -474,20 +554,29 @@ fn encode_loop(
         if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
             continue;
         }
+        if !client.expire_streams(queue, Instant::now()) {
+            resync(queue, pipe, client);
+        }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {
                 if !client.apply(queue, item) {
-                    debug!("send queue overflow: the surface is sent again");
-                    client.forget_cache(queue);
-                    if let Some(area) = client.whole() {
-                        pipe.force_resync(area);
-                    }
+                    resync(queue, pipe, client);
                 }
             }
             Popped::Resync => source.resync(pipe),
             Popped::Idle => {}
             Popped::Closed => break,
         }
+    }
+}
+
+/// The client's queue overflowed (its droppable messages are gone): its cache is cleared
+/// and the whole surface sent again.
+fn resync(queue: &SendQueue, pipe: &Pipe, client: &mut ClientDisplay) {
+    debug!("send queue overflow: the surface is sent again");
+    client.forget_cache(queue);
+    if let Some(area) = client.whole() {
+        pipe.force_resync(area);
     }
 }
 
@@ -533,6 +622,12 @@ pub(crate) fn run(
         has_cap(&req.channel_caps, CAP_LZ4_COMPRESSION),
     );
     client.images.count_into(shared.image_totals.clone());
+    client.set_streaming(
+        shared.config.streaming_video,
+        has_cap(&req.channel_caps, CAP_SIZED_STREAM),
+        shared.started,
+    );
+    client.streams.count_into(shared.stream_totals.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
@@ -548,7 +643,8 @@ pub(crate) fn run(
             encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
             pipe.close();
             let s = client.encode_stats();
-            debug!(?s, "display client's images");
+            let v = client.stream_stats();
+            debug!(?s, ?v, "display client's images and streams");
         })?;
     }
 

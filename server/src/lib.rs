@@ -23,6 +23,7 @@ mod record;
 pub mod server;
 pub mod session;
 pub mod source;
+pub mod stream;
 pub mod ticket;
 pub mod tls;
 pub mod vdi;
@@ -40,5 +41,6 @@ pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
     PointerEvent,
 };
+pub use stream::{StreamStats, StreamingVideo};
 pub use tls::TlsError;
 pub use vdi::AgentPolicy;
