@@ -366,6 +366,8 @@ impl Streams {
             t.last_gradual = t.frames;
         }
         let start = t.frames >= START_FRAMES
+            && area.width() <= mjpeg::MAX_SIDE
+            && area.height() <= mjpeg::MAX_SIDE
             && u64::from(t.gradual) * 5 >= u64::from(t.frames)
             && self.active.len() < MAX_STREAMS;
         if !start {
