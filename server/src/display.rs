@@ -23,7 +23,7 @@ use crate::image::{
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
-use crate::stream::{Offered, Resend, StreamingVideo, Streams};
+use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams};
 use crate::tls::Stream;
 use crate::wire::{Reader, Writer, has_cap, msg};
 
@@ -38,6 +38,11 @@ pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
 const CAP_SIZED_STREAM: u32 = 0;
 /// Client display cap MONITORS_CONFIG.
 const CAP_MONITORS_CONFIG: u32 = 1;
+/// Client display cap STREAM_REPORT.
+const CAP_STREAM_REPORT: u32 = 4;
+/// Client stream reports kept for the encoder between two items; more are dropped (a
+/// client reports every 5 frames or second per stream, so this is never reached honestly).
+const MAX_PENDING_REPORTS: usize = 64;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
 /// Resource type PIXMAP in an INVAL_LIST.
@@ -217,15 +222,21 @@ impl ClientDisplay {
             images: ImageEncoder::new(compression, wan, lz4_cap),
             cache: PixmapCache::new(0),
             init_applied: false,
-            streams: Streams::new(StreamingVideo::Off, false),
+            streams: Streams::new(StreamingVideo::Off, false, false),
             clock: Instant::now(),
         }
     }
 
     /// Detects streams as `mode` says (off until called); `sized_cap`: the client takes
     /// STREAM_DATA_SIZED; `clock`: the start of the server's multimedia time.
-    pub(crate) fn set_streaming(&mut self, mode: StreamingVideo, sized_cap: bool, clock: Instant) {
-        self.streams = Streams::new(mode, sized_cap);
+    pub(crate) fn set_streaming(
+        &mut self,
+        mode: StreamingVideo,
+        sized_cap: bool,
+        report_cap: bool,
+        clock: Instant,
+    ) {
+        self.streams = Streams::new(mode, sized_cap, report_cap);
         self.clock = clock;
     }
 
@@ -239,6 +250,15 @@ impl ClientDisplay {
     pub(crate) fn expire_streams(&mut self, queue: &SendQueue, now: Instant) -> bool {
         let mut resends = Vec::new();
         self.streams.expire(queue, now, &mut resends);
+        self.resend(queue, resends)
+    }
+
+    /// Takes the client's stream reports. False when the client's queue overflowed.
+    pub(crate) fn stream_reports(&mut self, queue: &SendQueue, reports: Vec<StreamReport>) -> bool {
+        let mut resends = Vec::new();
+        for r in &reports {
+            self.streams.report(queue, r, &mut resends);
+        }
         self.resend(queue, resends)
     }
 
@@ -506,6 +526,23 @@ struct InitSlot {
     arrived: std::sync::Condvar,
 }
 
+/// Where the reader thread leaves the client's stream reports for the encoder thread.
+#[derive(Default)]
+struct ReportSlot(Mutex<Vec<StreamReport>>);
+
+impl ReportSlot {
+    fn push(&self, r: StreamReport) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < MAX_PENDING_REPORTS {
+            v.push(r);
+        }
+    }
+
+    fn take(&self) -> Vec<StreamReport> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 impl InitSlot {
     fn set(&self, init: DisplayInit) {
         let mut slot = self.init.lock().unwrap_or_else(|e| e.into_inner());
@@ -539,6 +576,7 @@ fn encode_loop(
     session: &Session,
     client: &mut ClientDisplay,
     init: &InitSlot,
+    reports: &ReportSlot,
 ) {
     // Clients send DISPLAY_INIT right after linking; the first picture waits a moment for
     // it, so that it may already use the client's GLZ dictionary and cache.
@@ -554,7 +592,9 @@ fn encode_loop(
         if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
             continue;
         }
-        if !client.expire_streams(queue, Instant::now()) {
+        if !client.expire_streams(queue, Instant::now())
+            || !client.stream_reports(queue, reports.take())
+        {
             resync(queue, pipe, client);
         }
         match pipe.pop(IDLE_CHECK) {
@@ -625,22 +665,33 @@ pub(crate) fn run(
     client.set_streaming(
         shared.config.streaming_video,
         has_cap(&req.channel_caps, CAP_SIZED_STREAM),
+        has_cap(&req.channel_caps, CAP_STREAM_REPORT),
         shared.started,
     );
+    let reports = Arc::new(ReportSlot::default());
     client.streams.count_into(shared.stream_totals.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
     {
-        let (queue, shared, session, pipe, init) = (
+        let (queue, shared, session, pipe, init, reports) = (
             queue.clone(),
             shared.clone(),
             session.clone(),
             pipe.clone(),
             init.clone(),
+            reports.clone(),
         );
         ch.spawn("spice-display", move || {
-            encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
+            encode_loop(
+                &queue,
+                &pipe,
+                &shared.source,
+                &session,
+                &mut client,
+                &init,
+                &reports,
+            );
             pipe.close();
             let s = client.encode_stats();
             let v = client.stream_stats();
@@ -655,6 +706,12 @@ pub(crate) fn run(
                 debug!(?parsed, "display INIT");
                 if let Some(i) = parsed {
                     init.set(i);
+                }
+            }
+            Event::Message(msg::MSGC_DISPLAY_STREAM_REPORT, body) => {
+                match StreamReport::parse(body) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => debug!(%e, "stream report refused"),
                 }
             }
             Event::Message(ty, _) => debug!(ty, "ignored display message"),

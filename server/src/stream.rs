@@ -96,6 +96,20 @@ const TRACES: usize = 8;
 pub const MAX_STREAMS: usize = 8;
 /// MJPEG quality of stream frames (spice-server's encoder starts around here on a LAN).
 pub const DEFAULT_QUALITY: u8 = 70;
+/// Frames per client report, and the longest time between two, asked for in
+/// STREAM_ACTIVATE_REPORT (spice-server's `RED_STREAM_CLIENT_REPORT_WINDOW` and `_TIMEOUT`).
+const REPORT_WINDOW: u32 = 5;
+const REPORT_TIMEOUT_MS: u32 = 1000;
+/// Quality steps taken on a client report: down when frames were dropped or late, up when a
+/// whole report window arrived in time.
+const QUALITY_DOWN: u8 = 10;
+const QUALITY_UP: u8 = 5;
+/// Share of dropped frames (in percent) above which quality goes down.
+const DROP_PERCENT: u64 = 10;
+/// `num_frames` of a report from a client that cannot decode the stream.
+const REPORT_CANNOT_DECODE: u32 = u32::MAX;
+/// Size of a STREAM_REPORT body.
+pub const STREAM_REPORT_SIZE: usize = 32;
 /// Video codec type MJPEG; stream flag TOP_DOWN.
 const CODEC_MJPEG: u8 = 1;
 const STREAM_FLAG_TOP_DOWN: u8 = 1;
@@ -116,6 +130,12 @@ pub struct StreamStats {
     pub pixel_bytes: u64,
     /// Last frames sent again losslessly as their stream ended.
     pub lossless_resends: u64,
+    /// Client stream reports taken, and of them those that lowered or raised the quality.
+    pub reports: u64,
+    pub quality_down: u64,
+    pub quality_up: u64,
+    /// Reports refused: absurd values, or a stream (or stream generation) not live.
+    pub reports_refused: u64,
 }
 
 impl StreamStats {
@@ -127,6 +147,10 @@ impl StreamStats {
         self.frame_bytes += o.frame_bytes;
         self.pixel_bytes += o.pixel_bytes;
         self.lossless_resends += o.lossless_resends;
+        self.reports += o.reports;
+        self.quality_down += o.quality_down;
+        self.quality_up += o.quality_up;
+        self.reports_refused += o.reports_refused;
     }
 }
 
@@ -144,6 +168,84 @@ impl StreamTotals {
     }
 }
 
+/// What a client says of a stream's last frames (SPICE_MSGC_DISPLAY_STREAM_REPORT), sent
+/// after our STREAM_ACTIVATE_REPORT to clients with the STREAM_REPORT cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamReport {
+    pub stream_id: u32,
+    /// The `unique_id` of our STREAM_ACTIVATE_REPORT: which generation of the id it is about.
+    pub unique_id: u32,
+    pub start_frame_mm_time: u32,
+    pub end_frame_mm_time: u32,
+    /// Frames the report covers; `u32::MAX` when the client cannot decode the stream.
+    pub num_frames: u32,
+    /// Of them, those dropped because they arrived too late.
+    pub num_drops: u32,
+    /// How early (positive) or late the last frame arrived, in ms, against its mm-time.
+    pub last_frame_delay: i32,
+    pub audio_delay: u32,
+}
+
+/// Why a STREAM_REPORT was not taken.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("STREAM_REPORT of {0} bytes (it has {STREAM_REPORT_SIZE})")]
+    Size(usize),
+    #[error("STREAM_REPORT with {drops} drops of {frames} frames")]
+    Drops { drops: u32, frames: u32 },
+}
+
+impl StreamReport {
+    /// Parses and checks a report body: exactly [`STREAM_REPORT_SIZE`] bytes, no more drops
+    /// than frames (unless the client says it cannot decode).
+    pub fn parse(body: &[u8]) -> Result<StreamReport, ReportError> {
+        let b: &[u8; STREAM_REPORT_SIZE] =
+            body.try_into().map_err(|_| ReportError::Size(body.len()))?;
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let r = StreamReport {
+            stream_id: u(0),
+            unique_id: u(4),
+            start_frame_mm_time: u(8),
+            end_frame_mm_time: u(12),
+            num_frames: u(16),
+            num_drops: u(20),
+            last_frame_delay: u(24) as i32,
+            audio_delay: u(28),
+        };
+        if r.num_frames != REPORT_CANNOT_DECODE && r.num_drops > r.num_frames {
+            return Err(ReportError::Drops {
+                drops: r.num_drops,
+                frames: r.num_frames,
+            });
+        }
+        Ok(r)
+    }
+
+    /// Whether the client says it cannot decode the stream at all.
+    pub fn cannot_decode(&self) -> bool {
+        self.num_frames == REPORT_CANNOT_DECODE
+    }
+}
+
+/// The quality the next frames of a stream get after `report`, from `current`: lower when
+/// more than a tenth of the frames were dropped or the last one came late, higher when a
+/// whole window came in time and nothing was dropped; always within
+/// [`mjpeg::MIN_QUALITY`]..=[`DEFAULT_QUALITY`] (above the default the frames grow much
+/// faster than they gain).
+pub fn next_quality(current: u8, report: &StreamReport) -> u8 {
+    let frames = u64::from(report.num_frames);
+    let drops = u64::from(report.num_drops);
+    let current = current.clamp(mjpeg::MIN_QUALITY, DEFAULT_QUALITY);
+    let q = if drops * 100 > frames * DROP_PERCENT || report.last_frame_delay < 0 {
+        current.saturating_sub(QUALITY_DOWN)
+    } else if drops == 0 && frames >= u64::from(REPORT_WINDOW) {
+        current.saturating_add(QUALITY_UP)
+    } else {
+        current
+    };
+    q.clamp(mjpeg::MIN_QUALITY, DEFAULT_QUALITY)
+}
+
 /// A region seen redrawn, not (yet) a stream.
 #[derive(Clone, Copy, Debug)]
 struct Trace {
@@ -157,6 +259,10 @@ struct Trace {
 /// A stream the client holds.
 struct Active {
     id: u32,
+    /// Which generation of `id` this is, for the client's reports.
+    unique_id: u32,
+    /// JPEG quality of its frames, moved by the client's reports.
+    quality: u8,
     dest: Rect,
     last_time: Instant,
     /// The last frame and where it went: what is sent losslessly when the stream ends.
@@ -187,7 +293,11 @@ pub(crate) struct Resend {
 pub(crate) struct Streams {
     mode: StreamingVideo,
     sized_cap: bool,
-    quality: u8,
+    report_cap: bool,
+    /// The next stream's `unique_id`.
+    next_unique: u32,
+    /// A client that said it cannot decode our streams gets no more.
+    disabled: bool,
     traces: Vec<Trace>,
     active: Vec<Active>,
     stats: StreamStats,
@@ -195,12 +305,15 @@ pub(crate) struct Streams {
 }
 
 impl Streams {
-    /// `sized_cap`: the client takes STREAM_DATA_SIZED (frames smaller than the stream).
-    pub(crate) fn new(mode: StreamingVideo, sized_cap: bool) -> Streams {
+    /// `sized_cap`: the client takes STREAM_DATA_SIZED (frames smaller than the stream);
+    /// `report_cap`: it sends STREAM_REPORTs when asked.
+    pub(crate) fn new(mode: StreamingVideo, sized_cap: bool, report_cap: bool) -> Streams {
         Streams {
             mode,
             sized_cap,
-            quality: DEFAULT_QUALITY,
+            report_cap,
+            next_unique: 0,
+            disabled: false,
             traces: Vec::with_capacity(TRACES),
             active: Vec::new(),
             stats: StreamStats::default(),
@@ -215,6 +328,58 @@ impl Streams {
 
     pub(crate) fn stats(&self) -> StreamStats {
         self.stats
+    }
+
+    /// A client's report on stream `r.stream_id`: its quality follows; a client that cannot
+    /// decode it gets the stream ended (last frame lossless) and no more streams. Reports on
+    /// streams that are not live, or on an older generation of the id, are refused.
+    pub(crate) fn report(
+        &mut self,
+        queue: &SendQueue,
+        r: &StreamReport,
+        resends: &mut Vec<Resend>,
+    ) {
+        let Some(i) = self
+            .active
+            .iter()
+            .position(|s| s.id == r.stream_id && s.unique_id == r.unique_id)
+        else {
+            self.count(StreamStats {
+                reports_refused: 1,
+                ..StreamStats::default()
+            });
+            return;
+        };
+        if r.cannot_decode() {
+            info!(
+                id = r.stream_id,
+                "client cannot decode our stream; no more streams for it"
+            );
+            self.disabled = true;
+            self.end(queue, i, resends);
+            return;
+        }
+        let s = &mut self.active[i];
+        let q = next_quality(s.quality, r);
+        let (down, up) = (q < s.quality, q > s.quality);
+        if down || up {
+            debug!(
+                id = s.id,
+                from = s.quality,
+                to = q,
+                drops = r.num_drops,
+                frames = r.num_frames,
+                delay = r.last_frame_delay,
+                "stream quality"
+            );
+        }
+        s.quality = q;
+        self.count(StreamStats {
+            reports: 1,
+            quality_down: u64::from(down),
+            quality_up: u64::from(up),
+            ..StreamStats::default()
+        });
     }
 
     fn count(&mut self, d: StreamStats) {
@@ -236,7 +401,8 @@ impl Streams {
         mm_time: u32,
         resends: &mut Vec<Resend>,
     ) -> Offered {
-        let candidate = self.mode != StreamingVideo::Off && area.area() >= MIN_STREAM_PIXELS;
+        let candidate =
+            self.mode != StreamingVideo::Off && !self.disabled && area.area() >= MIN_STREAM_PIXELS;
         if candidate && let Some(i) = self.next_frame_of(area, now) {
             match self.send_frame(queue, i, area, px, now, mm_time) {
                 Some(true) => return Offered::Frame,
@@ -401,6 +567,16 @@ impl Streams {
         {
             return Offered::Image;
         }
+        let unique_id = self.next_unique;
+        self.next_unique = self.next_unique.wrapping_add(1);
+        if self.report_cap {
+            let mut w = Writer::with_capacity(16);
+            w.u32(id)
+                .u32(unique_id)
+                .u32(REPORT_WINDOW)
+                .u32(REPORT_TIMEOUT_MS);
+            let _ = queue.push(msg::DISPLAY_STREAM_ACTIVATE_REPORT, w.buf, false);
+        }
         info!(
             id,
             left = area.left,
@@ -413,6 +589,8 @@ impl Streams {
         );
         self.active.push(Active {
             id,
+            unique_id,
+            quality: DEFAULT_QUALITY,
             dest: area,
             last_time: now,
             last_area: area,
@@ -455,7 +633,8 @@ impl Streams {
         mm_time: u32,
     ) -> Option<bool> {
         let img = ImageRef::packed(px.width, px.height, PixelFormat::Rgb32, &px.bgrx).ok()?;
-        let jpeg = match mjpeg::encode(&img, self.quality) {
+        let quality = self.active.get(i)?.quality;
+        let jpeg = match mjpeg::encode(&img, quality) {
             Ok(j) => j,
             Err(e) => {
                 warn!(%e, "stream frame not encoded");
@@ -521,7 +700,7 @@ mod tests {
     fn client(mode: StreamingVideo, sized: bool) -> (ClientDisplay, Arc<SendQueue>, Screen) {
         let q = SendQueue::new(1 << 24);
         let mut c = ClientDisplay::new(false, 1 << 24);
-        c.set_streaming(mode, sized, Instant::now());
+        c.set_streaming(mode, sized, true, Instant::now());
         let mut screen = Screen::new();
         c.apply(
             &q,
@@ -616,7 +795,8 @@ mod tests {
         let t = play(&mut c, &q, area, 19..40, t0, gap, &big);
         let types = replay(&q, &mut screen);
         assert_eq!(types[0], msg::DISPLAY_STREAM_CREATE);
-        assert!(types[1..].iter().all(|t| *t == msg::DISPLAY_STREAM_DATA));
+        assert_eq!(types[1], msg::DISPLAY_STREAM_ACTIVATE_REPORT);
+        assert!(types[2..].iter().all(|t| *t == msg::DISPLAY_STREAM_DATA));
         let s = c.stream_stats();
         assert_eq!((s.created, s.frames, s.destroyed), (1, 21, 0));
         assert!(
@@ -754,5 +934,88 @@ mod tests {
         let types = replay(&q, &mut screen);
         assert_eq!(types[0], msg::DISPLAY_STREAM_DESTROY);
         assert_eq!(types.last(), Some(&msg::DISPLAY_COPY_BITS));
+    }
+
+    fn report_bytes(id: u32, unique: u32, frames: u32, drops: u32, delay: i32) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(id)
+            .u32(unique)
+            .u32(1000)
+            .u32(1200)
+            .u32(frames)
+            .u32(drops)
+            .i32(delay)
+            .u32(0);
+        w.buf
+    }
+
+    #[test]
+    fn reports_are_checked_and_move_quality_within_bounds() {
+        assert_eq!(StreamReport::parse(&[0; 31]), Err(ReportError::Size(31)));
+        assert_eq!(StreamReport::parse(&[0; 33]), Err(ReportError::Size(33)));
+        assert_eq!(
+            StreamReport::parse(&report_bytes(0, 0, 5, 6, 0)),
+            Err(ReportError::Drops {
+                drops: 6,
+                frames: 5
+            })
+        );
+        let cannot = StreamReport::parse(&report_bytes(0, 0, u32::MAX, u32::MAX, 0)).unwrap();
+        assert!(cannot.cannot_decode());
+        let r = |frames, drops, delay| {
+            StreamReport::parse(&report_bytes(0, 0, frames, drops, delay)).unwrap()
+        };
+        assert_eq!(next_quality(70, &r(5, 0, 100)), 70, "at the top already");
+        assert_eq!(
+            next_quality(50, &r(5, 0, 100)),
+            55,
+            "a whole window in time"
+        );
+        assert_eq!(
+            next_quality(50, &r(3, 0, 100)),
+            50,
+            "too few frames to tell"
+        );
+        assert_eq!(next_quality(50, &r(5, 1, 100)), 40, "a fifth dropped");
+        assert_eq!(next_quality(50, &r(5, 0, -3)), 40, "late");
+        assert_eq!(next_quality(25, &r(10, 10, -9999)), mjpeg::MIN_QUALITY);
+        assert_eq!(next_quality(255, &r(0, 0, i32::MAX)), DEFAULT_QUALITY);
+    }
+
+    /// A client's reports of dropped frames lower its stream's quality (its frames shrink);
+    /// reports on a stream that is not live are refused; a client that cannot decode gets
+    /// the stream ended, its last frame lossless, and no new stream.
+    #[test]
+    fn client_reports_steer_a_stream() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(0, 0, 160, 120).unwrap();
+        let t0 = Instant::now();
+        let gap = Duration::from_millis(40);
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        play(&mut c, &q, area, 0..25, t0, gap, &big);
+        replay(&q, &mut screen);
+        let before = c.stream_stats();
+        let report =
+            |frames, drops| StreamReport::parse(&report_bytes(0, 0, frames, drops, 10)).unwrap();
+        let stale = StreamReport::parse(&report_bytes(0, 7, 5, 5, 10)).unwrap();
+        assert!(c.stream_reports(&q, vec![report(5, 3), report(5, 3), report(5, 3), stale]));
+        let s = c.stream_stats();
+        assert_eq!((s.reports, s.quality_down, s.reports_refused), (3, 3, 1));
+        play(&mut c, &q, area, 25..30, t0, gap, &big);
+        replay(&q, &mut screen);
+        let s2 = c.stream_stats();
+        let per_frame = |s: &StreamStats, b: &StreamStats| {
+            (s.frame_bytes - b.frame_bytes) / (s.frames - b.frames)
+        };
+        assert!(
+            per_frame(&s2, &s) < per_frame(&before, &StreamStats::default()),
+            "quality 40 frames are smaller than quality 70 ones"
+        );
+        let cannot = StreamReport::parse(&report_bytes(0, 0, u32::MAX, 0, 0)).unwrap();
+        assert!(c.stream_reports(&q, vec![cannot]));
+        let types = replay(&q, &mut screen);
+        assert_eq!(types, [msg::DISPLAY_STREAM_DESTROY, msg::DISPLAY_DRAW_COPY]);
+        play(&mut c, &q, area, 30..60, t0, gap, &big);
+        assert_eq!(c.stream_stats().created, 1, "no new stream for that client");
     }
 }

@@ -121,6 +121,9 @@ impl Api {
                 "created": v.created, "destroyed": v.destroyed, "frames": v.frames,
                 "sized_frames": v.sized_frames, "frame_bytes": v.frame_bytes,
                 "pixel_bytes": v.pixel_bytes, "lossless_resends": v.lossless_resends,
+                // Client stream reports taken, the quality steps they caused, and refused ones.
+                "reports": v.reports, "quality_down": v.quality_down,
+                "quality_up": v.quality_up, "reports_refused": v.reports_refused,
             },
         }))
     }
