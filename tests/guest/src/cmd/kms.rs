@@ -350,7 +350,10 @@ fn upload(
 /// framebuffer; the digest is of the window, what the screen shows. `--pattern` is the picture
 /// the bars are drawn on, or the background the photo moves over (the photo is on it from the
 /// start, so every frame moves it). `--fps N` paces the frames at N per second (0, the
-/// default: as fast as the guest can).
+/// default: as fast as the guest can). `--hold-at N --hold-sync ID` hands over to the host
+/// (`SAFFRON-SYNC id=ID label=playing frame=N`) right after frame N, with the picture of
+/// that frame on screen, and plays on after `go` (the pace starts again from there): how a
+/// host compares a client's picture with a frame while the video plays.
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
@@ -372,6 +375,16 @@ pub fn run(mut opts: Options) -> Result<()> {
     let height = opts.take_u64("height")?;
     let frames = opts.u64_or("frames", 60, MAX_FRAMES)? as usize;
     let fps_pace = opts.u64_or("fps", 0, 1000)?;
+    let hold_at = opts.take_u64("hold-at")?;
+    let hold_sync = opts.take("hold-sync");
+    if hold_at.is_some() != hold_sync.is_some() {
+        return Err(Error::Usage(
+            "--hold-at and --hold-sync go together".to_string(),
+        ));
+    }
+    if let Some(id) = &hold_sync {
+        super::sync::check_token("hold-sync", id)?;
+    }
     let pattern = Pattern::parse(&opts.take("pattern").unwrap_or_else(|| "hgrad".to_string()))?;
     let motion = Motion::parse(&opts.take("motion").unwrap_or_else(|| "bars".to_string()))?;
     let sync_id = opts.take("sync");
@@ -557,10 +570,12 @@ pub fn run(mut opts: Options) -> Result<()> {
         println!("SAFFRON-PHASE name={p} begin");
     }
     let start = Instant::now();
+    // Where the pace counts from: the start, or the end of a hold.
+    let (mut pace_from, mut pace_frame) = (start, 0usize);
     for i in 0..frames {
         if fps_pace > 0 {
-            let due = std::time::Duration::from_secs(i as u64) / fps_pace as u32;
-            if let Some(wait) = due.checked_sub(start.elapsed()) {
+            let due = std::time::Duration::from_secs((i - pace_frame) as u64) / fps_pace as u32;
+            if let Some(wait) = due.checked_sub(pace_from.elapsed()) {
                 std::thread::sleep(wait);
             }
         }
@@ -581,6 +596,12 @@ pub fn run(mut opts: Options) -> Result<()> {
         }
         dirty(&clips)?;
         n_clips += clips.len();
+        if let (Some(at), Some(id)) = (hold_at, &hold_sync)
+            && at == i as u64
+        {
+            super::sync::hand_over(id, Some(&format!("playing frame={i}")), sync_timeout)?;
+            (pace_from, pace_frame) = (Instant::now(), i + 1);
+        }
     }
     let elapsed = start.elapsed();
     if let Some(p) = &phase {
