@@ -45,6 +45,10 @@ const CODECS: &[(&str, EncodeFn)] = &[
             .expect("glz encodes")
     }),
     ("spice-lz4", |i| lz4::encode(&i.image).expect("lz4 encodes")),
+    // Lossy: the MJPEG frames of video streams, at the streams' default quality.
+    ("mjpeg-q70", |i| {
+        saffron_codec::mjpeg::encode(&i.image, 70).expect("mjpeg encodes")
+    }),
     ("lz4_flex-raw", |i| lz4_flex::block::compress(i.raw)),
     ("zstd1-raw", |i| {
         zstd::bulk::compress(i.raw, 1).expect("zstd encodes")

@@ -15,6 +15,7 @@ pub mod graduality;
 pub mod image;
 pub mod lz;
 pub mod lz4;
+pub mod mjpeg;
 pub mod quic;
 pub mod zlib_glz;
 

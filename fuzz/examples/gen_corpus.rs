@@ -606,7 +606,12 @@ fn agent_chunks() {
     }
     let announce = message(6, &[1, 0, 0, 0, 0xff, 0xff, 0x03, 0]);
     let grab = message(7, &[0, 0, 0, 0, 1, 0, 0, 0]);
-    let text: Vec<u8> = b"Saffron clipboard ".iter().copied().cycle().take(3000).collect();
+    let text: Vec<u8> = b"Saffron clipboard "
+        .iter()
+        .copied()
+        .cycle()
+        .take(3000)
+        .collect();
     let clip = message(4, &[&[0u8, 0, 0, 0, 1, 0, 0, 0][..], &text].concat());
     let mut guest = chunk(1, &announce);
     guest.extend(chunk(1, &grab));

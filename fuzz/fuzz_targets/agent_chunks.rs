@@ -90,7 +90,9 @@ fuzz_target!(|data: &[u8]| {
                     assert!(!forbidden(policy, le32(data, 4)), "a forbidden type passed");
                     current = Some((u64::from(le32(data, 16)) + AGENT_HEADER_SIZE as u64, 0));
                 }
-                let (size, seen) = current.as_mut().expect("a continuation after a first piece");
+                let (size, seen) = current
+                    .as_mut()
+                    .expect("a continuation after a first piece");
                 *seen += data.len() as u64;
                 assert!(*seen <= *size, "a piece crossed its message's end");
             }
@@ -103,7 +105,9 @@ fuzz_target!(|data: &[u8]| {
         let mut guest = VdagentdPort::default();
         let mut rest = rest;
         while let Some((&len, tail)) = rest.split_first() {
-            let n = (usize::from(len) * 8).min(VD_AGENT_MAX_DATA_SIZE).min(tail.len());
+            let n = (usize::from(len) * 8)
+                .min(VD_AGENT_MAX_DATA_SIZE)
+                .min(tail.len());
             let (body, tail) = tail.split_at(n);
             rest = tail;
             let Ok(done) = inbox.on_data(body) else {

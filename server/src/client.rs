@@ -471,6 +471,16 @@ pub struct Screen {
     glz: Option<saffron_codec::glz::Decoder>,
     /// The pixmap cache: images sent with CACHE_ME, as (width, height, B,G,R,X rows), by id.
     pub cache: std::collections::HashMap<u64, (u32, u32, Vec<u8>)>,
+    /// Live video streams, by id: their destination (left, top, right, bottom).
+    pub streams: std::collections::BTreeMap<u32, [u32; 4]>,
+    /// STREAM_CREATE, STREAM_DATA(_SIZED) and STREAM_DESTROY messages seen.
+    pub streams_created: u64,
+    pub stream_frames: u64,
+    pub streams_destroyed: u64,
+    /// The last frame of each stream: its destination, mm-time and JPEG bytes. Frames are not
+    /// painted: a real client shows them later, at their mm-time, and the server ends every
+    /// stream with its last frame sent losslessly.
+    pub last_frames: std::collections::BTreeMap<u32, ([u32; 4], u32, Vec<u8>)>,
 }
 
 impl Screen {
@@ -536,6 +546,44 @@ impl Screen {
                 }
             }
             msg::DISPLAY_INVAL_ALL_PIXMAPS => self.cache.clear(),
+            msg::DISPLAY_STREAM_CREATE => {
+                let id = u32_at(body, 4)?;
+                // flags TOP_DOWN, codec MJPEG, then the stamp and the sizes.
+                if body.get(8..10) != Some(&[1, 1]) {
+                    return proto("stream that is not top-down MJPEG");
+                }
+                let dest = self.stream_rect(body, 34)?;
+                if self.streams.insert(id, dest).is_some() {
+                    return proto(format!("STREAM_CREATE of live stream {id}"));
+                }
+                self.streams_created += 1;
+            }
+            msg::DISPLAY_STREAM_DATA | msg::DISPLAY_STREAM_DATA_SIZED => {
+                let id = u32_at(body, 0)?;
+                let Some(&stream_dest) = self.streams.get(&id) else {
+                    return proto(format!("frame of unknown stream {id}"));
+                };
+                let (dest, at) = if ty == msg::DISPLAY_STREAM_DATA {
+                    (stream_dest, 8)
+                } else {
+                    (self.stream_rect(body, 16)?, 32)
+                };
+                let size = u32_at(body, at)? as usize;
+                let jpeg = body
+                    .get(at + 4..)
+                    .filter(|d| d.len() == size)
+                    .ok_or_else(|| ClientError::Protocol("stream frame size".into()))?;
+                self.last_frames
+                    .insert(id, (dest, u32_at(body, 4)?, jpeg.to_vec()));
+                self.stream_frames += 1;
+            }
+            msg::DISPLAY_STREAM_DESTROY => {
+                let id = u32_at(body, 0)?;
+                if self.streams.remove(&id).is_none() {
+                    return proto(format!("STREAM_DESTROY of unknown stream {id}"));
+                }
+                self.streams_destroyed += 1;
+            }
             _ => {}
         }
         if self.window > 0 {
@@ -545,6 +593,23 @@ impl Screen {
             }
         }
         Ok(())
+    }
+
+    /// A SpiceRect (top, left, bottom, right) at `at`, as (left, top, right, bottom), inside
+    /// the surface.
+    fn stream_rect(&self, b: &[u8], at: usize) -> Result<[u32; 4], ClientError> {
+        let (top, left, bottom, right) = (
+            u32_at(b, at)?,
+            u32_at(b, at + 4)?,
+            u32_at(b, at + 8)?,
+            u32_at(b, at + 12)?,
+        );
+        if right <= left || bottom <= top || right > self.width || bottom > self.height {
+            return proto(format!(
+                "stream rect {left},{top}-{right},{bottom} outside the surface"
+            ));
+        }
+        Ok([left, top, right, bottom])
     }
 
     /// The box of a draw message onto surface 0 (with clip NONE), checked against the surface.

@@ -68,6 +68,8 @@ pub struct ServerConfig {
     pub image_compression: crate::image::Compression,
     /// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
     pub zlib_glz_wan_compression: crate::image::WanCompression,
+    /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
+    pub streaming_video: crate::stream::StreamingVideo,
     /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
     /// which ends the connection). Only that client's own threads ever wait on it.
     pub write_timeout: Duration,
@@ -109,6 +111,7 @@ impl ServerConfig {
             display_pipe_limit: DEFAULT_PIPE_LIMIT,
             image_compression: crate::image::Compression::default(),
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
+            streaming_video: crate::stream::StreamingVideo::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
             agent: crate::vdi::AgentPolicy::default(),

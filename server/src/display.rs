@@ -9,7 +9,7 @@
 //! (see `saffron_display::pipe`); the guest never waits for a client.
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
 use tracing::{debug, info};
@@ -23,6 +23,7 @@ use crate::image::{
 use crate::link::LinkRequest;
 use crate::server::Shared;
 use crate::session::Session;
+use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams};
 use crate::tls::Stream;
 use crate::wire::{Reader, Writer, has_cap, msg};
 
@@ -33,8 +34,15 @@ pub const MAX_DRAW_BODY: usize = 1 << 20;
 const ACK_WINDOW: u32 = 20;
 /// Largest client message on the display channel (INIT is 14 bytes; reports are small).
 pub(crate) const MAX_DISPLAY_MESSAGE: u32 = 4096;
+/// Client display cap SIZED_STREAM.
+const CAP_SIZED_STREAM: u32 = 0;
 /// Client display cap MONITORS_CONFIG.
 const CAP_MONITORS_CONFIG: u32 = 1;
+/// Client display cap STREAM_REPORT.
+const CAP_STREAM_REPORT: u32 = 4;
+/// Client stream reports kept for the encoder between two items; more are dropped (a
+/// client reports every 5 frames or second per stream, so this is never reached honestly).
+const MAX_PENDING_REPORTS: usize = 64;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
 /// Resource type PIXMAP in an INVAL_LIST.
@@ -180,6 +188,10 @@ pub(crate) struct ClientDisplay {
     /// zlib-GLZ or LZ4, whatever it announces), draws only as DRAW_COPY without clip or mask,
     /// solid DRAW_FILL and COPY_BITS (what every client gets from us), no MONITORS_CONFIG.
     html5: bool,
+    /// Regions redrawn like video, sent as streams.
+    streams: Streams,
+    /// Where the multimedia clock starts (the server's; see [`Streams`]).
+    clock: Instant,
 }
 
 impl ClientDisplay {
@@ -215,7 +227,60 @@ impl ClientDisplay {
             cache: PixmapCache::new(0),
             init_applied: false,
             html5: false,
+            streams: Streams::new(StreamingVideo::Off, false, false),
+            clock: Instant::now(),
         }
+    }
+
+    /// Detects streams as `mode` says (off until called); `sized_cap`: the client takes
+    /// STREAM_DATA_SIZED; `clock`: the start of the server's multimedia time.
+    pub(crate) fn set_streaming(
+        &mut self,
+        mode: StreamingVideo,
+        sized_cap: bool,
+        report_cap: bool,
+        clock: Instant,
+    ) {
+        self.streams = Streams::new(mode, sized_cap, report_cap);
+        self.clock = clock;
+    }
+
+    /// The server's multimedia time now, in ms (wraps), as `Shared::mm_time`.
+    fn mm_time(&self) -> u32 {
+        self.clock.elapsed().as_millis() as u32
+    }
+
+    /// Ends the streams that went still; their last frames go lossless. False when the
+    /// client's queue overflowed.
+    pub(crate) fn expire_streams(&mut self, queue: &SendQueue, now: Instant) -> bool {
+        let mut resends = Vec::new();
+        self.streams.expire(queue, now, &mut resends);
+        self.resend(queue, resends)
+    }
+
+    /// Takes the client's stream reports. False when the client's queue overflowed.
+    pub(crate) fn stream_reports(&mut self, queue: &SendQueue, reports: Vec<StreamReport>) -> bool {
+        let mut resends = Vec::new();
+        for r in &reports {
+            self.streams.report(queue, r, &mut resends);
+        }
+        self.resend(queue, resends)
+    }
+
+    /// Sends the last frames of ended streams, lossless, in order.
+    fn resend(&mut self, queue: &SendQueue, resends: Vec<Resend>) -> bool {
+        resends.into_iter().all(|r| {
+            // A frame of another surface (stale) is not sent.
+            !(self.fits(r.area) && r.pixels.is_consistent())
+                || self.image(queue, r.area, &r.pixels, false)
+        })
+    }
+
+    /// Ends the streams `area` overlaps before something else changes or reads it.
+    fn unstream(&mut self, queue: &SendQueue, area: Rect) -> bool {
+        let mut resends = Vec::new();
+        self.streams.touched(queue, area, &mut resends);
+        self.resend(queue, resends)
     }
 
     /// Restricts this client to what spice-html5 draws (see the field's documentation).
@@ -268,11 +333,21 @@ impl ClientDisplay {
         self.images.stats()
     }
 
+    pub(crate) fn stream_stats(&self) -> crate::stream::StreamStats {
+        self.streams.stats()
+    }
+
     /// Sends what `item` changed. False when the client's queue overflowed (its updates were
     /// thrown away): the caller asks for the surface again.
     pub(crate) fn apply(&mut self, queue: &SendQueue, item: DisplayItem) -> bool {
+        self.apply_at(queue, item, Instant::now())
+    }
+
+    /// [`ClientDisplay::apply`] of an item taken at `now` (stream detection times frames).
+    pub(crate) fn apply_at(&mut self, queue: &SendQueue, item: DisplayItem, now: Instant) -> bool {
         match item {
             DisplayItem::SurfaceCreate(info) => {
+                self.streams.clear(queue);
                 self.destroy(queue);
                 let mut w = Writer::default();
                 w.u32(0)
@@ -291,6 +366,7 @@ impl ClientDisplay {
                 true
             }
             DisplayItem::SurfaceDestroy => {
+                self.streams.clear(queue);
                 self.destroy(queue);
                 true
             }
@@ -319,6 +395,17 @@ impl ClientDisplay {
                 if !self.fits(area) {
                     return true;
                 }
+                // The copy reads the client's pixels at the source: a stream there must have
+                // its exact last frame shown first.
+                let src = Rect::new(
+                    src_x,
+                    src_y,
+                    src_x.saturating_add(area.width()),
+                    src_y.saturating_add(area.height()),
+                );
+                if !self.unstream(queue, area) || !src.is_none_or(|r| self.unstream(queue, r)) {
+                    return false;
+                }
                 self.drawn(queue, msg::DISPLAY_COPY_BITS, copy_bits(area, src_x, src_y))
             }
             DisplayItem::Draw(d) => {
@@ -327,7 +414,8 @@ impl ClientDisplay {
                 }
                 match d.content {
                     DrawContent::Fill(color) => {
-                        self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
+                        self.unstream(queue, d.area)
+                            && self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
                     }
                     DrawContent::Image(px) => {
                         if !px.is_consistent()
@@ -337,8 +425,20 @@ impl ClientDisplay {
                             debug!("inconsistent image ignored");
                             return true;
                         }
-                        let congested = queue.queued_bytes() > queue.limit() / 4;
-                        self.image(queue, d.area, &px, congested)
+                        let mut resends = Vec::new();
+                        let mm_time = self.mm_time();
+                        match self
+                            .streams
+                            .image(queue, d.area, &px, now, mm_time, &mut resends)
+                        {
+                            Offered::Frame => true,
+                            Offered::Overflow => false,
+                            Offered::Image => {
+                                let congested = queue.queued_bytes() > queue.limit() / 4;
+                                self.resend(queue, resends)
+                                    && self.image(queue, d.area, &px, congested)
+                            }
+                        }
                     }
                 }
             }
@@ -448,6 +548,23 @@ struct InitSlot {
     arrived: std::sync::Condvar,
 }
 
+/// Where the reader thread leaves the client's stream reports for the encoder thread.
+#[derive(Default)]
+struct ReportSlot(Mutex<Vec<StreamReport>>);
+
+impl ReportSlot {
+    fn push(&self, r: StreamReport) {
+        let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if v.len() < MAX_PENDING_REPORTS {
+            v.push(r);
+        }
+    }
+
+    fn take(&self) -> Vec<StreamReport> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
 impl InitSlot {
     fn set(&self, init: DisplayInit) {
         let mut slot = self.init.lock().unwrap_or_else(|e| e.into_inner());
@@ -481,6 +598,7 @@ fn encode_loop(
     session: &Session,
     client: &mut ClientDisplay,
     init: &InitSlot,
+    reports: &ReportSlot,
 ) {
     // Clients send DISPLAY_INIT right after linking; the first picture waits a moment for
     // it, so that it may already use the client's GLZ dictionary and cache.
@@ -496,20 +614,31 @@ fn encode_loop(
         if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
             continue;
         }
+        if !client.expire_streams(queue, Instant::now())
+            || !client.stream_reports(queue, reports.take())
+        {
+            resync(queue, pipe, client);
+        }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {
                 if !client.apply(queue, item) {
-                    debug!("send queue overflow: the surface is sent again");
-                    client.forget_cache(queue);
-                    if let Some(area) = client.whole() {
-                        pipe.force_resync(area);
-                    }
+                    resync(queue, pipe, client);
                 }
             }
             Popped::Resync => source.resync(pipe),
             Popped::Idle => {}
             Popped::Closed => break,
         }
+    }
+}
+
+/// The client's queue overflowed (its droppable messages are gone): its cache is cleared
+/// and the whole surface sent again.
+fn resync(queue: &SendQueue, pipe: &Pipe, client: &mut ClientDisplay) {
+    debug!("send queue overflow: the surface is sent again");
+    client.forget_cache(queue);
+    if let Some(area) = client.whole() {
+        pipe.force_resync(area);
     }
 }
 
@@ -561,22 +690,40 @@ pub(crate) fn run(
     };
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
+    client.set_streaming(
+        shared.config.streaming_video,
+        has_cap(&req.channel_caps, CAP_SIZED_STREAM),
+        has_cap(&req.channel_caps, CAP_STREAM_REPORT),
+        shared.started,
+    );
+    let reports = Arc::new(ReportSlot::default());
+    client.streams.count_into(shared.stream_totals.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }
     {
-        let (queue, shared, session, pipe, init) = (
+        let (queue, shared, session, pipe, init, reports) = (
             queue.clone(),
             shared.clone(),
             session.clone(),
             pipe.clone(),
             init.clone(),
+            reports.clone(),
         );
         ch.spawn("spice-display", move || {
-            encode_loop(&queue, &pipe, &shared.source, &session, &mut client, &init);
+            encode_loop(
+                &queue,
+                &pipe,
+                &shared.source,
+                &session,
+                &mut client,
+                &init,
+                &reports,
+            );
             pipe.close();
             let s = client.encode_stats();
-            debug!(?s, "display client's images");
+            let v = client.stream_stats();
+            debug!(?s, ?v, "display client's images and streams");
         })?;
     }
 
@@ -587,6 +734,12 @@ pub(crate) fn run(
                 debug!(?parsed, "display INIT");
                 if let Some(i) = parsed {
                     init.set(i);
+                }
+            }
+            Event::Message(msg::MSGC_DISPLAY_STREAM_REPORT, body) => {
+                match StreamReport::parse(body) {
+                    Ok(r) => reports.push(r),
+                    Err(e) => debug!(%e, "stream report refused"),
                 }
             }
             Event::Message(ty, _) => debug!(ty, "ignored display message"),

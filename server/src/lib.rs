@@ -24,6 +24,7 @@ mod record;
 pub mod server;
 pub mod session;
 pub mod source;
+pub mod stream;
 pub mod ticket;
 pub mod tls;
 pub mod vdi;
@@ -43,5 +44,6 @@ pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
     PointerEvent,
 };
+pub use stream::{StreamStats, StreamingVideo};
 pub use tls::TlsError;
 pub use vdi::AgentPolicy;

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     pub image_compression: RwLock<crate::image::Compression>,
     /// Every display client's images, by format.
     pub image_totals: Arc<crate::image::ImageTotals>,
+    /// Every display client's streams, summed.
+    pub stream_totals: Arc<crate::stream::StreamTotals>,
     /// The link to the guest agent.
     pub agent: Arc<crate::agent_link::AgentHub>,
     /// The playback hub (used only when `config.sound` is set).
@@ -162,6 +164,11 @@ impl ServerHandle {
     /// The images every display client was sent so far, by format.
     pub fn image_totals(&self) -> crate::image::EncodeStats {
         self.shared.image_totals.snapshot()
+    }
+
+    /// What every display client's video streams sent so far.
+    pub fn stream_totals(&self) -> crate::stream::StreamStats {
+        self.shared.stream_totals.snapshot()
     }
 
     /// Takes `stream` (the VMM's virtio-serial port `com.redhat.spice.0`, connected) as the
@@ -285,6 +292,7 @@ pub fn start_with_cursor(
         started,
         image_compression: RwLock::new(image_compression),
         image_totals: Arc::default(),
+        stream_totals: Arc::default(),
         agent: crate::agent_link::AgentHub::new(agent_policy),
         playback: Arc::new(playback::Playback::new(started, playback_compression)),
         capture: Arc::default(),

@@ -112,6 +112,13 @@ pub mod msg {
     pub const DISPLAY_INVAL_LIST: u16 = 105;
     pub const DISPLAY_INVAL_ALL_PIXMAPS: u16 = 106;
     pub const DISPLAY_INVAL_ALL_PALETTES: u16 = 108;
+    pub const DISPLAY_STREAM_CREATE: u16 = 122;
+    pub const DISPLAY_STREAM_DATA: u16 = 123;
+    pub const DISPLAY_STREAM_CLIP: u16 = 124;
+    pub const DISPLAY_STREAM_DESTROY: u16 = 125;
+    pub const DISPLAY_STREAM_DATA_SIZED: u16 = 316;
+    pub const DISPLAY_STREAM_ACTIVATE_REPORT: u16 = 319;
+    pub const MSGC_DISPLAY_STREAM_REPORT: u16 = 102;
     pub const DISPLAY_DRAW_FILL: u16 = 302;
     pub const DISPLAY_DRAW_COPY: u16 = 304;
     pub const DISPLAY_SURFACE_CREATE: u16 = 314;

@@ -118,6 +118,7 @@ impl Api {
         let spice = self.spice.get().ok_or("no Spice server (--spice)")?;
         let clients: Vec<Value> = spice.clients().iter().map(client_json).collect();
         let i = spice.image_totals();
+        let v = spice.stream_totals();
         let a = spice.agent_stats();
         Ok(json!({
             "clients": clients,
@@ -134,6 +135,16 @@ impl Api {
                 "raw": i.raw, "quic": i.quic, "lz": i.lz, "glz": i.glz,
                 "zlib_glz": i.zlib_glz, "lz4": i.lz4,
                 "pixel_bytes": i.pixel_bytes, "payload_bytes": i.payload_bytes,
+            },
+            // Every display client's video streams so far: MJPEG frames and their bytes,
+            // and the last frames re-sent losslessly as streams went still.
+            "streams": {
+                "created": v.created, "destroyed": v.destroyed, "frames": v.frames,
+                "sized_frames": v.sized_frames, "frame_bytes": v.frame_bytes,
+                "pixel_bytes": v.pixel_bytes, "lossless_resends": v.lossless_resends,
+                // Client stream reports taken, the quality steps they caused, and refused ones.
+                "reports": v.reports, "quality_down": v.quality_down,
+                "quality_up": v.quality_up, "reports_refused": v.reports_refused,
             },
         }))
     }

@@ -142,6 +142,11 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// Which regions redrawn like video go to clients as MJPEG streams (QEMU's
+    /// streaming-video): off, all, or filter (only photographic ones, spice-server's
+    /// heuristics). A stream's last frame is sent again losslessly when it goes still.
+    #[arg(long, value_name = "MODE", default_value = "filter")]
+    spice_streaming_video: saffron_server::StreamingVideo,
     /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
     /// agent's clipboard capabilities are hidden and clipboard messages dropped, both ways.
     #[arg(long)]
@@ -187,6 +192,7 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            streaming_video: self.spice_streaming_video,
             disable_copy_paste: self.spice_disable_copy_paste,
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
             sound: false,

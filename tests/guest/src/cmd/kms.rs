@@ -8,6 +8,9 @@
 //!   * `tiles`: two 128x128 photographs are pasted in turn into the cells of a grid, one per
 //!     frame, each sent as its own clip: the same pictures again and again at new places (icons,
 //!     a file manager's thumbnails), which a server's image cache should send only once;
+//!   * `video`: a 320x240 window in the middle of the screen shows a new picture every frame,
+//!     a view panning across a larger photograph, sent as one clip per frame: what a video
+//!     player gives a display server (pace it with `--fps`);
 //!   * `photo`: a 320x240 photograph ([`crate::image::photo`]) moves over the pattern by 8
 //!     pixels right and down per frame, wrapping around at the edges; each frame restores the
 //!     background where the photo was, draws it at its new place and sends those two clips (what
@@ -45,6 +48,14 @@ const PHOTO_STEP: usize = 8;
 /// Noise seed of the photograph.
 const PHOTO_SEED: u32 = 1;
 
+/// Size of the window `--motion video` plays in (smaller if the framebuffer is).
+const VIDEO_SIZE: (usize, usize) = (320, 240);
+/// Pixels the view pans right and down per video frame, across a photograph twice the
+/// window's size.
+const VIDEO_PAN: (usize, usize) = (5, 3);
+/// Noise seed of the video's photograph.
+const VIDEO_SEED: u32 = 4;
+
 /// Side of the square photographs `--motion tiles` pastes (smaller if the framebuffer is).
 const TILE_SIDE: usize = 128;
 /// Distance between two grid cells of `--motion tiles`, both ways.
@@ -58,6 +69,7 @@ enum Motion {
     Bars,
     Photo,
     Tiles,
+    Video,
 }
 
 impl Motion {
@@ -66,8 +78,9 @@ impl Motion {
             "bars" => Ok(Motion::Bars),
             "photo" => Ok(Motion::Photo),
             "tiles" => Ok(Motion::Tiles),
+            "video" => Ok(Motion::Video),
             _ => Err(Error::Usage(format!(
-                "--motion must be bars, photo or tiles, not {s:?}"
+                "--motion must be bars, photo, tiles or video, not {s:?}"
             ))),
         }
     }
@@ -77,6 +90,7 @@ impl Motion {
             Motion::Bars => "bars",
             Motion::Photo => "photo",
             Motion::Tiles => "tiles",
+            Motion::Video => "video",
         }
     }
 }
@@ -107,6 +121,36 @@ fn draw_tile_frame(i: usize, tiles: &[Image], img: &mut Image) -> Vec<Rect> {
     };
     img.paste(tile, whole, cell.x, cell.y);
     vec![cell]
+}
+
+/// Where the video window of a `w x h` picture is: `vw x vh`, centred.
+fn video_rect(w: usize, h: usize, vw: usize, vh: usize) -> Rect {
+    Rect {
+        x: (w - vw) / 2,
+        y: (h - vh) / 2,
+        w: vw,
+        h: vh,
+    }
+}
+
+/// Draws video frame `i` into `img`: the view of `film` (at least the window's size) panned
+/// `i` steps, each axis bouncing back and forth inside it; returns the window.
+fn draw_video_frame(i: usize, film: &Image, window: Rect, img: &mut Image) -> Vec<Rect> {
+    let bounce = |step: usize, room: usize| {
+        if room == 0 {
+            return 0;
+        }
+        let p = (i * step) % (2 * room);
+        if p <= room { p } else { 2 * room - p }
+    };
+    let view = Rect {
+        x: bounce(VIDEO_PAN.0, film.width - window.w),
+        y: bounce(VIDEO_PAN.1, film.height - window.h),
+        w: window.w,
+        h: window.h,
+    };
+    img.paste(film, view, window.x, window.y);
+    vec![window]
 }
 
 /// The buffer on screen and everything that must be released, in reverse order, when done.
@@ -297,14 +341,18 @@ fn upload(
 }
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--fb-width FW --fb-height FH]
-/// [--x X --y Y] [--frames 60] [--pattern hgrad] [--motion bars|photo] [--sync ID]
-/// [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX] [--interval-ms 0]`.
+/// [--x X --y Y] [--frames 60] [--fps 0] [--pattern hgrad] [--motion bars|photo|tiles|video]
+/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX] [--interval-ms 0]`.
 ///
 /// The framebuffer is the mode's size unless `--fb-width/--fb-height` make it larger; the CRTC
 /// then shows its `W x H` window from (`X`, `Y`) (default 0, 0). Frames draw over the whole
 /// framebuffer; the digest is of the window, what the screen shows. `--pattern` is the picture
 /// the bars are drawn on, or the background the photo moves over (the photo is on it from the
-/// start, so every frame moves it).
+/// start, so every frame moves it). `--fps N` paces the frames at N per second (0, the
+/// default: as fast as the guest can). `--hold-at N --hold-sync ID` hands over to the host
+/// (`SAFFRON-SYNC id=ID label=playing frame=N`) right after frame N, with the picture of
+/// that frame on screen, and plays on after `go` (the pace starts again from there): how a
+/// host compares a client's picture with a frame while the video plays.
 ///
 /// Prints `SAFFRON-KMS card= connector= crtc= modes=WxH@R,... preferred=WxH@R`, then after the
 /// frames `SAFFRON-KMS width= height= frames= fps= sha256= mode= connector= crtc= full= partial=
@@ -327,6 +375,17 @@ pub fn run(mut opts: Options) -> Result<()> {
     let width = opts.take_u64("width")?;
     let height = opts.take_u64("height")?;
     let frames = opts.u64_or("frames", 60, MAX_FRAMES)? as usize;
+    let fps_pace = opts.u64_or("fps", 0, 1000)?;
+    let hold_at = opts.take_u64("hold-at")?;
+    let hold_sync = opts.take("hold-sync");
+    if hold_at.is_some() != hold_sync.is_some() {
+        return Err(Error::Usage(
+            "--hold-at and --hold-sync go together".to_string(),
+        ));
+    }
+    if let Some(id) = &hold_sync {
+        super::sync::check_token("hold-sync", id)?;
+    }
     let pattern = Pattern::parse(&opts.take("pattern").unwrap_or_else(|| "hgrad".to_string()))?;
     let motion = Motion::parse(&opts.take("motion").unwrap_or_else(|| "bars".to_string()))?;
     let sync_id = opts.take("sync");
@@ -467,6 +526,13 @@ pub fn run(mut opts: Options) -> Result<()> {
         img.paste(&p, whole, x, y);
         p
     });
+    let video = (motion == Motion::Video).then(|| {
+        let (vw, vh) = (VIDEO_SIZE.0.min(wu), VIDEO_SIZE.1.min(hu));
+        let film = crate::image::photo(2 * vw, 2 * vh, VIDEO_SEED);
+        let window = video_rect(wu, hu, vw, vh);
+        draw_video_frame(0, &film, window, &mut img);
+        (film, window)
+    });
     let side = TILE_SIDE.min(wu).min(hu);
     let tiles: Vec<Image> = if motion == Motion::Tiles {
         TILE_SEEDS
@@ -509,11 +575,20 @@ pub fn run(mut opts: Options) -> Result<()> {
         println!("SAFFRON-PHASE name={p} begin");
     }
     let start = Instant::now();
+    // Where the pace counts from: the start, or the end of a hold.
+    let (mut pace_from, mut pace_frame) = (start, 0usize);
     for i in 0..frames {
-        let rects = match (&photo, motion) {
-            (Some(p), _) => draw_photo_frame(i, &base, p, &mut img),
-            (None, Motion::Tiles) => draw_tile_frame(i, &tiles, &mut img),
-            (None, _) => draw_frame(i, &base, &mut img),
+        if fps_pace > 0 {
+            let due = std::time::Duration::from_secs((i - pace_frame) as u64) / fps_pace as u32;
+            if let Some(wait) = due.checked_sub(pace_from.elapsed()) {
+                std::thread::sleep(wait);
+            }
+        }
+        let rects = match (&photo, &video, motion) {
+            (_, Some((film, window)), _) => draw_video_frame(i + 1, film, *window, &mut img),
+            (Some(p), _, _) => draw_photo_frame(i, &base, p, &mut img),
+            (None, _, Motion::Tiles) => draw_tile_frame(i, &tiles, &mut img),
+            (None, _, _) => draw_frame(i, &base, &mut img),
         };
         let clips: Vec<DrmClipRect> = rects.iter().copied().map(clip).collect();
         if rects == [full] {
@@ -528,6 +603,12 @@ pub fn run(mut opts: Options) -> Result<()> {
         n_clips += clips.len();
         if !interval.is_zero() {
             std::thread::sleep(interval);
+        }
+        if let (Some(at), Some(id)) = (hold_at, &hold_sync)
+            && at == i as u64
+        {
+            super::sync::hand_over(id, Some(&format!("playing frame={i}")), sync_timeout)?;
+            (pace_from, pace_frame) = (Instant::now(), i + 1);
         }
     }
     let elapsed = start.elapsed();
@@ -716,6 +797,40 @@ mod tests {
 
     /// Tile frames alternate the two tiles at a cell, then move on; cells stay inside the
     /// picture and do not overlap.
+    #[test]
+    fn video_frames_change_the_window_only_and_pan_back_and_forth() {
+        let film = crate::image::photo(64, 48, VIDEO_SEED);
+        let base = Pattern::HGrad.render(100, 80).unwrap();
+        let window = video_rect(100, 80, 32, 24);
+        assert_eq!((window.x, window.y), (34, 28));
+        let mut img = base.clone();
+        let mut seen = Vec::new();
+        for i in 0..20 {
+            assert_eq!(draw_video_frame(i, &film, window, &mut img), [window]);
+            let shown = img.crop(window).sha256();
+            assert!(!seen.contains(&shown), "frame {i} repeats an earlier one");
+            seen.push(shown);
+            // Outside the window nothing changed.
+            let mut outside = img.clone();
+            outside.paste(&base, window, window.x, window.y);
+            assert_eq!(outside.sha256(), base.sha256());
+        }
+        // x bounces inside 32 pixels of room in steps of 5: back at 0 after 2 * 32 / gcd.
+        assert_eq!(
+            {
+                let mut a = base.clone();
+                draw_video_frame(64, &film, window, &mut a);
+                a.sha256()
+            },
+            {
+                let mut b = base.clone();
+                draw_video_frame(0, &film, window, &mut b);
+                b.sha256()
+            },
+            "frame 64 is frame 0 again (both axes back at 0)"
+        );
+    }
+
     #[test]
     fn tiles_alternate_and_move_on() {
         let (w, h) = (1024, 768);

@@ -1,0 +1,1021 @@
+//! Video streams (spec §8 "streams"): regions the guest redraws like video go to the client as
+//! an MJPEG stream instead of one lossless image per frame.
+//!
+//! # Detection (spice-server's heuristics, per client)
+//! spice-server (`video-stream.cpp`) watches the drawables it is about to send: a COPY whose
+//! destination equals the previous one's, at least 96x96 pixels, within 200 ms of it, counts
+//! one more frame; a frame whose picture is not "low graduality" (text, UI) counts as gradual.
+//! After 20 frames, a fifth of them gradual, the region becomes a stream; with
+//! `streaming-video=all` every frame counts as gradual. A stream takes further frames up to
+//! 1 s apart, and stops after 1 s without one. We do the same on the push pipeline, per
+//! client, on the images the worker publishes (KMS, fbdev and X.org alike: all arrive as
+//! [`saffron_display::Draw`]s of rendered pixels), timed by when the client's encoder takes
+//! them.
+//!
+//! # Pixel-exact once still
+//! A stream's frames are lossy and the client shows them late (at their mm-time, see below).
+//! So whatever else touches a stream's region (a drawing that is not its next frame, a
+//! COPY_BITS reading or writing it) first ends the stream; and a stream that goes still
+//! ends too. Ending is STREAM_DESTROY (the client drops frames it still holds) followed by
+//! the last frame sent again through the lossless image path, so that what the client
+//! keeps is exactly the guest's picture.
+//!
+//! # Time stamps
+//! Each frame carries the server's multimedia time (`Shared::mm_time`, the clock the main
+//! channel's INIT and the playback channel use), taken when it is encoded. spice-gtk shows a
+//! frame when its own session clock (the INIT's time, 400 ms behind ours) reaches the stamp,
+//! and drops frames already late.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use saffron_codec::graduality::{self, Graduality};
+use saffron_codec::{ImageRef, PixelFormat, mjpeg};
+use saffron_display::{Pixels, Rect};
+use tracing::{debug, info, warn};
+
+use crate::conn::SendQueue;
+use crate::wire::{Writer, msg};
+
+/// QEMU's `streaming-video`: which regions become streams.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StreamingVideo {
+    /// Never stream.
+    Off,
+    /// Any region redrawn like video, whatever its content.
+    All,
+    /// Only regions whose frames look photographic often enough (spice-server's default).
+    #[default]
+    Filter,
+}
+
+impl StreamingVideo {
+    pub const NAMES: [&'static str; 3] = ["off", "all", "filter"];
+}
+
+impl std::str::FromStr for StreamingVideo {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "off" => Ok(StreamingVideo::Off),
+            "all" => Ok(StreamingVideo::All),
+            "filter" => Ok(StreamingVideo::Filter),
+            _ => Err(format!(
+                "streaming-video must be off, all or filter, not {s:?}"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for StreamingVideo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StreamingVideo::Off => "off",
+            StreamingVideo::All => "all",
+            StreamingVideo::Filter => "filter",
+        })
+    }
+}
+
+/// Smallest frame, in pixels, that may become a stream (spice-server's `RED_STREAM_MIN_SIZE`).
+pub const MIN_STREAM_PIXELS: u64 = 96 * 96;
+/// Frames before a region becomes a stream (`RED_STREAM_FRAMES_START_CONDITION`).
+pub const START_FRAMES: u32 = 20;
+/// Longest gap between two frames while detecting (`RED_STREAM_DETECTION_MAX_DELTA`).
+pub const DETECTION_GAP: Duration = Duration::from_millis(200);
+/// Longest gap between two frames of a stream, and how long a still stream lives
+/// (`RED_STREAM_CONTINUOUS_MAX_DELTA`, `RED_STREAM_TIMEOUT`).
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(1);
+/// Frames without a gradual one after which counting starts over
+/// (`RED_STREAM_FRAMES_RESET_CONDITION`).
+const RESET_FRAMES: u32 = 100;
+/// Candidate regions remembered (spice-server's `NUM_TRACE_ITEMS`).
+const TRACES: usize = 8;
+/// Streams one client may have at once; a further candidate waits for one to end. spice-gtk
+/// keeps its streams in an array indexed by id, so ids stay below this.
+pub const MAX_STREAMS: usize = 8;
+/// MJPEG quality of stream frames (spice-server's encoder starts around here on a LAN).
+pub const DEFAULT_QUALITY: u8 = 70;
+/// Frames per client report, and the longest time between two, asked for in
+/// STREAM_ACTIVATE_REPORT (spice-server's `RED_STREAM_CLIENT_REPORT_WINDOW` and `_TIMEOUT`).
+const REPORT_WINDOW: u32 = 5;
+const REPORT_TIMEOUT_MS: u32 = 1000;
+/// Quality steps taken on a client report: down when frames were dropped or late, up when a
+/// whole report window arrived in time.
+const QUALITY_DOWN: u8 = 10;
+const QUALITY_UP: u8 = 5;
+/// Share of dropped frames (in percent) above which quality goes down.
+const DROP_PERCENT: u64 = 10;
+/// `num_frames` of a report from a client that cannot decode the stream.
+const REPORT_CANNOT_DECODE: u32 = u32::MAX;
+/// Size of a STREAM_REPORT body.
+pub const STREAM_REPORT_SIZE: usize = 32;
+/// Video codec type MJPEG; stream flag TOP_DOWN.
+const CODEC_MJPEG: u8 = 1;
+const STREAM_FLAG_TOP_DOWN: u8 = 1;
+
+/// What one client's streams sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamStats {
+    /// STREAM_CREATE messages.
+    pub created: u64,
+    /// STREAM_DESTROY messages.
+    pub destroyed: u64,
+    /// STREAM_DATA and STREAM_DATA_SIZED messages.
+    pub frames: u64,
+    /// Of which STREAM_DATA_SIZED.
+    pub sized_frames: u64,
+    /// Bytes of JPEG in them, and the raw pixel bytes they carried.
+    pub frame_bytes: u64,
+    pub pixel_bytes: u64,
+    /// Last frames sent again losslessly as their stream ended.
+    pub lossless_resends: u64,
+    /// Client stream reports taken, and of them those that lowered or raised the quality.
+    pub reports: u64,
+    pub quality_down: u64,
+    pub quality_up: u64,
+    /// Reports refused: absurd values, or a stream (or stream generation) not live.
+    pub reports_refused: u64,
+}
+
+impl StreamStats {
+    pub(crate) fn add(&mut self, o: &StreamStats) {
+        self.created += o.created;
+        self.destroyed += o.destroyed;
+        self.frames += o.frames;
+        self.sized_frames += o.sized_frames;
+        self.frame_bytes += o.frame_bytes;
+        self.pixel_bytes += o.pixel_bytes;
+        self.lossless_resends += o.lossless_resends;
+        self.reports += o.reports;
+        self.quality_down += o.quality_down;
+        self.quality_up += o.quality_up;
+        self.reports_refused += o.reports_refused;
+    }
+}
+
+/// Every display client's streams, summed over the server's life (control socket, tests).
+#[derive(Debug, Default)]
+pub struct StreamTotals(std::sync::Mutex<StreamStats>);
+
+impl StreamTotals {
+    pub fn snapshot(&self) -> StreamStats {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn add(&self, s: &StreamStats) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).add(s);
+    }
+}
+
+/// What a client says of a stream's last frames (SPICE_MSGC_DISPLAY_STREAM_REPORT), sent
+/// after our STREAM_ACTIVATE_REPORT to clients with the STREAM_REPORT cap.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StreamReport {
+    pub stream_id: u32,
+    /// The `unique_id` of our STREAM_ACTIVATE_REPORT: which generation of the id it is about.
+    pub unique_id: u32,
+    pub start_frame_mm_time: u32,
+    pub end_frame_mm_time: u32,
+    /// Frames the report covers; `u32::MAX` when the client cannot decode the stream.
+    pub num_frames: u32,
+    /// Of them, those dropped because they arrived too late.
+    pub num_drops: u32,
+    /// How early (positive) or late the last frame arrived, in ms, against its mm-time.
+    pub last_frame_delay: i32,
+    pub audio_delay: u32,
+}
+
+/// Why a STREAM_REPORT was not taken.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReportError {
+    #[error("STREAM_REPORT of {0} bytes (it has {STREAM_REPORT_SIZE})")]
+    Size(usize),
+    #[error("STREAM_REPORT with {drops} drops of {frames} frames")]
+    Drops { drops: u32, frames: u32 },
+}
+
+impl StreamReport {
+    /// Parses and checks a report body: exactly [`STREAM_REPORT_SIZE`] bytes, no more drops
+    /// than frames (unless the client says it cannot decode).
+    pub fn parse(body: &[u8]) -> Result<StreamReport, ReportError> {
+        let b: &[u8; STREAM_REPORT_SIZE] =
+            body.try_into().map_err(|_| ReportError::Size(body.len()))?;
+        let u = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        let r = StreamReport {
+            stream_id: u(0),
+            unique_id: u(4),
+            start_frame_mm_time: u(8),
+            end_frame_mm_time: u(12),
+            num_frames: u(16),
+            num_drops: u(20),
+            last_frame_delay: u(24) as i32,
+            audio_delay: u(28),
+        };
+        if r.num_frames != REPORT_CANNOT_DECODE && r.num_drops > r.num_frames {
+            return Err(ReportError::Drops {
+                drops: r.num_drops,
+                frames: r.num_frames,
+            });
+        }
+        Ok(r)
+    }
+
+    /// Whether the client says it cannot decode the stream at all.
+    pub fn cannot_decode(&self) -> bool {
+        self.num_frames == REPORT_CANNOT_DECODE
+    }
+}
+
+/// The quality the next frames of a stream get after `report`, from `current`: lower when
+/// more than a tenth of the frames were dropped or the last one came late, higher when a
+/// whole window came in time and nothing was dropped; always within
+/// [`mjpeg::MIN_QUALITY`]..=[`DEFAULT_QUALITY`] (above the default the frames grow much
+/// faster than they gain).
+pub fn next_quality(current: u8, report: &StreamReport) -> u8 {
+    let frames = u64::from(report.num_frames);
+    let drops = u64::from(report.num_drops);
+    let current = current.clamp(mjpeg::MIN_QUALITY, DEFAULT_QUALITY);
+    let q = if drops * 100 > frames * DROP_PERCENT || report.last_frame_delay < 0 {
+        current.saturating_sub(QUALITY_DOWN)
+    } else if drops == 0 && frames >= u64::from(REPORT_WINDOW) {
+        current.saturating_add(QUALITY_UP)
+    } else {
+        current
+    };
+    q.clamp(mjpeg::MIN_QUALITY, DEFAULT_QUALITY)
+}
+
+/// A region seen redrawn, not (yet) a stream.
+#[derive(Clone, Copy, Debug)]
+struct Trace {
+    dest: Rect,
+    time: Instant,
+    frames: u32,
+    gradual: u32,
+    last_gradual: u32,
+}
+
+/// A stream the client holds.
+struct Active {
+    id: u32,
+    /// Which generation of `id` this is, for the client's reports.
+    unique_id: u32,
+    /// JPEG quality of its frames, moved by the client's reports.
+    quality: u8,
+    dest: Rect,
+    last_time: Instant,
+    /// The last frame and where it went: what is sent losslessly when the stream ends.
+    last_area: Rect,
+    last_frame: Arc<Pixels>,
+}
+
+/// What became of an image offered to [`Streams::image`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Offered {
+    /// Queued as a stream frame.
+    Frame,
+    /// A stream frame that overflowed the client's send queue (which then dropped its
+    /// droppable messages): the caller resyncs.
+    Overflow,
+    /// Not a stream frame: the caller sends it through the image path.
+    Image,
+}
+
+/// A picture to send losslessly, in order, before anything else: the last frame of a stream
+/// that just ended.
+pub(crate) struct Resend {
+    pub area: Rect,
+    pub pixels: Arc<Pixels>,
+}
+
+/// One client's stream detector and streams.
+pub(crate) struct Streams {
+    mode: StreamingVideo,
+    sized_cap: bool,
+    report_cap: bool,
+    /// The next stream's `unique_id`.
+    next_unique: u32,
+    /// A client that said it cannot decode our streams gets no more.
+    disabled: bool,
+    traces: Vec<Trace>,
+    active: Vec<Active>,
+    stats: StreamStats,
+    totals: Option<Arc<StreamTotals>>,
+}
+
+impl Streams {
+    /// `sized_cap`: the client takes STREAM_DATA_SIZED (frames smaller than the stream);
+    /// `report_cap`: it sends STREAM_REPORTs when asked.
+    pub(crate) fn new(mode: StreamingVideo, sized_cap: bool, report_cap: bool) -> Streams {
+        Streams {
+            mode,
+            sized_cap,
+            report_cap,
+            next_unique: 0,
+            disabled: false,
+            traces: Vec::with_capacity(TRACES),
+            active: Vec::new(),
+            stats: StreamStats::default(),
+            totals: None,
+        }
+    }
+
+    /// Also counts into the server's totals.
+    pub(crate) fn count_into(&mut self, totals: Arc<StreamTotals>) {
+        self.totals = Some(totals);
+    }
+
+    pub(crate) fn stats(&self) -> StreamStats {
+        self.stats
+    }
+
+    /// A client's report on stream `r.stream_id`: its quality follows; a client that cannot
+    /// decode it gets the stream ended (last frame lossless) and no more streams. Reports on
+    /// streams that are not live, or on an older generation of the id, are refused.
+    pub(crate) fn report(
+        &mut self,
+        queue: &SendQueue,
+        r: &StreamReport,
+        resends: &mut Vec<Resend>,
+    ) {
+        let Some(i) = self
+            .active
+            .iter()
+            .position(|s| s.id == r.stream_id && s.unique_id == r.unique_id)
+        else {
+            self.count(StreamStats {
+                reports_refused: 1,
+                ..StreamStats::default()
+            });
+            return;
+        };
+        if r.cannot_decode() {
+            info!(
+                id = r.stream_id,
+                "client cannot decode our stream; no more streams for it"
+            );
+            self.disabled = true;
+            self.end(queue, i, resends);
+            return;
+        }
+        let s = &mut self.active[i];
+        let q = next_quality(s.quality, r);
+        let (down, up) = (q < s.quality, q > s.quality);
+        if down || up {
+            debug!(
+                id = s.id,
+                from = s.quality,
+                to = q,
+                drops = r.num_drops,
+                frames = r.num_frames,
+                delay = r.last_frame_delay,
+                "stream quality"
+            );
+        }
+        s.quality = q;
+        self.count(StreamStats {
+            reports: 1,
+            quality_down: u64::from(down),
+            quality_up: u64::from(up),
+            ..StreamStats::default()
+        });
+    }
+
+    fn count(&mut self, d: StreamStats) {
+        self.stats.add(&d);
+        if let Some(t) = &self.totals {
+            t.add(&d);
+        }
+    }
+
+    /// An image drawn at `area`: sent as a frame of a stream, or left to the caller, who
+    /// first sends `resends` losslessly (the streams the image overlaps, ended). `mm_time`
+    /// stamps the frame.
+    pub(crate) fn image(
+        &mut self,
+        queue: &SendQueue,
+        area: Rect,
+        px: &Arc<Pixels>,
+        now: Instant,
+        mm_time: u32,
+        resends: &mut Vec<Resend>,
+    ) -> Offered {
+        let candidate =
+            self.mode != StreamingVideo::Off && !self.disabled && area.area() >= MIN_STREAM_PIXELS;
+        if candidate && let Some(i) = self.next_frame_of(area, now) {
+            match self.send_frame(queue, i, area, px, now, mm_time) {
+                Some(true) => return Offered::Frame,
+                Some(false) => return Offered::Overflow,
+                None => {
+                    // Could not encode: the stream ends and the picture goes lossless.
+                    self.end(queue, i, resends);
+                    return Offered::Image;
+                }
+            }
+        }
+        self.touched(queue, area, resends);
+        if candidate {
+            self.trace(queue, area, px, now, mm_time)
+        } else {
+            Offered::Image
+        }
+    }
+
+    /// Something other than a frame changes `area` (or reads it, for a COPY_BITS source):
+    /// every stream it overlaps ends, its last frame to be re-sent first.
+    pub(crate) fn touched(&mut self, queue: &SendQueue, area: Rect, resends: &mut Vec<Resend>) {
+        while let Some(i) = self
+            .active
+            .iter()
+            .position(|s| s.dest.intersect(&area).is_some())
+        {
+            self.end(queue, i, resends);
+        }
+    }
+
+    /// Streams without a frame for [`STREAM_TIMEOUT`] end: the region went still.
+    pub(crate) fn expire(&mut self, queue: &SendQueue, now: Instant, resends: &mut Vec<Resend>) {
+        while let Some(i) = self
+            .active
+            .iter()
+            .position(|s| now.saturating_duration_since(s.last_time) > STREAM_TIMEOUT)
+        {
+            debug!(id = self.active[i].id, "stream went still");
+            self.end(queue, i, resends);
+        }
+    }
+
+    /// The surface goes (or is replaced): streams end without a re-send, the client drops
+    /// them with the surface.
+    pub(crate) fn clear(&mut self, queue: &SendQueue) {
+        for s in std::mem::take(&mut self.active) {
+            let _ = queue.push(
+                msg::DISPLAY_STREAM_DESTROY,
+                s.id.to_le_bytes().to_vec(),
+                false,
+            );
+            self.count(StreamStats {
+                destroyed: 1,
+                ..StreamStats::default()
+            });
+        }
+        self.traces.clear();
+    }
+
+    /// The active stream `area` is the next frame of: its destination, or (clients taking
+    /// sized frames) inside it and at least half of it, within [`STREAM_TIMEOUT`].
+    fn next_frame_of(&self, area: Rect, now: Instant) -> Option<usize> {
+        self.active.iter().position(|s| {
+            let fits = s.dest == area
+                || (self.sized_cap
+                    && s.dest.contains(&area)
+                    && area.area().saturating_mul(2) >= s.dest.area());
+            fits && now.saturating_duration_since(s.last_time) <= STREAM_TIMEOUT
+        })
+    }
+
+    fn end(&mut self, queue: &SendQueue, i: usize, resends: &mut Vec<Resend>) {
+        let s = self.active.swap_remove(i);
+        let _ = queue.push(
+            msg::DISPLAY_STREAM_DESTROY,
+            s.id.to_le_bytes().to_vec(),
+            false,
+        );
+        resends.push(Resend {
+            area: s.last_area,
+            pixels: s.last_frame,
+        });
+        self.count(StreamStats {
+            destroyed: 1,
+            lossless_resends: 1,
+            ..StreamStats::default()
+        });
+        debug!(id = s.id, "stream ended; its last frame goes lossless");
+    }
+
+    /// Counts `area` as a frame of a candidate region; makes it a stream (sending this frame
+    /// as its first) once it qualifies.
+    fn trace(
+        &mut self,
+        queue: &SendQueue,
+        area: Rect,
+        px: &Arc<Pixels>,
+        now: Instant,
+        mm_time: u32,
+    ) -> Offered {
+        let prev = self
+            .traces
+            .iter()
+            .position(|t| t.dest == area && now.saturating_duration_since(t.time) <= DETECTION_GAP)
+            .map(|i| self.traces.swap_remove(i));
+        let gradual = match self.mode {
+            StreamingVideo::Filter => is_gradual(px),
+            _ => true,
+        };
+        let mut t = prev.unwrap_or(Trace {
+            dest: area,
+            time: now,
+            frames: 0,
+            gradual: 0,
+            last_gradual: 0,
+        });
+        t.time = now;
+        t.frames = t.frames.saturating_add(1);
+        if gradual {
+            if t.frames.saturating_sub(t.last_gradual) > RESET_FRAMES {
+                t.frames = 1;
+                t.gradual = 1;
+            } else {
+                t.gradual = t.gradual.saturating_add(1);
+            }
+            t.last_gradual = t.frames;
+        }
+        let start = t.frames >= START_FRAMES
+            && area.width() <= mjpeg::MAX_SIDE
+            && area.height() <= mjpeg::MAX_SIDE
+            && u64::from(t.gradual) * 5 >= u64::from(t.frames)
+            && self.active.len() < MAX_STREAMS;
+        if !start {
+            if self.traces.len() >= TRACES {
+                // The oldest candidate makes room.
+                if let Some(oldest) = (0..self.traces.len()).min_by_key(|&i| self.traces[i].time) {
+                    self.traces.swap_remove(oldest);
+                }
+            }
+            self.traces.push(t);
+            return Offered::Image;
+        }
+        let id = (0..MAX_STREAMS as u32)
+            .find(|id| self.active.iter().all(|s| s.id != *id))
+            .unwrap_or(0);
+        let mut w = Writer::with_capacity(64);
+        w.u32(0) // surface
+            .u32(id)
+            .u8(STREAM_FLAG_TOP_DOWN)
+            .u8(CODEC_MJPEG)
+            .u64(u64::from(mm_time))
+            .u32(area.width())
+            .u32(area.height())
+            .u32(area.width())
+            .u32(area.height());
+        rect(&mut w, area);
+        w.u8(0); // clip NONE
+        if queue
+            .push(msg::DISPLAY_STREAM_CREATE, w.buf, false)
+            .is_err()
+        {
+            return Offered::Image;
+        }
+        let unique_id = self.next_unique;
+        self.next_unique = self.next_unique.wrapping_add(1);
+        if self.report_cap {
+            let mut w = Writer::with_capacity(16);
+            w.u32(id)
+                .u32(unique_id)
+                .u32(REPORT_WINDOW)
+                .u32(REPORT_TIMEOUT_MS);
+            let _ = queue.push(msg::DISPLAY_STREAM_ACTIVATE_REPORT, w.buf, false);
+        }
+        info!(
+            id,
+            left = area.left,
+            top = area.top,
+            width = area.width(),
+            height = area.height(),
+            frames = t.frames,
+            gradual = t.gradual,
+            "stream created"
+        );
+        self.active.push(Active {
+            id,
+            unique_id,
+            quality: DEFAULT_QUALITY,
+            dest: area,
+            last_time: now,
+            last_area: area,
+            last_frame: px.clone(),
+        });
+        self.count(StreamStats {
+            created: 1,
+            ..StreamStats::default()
+        });
+        let i = self.active.len() - 1;
+        match self.send_frame(queue, i, area, px, now, mm_time) {
+            Some(true) => Offered::Frame,
+            Some(false) => Offered::Overflow,
+            None => {
+                // The picture itself goes through the image path; nothing to re-send.
+                let s = self.active.swap_remove(i);
+                let _ = queue.push(
+                    msg::DISPLAY_STREAM_DESTROY,
+                    s.id.to_le_bytes().to_vec(),
+                    false,
+                );
+                self.count(StreamStats {
+                    destroyed: 1,
+                    ..StreamStats::default()
+                });
+                Offered::Image
+            }
+        }
+    }
+
+    /// Encodes `px` and queues it as a frame of stream `i`: `None` when it cannot be encoded,
+    /// `Some(false)` when the client's queue overflowed.
+    fn send_frame(
+        &mut self,
+        queue: &SendQueue,
+        i: usize,
+        area: Rect,
+        px: &Arc<Pixels>,
+        now: Instant,
+        mm_time: u32,
+    ) -> Option<bool> {
+        let img = ImageRef::packed(px.width, px.height, PixelFormat::Rgb32, &px.bgrx).ok()?;
+        let quality = self.active.get(i)?.quality;
+        let jpeg = match mjpeg::encode(&img, quality) {
+            Ok(j) => j,
+            Err(e) => {
+                warn!(%e, "stream frame not encoded");
+                return None;
+            }
+        };
+        let size = u32::try_from(jpeg.len()).ok()?;
+        let s = self.active.get_mut(i)?;
+        let sized = area != s.dest;
+        let mut w = Writer::with_capacity(jpeg.len() + 40);
+        w.u32(s.id).u32(mm_time);
+        let ty = if sized {
+            w.u32(area.width()).u32(area.height());
+            rect(&mut w, area);
+            msg::DISPLAY_STREAM_DATA_SIZED
+        } else {
+            msg::DISPLAY_STREAM_DATA
+        };
+        w.u32(size).bytes(&jpeg);
+        s.last_time = now;
+        s.last_area = area;
+        s.last_frame = px.clone();
+        let queued = queue.push(ty, w.buf, true).is_ok();
+        self.count(StreamStats {
+            frames: 1,
+            sized_frames: u64::from(sized),
+            frame_bytes: jpeg.len() as u64,
+            pixel_bytes: px.bgrx.len() as u64,
+            ..StreamStats::default()
+        });
+        Some(queued)
+    }
+}
+
+/// Whether a frame counts as gradual (photographic) for `streaming-video=filter`: anything
+/// but low graduality, as spice-server counts.
+fn is_gradual(px: &Pixels) -> bool {
+    ImageRef::packed(px.width, px.height, PixelFormat::Rgb32, &px.bgrx)
+        .is_ok_and(|img| graduality::estimate(&img) != Graduality::Low)
+}
+
+/// A SpiceRect: top, left, bottom, right.
+fn rect(w: &mut Writer, r: Rect) {
+    w.i32(r.top as i32)
+        .i32(r.left as i32)
+        .i32(r.bottom as i32)
+        .i32(r.right as i32);
+}
+
+#[cfg(test)]
+mod tests {
+    use saffron_codec::corpus;
+    use saffron_display::{DisplayItem, Draw, DrawContent, SurfaceInfo};
+
+    use super::*;
+    use crate::client::Screen;
+    use crate::display::ClientDisplay;
+
+    const W: u32 = 320;
+    const H: u32 = 240;
+
+    /// A client of a `W x H` surface showing a photo, streams detected as `mode`.
+    fn client(mode: StreamingVideo, sized: bool) -> (ClientDisplay, Arc<SendQueue>, Screen) {
+        let q = SendQueue::new(1 << 24);
+        let mut c = ClientDisplay::new(false, 1 << 24);
+        c.set_streaming(mode, sized, true, Instant::now());
+        let mut screen = Screen::new();
+        c.apply(
+            &q,
+            DisplayItem::SurfaceCreate(SurfaceInfo {
+                width: W,
+                height: H,
+            }),
+        );
+        c.apply(
+            &q,
+            DisplayItem::image(Rect::of_size(W, H), corpus::ui(W, H), None),
+        );
+        replay(&q, &mut screen);
+        (c, q, screen)
+    }
+
+    fn replay(q: &SendQueue, screen: &mut Screen) -> Vec<u16> {
+        let mut sink = std::io::sink();
+        q.take_all()
+            .into_iter()
+            .map(|(ty, body)| {
+                screen.handle(&mut sink, ty, &body).unwrap();
+                ty
+            })
+            .collect()
+    }
+
+    /// Frame `i` of a video at `area`: a window of a larger photograph that pans.
+    fn frame(area: Rect, i: u32, big: &[u8]) -> Vec<u8> {
+        let (bw, off) = (2 * W, i * 3);
+        (0..area.height())
+            .flat_map(|y| {
+                let at = (((y + off) * bw + off) * 4) as usize;
+                big[at..at + area.width() as usize * 4].to_vec()
+            })
+            .collect()
+    }
+
+    /// `area` of the screen, as BGRX.
+    fn crop(screen: &Screen, area: Rect) -> Vec<u8> {
+        (area.top..area.bottom)
+            .flat_map(|y| {
+                let at = ((y * W + area.left) * 4) as usize;
+                screen.pixels[at..at + area.width() as usize * 4].to_vec()
+            })
+            .collect()
+    }
+
+    fn decode_bgrx(jpeg: &[u8]) -> Vec<u8> {
+        let mut d = jpeg_decoder::Decoder::new(jpeg);
+        let rgb = d.decode().unwrap();
+        rgb.chunks_exact(3)
+            .flat_map(|p| [p[2], p[1], p[0], 0])
+            .collect()
+    }
+
+    /// Plays `n` frames at `area` every `gap`, from `t0`; returns the time of the last.
+    fn play(
+        c: &mut ClientDisplay,
+        q: &SendQueue,
+        area: Rect,
+        frames: std::ops::Range<u32>,
+        t0: Instant,
+        gap: Duration,
+        big: &[u8],
+    ) -> Instant {
+        let mut t = t0;
+        for i in frames {
+            t = t0 + gap * i;
+            assert!(c.apply_at(q, DisplayItem::image(area, frame(area, i, big), None), t));
+        }
+        t
+    }
+
+    /// 20 same-place photographic frames 40 ms apart make a stream; its frames are MJPEG
+    /// within 30 dB of the guest's; once the region is still for a second the stream ends
+    /// and the client's picture is exact again.
+    #[test]
+    fn a_video_region_becomes_a_stream_and_ends_exact_when_still() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        let area = Rect::new(40, 30, 200, 150).unwrap();
+        let t0 = Instant::now();
+        let gap = Duration::from_millis(40);
+        play(&mut c, &q, area, 0..19, t0, gap, &big);
+        let types = replay(&q, &mut screen);
+        assert!(
+            !types.contains(&msg::DISPLAY_STREAM_CREATE),
+            "19 frames are not a video"
+        );
+        assert_eq!(c.stream_stats(), StreamStats::default());
+        let t = play(&mut c, &q, area, 19..40, t0, gap, &big);
+        let types = replay(&q, &mut screen);
+        assert_eq!(types[0], msg::DISPLAY_STREAM_CREATE);
+        assert_eq!(types[1], msg::DISPLAY_STREAM_ACTIVATE_REPORT);
+        assert!(types[2..].iter().all(|t| *t == msg::DISPLAY_STREAM_DATA));
+        let s = c.stream_stats();
+        assert_eq!((s.created, s.frames, s.destroyed), (1, 21, 0));
+        assert!(
+            s.frame_bytes * 5 < s.pixel_bytes,
+            "MJPEG frames are small: {s:?}"
+        );
+        let (dest, _, jpeg) = screen.last_frames.get(&0).unwrap().clone();
+        assert_eq!(dest, [40, 30, 200, 150]);
+        let last = frame(area, 39, &big);
+        let p = mjpeg::psnr(&last, &decode_bgrx(&jpeg));
+        assert!(p >= 30.0, "last stream frame at {p:.1} dB");
+        // Not yet still: nothing happens.
+        assert!(c.expire_streams(&q, t + Duration::from_millis(500)));
+        assert!(replay(&q, &mut screen).is_empty());
+        assert!(c.expire_streams(&q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
+        let types = replay(&q, &mut screen);
+        assert_eq!(types[0], msg::DISPLAY_STREAM_DESTROY);
+        assert_eq!(types[1], msg::DISPLAY_DRAW_COPY);
+        assert!(screen.streams.is_empty());
+        assert!(crop(&screen, area) == last, "the still picture is exact");
+        assert_eq!(c.stream_stats().lossless_resends, 1);
+    }
+
+    /// Frames more than 200 ms apart, frames too small, and text-like frames under `filter`
+    /// are not video; `all` takes the text, `off` nothing.
+    #[test]
+    fn what_is_not_video_stays_lossless() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(0, 0, 160, 120).unwrap();
+        let t0 = Instant::now();
+        let (mut c, q, _) = client(StreamingVideo::Filter, false);
+        play(
+            &mut c,
+            &q,
+            area,
+            0..40,
+            t0,
+            Duration::from_millis(250),
+            &big,
+        );
+        let small = Rect::new(0, 0, 95, 96).unwrap();
+        play(
+            &mut c,
+            &q,
+            small,
+            0..40,
+            t0,
+            Duration::from_millis(40),
+            &big,
+        );
+        assert_eq!(c.stream_stats().created, 0);
+        let text = corpus::text(160, 120);
+        let texts = |c: &mut ClientDisplay, q: &SendQueue| {
+            for i in 0..40u32 {
+                // Text that scrolls a row per frame: changes every time, never gradual.
+                let mut px = text.clone();
+                px.rotate_left((i * 160 * 4) as usize);
+                c.apply_at(
+                    q,
+                    DisplayItem::image(area, px, None),
+                    t0 + Duration::from_millis(40) * i,
+                );
+            }
+        };
+        texts(&mut c, &q);
+        assert_eq!(c.stream_stats().created, 0, "filter: text is no video");
+        let (mut c, q, _) = client(StreamingVideo::All, false);
+        texts(&mut c, &q);
+        assert_eq!(c.stream_stats().created, 1, "all: any redrawn region is");
+        let (mut c, q, _) = client(StreamingVideo::Off, false);
+        play(&mut c, &q, area, 0..40, t0, Duration::from_millis(40), &big);
+        assert_eq!(c.stream_stats().created, 0);
+    }
+
+    /// A drawing over part of a stream, or a copy reading it, ends the stream first: the
+    /// last frame goes lossless before it, so the client's picture is exact. A client with
+    /// SIZED_STREAM gets a smaller frame inside the stream as STREAM_DATA_SIZED.
+    #[test]
+    fn other_drawings_end_a_stream_exactly_and_smaller_frames_are_sized() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(0, 0, 160, 120).unwrap();
+        let t0 = Instant::now();
+        let gap = Duration::from_millis(40);
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, true);
+        let t = play(&mut c, &q, area, 0..25, t0, gap, &big);
+        let inner = Rect::new(0, 0, 160, 100).unwrap();
+        c.apply_at(
+            &q,
+            DisplayItem::image(inner, frame(inner, 25, &big), None),
+            t + gap,
+        );
+        let types = replay(&q, &mut screen);
+        assert_eq!(types.last(), Some(&msg::DISPLAY_STREAM_DATA_SIZED));
+        assert_eq!(screen.last_frames.get(&0).unwrap().0, [0, 0, 160, 100]);
+        let fill = Rect::new(100, 100, 200, 140).unwrap();
+        c.apply_at(
+            &q,
+            DisplayItem::Draw(Draw {
+                area: fill,
+                content: DrawContent::Fill(0x123456),
+            }),
+            t + gap * 2,
+        );
+        let types = replay(&q, &mut screen);
+        assert_eq!(
+            types,
+            [
+                msg::DISPLAY_STREAM_DESTROY,
+                msg::DISPLAY_DRAW_COPY,
+                msg::DISPLAY_DRAW_FILL
+            ]
+        );
+        let mut want = frame(inner, 25, &big);
+        want.extend_from_slice(&crop(&screen, Rect::new(0, 100, 160, 120).unwrap()));
+        for y in 100..120 {
+            for x in 100..160 {
+                let i = ((y * 160 + x) * 4) as usize;
+                want[i..i + 4].copy_from_slice(&[0x56, 0x34, 0x12, 0]);
+            }
+        }
+        assert!(crop(&screen, area) == want);
+        // A new stream, then a scroll reading it: ended first as well.
+        let t = play(&mut c, &q, area, 0..25, t + gap * 3, gap, &big);
+        replay(&q, &mut screen);
+        assert_eq!(c.stream_stats().created, 2);
+        c.apply_at(
+            &q,
+            DisplayItem::CopyBits {
+                area: Rect::new(200, 0, 300, 50).unwrap(),
+                src_x: 10,
+                src_y: 10,
+            },
+            t + gap,
+        );
+        let types = replay(&q, &mut screen);
+        assert_eq!(types[0], msg::DISPLAY_STREAM_DESTROY);
+        assert_eq!(types.last(), Some(&msg::DISPLAY_COPY_BITS));
+    }
+
+    fn report_bytes(id: u32, unique: u32, frames: u32, drops: u32, delay: i32) -> Vec<u8> {
+        let mut w = Writer::default();
+        w.u32(id)
+            .u32(unique)
+            .u32(1000)
+            .u32(1200)
+            .u32(frames)
+            .u32(drops)
+            .i32(delay)
+            .u32(0);
+        w.buf
+    }
+
+    #[test]
+    fn reports_are_checked_and_move_quality_within_bounds() {
+        assert_eq!(StreamReport::parse(&[0; 31]), Err(ReportError::Size(31)));
+        assert_eq!(StreamReport::parse(&[0; 33]), Err(ReportError::Size(33)));
+        assert_eq!(
+            StreamReport::parse(&report_bytes(0, 0, 5, 6, 0)),
+            Err(ReportError::Drops {
+                drops: 6,
+                frames: 5
+            })
+        );
+        let cannot = StreamReport::parse(&report_bytes(0, 0, u32::MAX, u32::MAX, 0)).unwrap();
+        assert!(cannot.cannot_decode());
+        let r = |frames, drops, delay| {
+            StreamReport::parse(&report_bytes(0, 0, frames, drops, delay)).unwrap()
+        };
+        assert_eq!(next_quality(70, &r(5, 0, 100)), 70, "at the top already");
+        assert_eq!(
+            next_quality(50, &r(5, 0, 100)),
+            55,
+            "a whole window in time"
+        );
+        assert_eq!(
+            next_quality(50, &r(3, 0, 100)),
+            50,
+            "too few frames to tell"
+        );
+        assert_eq!(next_quality(50, &r(5, 1, 100)), 40, "a fifth dropped");
+        assert_eq!(next_quality(50, &r(5, 0, -3)), 40, "late");
+        assert_eq!(next_quality(25, &r(10, 10, -9999)), mjpeg::MIN_QUALITY);
+        assert_eq!(next_quality(255, &r(0, 0, i32::MAX)), DEFAULT_QUALITY);
+    }
+
+    /// A client's reports of dropped frames lower its stream's quality (its frames shrink);
+    /// reports on a stream that is not live are refused; a client that cannot decode gets
+    /// the stream ended, its last frame lossless, and no new stream.
+    #[test]
+    fn client_reports_steer_a_stream() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(0, 0, 160, 120).unwrap();
+        let t0 = Instant::now();
+        let gap = Duration::from_millis(40);
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        play(&mut c, &q, area, 0..25, t0, gap, &big);
+        replay(&q, &mut screen);
+        let before = c.stream_stats();
+        let report =
+            |frames, drops| StreamReport::parse(&report_bytes(0, 0, frames, drops, 10)).unwrap();
+        let stale = StreamReport::parse(&report_bytes(0, 7, 5, 5, 10)).unwrap();
+        assert!(c.stream_reports(&q, vec![report(5, 3), report(5, 3), report(5, 3), stale]));
+        let s = c.stream_stats();
+        assert_eq!((s.reports, s.quality_down, s.reports_refused), (3, 3, 1));
+        play(&mut c, &q, area, 25..30, t0, gap, &big);
+        replay(&q, &mut screen);
+        let s2 = c.stream_stats();
+        let per_frame = |s: &StreamStats, b: &StreamStats| {
+            (s.frame_bytes - b.frame_bytes) / (s.frames - b.frames)
+        };
+        assert!(
+            per_frame(&s2, &s) < per_frame(&before, &StreamStats::default()),
+            "quality 40 frames are smaller than quality 70 ones"
+        );
+        let cannot = StreamReport::parse(&report_bytes(0, 0, u32::MAX, 0, 0)).unwrap();
+        assert!(c.stream_reports(&q, vec![cannot]));
+        let types = replay(&q, &mut screen);
+        assert_eq!(types, [msg::DISPLAY_STREAM_DESTROY, msg::DISPLAY_DRAW_COPY]);
+        play(&mut c, &q, area, 30..60, t0, gap, &big);
+        assert_eq!(c.stream_stats().created, 1, "no new stream for that client");
+    }
+}
