@@ -258,6 +258,8 @@ pub struct QmpInput {
     screen: Box<dyn Fn() -> Option<(u32, u32)> + Send + Sync>,
     buttons: Mutex<u16>,
     locks: Mutex<u16>,
+    /// Which QEMU key numbers (0..=255) are down in the guest, as far as we sent them.
+    keys: Mutex<[u64; 4]>,
 }
 
 impl QmpInput {
@@ -274,6 +276,7 @@ impl QmpInput {
             screen,
             buttons: Mutex::new(0),
             locks: Mutex::new(0),
+            keys: Mutex::new([0; 4]),
         }
     }
 
@@ -318,10 +321,31 @@ impl QmpInput {
 
 impl QmpInput {
     /// The QMP events for a key; a forwarded lock-key press flips its believed state.
+    ///
+    /// The release of a key that is not down is dropped, as QEMU's own front ends do (its
+    /// keyboard state filter, which its libspice glue goes through too). Clients send such
+    /// releases: spice-html5 "resyncs" Shift with a release before every shifted key that
+    /// WebDriver and some browsers report without the shift flag. On a PS/2 keyboard behind a
+    /// translating i8042 a Left Shift release is the byte 0xAA, which Linux's atkbd takes for
+    /// the keyboard's self-test result when it saw no Shift press first: it resets the
+    /// keyboard, and the keys typed meanwhile are lost. Repeated presses still go through:
+    /// they are the client's auto-repeat.
     fn key_events(&self, event: KeyEvent) -> Vec<Value> {
         let Some(number) = qemu_key_number(&event) else {
             return Vec::new();
         };
+        let (word, bit) = ((number / 64) as usize % 4, 1u64 << (number % 64));
+        {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            if event.pressed {
+                keys[word] |= bit;
+            } else if keys[word] & bit == 0 {
+                debug!(number, "release of a key that is not down dropped");
+                return Vec::new();
+            } else {
+                keys[word] &= !bit;
+            }
+        }
         debug!(number, pressed = event.pressed, "key");
         if event.pressed
             && let Some((flag, _)) = LOCK_KEYS.iter().find(|(_, code)| *code == number)
@@ -657,6 +681,29 @@ mod tests {
         });
         assert_eq!(summary(&typed), [key(0x45, true)]);
         assert_eq!(input.led_modifiers(), 0);
+        drop(input);
+        server.join().unwrap();
+    }
+
+    /// spice-html5 typing "S": Shift up (a "resync" while Shift is up), Shift down twice, S
+    /// down and up, Shift up. The first release never reaches the guest (its PS/2 byte 0xAA
+    /// would reset Linux's keyboard); the repeated press does (auto-repeat).
+    #[test]
+    fn releases_of_keys_not_down_are_dropped() {
+        let (input, server) = fake_qemu("keys", 0);
+        let key = |n: u32, down| ("key".to_string(), n.to_string(), down);
+        let ev = |scancode, pressed| summary(&input.key_events(KeyEvent { scancode, pressed }));
+        assert!(ev(0xaa, false).is_empty(), "Shift up while up");
+        assert_eq!(ev(0x2a, true), [key(0x2a, true)]);
+        assert_eq!(ev(0x2a, true), [key(0x2a, true)], "auto-repeat");
+        assert_eq!(ev(0x1f, true), [key(0x1f, true)]);
+        assert_eq!(ev(0x9f, false), [key(0x1f, false)]);
+        assert_eq!(ev(0xaa, false), [key(0x2a, false)]);
+        assert!(ev(0xaa, false).is_empty(), "released once only");
+        // E0-prefixed keys are tracked apart from their plain twins (Right Ctrl, E0 1D).
+        assert_eq!(ev(0x1d, true), [key(0x1d, true)]);
+        assert!(ev(0x9de0, false).is_empty(), "Right Ctrl was not down");
+        assert_eq!(ev(0x9d, false), [key(0x1d, false)]);
         drop(input);
         server.join().unwrap();
     }
