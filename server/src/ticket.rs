@@ -77,11 +77,26 @@ impl LinkKey {
     /// let _ = key.decrypt(t); // error: use of moved value
     /// # }
     /// ```
+    ///
+    /// One misaligned form is also read: spice-html5 writes the ciphertext's big-endian value
+    /// with its leading zero bytes dropped, left-aligned and padded with zeros at the end. Its
+    /// value has a leading zero byte for about one link in 200, and a page links four or more
+    /// channels, so without this a browser's connection is refused now and then for no reason
+    /// a user could see. Such a ticket ends in a zero byte and fails as it stands; shifted
+    /// back, it is the ticket that was meant. A wrong password fails both ways.
     pub fn decrypt(self, ticket: &[u8; TICKET_BYTES]) -> Result<Vec<u8>, TicketError> {
-        let mut plain = self
-            .private
-            .decrypt(Oaep::new::<sha1::Sha1>(), ticket)
-            .map_err(|_| TicketError::Decrypt)?;
+        let oaep = || Oaep::new::<sha1::Sha1>();
+        let mut plain = match self.private.decrypt(oaep(), ticket) {
+            Ok(plain) => plain,
+            Err(_) if ticket[TICKET_BYTES - 1] == 0 => {
+                let mut aligned = [0u8; TICKET_BYTES];
+                aligned[1..].copy_from_slice(&ticket[..TICKET_BYTES - 1]);
+                self.private
+                    .decrypt(oaep(), &aligned)
+                    .map_err(|_| TicketError::Decrypt)?
+            }
+            Err(_) => return Err(TicketError::Decrypt),
+        };
         while plain.last() == Some(&0) {
             plain.pop();
         }
@@ -183,6 +198,43 @@ mod tests {
         assert_eq!(key.public_der().len(), 162);
         let ct = encrypt(key.public_der(), b"secret\0");
         assert_eq!(key.decrypt(&ct).unwrap(), b"secret");
+    }
+
+    /// spice-html5's form of a ciphertext whose first byte is zero: the other 127 bytes, then
+    /// a zero. It is read as meant; the same bytes with a wrong password are still refused.
+    #[test]
+    fn a_ciphertext_with_a_leading_zero_written_as_spice_html5_does() {
+        let key = LinkKey::generate().unwrap();
+        let der = *key.public_der();
+        let html5 = |plain: &[u8]| {
+            let ct = (0..20_000)
+                .map(|_| encrypt(&der, plain))
+                .find(|ct| ct[0] == 0)
+                .expect("one ciphertext in about 200 starts with a zero byte");
+            let mut shifted = [0u8; TICKET_BYTES];
+            shifted[..TICKET_BYTES - 1].copy_from_slice(&ct[1..]);
+            shifted
+        };
+        let good = html5(b"secret\0");
+        let wrong = html5(b"wrong\0");
+        let other = LinkKey::generate().unwrap();
+        assert!(other.decrypt(&good).is_err(), "another link's key");
+        let pool = KeyPool::start();
+        assert!(pool.take().unwrap().decrypt(&good).is_err());
+        // The key is consumed by decrypt, so each check decrypts with a copy of the same key.
+        let copy = || LinkKey {
+            private: key.private.clone(),
+            public_der: der,
+        };
+        assert_eq!(copy().decrypt(&good).unwrap(), b"secret");
+        assert_eq!(
+            copy().decrypt(&wrong).unwrap(),
+            b"wrong",
+            "the password is checked later"
+        );
+        let mut truncated = good;
+        truncated[0] ^= 1;
+        assert!(copy().decrypt(&truncated).is_err(), "a corrupted ticket");
     }
 
     #[test]
