@@ -521,13 +521,23 @@ fn copy_paste_off_lets_nothing_cross() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The guest's resolution follows the client's window: remote-viewer full screen on an
-/// 800x600 X screen sends that size as its monitors config, the server passes it to the agent
-/// (without the physical sizes spice-vdagentd 0.22 refuses), spice-vdagent sets X's mode with
-/// xrandr, and the qxl driver gives the device a primary surface of that size.
+/// The guest's resolution follows the client's window, then the client's pointer goes through
+/// the agent, in one X session (each X guest boot costs CI most of a minute).
+///
+/// Resize: remote-viewer full screen on an 800x600 X screen sends that size as its monitors
+/// config, the server passes it to the agent (without the physical sizes spice-vdagentd 0.22
+/// refuses), spice-vdagent sets X's mode with xrandr, and the qxl driver gives the device a
+/// primary surface of that size.
+///
+/// Mouse, as spice-server's agent mouse: with spice-vdagent connected, remote-viewer's pointer
+/// positions go to the agent as VD_AGENT_MOUSE_STATE (not to the VMM's virtio tablet), and
+/// spice-vdagentd's own uinput tablet in the guest reports exactly where the host put the
+/// pointer in remote-viewer's window, which is 1:1 with the guest's screen once it took the
+/// window's size.
 #[test]
-fn the_guest_takes_the_client_window_size_through_the_agent() {
+fn the_client_window_size_and_mouse_go_through_the_agent() {
     const WINDOW: (u32, u32) = (800, 600);
+    const POINT: (u32, u32) = (300, 200);
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-agent-resize-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -535,6 +545,7 @@ fn the_guest_takes_the_client_window_size_through_the_agent() {
     let opts = options("resize", "-", "-", &dir);
     let mut viewer: Option<Reaper> = None;
     let mut resized = None;
+    let mut mouse_states = 0;
     let run = boot_guest_with_sync(
         &opts,
         |_| {},
@@ -552,6 +563,24 @@ fn the_guest_takes_the_client_window_size_through_the_agent() {
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 resized = Some((last, t0.elapsed()));
+            }
+            "ready" => {
+                let xdo = |args: &[&str]| {
+                    let ok = Command::new("xdotool")
+                        .args(args)
+                        .env("DISPLAY", &display)
+                        .status()
+                        .expect("cannot run xdotool (apt-get install xdotool)")
+                        .success();
+                    assert!(ok, "xdotool {args:?}");
+                };
+                // A first move from elsewhere, then the point (the client sends on change).
+                xdo(&["mousemove", "10", "10"]);
+                std::thread::sleep(Duration::from_millis(500));
+                xdo(&["mousemove", &POINT.0.to_string(), &POINT.1.to_string()]);
+                std::thread::sleep(Duration::from_millis(1500));
+                mouse_states = vm.spice().expect("spice").agent_stats().mouse_states;
+                xdo(&["key", "F12"]);
             }
             _ => {}
         },
@@ -582,56 +611,6 @@ fn the_guest_takes_the_client_window_size_through_the_agent() {
         "0",
         "spice-vdagentd refused a monitors config; serial:\n{serial}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The client mouse mode through the agent, as spice-server's agent mouse: with spice-vdagent
-/// connected, remote-viewer's pointer positions go to the agent as VD_AGENT_MOUSE_STATE (not
-/// to the VMM's virtio tablet), and spice-vdagentd's own uinput tablet in the guest reports
-/// exactly where the host put the pointer in remote-viewer's 1:1 window.
-#[test]
-fn the_client_mouse_mode_goes_through_the_agent() {
-    const POINT: (u32, u32) = (300, 200);
-    let _g = serial_guard();
-    let dir = std::env::temp_dir().join(format!("saffron-agent-mouse-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let (display, _xvfb, _wm) = start_x();
-    let opts = options("mouse", "-", "-", &dir);
-    let mut viewer: Option<Reaper> = None;
-    let mut mouse_states = 0;
-    let run = boot_guest_with_sync(
-        &opts,
-        |_| {},
-        |sync, vm| match sync.get("label") {
-            "agent-up" => {
-                viewer = Some(start_viewer(vm, &display, &dir));
-                wait_agent_talks(vm, 0).expect("the agent talks to remote-viewer");
-            }
-            "ready" => {
-                let xdo = |args: &[&str]| {
-                    let ok = Command::new("xdotool")
-                        .args(args)
-                        .env("DISPLAY", &display)
-                        .status()
-                        .expect("cannot run xdotool (apt-get install xdotool)")
-                        .success();
-                    assert!(ok, "xdotool {args:?}");
-                };
-                // A first move from elsewhere, then the point (the client sends on change).
-                xdo(&["mousemove", "10", "10"]);
-                std::thread::sleep(Duration::from_millis(500));
-                xdo(&["mousemove", &POINT.0.to_string(), &POINT.1.to_string()]);
-                std::thread::sleep(Duration::from_millis(1500));
-                mouse_states = vm.spice().expect("spice").agent_stats().mouse_states;
-                xdo(&["key", "F12"]);
-            }
-            _ => {}
-        },
-    );
-    drop(viewer);
-    let serial = &run.serial;
-    run.assert_workload_ok("agent");
-    let recs = run.records();
     let tablet = with_tag(&recs, "INPUTDEV")
         .into_iter()
         .find(|r| r.get("name").contains("vdagent"))

@@ -24,10 +24,11 @@
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
 #     host reads its own clipboard.
 # $1: "copy" (rounds wait up to 120 s) or "nocopy" (the server drops the clipboard: rounds
-# wait 15 s and expect nothing), or "mouse": after agent-up, saffron-guest input on every event
-# device once spice-vdagentd's uinput tablet is there, or "resize": after agent-up only sync label=resized (the host
-# waits for X to take remote-viewer's window size), then xwd -root's size (SAFFRON-XWD). Prints SAFFRON-STEP per step; on a failure the agents' and
-# Xorg's logs.
+# wait 15 s and expect nothing), or "resize": after agent-up only sync label=resized (the host
+# waits for X to take remote-viewer's window size), then xwd -root's size (SAFFRON-XWD), then,
+# in the same session, the client mouse mode: saffron-guest input on every event device once
+# spice-vdagentd's uinput tablet is there (its sync label=ready; the host presses F12 to end).
+# Prints SAFFRON-STEP per step; on a failure the agents' and Xorg's logs.
 
 agent_mode=${1:-copy}
 h2g_types=${2:-text/plain}
@@ -177,10 +178,8 @@ if [ "$failed" = 0 ] && [ "$agent_mode" = resize ]; then
     step xwd-size saffron-guest xwd --file /tmp/root.xwd
     # What spice-vdagentd made of the monitors configs it got.
     echo "SAFFRON-AGENTLOG monitors_configs=$(grep -c 'monitors config' /tmp/vdagent.log) invalid=$(grep -c 'invalid message size for VDAgentMonitorsConfig' /tmp/vdagentd.log)"
-elif [ "$failed" = 0 ] && [ "$agent_mode" = mouse ]; then
     # The client mouse mode through the agent: spice-vdagentd's own uinput tablet reports the
     # client's pointer (the host moves it in remote-viewer, then presses F12 to end).
-    step agent-up saffron-guest sync --id 1 --label agent-up
     step agent-tablet agent_tablet
     step input saffron-guest input --devices "$ndev" --end-key 88 --timeout-ms 60000
 elif [ "$failed" = 0 ]; then
