@@ -18,6 +18,7 @@ use saffron_server::wire::msg;
 use saffron_tests::{
     GuestKernel, GuestOptions, boot_guest_with_sync, chirp, serial_guard, sha256_hex, with_tag,
 };
+use saffron_vmm::run::Vm;
 use saffron_vmm::spice::SpiceOptions;
 
 const PASSWORD: &str = "saffron-sound-ticket";
@@ -216,6 +217,40 @@ impl Drop for Reaper {
 }
 
 /// Starts Xvfb on a free display number; returns the display name and the process.
+/// Spice channel types spicy is waited for.
+const PLAYBACK_CHANNEL: u8 = 5;
+const RECORD_CHANNEL: u8 = 6;
+
+/// Starts spicy on `display` against the guest's Spice server with `env`, and returns once it
+/// has linked a channel of `channel_type` (the guest goes on when the sync handler returns).
+fn start_spicy(vm: &Vm, display: &str, env: &[(&str, &str)], channel_type: u8) -> Reaper {
+    let server = vm.spice().expect("spice server");
+    let child = Command::new("spicy")
+        .args(["-h", "127.0.0.1", "-p"])
+        .arg(server.local_addr().port().to_string())
+        .args(["-w", PASSWORD])
+        .env("DISPLAY", display)
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("cannot run spicy (apt-get install spice-client-gtk)");
+    let spicy = Reaper(child);
+    let until = Instant::now() + Duration::from_secs(60);
+    while !server
+        .clients()
+        .iter()
+        .any(|c| c.channels.iter().any(|ch| ch.channel_type == channel_type))
+    {
+        assert!(
+            Instant::now() < until,
+            "spicy did not link a channel of type {channel_type}"
+        );
+        thread::sleep(Duration::from_millis(100));
+    }
+    spicy
+}
+
 fn start_xvfb() -> (String, Reaper) {
     for n in 150..200u32 {
         let n = n + std::process::id() % 50;
@@ -305,38 +340,12 @@ fn spicy_plays_the_chirp(opus: bool) {
         |_| {},
         |rec, vm| {
             assert_eq!(rec.get("id"), "sound");
-            let server = vm.spice().expect("spice server");
-            let mut cmd = Command::new("spicy");
-            cmd.args(["-h", "127.0.0.1", "-p"])
-                .arg(server.local_addr().port().to_string())
-                .args(["-w", PASSWORD])
-                .env("DISPLAY", &display);
+            let sink = format!("appsrc name=appsrc ! filesink location={}", out.display());
+            let mut env = vec![("SPICE_GST_AUDIOSINK", sink.as_str())];
             if !opus {
-                cmd.env("SPICE_DISABLE_OPUS", "1");
+                env.push(("SPICE_DISABLE_OPUS", "1"));
             }
-            let child = cmd
-                .env(
-                    "SPICE_GST_AUDIOSINK",
-                    format!("appsrc name=appsrc ! filesink location={}", out.display()),
-                )
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("cannot run spicy (apt-get install spice-client-gtk)");
-            spicy = Some(Reaper(child));
-            // Go once spicy has linked its playback channel.
-            let until = Instant::now() + Duration::from_secs(60);
-            while !server
-                .clients()
-                .iter()
-                .any(|c| c.channels.iter().any(|ch| ch.channel_type == 5))
-            {
-                assert!(
-                    Instant::now() < until,
-                    "spicy did not link a playback channel"
-                );
-                thread::sleep(Duration::from_millis(100));
-            }
+            spicy = Some(start_spicy(vm, &display, &env, PLAYBACK_CHANNEL));
         },
     );
     run.assert_workload_ok("sound-play");
@@ -501,34 +510,15 @@ fn microphone_reaches_the_guest(mic: Mic) {
                     sender = Some(send_tone(session, stop.clone(), opus));
                 }
                 Mic::Spicy => {
+                    // The guest starts capturing when this returns, once spicy has linked
+                    // its record channel.
                     let (display, _) = xvfb.as_ref().expect("Xvfb");
-                    let child = Command::new("spicy")
-                        .args(["-h", "127.0.0.1", "-p"])
-                        .arg(addr.port().to_string())
-                        .args(["-w", PASSWORD])
-                        .env("DISPLAY", display)
-                        .env("SPICE_DISABLE_OPUS", "1")
-                        .env("GST_PLUGIN_FEATURE_RANK", "audiotestsrc:MAX")
-                        .env("SPICE_GST_AUDIOSINK", "fakesink")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("cannot run spicy (apt-get install spice-client-gtk)");
-                    spicy = Some(Reaper(child));
-                    // The guest starts capturing when this returns: go once spicy has
-                    // linked its record channel (type 6).
-                    let until = Instant::now() + Duration::from_secs(60);
-                    while !server
-                        .clients()
-                        .iter()
-                        .any(|c| c.channels.iter().any(|ch| ch.channel_type == 6))
-                    {
-                        assert!(
-                            Instant::now() < until,
-                            "spicy did not link a record channel"
-                        );
-                        thread::sleep(Duration::from_millis(100));
-                    }
+                    let env = [
+                        ("SPICE_DISABLE_OPUS", "1"),
+                        ("GST_PLUGIN_FEATURE_RANK", "audiotestsrc:MAX"),
+                        ("SPICE_GST_AUDIOSINK", "fakesink"),
+                    ];
+                    spicy = Some(start_spicy(vm, display, &env, RECORD_CHANNEL));
                 }
             }
         },
