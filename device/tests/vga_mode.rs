@@ -187,9 +187,9 @@ fn vga_text_then_native_then_vga_again() {
         "nothing shown before the first refresh"
     );
     g.vga_text(b"QXL");
-    assert!(g.dev.vga_refresh(RenderOptions::default()));
+    assert!(g.dev.vga_refresh(RenderOptions::default(), true));
     assert!(
-        !g.dev.vga_refresh(RenderOptions::default()),
+        !g.dev.vga_refresh(RenderOptions::default(), true),
         "an unchanged picture is not sent again"
     );
     let dump = g.screendump();
@@ -198,9 +198,12 @@ fn vga_text_then_native_then_vga_again() {
     // hidden in the other blink phase.
     let cursor_x = 3 * 9;
     assert_eq!(px(&dump, cursor_x, 16 + 13), [0xa8, 0xa8, 0xa8]);
-    g.dev.vga_refresh(RenderOptions {
-        cursor_visible: false,
-    });
+    g.dev.vga_refresh(
+        RenderOptions {
+            cursor_visible: false,
+        },
+        true,
+    );
     assert_eq!(px(&g.screendump(), cursor_x, 16 + 13), BLACK);
 
     // QXL ports that are not set-up ports are ignored in VGA mode; an async one still
@@ -243,7 +246,7 @@ fn vga_text_then_native_then_vga_again() {
     g.qxl_out(QXL_IO_CREATE_PRIMARY, 0);
     assert_eq!(g.dev.mode(), Mode::Native);
     assert!(
-        !g.dev.vga_refresh(RenderOptions::default()),
+        !g.dev.vga_refresh(RenderOptions::default(), true),
         "no VGA in native mode"
     );
     let dump = g.screendump();
@@ -256,7 +259,7 @@ fn vga_text_then_native_then_vga_again() {
     // RESET: back to VGA, whose registers and memory kept the text.
     g.qxl_out(QXL_IO_RESET, 0);
     assert_eq!(g.dev.mode(), Mode::Vga);
-    assert!(g.dev.vga_refresh(RenderOptions::default()));
+    assert!(g.dev.vga_refresh(RenderOptions::default(), true));
     assert_text(&g.screendump(), b"QXL");
 }
 
@@ -282,12 +285,72 @@ fn vbe_linear_framebuffer_is_bar0() {
     let mut b = [0u8; 4];
     g.dev.bar_read(bar::RAM, 4, &mut b);
     assert_eq!(b, [1, 2, 3, 0], "window writes land in BAR0");
-    assert!(g.dev.vga_refresh(RenderOptions::default()));
+    assert!(g.dev.vga_refresh(RenderOptions::default(), true));
     let dump = g.screendump();
     assert_eq!((dump.0, dump.1), (64, 48));
     assert_eq!(px(&dump, 7, 5), [0xc0, 0x80, 0x40]);
     assert_eq!(px(&dump, 1, 0), [3, 2, 1]);
     assert_eq!(px(&dump, 7, 6), BLACK);
+}
+
+/// A refresh renders only when something could have changed the picture: a port or window
+/// write, another blink phase, or (in a VBE mode) BAR0 written as the front end tells.
+#[test]
+fn refreshes_render_only_after_writes() {
+    let mut g = Guest::new();
+    let on = RenderOptions::default();
+    let renders = |g: &Guest| g.dev.vga_stats().renders;
+    g.vga_text(b"A");
+    assert!(g.dev.vga_refresh(on, false));
+    let n = renders(&g);
+    for _ in 0..5 {
+        assert!(!g.dev.vga_refresh(on, true), "text mode ignores BAR0");
+    }
+    assert_eq!(renders(&g), n, "an idle console renders nothing");
+    assert_eq!(g.dev.vga_stats().unchanged, 5);
+    // A read changes no pixel.
+    g.inb(0x3da);
+    assert!(!g.dev.vga_refresh(on, false));
+    assert_eq!(renders(&g), n);
+    // The other blink phase: one render (the cursor goes away).
+    let off = RenderOptions {
+        cursor_visible: false,
+    };
+    assert!(g.dev.vga_refresh(off, false));
+    assert!(!g.dev.vga_refresh(off, false));
+    assert_eq!(renders(&g), n + 1);
+    // A window write (a second character): rendered and sent.
+    g.vga_text(b"AB");
+    assert!(g.dev.vga_refresh(off, false));
+    assert_text(&g.screendump(), b"AB");
+    // A port write that changes nothing on screen: rendered, not sent.
+    g.outb(0x3c4, 1);
+    assert!(!g.dev.vga_refresh(off, false));
+    assert_eq!(renders(&g), n + 3);
+
+    // A VBE mode: BAR0 is the picture, and only the front end sees it written.
+    let vbe = |g: &mut Guest, index: u16, val: u16| {
+        g.dev.pio_write(PioAddress(0x1ce), 0, &index.to_le_bytes());
+        g.dev.pio_write(PioAddress(0x1ce), 1, &val.to_le_bytes());
+    };
+    vbe(&mut g, 1, 64);
+    vbe(&mut g, 2, 48);
+    vbe(&mut g, 3, 32);
+    vbe(&mut g, 4, 0x41);
+    g.inb(0x3da);
+    g.outb(0x3c0, 0x20);
+    assert!(g.dev.vga_refresh(off, false), "the mode switch");
+    g.mem_write(u64::from(BAR0), &[0x10, 0x20, 0x30, 0]);
+    assert!(
+        !g.dev.vga_refresh(off, false),
+        "BAR0 written but not told: not looked at"
+    );
+    assert!(
+        !g.dev.vga_refresh(on, false),
+        "no text cursor blinks in VBE"
+    );
+    assert!(g.dev.vga_refresh(off, true));
+    assert_eq!(px(&g.screendump(), 0, 0), [0x30, 0x20, 0x10]);
 }
 
 #[test]
@@ -327,12 +390,12 @@ fn hostile_accesses_stay_inside() {
             }
         }
         if r % 5000 == 0 {
-            g.dev.vga_refresh(RenderOptions::default());
+            g.dev.vga_refresh(RenderOptions::default(), true);
         }
     }
     // Accesses past the end of the address spaces are dropped, not wrapped.
     g.dev.pio_write(PioAddress(u16::MAX), 1, &[0]);
     g.dev.mmio_write(MmioAddress(u64::MAX), 1, &[0]);
-    g.dev.vga_refresh(RenderOptions::default());
+    g.dev.vga_refresh(RenderOptions::default(), true);
     assert_eq!(g.dev.mode(), Mode::Vga);
 }

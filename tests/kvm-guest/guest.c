@@ -3,7 +3,8 @@
  *
  * Entered at 1 MiB in long mode with the first 4 GiB identity-mapped (saffron_firmware::entry).
  * It sets VGA text mode 3 by hand (no BIOS), loads a font into plane 2, writes a line of text
- * and moves the cursor through the CRTC; then brings the QXL device up as Linux's driver does
+ * and moves the cursor through the CRTC; then shows two pictures in a VBE mode (vbe_phase) and
+ * the text again; then brings the QXL device up as Linux's driver does
  * (PCI BARs, ROM, RESET, interrupt mask, memslots, primary surface), draws a known picture
  * through the command ring, asks for UPDATE_AREA_ASYNC and waits for its interrupt (with
  * -DREAL_IRQ through its IDT, the local APIC and the IOAPIC; otherwise by watching IO_CMD in
@@ -105,6 +106,7 @@ static void vga_text(void) {
     outb(0x3c2, 0x67);
     for (u32 i = 0; i < sizeof(sr); i++)
         seq((u8)i, sr[i]);
+    crtc(0x11, 0x00); /* unprotect CRTC 0-7, which the table's 0x11 protects again */
     for (u32 i = 0; i < sizeof(cr); i++)
         crtc((u8)i, cr[i]);
     /* Plane 2, sequential: the font, 32 bytes per glyph. */
@@ -234,6 +236,40 @@ static void irq_setup(u8 pin) {
     __asm__ volatile("sti");
 }
 #endif
+
+/*
+ * A Bochs VBE mode (VBE_W x VBE_H, 32 bpp) whose linear framebuffer is BAR0, as in qxl-vga.
+ * The first picture follows the mode switch (port writes the VMM traps); the second is only
+ * plain memory writes to BAR0, which nobody traps: the display can only learn of it from the
+ * VMM's dirty log of BAR0. Then VBE is turned off and the text is drawn again.
+ */
+#define VBE_W 64
+#define VBE_H 48
+static u32 vbe_pixel(int second, u32 x, u32 y) {
+    return second ? ((x * 4u) << 16) | ((y * 5u) << 8) | 0x40u : 0x00203040u;
+}
+static void vbe_reg(u16 index, u16 v) { outw(0x1ce, index); outw(0x1cf, v); }
+static void vbe_draw(u64 fb, int second) {
+    for (u32 y = 0; y < VBE_H; y++)
+        for (u32 x = 0; x < VBE_W; x++)
+            w32(fb + (y * VBE_W + x) * 4u, vbe_pixel(second, x, y));
+}
+static void vbe_phase(void) {
+    u64 fb = pci_read(QXL_SLOT, 0x10) & ~0xfu;
+    vbe_reg(1, VBE_W);
+    vbe_reg(2, VBE_H);
+    vbe_reg(3, 32);
+    vbe_draw(fb, 0);
+    vbe_reg(4, 0xc1); /* enabled, linear framebuffer, memory kept */
+    marker("vbe-first");
+    hold(3000000000ull);
+    vbe_draw(fb, 1);
+    marker("vbe-second");
+    hold(6000000000ull);
+    vbe_reg(4, 0);
+    vga_text();
+    marker("vbe-off");
+}
 
 static u64 bar0, bar1, rom, ram, vram_size;
 static u16 io;
@@ -408,6 +444,7 @@ void __attribute__((section(".text.start"), noreturn)) _start(void) {
     vga_text();
     marker("vga-text");
     hold(6000000000ull);
+    vbe_phase();
     qxl_up();
     draw_picture();
     marker("qxl-picture");

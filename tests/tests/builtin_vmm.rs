@@ -303,6 +303,17 @@ fn expected_vga(cursor: bool) -> Vec<u8> {
     rgb
 }
 
+/// The guest's second VBE picture (tests/kvm-guest's vbe_pixel), as RGB.
+fn expected_vbe() -> Vec<u8> {
+    let mut rgb = Vec::with_capacity(64 * 48 * 3);
+    for y in 0..48u32 {
+        for x in 0..64u32 {
+            rgb.extend_from_slice(&[(x * 4) as u8, (y * 5) as u8, 0x40]);
+        }
+    }
+    rgb
+}
+
 /// The guest's QXL picture: four quadrants and a yellow square.
 fn expected_picture() -> Vec<u8> {
     let (w, h) = (640u32, 480u32);
@@ -371,6 +382,28 @@ fn modes_test(variant: Variant, interrupt_marker: &str) {
     // The VGA refresh runs every 30 ms; the guest holds its text for seconds.
     std::thread::sleep(Duration::from_millis(200));
     assert_vga("VGA mode", &vm.screendump());
+
+    // The VBE mode: its second picture is plain memory writes to BAR0, seen through KVM's
+    // dirty log only (the guest holds it for seconds; the refresh runs every 30 ms).
+    vm.wait_marker("vbe-second", Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let want = expected_vbe();
+    loop {
+        let shot = vm.try_screendump();
+        if shot
+            .as_ref()
+            .is_ok_and(|s| (s.0, s.1) == (64, 48) && s.2 == want)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the VBE framebuffer's second picture never showed: {:?}",
+            shot.map(|s| (s.0, s.1, s.2.get(..6).map(<[u8]>::to_vec)))
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    vm.wait_marker("vbe-off", Duration::from_secs(30));
 
     vm.wait_marker(interrupt_marker, Duration::from_secs(60));
     vm.wait_marker("qxl-picture", Duration::from_secs(5));

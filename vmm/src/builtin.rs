@@ -21,7 +21,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_regs, kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::{
+    KVM_MAX_CPUID_ENTRIES, KVM_MEM_LOG_DIRTY_PAGES, kvm_regs, kvm_segment,
+    kvm_userspace_memory_region,
+};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use saffron_device::bus::{MmioAddress, MutDeviceMmio, MutDevicePio, PioAddress};
 use saffron_device::qxl::bar;
@@ -153,7 +156,7 @@ impl BuiltinVm {
             what: e.to_string(),
         })?;
         let kvm = Kvm::new().map_err(BuiltinError::NoKvm)?;
-        let vm = kvm.create_vm().map_err(kvm_err("create VM"))?;
+        let vm = Arc::new(kvm.create_vm().map_err(kvm_err("create VM"))?);
         vm.set_tss_address(TSS_ADDR).map_err(kvm_err("set TSS"))?;
         vm.create_irq_chip().map_err(kvm_err("create irqchip"))?;
 
@@ -175,6 +178,7 @@ impl BuiltinVm {
                     region.start_addr().0,
                     region.len() as usize,
                     region.as_ptr() as u64,
+                    0,
                 )?;
             }
             slot += 1;
@@ -257,6 +261,8 @@ impl BuiltinVm {
         dev.config_write(0x3c, &[QXL_GSI as u8, 1]);
         dev.config_write(0x04, &0x0007u16.to_le_bytes());
         let mut mappings = Vec::new();
+        // BAR0's slot and size when KVM keeps a dirty log of it (the VBE framebuffer).
+        let mut lfb_log = None;
         for (index, file, size) in [
             (bar::RAM, &ram_fd, cfg.ram_size),
             (bar::VRAM, &vram_fd, cfg.vram_size),
@@ -266,9 +272,24 @@ impl BuiltinVm {
             };
             let map = MmapRegion::<()>::from_file(FileOffset::new(clone(file)?, 0), size as usize)
                 .map_err(|e| BuiltinError::Memory(e.to_string()))?;
+            let host = map.as_ptr() as u64;
+            // A dirty log of BAR0 tells the VGA refresh whether a VBE framebuffer changed
+            // (guest writes to it are plain memory writes nobody traps). Without one, every
+            // refresh looks at the framebuffer.
+            let log = index == bar::RAM;
+            let flags = if log { KVM_MEM_LOG_DIRTY_PAGES } else { 0 };
             // SAFETY: `map` is a live shared mapping of `size` bytes kept in `mappings` for as
             // long as the VM exists; KVM maps exactly it at the BAR's address.
-            unsafe { add_slot(&vm, slot, addr, size as usize, map.as_ptr() as u64)? };
+            match unsafe { add_slot(&vm, slot, addr, size as usize, host, flags) } {
+                Ok(()) if log => lfb_log = Some((slot, size as usize)),
+                Ok(()) => {}
+                Err(e) if log => {
+                    warn!("no dirty log of BAR0 ({e}): the VGA refresh reads it every tick");
+                    // SAFETY: as above.
+                    unsafe { add_slot(&vm, slot, addr, size as usize, host, 0)? };
+                }
+                Err(e) => return Err(e),
+            }
             info!(
                 bar = index,
                 addr = format_args!("{addr:#x}"),
@@ -324,11 +345,12 @@ impl BuiltinVm {
         };
         let done2 = Arc::clone(&done);
         let stop2 = Arc::clone(&stop);
+        let vm_keep = Arc::clone(&vm);
         std::thread::Builder::new()
             .name("saffron-vcpu0".into())
             .spawn(move || {
                 // The VM and its RAM live as long as the vCPU runs.
-                let _keep = (vm, ram, trigger, resample);
+                let _keep = (vm_keep, ram, trigger, resample);
                 let result = exits.run(&mut vcpu, &stop2, started);
                 match &result {
                     Ok(()) => info!("guest powered off"),
@@ -347,9 +369,25 @@ impl BuiltinVm {
                 while !stop3.load(Ordering::Acquire) {
                     let phase =
                         (t0.elapsed().as_millis() / CURSOR_BLINK.as_millis()).is_multiple_of(2);
-                    lock(&refresh_dev).vga_refresh(RenderOptions {
-                        cursor_visible: phase,
-                    });
+                    let bar0_written = match lfb_log {
+                        None => true,
+                        // Reading the log also clears it: each tick sees the pages written since
+                        // the one before.
+                        Some((slot, size)) => match vm.get_dirty_log(slot, size) {
+                            Ok(bitmap) => bitmap.iter().any(|w| *w != 0),
+                            Err(e) => {
+                                warn!("BAR0's dirty log failed ({e}): reading it every tick");
+                                lfb_log = None;
+                                true
+                            }
+                        },
+                    };
+                    lock(&refresh_dev).vga_refresh(
+                        RenderOptions {
+                            cursor_visible: phase,
+                        },
+                        bar0_written,
+                    );
                     std::thread::sleep(VGA_REFRESH);
                 }
             })
@@ -419,13 +457,14 @@ unsafe fn add_slot(
     guest: u64,
     size: usize,
     host: u64,
+    flags: u32,
 ) -> Result<(), BuiltinError> {
     let region = kvm_userspace_memory_region {
         slot,
         guest_phys_addr: guest,
         memory_size: size as u64,
         userspace_addr: host,
-        flags: 0,
+        flags,
     };
     // SAFETY: the caller guarantees the host range is a live mapping that outlives the VM.
     unsafe { vm.set_user_memory_region(region) }.map_err(kvm_err("set memory region"))

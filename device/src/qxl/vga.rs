@@ -46,6 +46,9 @@ pub struct VgaStats {
     pub window_accesses: u64,
     /// Frames rendered by [`QxlDevice::vga_refresh`].
     pub renders: u64,
+    /// Refreshes that rendered nothing: no write could have changed the picture since the
+    /// last render.
+    pub unchanged: u64,
     /// Of them, frames that differed from the last one and went to the worker.
     pub frames_sent: u64,
     /// Renders that failed (a hostile mode too large to draw).
@@ -59,6 +62,11 @@ pub(super) struct VgaState {
     last: Option<Arc<VgaFrame>>,
     scratch: Surface,
     pub(super) stats: VgaStats,
+    /// A port or window write since the last render: the picture may have changed. (Reads
+    /// change no pixel; BAR0 writes of a VBE mode are told by the front end.)
+    written: bool,
+    /// The cursor blink phase of the last render.
+    blink: Option<bool>,
 }
 
 impl VgaState {
@@ -77,6 +85,8 @@ impl VgaState {
             last: None,
             scratch: Surface::default(),
             stats: VgaStats::default(),
+            written: true,
+            blink: None,
         })
     }
 
@@ -84,6 +94,7 @@ impl VgaState {
     /// has forgotten it).
     pub(super) fn forget_frame(&mut self) {
         self.last = None;
+        self.written = true;
     }
 }
 
@@ -160,6 +171,7 @@ impl QxlDevice {
             return;
         };
         v.stats.port_accesses += 1;
+        v.written = true;
         if VBE_PORTS.contains(&port) {
             match data {
                 [lo, hi] if port == VBE_DISPI_IOPORT_INDEX || port == VBE_DISPI_IOPORT_DATA => {
@@ -215,6 +227,7 @@ impl QxlDevice {
         let Some(v) = self.vga.as_mut() else {
             return;
         };
+        v.written = true;
         for (i, b) in data.iter().enumerate() {
             let Some(a) = addr
                 .checked_add(i as u64)
@@ -238,7 +251,13 @@ impl QxlDevice {
     /// which shows it to screendumps and display clients. The front end calls this on its
     /// display clock (QEMU refreshes every 30 ms) and picks the cursor blink phase. Returns
     /// whether a new frame went out.
-    pub fn vga_refresh(&mut self, opts: RenderOptions) -> bool {
+    ///
+    /// Nothing is rendered when nothing could have changed the picture: no port or window
+    /// write reached the device, the blink phase is the last one (outside VBE modes), and, in a VBE mode, the
+    /// front end says BAR0 was not written (`bar0_written`; a front end that cannot tell,
+    /// having no dirty log of its mapping of BAR0, passes true). An idle console then costs
+    /// no render and no copy of the framebuffer per tick.
+    pub fn vga_refresh(&mut self, opts: RenderOptions, bar0_written: bool) -> bool {
         if self.mode != Mode::Vga {
             return false;
         }
@@ -246,6 +265,14 @@ impl QxlDevice {
             return false;
         };
         let lfb = v.vga.vbe_scanout_len();
+        // A VBE mode draws no text cursor, so its blink changes nothing.
+        let blink_changed = lfb == 0 && v.blink != Some(opts.cursor_visible);
+        v.blink = Some(opts.cursor_visible);
+        if !(v.written || blink_changed || (lfb > 0 && bar0_written)) {
+            v.stats.unchanged += 1;
+            return false;
+        }
+        v.written = false;
         if lfb > 0 {
             let mut bytes = vec![0u8; lfb];
             match self.memory.read(MemoryBar::Ram, 0, &mut bytes) {
