@@ -24,7 +24,7 @@
 #     prints SAFFRON-CLIP dir=g2h n=N status=set bytes= sha256=, then sync label=g2h-N: the
 #     host reads its own clipboard.
 # $1: "copy" (rounds wait up to 120 s) or "nocopy" (the server drops the clipboard: rounds
-# wait 15 s and expect nothing), or "resize": after agent-up only sync label=resized (the host
+# wait 6 s and expect nothing), or "resize": after agent-up only sync label=resized (the host
 # waits for X to take remote-viewer's window size), then xwd -root's size (SAFFRON-XWD), then,
 # in the same session, the client mouse mode: saffron-guest input on every event device once
 # spice-vdagentd's uinput tablet is there (its sync label=ready; the host presses F12 to end).
@@ -42,7 +42,7 @@ g2h_sizes=${3:-1024}
 . /workloads/xorg-lib.sh
 
 timeout=120
-[ "$agent_mode" = nocopy ] && timeout=15
+[ "$agent_mode" = nocopy ] && timeout=6
 extra=/lib/modules/$(uname -r)/extra
 
 # agent_modules: the virtio console (the port) and uinput (spice-vdagentd's pointer).
