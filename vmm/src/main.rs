@@ -142,6 +142,11 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// Send photographic images as lossy JPEG (QEMU's jpeg-wan-compression): auto (when the
+    /// client's estimated link is below 10 Mbit/s), never or always. Lossy areas are sent
+    /// again losslessly once the link allows or they have been still for 3 s.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    spice_jpeg_wan_compression: saffron_server::WanCompression,
     /// Which regions redrawn like video go to clients as MJPEG streams (QEMU's
     /// streaming-video): off, all, or filter (only photographic ones, spice-server's
     /// heuristics). A stream's last frame is sent again losslessly when it goes still.
@@ -192,6 +197,7 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            jpeg_wan_compression: self.spice_jpeg_wan_compression,
             streaming_video: self.spice_streaming_video,
             disable_copy_paste: self.spice_disable_copy_paste,
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
