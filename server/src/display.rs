@@ -743,6 +743,8 @@ fn encode_loop(
         }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {
+                // The estimate as it is now, not as before the wait.
+                client.set_link_slow(link.with(|e| e.is_slow(Instant::now())));
                 if !client.apply(queue, item) {
                     resync(queue, pipe, client);
                 }
