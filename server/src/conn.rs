@@ -558,6 +558,69 @@ mod tests {
         assert!(q.next().is_some());
     }
 
+    /// Each ACK tells the observer the wire bytes of the window it acknowledges and the time
+    /// since the previous ACK (none for the first: nothing to time it against).
+    #[test]
+    fn acks_report_the_bytes_of_their_window() {
+        #[derive(Default)]
+        struct Seen(Mutex<Vec<u64>>);
+        impl AckObserver for Seen {
+            fn acked(&self, bytes: u64, _: std::time::Duration, _: std::time::Instant) {
+                self.0.lock().unwrap().push(bytes);
+            }
+        }
+        let q = SendQueue::new(1 << 20);
+        let seen = Arc::new(Seen::default());
+        q.observe_acks(seen.clone());
+        q.set_ack(2);
+        q.on_ack_sync(1);
+        for n in [100usize, 200, 300, 400, 500] {
+            q.push(9, vec![0; n], true).unwrap();
+        }
+        // SET_ACK (8 bytes) and the 100: the first window.
+        let h = FULL_HEADER_SIZE;
+        for _ in 0..2 {
+            q.next().unwrap();
+        }
+        q.on_ack();
+        assert!(seen.0.lock().unwrap().is_empty());
+        for _ in 0..2 {
+            q.next().unwrap();
+        }
+        q.on_ack();
+        assert_eq!(*seen.0.lock().unwrap(), [(200 + h + 300 + h) as u64]);
+        // An ACK of a stale generation says nothing.
+        q.on_ack_sync(0);
+        q.next().unwrap();
+        q.on_ack();
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+    }
+
+    /// The socket's backlog: what the peer has not acknowledged, once its receive buffer is
+    /// full because it does not read.
+    #[test]
+    fn socket_backlog_counts_what_the_peer_has_not_taken() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_theirs, _) = listener.accept().unwrap();
+        let q = SendQueue::new(1 << 20);
+        assert_eq!(q.socket_backlog(), None, "no socket yet");
+        *q.socket.lock().unwrap() = Some(ours.try_clone().unwrap());
+        assert_eq!(q.socket_backlog(), Some(0));
+        ours.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0usize;
+        while let Ok(n) = ours.write(&chunk) {
+            written += n;
+            assert!(written < 1 << 30, "the peer's buffers never fill");
+        }
+        let backlog = q.socket_backlog().unwrap();
+        assert!(
+            backlog > 0 && backlog <= written as u64,
+            "{backlog} of {written}"
+        );
+    }
+
     #[test]
     fn read_limits() {
         let mut w = Writer::default();

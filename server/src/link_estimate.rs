@@ -15,7 +15,9 @@
 //!   link shows once its faster samples age out, a faster one at its first sample.
 //! - **Probes:** a link carrying little (JPEG keeps it so) gives no sample worth the name,
 //!   so when none came for [`PROBE_INTERVAL`] the next ping carries [`PROBE_BYTES`] of
-//!   padding, as spice-server's connect-time network test does, but continuously.
+//!   padding, as spice-server's connect-time network test does, but continuously. A round
+//!   trip under half the path's latency so far means the path changed (a VPN dropped, a
+//!   congested hop cleared): its rate may have too, so the next ping probes at once.
 //!
 //! Everything is a plain value fed with samples and times, so it is tested without sockets;
 //! memory is a few fixed-size rings whatever a client does.
@@ -95,6 +97,9 @@ pub struct LinkEstimate {
     last_rate_at: Option<Instant>,
     backlog: u64,
     slow: bool,
+    /// A round trip showed a faster path than the latency so far; cleared by the next
+    /// bandwidth sample.
+    path_changed: bool,
     rtt_samples: u64,
     bandwidth_samples: u64,
 }
@@ -133,6 +138,9 @@ impl LinkEstimate {
     /// A round trip of `rtt` by a message that had `bytes_ahead` bytes to cross first.
     pub fn rtt(&mut self, rtt: Duration, bytes_ahead: u64, now: Instant) {
         let rtt = rtt.min(MAX_RTT);
+        if self.min_rtt().is_some_and(|min| rtt < min / 2) {
+            self.path_changed = true;
+        }
         if self.rtts.len() >= RTT_SAMPLES {
             self.rtts.pop_front();
         }
@@ -170,6 +178,7 @@ impl LinkEstimate {
         }
         self.rates.push_back((now, bits));
         self.last_rate_at = Some(now);
+        self.path_changed = false;
         self.bandwidth_samples = self.bandwidth_samples.saturating_add(1);
         self.update_slow(now);
     }
@@ -204,13 +213,13 @@ impl LinkEstimate {
     }
 
     /// Padding for the next ping: [`PROBE_BYTES`] when no bandwidth sample came for
-    /// [`PROBE_INTERVAL`] and the path's latency is known (a probe needs a plain round trip
-    /// to be measured against), else none.
+    /// [`PROBE_INTERVAL`] or the path just got faster, and the path's latency is known (a
+    /// probe needs a plain round trip to be measured against), else none.
     pub fn probe_bytes(&self, now: Instant) -> usize {
         let stale = self
             .last_rate_at
             .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_INTERVAL);
-        if stale && self.min_rtt().is_some() {
+        if (stale || self.path_changed) && self.min_rtt().is_some() {
             PROBE_BYTES
         } else {
             0
@@ -323,6 +332,26 @@ mod tests {
         // Fast again: the first fast sample says so.
         let t = feed(&mut e, t, 40, 1, 50_000_000, 2 * MS, 200_000);
         assert!(!e.is_slow(t));
+    }
+
+    /// A plain round trip far below the latency so far asks for a probe at once, even with
+    /// a fresh bandwidth sample; the probe's sample ends the request.
+    #[test]
+    fn a_faster_path_is_probed_at_once() {
+        let mut e = LinkEstimate::new();
+        let t0 = Instant::now();
+        let t = feed(&mut e, t0, 1, 2, 2_000_000, 50 * MS, 0);
+        let t = feed(&mut e, t, 10, 1, 2_000_000, 50 * MS, PROBE_BYTES as u64);
+        assert!(e.is_slow(t));
+        assert_eq!(e.probe_bytes(t), 0);
+        // 30 ms: not half of 50.
+        let t = feed(&mut e, t, 20, 1, 2_000_000, 30 * MS, 0);
+        assert_eq!(e.probe_bytes(t), 0);
+        let t = feed(&mut e, t, 30, 1, 2_000_000, MS, 0);
+        assert_eq!(e.probe_bytes(t), PROBE_BYTES, "the path changed");
+        let t = feed(&mut e, t, 40, 1, 500_000_000, MS, PROBE_BYTES as u64);
+        assert!(!e.is_slow(t));
+        assert_eq!(e.probe_bytes(t), 0);
     }
 
     #[test]

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use saffron_display::{Pixels, Rect};
 
 /// How long an area must stay undrawn before it is re-sent losslessly on a link that is
-/// still slow. Longer than a stream's timeout (1 s): a lossless re-send costs a slow link
+/// still slow (or with `jpeg-wan-compression=always`). Well past a stream's timeout (1 s)
+/// and the link estimate's probe interval (3 s): a lossless re-send costs a slow link
 /// seconds, which is worth paying once the picture has settled, not between the frames of
-/// an animation that merely stutters.
-pub const LOSSY_STILL: Duration = Duration::from_secs(3);
+/// an animation that merely stutters, nor just before the estimate would have seen the
+/// link recover.
+pub const LOSSY_STILL: Duration = Duration::from_secs(5);
 /// Areas remembered at most (a drawing cutting areas into pieces cannot grow the list
 /// without bound).
 pub const MAX_AREAS: usize = 64;
