@@ -253,9 +253,9 @@ impl ClientDisplay {
         }
     }
 
-    /// When photographic images go as JPEG (QEMU's `jpeg-wan-compression`). Every Spice
-    /// client decodes JPEG images (spice-gtk, spice-html5; there is no cap for it), so only
-    /// the user's choice and the link decide.
+    /// When photographic images go as JPEG (QEMU's `jpeg-wan-compression`). spice-gtk
+    /// decodes JPEG images (there is no cap for it), so the user's choice and the link
+    /// decide; spice-html5 never gets them (see [`ClientDisplay::lossy_allowed`]).
     pub(crate) fn set_jpeg(&mut self, mode: WanCompression) {
         self.jpeg = mode;
     }
@@ -266,9 +266,12 @@ impl ClientDisplay {
     }
 
     /// Whether images may go lossy now: never with `image-compression=off` (raw is what it
-    /// promises), else as `jpeg-wan-compression` and the link say.
+    /// promises), never to spice-html5 (it decodes a JPEG through an `Image` element and
+    /// paints it when that loads, after drawings that followed it, which could leave the
+    /// JPEG over a later exact picture), else as `jpeg-wan-compression` and the link say.
     fn lossy_allowed(&self) -> bool {
         self.compression != Compression::Off
+            && !self.html5
             && match self.jpeg {
                 WanCompression::Always => true,
                 WanCompression::Auto => self.link_slow,
@@ -1398,11 +1401,15 @@ mod tests {
         );
         assert!(screen.pixels == truth, "JPEG, exact re-send, copy");
         assert_eq!(c.encode_stats().jpeg, 2);
-        // never: no JPEG even on a slow link.
+        // never: no JPEG even on a slow link; nor to spice-html5.
         let (mut c, q) = jpeg_client(w, h, WanCompression::Never);
         c.set_link_slow(true);
-        c.apply_at(&q, DisplayItem::image(area, photo, None), t);
+        c.apply_at(&q, DisplayItem::image(area, photo.clone(), None), t);
         assert_eq!(c.encode_stats().jpeg, 0);
+        let (c, q) = jpeg_client(w, h, WanCompression::Always);
+        let mut c = c.for_html5();
+        c.apply_at(&q, DisplayItem::image(area, photo, None), t);
+        assert_eq!(c.encode_stats().jpeg, 0, "html5");
     }
 
     /// `area` of a `w`-wide screen, as BGRX rows.
