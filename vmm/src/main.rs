@@ -581,6 +581,50 @@ mod tests {
         );
     }
 
+    /// `--spice-jpeg-wan-compression` reaches the server's configuration on both commands,
+    /// `auto` unless given, and refuses what QEMU would.
+    #[test]
+    fn jpeg_wan_compression_option() {
+        use saffron_server::WanCompression;
+        let run = [
+            "saffron",
+            "run",
+            "--kernel",
+            "k",
+            "--spice",
+            "127.0.0.1:5930",
+        ];
+        let device = [
+            "saffron",
+            "device",
+            "--socket",
+            "s",
+            "--spice",
+            "127.0.0.1:5930",
+        ];
+        for base in [&run[..], &device[..]] {
+            let jpeg = |extra: &[&str]| -> Result<WanCompression, String> {
+                let cli = Cli::try_parse_from([base, extra].concat()).map_err(|e| e.to_string())?;
+                let options = match cli.command {
+                    Cmd::Run(a) => a.spice.options(),
+                    Cmd::Device(a) => a.spice.options(),
+                    Cmd::VgaReplay(_) => unreachable!(),
+                };
+                let cfg = options.config("127.0.0.1:5930".parse().unwrap(), "vm")?;
+                Ok(cfg.jpeg_wan_compression)
+            };
+            assert_eq!(jpeg(&[]), Ok(WanCompression::Auto), "{base:?}");
+            for (arg, want) in [
+                ("always", WanCompression::Always),
+                ("never", WanCompression::Never),
+                ("auto", WanCompression::Auto),
+            ] {
+                assert_eq!(jpeg(&["--spice-jpeg-wan-compression", arg]), Ok(want));
+            }
+            assert!(jpeg(&["--spice-jpeg-wan-compression", "sometimes"]).is_err());
+        }
+    }
+
     #[test]
     fn vram64_option_on_both_commands() {
         let run = ["saffron", "run", "--kernel", "k"];
