@@ -188,7 +188,8 @@ fn a_slow_link_gets_jpeg_and_ends_exact_once_restored() {
         min_rtt >= 2 * DELAY && min_rtt < Duration::from_secs(2),
         "latency {min_rtt:?}"
     );
-    assert_eq!(server.image_totals().jpeg, 0, "nothing photographic yet");
+    let before = server.image_totals();
+    assert_eq!(before.jpeg, 0, "nothing photographic yet");
 
     // A photograph appears: it goes as JPEG, close to it but not exact.
     let rows = 96..288;
@@ -208,7 +209,12 @@ fn a_slow_link_gets_jpeg_and_ends_exact_once_restored() {
     assert!(psnr >= 30.0, "the JPEG at {psnr:.1} dB");
     let totals = server.image_totals();
     assert!(totals.jpeg >= 1, "{totals:?}");
-    eprintln!("JPEG at {psnr:.1} dB; images so far {totals:?}");
+    let jpeg_bytes = totals.payload_bytes - before.payload_bytes;
+    eprintln!(
+        "JPEG at {psnr:.1} dB, {jpeg_bytes} bytes for {} of pixels",
+        band.len()
+    );
+    assert!(jpeg_bytes * 10 < band.len() as u64, "{jpeg_bytes} bytes");
 
     // The link is restored: the estimate says so, and the picture ends exact.
     proxy.throttled.store(false, Ordering::Release);
@@ -230,6 +236,10 @@ fn a_slow_link_gets_jpeg_and_ends_exact_once_restored() {
         jpeg_at.elapsed()
     );
     assert!(fast.bits_per_sec.unwrap() >= 12_500_000);
-    let totals = server.image_totals();
-    assert!(totals.lossless_resends >= 1, "{totals:?}");
+    let after = server.image_totals();
+    assert!(after.lossless_resends >= 1, "{after:?}");
+    eprintln!(
+        "the lossless re-send: {} bytes",
+        after.payload_bytes - totals.payload_bytes
+    );
 }
