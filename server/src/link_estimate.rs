@@ -14,8 +14,9 @@
 //!   *largest* sample of the last [`BANDWIDTH_WINDOW`], as TCP BBR's max filter: a slower
 //!   link shows once its faster samples age out, a faster one at its first sample.
 //! - **Probes:** a link carrying little (JPEG keeps it so) gives no sample worth the name,
-//!   so when none came for [`PROBE_INTERVAL`] the next ping carries [`PROBE_BYTES`] of
-//!   padding, as spice-server's connect-time network test does, but continuously. A round
+//!   so the first ping after the latency is known, and, while the link is slow, a ping after
+//!   [`PROBE_INTERVAL`] without a sample, carries [`PROBE_BYTES`] of padding, as
+//!   spice-server's connect-time network test does. A fast link is not probed again. A round
 //!   trip under half the path's latency so far means the path changed (a VPN dropped, a
 //!   congested hop cleared): its rate may have too, so the next ping probes at once.
 //!
@@ -212,14 +213,22 @@ impl LinkEstimate {
         self.slow
     }
 
-    /// Padding for the next ping: [`PROBE_BYTES`] when no bandwidth sample came for
-    /// [`PROBE_INTERVAL`] or the path just got faster, and the path's latency is known (a
-    /// probe needs a plain round trip to be measured against), else none.
+    /// Padding for the next ping, once the path's latency is known (a probe needs a plain
+    /// round trip to be measured against): [`PROBE_BYTES`] for the first rate of a link (as
+    /// spice-server's connect-time test), when the path just got faster, and, while the link
+    /// counts as slow, when no sample came for [`PROBE_INTERVAL`] (JPEG keeps a slow link
+    /// quiet, and only a probe can tell it recovered); else none. A fast link is not probed
+    /// again: an idle desktop then costs no padding at all, and a fast link that degrades
+    /// shows in the samples of the updates that queue on it.
     pub fn probe_bytes(&self, now: Instant) -> usize {
+        if self.min_rtt().is_none() {
+            return 0;
+        }
         let stale = self
             .last_rate_at
             .is_none_or(|t| now.saturating_duration_since(t) >= PROBE_INTERVAL);
-        if (stale || self.path_changed) && self.min_rtt().is_some() {
+        let first = self.last_rate_at.is_none();
+        if first || self.path_changed || (self.slow && stale) {
             PROBE_BYTES
         } else {
             0
@@ -332,6 +341,17 @@ mod tests {
         // Fast again: the first fast sample says so.
         let t = feed(&mut e, t, 40, 1, 50_000_000, 2 * MS, 200_000);
         assert!(!e.is_slow(t));
+        // An idle fast link is never probed again; a slow one is, once its samples are stale.
+        let later = t + PROBE_INTERVAL * 10;
+        assert_eq!(e.probe_bytes(later), 0, "idle and fast: no padding");
+        let t = feed(&mut e, t, 50, 8, 1_000_000, 2 * MS, 200_000);
+        assert!(e.is_slow(t));
+        assert_eq!(e.probe_bytes(t), 0, "fresh samples");
+        assert_eq!(
+            e.probe_bytes(t + 2 * PROBE_INTERVAL),
+            PROBE_BYTES,
+            "slow and stale"
+        );
     }
 
     /// A plain round trip far below the latency so far asks for a probe at once, even with
