@@ -155,6 +155,18 @@ impl PixmapCache {
         Lookup::Insert { id, evicted }
     }
 
+    /// The id the client holds `key` under, if it does (a hit, counted as one); unlike
+    /// [`PixmapCache::lookup`] a miss reserves nothing.
+    pub fn hit(&mut self, key: Key, pixels: u64) -> Option<u64> {
+        if !self.wants(pixels) || !self.entries.contains_key(&key) {
+            return None;
+        }
+        match self.lookup(key, pixels) {
+            Lookup::Hit(id) => Some(id),
+            _ => None,
+        }
+    }
+
     /// Forgets everything (the client is told INVAL_ALL_PIXMAPS). Ids go on from where they
     /// were, so none is ever reused.
     pub fn clear(&mut self) {

@@ -465,8 +465,8 @@ pub struct Screen {
     pub received: u32,
     /// DRAW_COPY messages applied.
     pub draws: u64,
-    /// Images decoded, per SpiceImage type (0 raw, 1 QUIC, 101 LZ, 102 GLZ, 107 zlib-GLZ,
-    /// 109 LZ4).
+    /// Images decoded, per SpiceImage type (0 raw, 1 QUIC, 101 LZ, 102 GLZ, 105 JPEG,
+    /// 107 zlib-GLZ, 109 LZ4).
     pub images: std::collections::BTreeMap<u8, u64>,
     glz: Option<saffron_codec::glz::Decoder>,
     /// The pixmap cache: images sent with CACHE_ME, as (width, height, B,G,R,X rows), by id.
@@ -501,6 +501,14 @@ impl Screen {
             msg::SET_ACK => {
                 self.window = u32_at(body, 4)?;
                 return send_msg(ch, msg::MSGC_ACK_SYNC, body.get(0..4).unwrap_or(&[]));
+            }
+            // The display channel's pings measure the link: answered as spice-gtk does (id
+            // and time stamp back, any padding not).
+            msg::PING => {
+                let pong = body
+                    .get(..12)
+                    .ok_or_else(|| ClientError::Protocol("PING shorter than 12 bytes".into()))?;
+                send_msg(ch, msg::MSGC_PONG, pong)?;
             }
             msg::DISPLAY_SURFACE_CREATE => {
                 let (w, h) = (u32_at(body, 4)?, u32_at(body, 8)?);
@@ -761,6 +769,23 @@ impl Screen {
                     .map_err(|e| bad("GLZ", &e))?
             }
             109 => lz4::decode(&sized(p)?, w, h, max).map_err(|e| bad("LZ4", &e))?,
+            105 => {
+                let data = sized(p)?;
+                let mut d = jpeg_decoder::Decoder::new(&data[..]);
+                let rgb = d.decode().map_err(|e| bad("JPEG", &e))?;
+                let info = d
+                    .info()
+                    .ok_or_else(|| ClientError::Protocol("JPEG without a header".into()))?;
+                if (u32::from(info.width), u32::from(info.height)) != (w, h)
+                    || info.pixel_format != jpeg_decoder::PixelFormat::RGB24
+                {
+                    return proto("JPEG of another size than its descriptor, or not RGB");
+                }
+                return Ok(rgb
+                    .chunks_exact(3)
+                    .flat_map(|p| [p[2], p[1], p[0], 0])
+                    .collect());
+            }
             other => return proto(format!("image type {other}")),
         };
         if (decoded.width, decoded.height) != (w, h) {

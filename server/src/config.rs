@@ -68,6 +68,10 @@ pub struct ServerConfig {
     pub image_compression: crate::image::Compression,
     /// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
     pub zlib_glz_wan_compression: crate::image::WanCompression,
+    /// When photographic images go as lossy JPEG (QEMU's `jpeg-wan-compression`): `auto`
+    /// when the client's link estimate says it is slow (see `link_estimate`), `always`, or
+    /// `never`. Lossy areas are sent again losslessly once the link allows or they go still.
+    pub jpeg_wan_compression: crate::image::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: crate::stream::StreamingVideo,
     /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
@@ -111,6 +115,7 @@ impl ServerConfig {
             display_pipe_limit: DEFAULT_PIPE_LIMIT,
             image_compression: crate::image::Compression::default(),
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
+            jpeg_wan_compression: crate::image::WanCompression::default(),
             streaming_video: crate::stream::StreamingVideo::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,

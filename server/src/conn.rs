@@ -60,6 +60,10 @@ struct QueueState {
     ack_generation: u32,
     client_generation: u32,
     unacked: u32,
+    /// Wire sizes of the messages sent and not yet ACKed (at most two windows and one: the
+    /// writer stops there), and when the last ACK came: what each ACK says the client read.
+    unacked_sizes: VecDeque<usize>,
+    last_ack: Option<std::time::Instant>,
 }
 
 /// The outgoing half of a channel connection.
@@ -72,6 +76,14 @@ pub struct SendQueue {
     /// The connection's socket, shut down when the queue gives up on the client (its writer
     /// may be blocked in a write, its reader in a read).
     socket: Mutex<Option<std::net::TcpStream>>,
+    /// Told of each ACK's window (a display channel's link estimate).
+    ack_observer: Mutex<Option<Arc<dyn AckObserver>>>,
+}
+
+/// Hears what each ACK of the channel's message windows says: `bytes` (headers included)
+/// read by the client in `interval` since the previous ACK.
+pub trait AckObserver: Send + Sync {
+    fn acked(&self, bytes: u64, interval: std::time::Duration, now: std::time::Instant);
 }
 
 /// Default byte bound of a client's queue: eight 1024 × 512 32-bpp updates, or two full
@@ -107,11 +119,34 @@ impl SendQueue {
                 ack_generation: 0,
                 client_generation: 0,
                 unacked: 0,
+                unacked_sizes: VecDeque::new(),
+                last_ack: None,
             }),
             ready: Condvar::new(),
             drained: Condvar::new(),
             socket: Mutex::new(None),
+            ack_observer: Mutex::new(None),
         })
+    }
+
+    /// Tells `observer` what each ACK says from now on.
+    pub fn observe_acks(&self, observer: Arc<dyn AckObserver>) {
+        *self.ack_observer.lock().unwrap_or_else(|e| e.into_inner()) = Some(observer);
+    }
+
+    /// Bytes written to the socket and not yet acknowledged by the peer's TCP (Linux
+    /// `SIOCOUTQ`): the part of the backlog our queue no longer sees. `None` without a socket
+    /// or where the kernel will not say.
+    pub fn socket_backlog(&self) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let guard = self.socket.lock().unwrap_or_else(|e| e.into_inner());
+        let fd = guard.as_ref()?.as_raw_fd();
+        let mut queued: libc::c_int = 0;
+        // SAFETY: `fd` is the open socket `guard` holds (it cannot close while we hold the
+        // lock), and TIOCOUTQ (= SIOCOUTQ on Linux) writes one c_int to the pointer, which
+        // points at `queued`, alive for the call.
+        let r = unsafe { libc::ioctl(fd, libc::TIOCOUTQ, &mut queued as *mut libc::c_int) };
+        (r == 0).then(|| u64::try_from(queued).unwrap_or(0))
     }
 
     /// Ends the connection at the socket: a writer blocked on a client that does not read
@@ -245,6 +280,8 @@ impl SendQueue {
             s.ack_generation = s.ack_generation.wrapping_add(1);
             s.ack_window = window;
             s.unacked = 0;
+            s.unacked_sizes.clear();
+            s.last_ack = None;
             s.ack_generation
         };
         let mut w = Writer::default();
@@ -257,10 +294,26 @@ impl SendQueue {
     }
 
     fn on_ack(&self) {
+        let now = std::time::Instant::now();
         let mut s = self.lock();
         if s.client_generation == s.ack_generation {
             s.unacked = s.unacked.saturating_sub(s.ack_window);
+            let n = (s.ack_window as usize).min(s.unacked_sizes.len());
+            let bytes: usize = s.unacked_sizes.drain(..n).sum();
+            let since = s.last_ack.replace(now);
             self.ready.notify_all();
+            drop(s);
+            // The first ACK has no previous one to time against.
+            if let Some(since) = since {
+                let observer = self
+                    .ack_observer
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .clone();
+                if let Some(o) = observer {
+                    o.acked(bytes as u64, now.saturating_duration_since(since), now);
+                }
+            }
         }
     }
 
@@ -281,6 +334,13 @@ impl SendQueue {
                 }
                 if s.ack_window > 0 {
                     s.unacked = s.unacked.saturating_add(1);
+                    // Bounded: the writer sends at most two windows and one unACKed.
+                    let cap = (s.ack_window as usize).saturating_mul(2).saturating_add(1);
+                    if s.unacked_sizes.len() >= cap {
+                        s.unacked_sizes.pop_front();
+                    }
+                    s.unacked_sizes
+                        .push_back(m.body.len().saturating_add(FULL_HEADER_SIZE));
                 }
                 self.drained.notify_all();
                 return Some(m);
@@ -496,6 +556,69 @@ mod tests {
         q.on_ack_sync(1);
         q.on_ack();
         assert!(q.next().is_some());
+    }
+
+    /// Each ACK tells the observer the wire bytes of the window it acknowledges and the time
+    /// since the previous ACK (none for the first: nothing to time it against).
+    #[test]
+    fn acks_report_the_bytes_of_their_window() {
+        #[derive(Default)]
+        struct Seen(Mutex<Vec<u64>>);
+        impl AckObserver for Seen {
+            fn acked(&self, bytes: u64, _: std::time::Duration, _: std::time::Instant) {
+                self.0.lock().unwrap().push(bytes);
+            }
+        }
+        let q = SendQueue::new(1 << 20);
+        let seen = Arc::new(Seen::default());
+        q.observe_acks(seen.clone());
+        q.set_ack(2);
+        q.on_ack_sync(1);
+        for n in [100usize, 200, 300, 400, 500] {
+            q.push(9, vec![0; n], true).unwrap();
+        }
+        // SET_ACK (8 bytes) and the 100: the first window.
+        let h = FULL_HEADER_SIZE;
+        for _ in 0..2 {
+            q.next().unwrap();
+        }
+        q.on_ack();
+        assert!(seen.0.lock().unwrap().is_empty());
+        for _ in 0..2 {
+            q.next().unwrap();
+        }
+        q.on_ack();
+        assert_eq!(*seen.0.lock().unwrap(), [(200 + h + 300 + h) as u64]);
+        // An ACK of a stale generation says nothing.
+        q.on_ack_sync(0);
+        q.next().unwrap();
+        q.on_ack();
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
+    }
+
+    /// The socket's backlog: what the peer has not acknowledged, once its receive buffer is
+    /// full because it does not read.
+    #[test]
+    fn socket_backlog_counts_what_the_peer_has_not_taken() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut ours = std::net::TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (_theirs, _) = listener.accept().unwrap();
+        let q = SendQueue::new(1 << 20);
+        assert_eq!(q.socket_backlog(), None, "no socket yet");
+        *q.socket.lock().unwrap() = Some(ours.try_clone().unwrap());
+        assert_eq!(q.socket_backlog(), Some(0));
+        ours.set_nonblocking(true).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        let mut written = 0usize;
+        while let Ok(n) = ours.write(&chunk) {
+            written += n;
+            assert!(written < 1 << 30, "the peer's buffers never fill");
+        }
+        let backlog = q.socket_backlog().unwrap();
+        assert!(
+            backlog > 0 && backlog <= written as u64,
+            "{backlog} of {written}"
+        );
     }
 
     #[test]

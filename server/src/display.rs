@@ -21,11 +21,13 @@ use crate::image::{
     self, BITMAP_HEADER_SIZE, Compression, DESCRIPTOR_SIZE, ImageEncoder, WanCompression,
 };
 use crate::link::LinkRequest;
+use crate::link_estimate::LinkMonitor;
+use crate::lossy::{LossyArea, LossyAreas};
 use crate::server::Shared;
 use crate::session::Session;
 use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams};
 use crate::tls::Stream;
-use crate::wire::{Reader, Writer, has_cap, msg};
+use crate::wire::{FULL_HEADER_SIZE, Reader, Writer, has_cap, msg};
 
 /// Largest raw DRAW_COPY body we build after the first draw; bigger areas are split into row
 /// bands, so one message does not hold the writer for long.
@@ -57,6 +59,13 @@ pub const DRAW_COPY_HEADER: usize =
     DRAW_COPY_IMAGE_OFFSET as usize + DESCRIPTOR_SIZE + BITMAP_HEADER_SIZE;
 /// How long the encoder waits for an item before it checks whether the client is gone.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// How often the display channel pings its client for the link estimate: often enough that
+/// a link that changes shows within seconds, rarely enough to cost nothing (a plain ping is
+/// 18 bytes; see `link_estimate` for the occasional padded probe).
+const LINK_PING_INTERVAL: Duration = Duration::from_secs(1);
+/// JPEG quality of still images on slow links (spice-server's `jpeg_quality` default): high
+/// enough that a photograph looks right until its lossless re-send.
+const STILL_JPEG_QUALITY: u8 = 85;
 
 /// A DRAW_FILL body: `rect` of surface 0 filled with a solid `0x00RRGGBB` brush, rop PUT, no
 /// clip, no mask.
@@ -192,6 +201,14 @@ pub(crate) struct ClientDisplay {
     streams: Streams,
     /// Where the multimedia clock starts (the server's; see [`Streams`]).
     clock: Instant,
+    /// When photographic images go as JPEG (`jpeg-wan-compression`; never until set).
+    jpeg: WanCompression,
+    /// Whether the link estimate calls the client's link slow.
+    link_slow: bool,
+    /// Areas the client holds as JPEG, to be sent again losslessly.
+    lossy: LossyAreas,
+    /// The time of what is being applied (items are timed by when the encoder takes them).
+    now: Instant,
 }
 
 impl ClientDisplay {
@@ -229,7 +246,55 @@ impl ClientDisplay {
             html5: false,
             streams: Streams::new(StreamingVideo::Off, false, false),
             clock: Instant::now(),
+            jpeg: WanCompression::Never,
+            link_slow: false,
+            lossy: LossyAreas::default(),
+            now: Instant::now(),
         }
+    }
+
+    /// When photographic images go as JPEG (QEMU's `jpeg-wan-compression`). spice-gtk
+    /// decodes JPEG images (there is no cap for it), so the user's choice and the link
+    /// decide; spice-html5 never gets them (see [`ClientDisplay::lossy_allowed`]).
+    pub(crate) fn set_jpeg(&mut self, mode: WanCompression) {
+        self.jpeg = mode;
+    }
+
+    /// What the link estimate says of the client's link now.
+    pub(crate) fn set_link_slow(&mut self, slow: bool) {
+        self.link_slow = slow;
+    }
+
+    /// Whether images may go lossy now: never with `image-compression=off` (raw is what it
+    /// promises), never to spice-html5 (it decodes a JPEG through an `Image` element and
+    /// paints it when that loads, after drawings that followed it, which could leave the
+    /// JPEG over a later exact picture), else as `jpeg-wan-compression` and the link say.
+    fn lossy_allowed(&self) -> bool {
+        self.compression != Compression::Off
+            && !self.html5
+            && match self.jpeg {
+                WanCompression::Always => true,
+                WanCompression::Auto => self.link_slow,
+                WanCompression::Never => false,
+            }
+    }
+
+    /// Sends again, losslessly, the lossy areas that are due: all once the link allows,
+    /// else those still for a while. False when the client's queue overflowed.
+    pub(crate) fn refine_lossy(&mut self, queue: &SendQueue, now: Instant) -> bool {
+        self.now = now;
+        let due = self.lossy.take_due(now, self.lossy_allowed());
+        if !due.is_empty() {
+            debug!(areas = due.len(), "lossy areas sent again losslessly");
+        }
+        self.resend_lossless(queue, due)
+    }
+
+    fn resend_lossless(&mut self, queue: &SendQueue, areas: Vec<LossyArea>) -> bool {
+        areas.into_iter().all(|a| {
+            self.images.note_lossless_resend();
+            !self.fits(a.area) || self.image(queue, a.area, &a.pixels, false, false)
+        })
     }
 
     /// Detects streams as `mode` says (off until called); `sized_cap`: the client takes
@@ -272,7 +337,7 @@ impl ClientDisplay {
         resends.into_iter().all(|r| {
             // A frame of another surface (stale) is not sent.
             !(self.fits(r.area) && r.pixels.is_consistent())
-                || self.image(queue, r.area, &r.pixels, false)
+                || self.image(queue, r.area, &r.pixels, false, false)
         })
     }
 
@@ -345,8 +410,10 @@ impl ClientDisplay {
 
     /// [`ClientDisplay::apply`] of an item taken at `now` (stream detection times frames).
     pub(crate) fn apply_at(&mut self, queue: &SendQueue, item: DisplayItem, now: Instant) -> bool {
+        self.now = now;
         match item {
             DisplayItem::SurfaceCreate(info) => {
+                self.lossy.clear();
                 self.streams.clear(queue);
                 self.destroy(queue);
                 let mut w = Writer::default();
@@ -366,6 +433,7 @@ impl ClientDisplay {
                 true
             }
             DisplayItem::SurfaceDestroy => {
+                self.lossy.clear();
                 self.streams.clear(queue);
                 self.destroy(queue);
                 true
@@ -406,6 +474,14 @@ impl ClientDisplay {
                 if !self.unstream(queue, area) || !src.is_none_or(|r| self.unstream(queue, r)) {
                     return false;
                 }
+                // Likewise a lossy area there: exact before it is copied.
+                if let Some(src) = src {
+                    let read = self.lossy.take_overlapping(src);
+                    if !self.resend_lossless(queue, read) {
+                        return false;
+                    }
+                }
+                self.lossy.overwritten(area);
                 self.drawn(queue, msg::DISPLAY_COPY_BITS, copy_bits(area, src_x, src_y))
             }
             DisplayItem::Draw(d) => {
@@ -414,6 +490,7 @@ impl ClientDisplay {
                 }
                 match d.content {
                     DrawContent::Fill(color) => {
+                        self.lossy.overwritten(d.area);
                         self.unstream(queue, d.area)
                             && self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
                     }
@@ -431,12 +508,16 @@ impl ClientDisplay {
                             .streams
                             .image(queue, d.area, &px, now, mm_time, &mut resends)
                         {
-                            Offered::Frame => true,
+                            Offered::Frame => {
+                                // The stream's end re-sends its region exactly.
+                                self.lossy.overwritten(d.area);
+                                true
+                            }
                             Offered::Overflow => false,
                             Offered::Image => {
                                 let congested = queue.queued_bytes() > queue.limit() / 4;
                                 self.resend(queue, resends)
-                                    && self.image(queue, d.area, &px, congested)
+                                    && self.image(queue, d.area, &px, congested, true)
                             }
                         }
                     }
@@ -473,11 +554,41 @@ impl ClientDisplay {
         true
     }
 
-    fn image(&mut self, queue: &SendQueue, area: Rect, px: &Pixels, congested: bool) -> bool {
+    /// Sends `px` at `area`: a fill when solid, else an image (lossy JPEG when `may_be_lossy`
+    /// and the link calls for it, remembered for its lossless re-send).
+    fn image(
+        &mut self,
+        queue: &SendQueue,
+        area: Rect,
+        px: &Pixels,
+        congested: bool,
+        may_be_lossy: bool,
+    ) -> bool {
+        // Whatever goes out now replaces what the client held there.
+        self.lossy.overwritten(area);
         if self.marked
             && let Some(color) = px.solid_color()
         {
             return self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(area, color));
+        }
+        if may_be_lossy && self.lossy_allowed() {
+            // A picture the client already holds exactly costs nothing: no JPEG of it.
+            let pixels = u64::from(px.width) * u64::from(px.height);
+            if self.cache.wants(pixels)
+                && let Some(id) = self
+                    .cache
+                    .hit(cache::content_key(px.width, px.height, &px.bgrx), pixels)
+            {
+                let img = self.images.from_cache(id, px.width, px.height);
+                return self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(area, &img));
+            }
+            if let Some(img) = self.images.encode_jpeg(px, STILL_JPEG_QUALITY) {
+                if !self.drawn(queue, msg::DISPLAY_DRAW_COPY, draw_copy(area, &img)) {
+                    return false;
+                }
+                let evicted = self.lossy.add(area, px.clone(), self.now);
+                return self.resend_lossless(queue, evicted);
+            }
         }
         if self.compression != Compression::Off {
             let pixels = u64::from(px.width) * u64::from(px.height);
@@ -589,6 +700,13 @@ impl InitSlot {
     }
 }
 
+/// What the channel's reader and pinger leave for the encoder.
+struct FromClient<'a> {
+    init: &'a InitSlot,
+    reports: &'a ReportSlot,
+    link: &'a LinkMonitor,
+}
+
 /// The encoder thread's loop: items from the pipe to messages in the queue, waiting while the
 /// queue is full.
 fn encode_loop(
@@ -597,9 +715,13 @@ fn encode_loop(
     source: &Arc<dyn DisplaySource>,
     session: &Session,
     client: &mut ClientDisplay,
-    init: &InitSlot,
-    reports: &ReportSlot,
+    from: FromClient<'_>,
 ) {
+    let FromClient {
+        init,
+        reports,
+        link,
+    } = from;
     // Clients send DISPLAY_INIT right after linking; the first picture waits a moment for
     // it, so that it may already use the client's GLZ dictionary and cache.
     if let Some(i) = init.wait(INIT_WAIT) {
@@ -614,13 +736,18 @@ fn encode_loop(
         if !queue.wait_below(queue_room(queue), IDLE_CHECK) {
             continue;
         }
-        if !client.expire_streams(queue, Instant::now())
+        let now = Instant::now();
+        client.set_link_slow(link.with(|e| e.is_slow(now)));
+        if !client.expire_streams(queue, now)
             || !client.stream_reports(queue, reports.take())
+            || !client.refine_lossy(queue, now)
         {
             resync(queue, pipe, client);
         }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {
+                // The estimate as it is now, not as before the wait.
+                client.set_link_slow(link.with(|e| e.is_slow(Instant::now())));
                 if !client.apply(queue, item) {
                     resync(queue, pipe, client);
                 }
@@ -648,6 +775,39 @@ fn queue_room(queue: &SendQueue) -> usize {
     (queue.limit() / 2).max(1)
 }
 
+/// Pings the client every [`LINK_PING_INTERVAL`] for the link estimate, each ping queued
+/// behind what the client has yet to receive (so its round trip measures that backlog's
+/// transfer too), padded when the estimate asks for a probe. Ends with the connection.
+fn link_ping_loop(queue: &SendQueue, link: &LinkMonitor, started: Instant) {
+    let mut id: u32 = 0;
+    loop {
+        id = id.wrapping_add(1);
+        let now = Instant::now();
+        let padding = link.with(|e| e.probe_bytes(now));
+        let mut w = Writer::with_capacity(12 + padding);
+        w.u32(id).u64(now.duration_since(started).as_nanos() as u64);
+        w.buf.resize(12 + padding, 0);
+        let waiting =
+            (queue.queued_bytes() as u64).saturating_add(queue.socket_backlog().unwrap_or(0));
+        let ahead = waiting.saturating_add((w.buf.len() + FULL_HEADER_SIZE) as u64);
+        link.with(|e| {
+            e.backlog(waiting);
+            e.ping_sent(id, now, ahead);
+        });
+        if padding > 0 {
+            debug!(padding, waiting, "link probe");
+        }
+        let _ = queue.push(msg::PING, w.buf, false);
+        let until = now + LINK_PING_INTERVAL;
+        while Instant::now() < until {
+            if queue.is_closed() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
 pub(crate) fn run(
     stream: Stream,
     shared: &Arc<Shared>,
@@ -672,6 +832,9 @@ pub(crate) fn run(
         Some(ACK_WINDOW),
     )?;
     let queue = ch.queue().clone();
+    let link = Arc::new(LinkMonitor::default());
+    queue.observe_acks(link.clone());
+    *listed.link.lock().unwrap_or_else(|e| e.into_inner()) = Some(link.clone());
 
     let pipe = Arc::new(Pipe::new(shared.config.display_pipe_limit));
     *listed.pipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(pipe.clone());
@@ -688,6 +851,7 @@ pub(crate) fn run(
     } else {
         client
     };
+    client.set_jpeg(shared.config.jpeg_wan_compression);
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
     client.set_streaming(
@@ -702,13 +866,20 @@ pub(crate) fn run(
         info!("no display source to subscribe to");
     }
     {
-        let (queue, shared, session, pipe, init, reports) = (
+        let (queue, link, started) = (queue.clone(), link.clone(), shared.started);
+        ch.spawn("spice-display-ping", move || {
+            link_ping_loop(&queue, &link, started)
+        })?;
+    }
+    {
+        let (queue, shared, session, pipe, init, reports, link) = (
             queue.clone(),
             shared.clone(),
             session.clone(),
             pipe.clone(),
             init.clone(),
             reports.clone(),
+            link.clone(),
         );
         ch.spawn("spice-display", move || {
             encode_loop(
@@ -717,8 +888,11 @@ pub(crate) fn run(
                 &shared.source,
                 &session,
                 &mut client,
-                &init,
-                &reports,
+                FromClient {
+                    init: &init,
+                    reports: &reports,
+                    link: &link,
+                },
             );
             pipe.close();
             let s = client.encode_stats();
@@ -743,7 +917,9 @@ pub(crate) fn run(
                 }
             }
             Event::Message(ty, _) => debug!(ty, "ignored display message"),
-            Event::Pong(_) => {}
+            Event::Pong(id) => {
+                link.with(|e| e.pong(id, Instant::now()));
+            }
         }
         Ok(())
     });
@@ -1086,6 +1262,179 @@ mod tests {
             2,
             "nothing is referenced after a clear"
         );
+    }
+
+    /// A client of a `w x h` surface, images as `auto_glz`, JPEG as `jpeg`, its surface
+    /// drawn once with a solid background (which stays lossless).
+    fn jpeg_client(w: u32, h: u32, jpeg: WanCompression) -> (ClientDisplay, Arc<SendQueue>) {
+        let q = SendQueue::new(1 << 24);
+        let mut c = ClientDisplay::with_encoding(
+            false,
+            1 << 24,
+            Compression::AutoGlz,
+            WanCompression::Never,
+            false,
+        );
+        c.set_jpeg(jpeg);
+        c.apply_init(&DisplayInit {
+            glz_window_size: 1 << 20,
+            pixmap_cache_size: 1 << 20,
+            ..DisplayInit::default()
+        });
+        c.apply(
+            &q,
+            DisplayItem::SurfaceCreate(SurfaceInfo {
+                width: w,
+                height: h,
+            }),
+        );
+        c.apply(&q, image(Rect::of_size(w, h), |_, _| 0x33_6699));
+        (c, q)
+    }
+
+    /// On a slow link (`auto`), a photograph goes as JPEG (close, not exact) and text stays
+    /// lossless; nothing is re-sent while the link stays slow and the area is fresh; once the
+    /// link is fast again the area goes lossless and the client's picture is exact.
+    #[test]
+    fn slow_links_get_jpeg_photos_and_the_area_ends_exact_when_the_link_allows() {
+        use saffron_codec::{corpus, mjpeg};
+        let (w, h) = (160u32, 120u32);
+        let (mut c, q) = jpeg_client(w, h, WanCompression::Auto);
+        let mut screen = Screen::new();
+        replay(&q, &mut screen);
+        let t = Instant::now();
+        let area = rect(16, 8, 144, 104);
+        let photo = corpus::photo(area.width(), area.height());
+        // Fast link: lossless (another photograph: this one is now in the client's cache,
+        // and would come from there).
+        let other: Vec<u8> = photo.iter().map(|b| 255 - b).collect();
+        assert!(c.apply_at(&q, DisplayItem::image(area, other, None), t));
+        replay(&q, &mut screen);
+        assert_eq!(c.encode_stats().jpeg, 0);
+        c.set_link_slow(true);
+        let text = corpus::text(area.width(), area.height());
+        assert!(c.apply_at(&q, DisplayItem::image(area, text.clone(), None), t));
+        replay(&q, &mut screen);
+        assert_eq!(c.encode_stats().jpeg, 0, "text stays lossless");
+        assert!(crop(&screen, w, area) == text);
+        assert!(c.apply_at(&q, DisplayItem::image(area, photo.clone(), None), t));
+        replay(&q, &mut screen);
+        assert_eq!(c.encode_stats().jpeg, 1);
+        assert_eq!(screen.images.get(&image::image_type::JPEG), Some(&1));
+        let shown = crop(&screen, w, area);
+        assert!(shown != photo, "lossy");
+        let p = mjpeg::psnr(&photo, &shown);
+        assert!(p >= 30.0, "JPEG at {p:.1} dB");
+        // Still slow, not still for long: nothing.
+        assert!(c.refine_lossy(&q, t + Duration::from_secs(1)));
+        assert!(q.take_all().is_empty());
+        c.set_link_slow(false);
+        assert!(c.refine_lossy(&q, t + Duration::from_secs(1)));
+        assert_eq!(replay(&q, &mut screen), [msg::DISPLAY_DRAW_COPY]);
+        assert!(crop(&screen, w, area) == photo, "exact again");
+        assert_eq!(c.encode_stats().lossless_resends, 1);
+        assert!(c.refine_lossy(&q, t + Duration::from_secs(9)));
+        assert!(q.take_all().is_empty(), "once only");
+    }
+
+    /// With `always`, a lossy area that stays still goes lossless after LOSSY_STILL; a fill
+    /// over part of it is kept (only the rest is re-sent); a COPY_BITS reading a lossy area
+    /// gets it exact first, so the copy carries exact pixels. `never` sends no JPEG.
+    #[test]
+    fn lossy_areas_end_exact_when_still_around_later_drawings() {
+        use saffron_codec::corpus;
+        let (w, h) = (200u32, 120u32);
+        let (mut c, q) = jpeg_client(w, h, WanCompression::Always);
+        let mut screen = Screen::new();
+        let mut truth = screen_truth(&q, &mut screen);
+        let t = Instant::now();
+        let area = rect(0, 0, 96, 96);
+        let photo = corpus::photo(96, 96);
+        assert!(c.apply_at(&q, DisplayItem::image(area, photo.clone(), None), t));
+        paint(&mut truth, w, area, &photo);
+        let fill = rect(40, 40, 140, 60);
+        assert!(c.apply_at(
+            &q,
+            DisplayItem::Draw(Draw {
+                area: fill,
+                content: DrawContent::Fill(0x00ab_cdef),
+            }),
+            t,
+        ));
+        paint(
+            &mut truth,
+            w,
+            fill,
+            &[0xef, 0xcd, 0xab, 0].repeat(fill.area() as usize),
+        );
+        replay(&q, &mut screen);
+        assert!(screen.pixels != truth);
+        assert!(c.refine_lossy(&q, t + crate::lossy::LOSSY_STILL / 2));
+        assert!(q.take_all().is_empty());
+        assert!(c.refine_lossy(&q, t + crate::lossy::LOSSY_STILL));
+        let types = replay(&q, &mut screen);
+        assert!(types.len() >= 2, "the pieces around the fill: {types:?}");
+        assert!(screen.pixels == truth, "exact, the fill kept");
+        // A copy of a lossy area: exact first.
+        let t = t + crate::lossy::LOSSY_STILL * 2;
+        assert!(c.apply_at(&q, DisplayItem::image(area, photo.clone(), None), t));
+        paint(&mut truth, w, area, &photo);
+        let dest = rect(100, 0, 196, 96);
+        assert!(c.apply_at(
+            &q,
+            DisplayItem::CopyBits {
+                area: dest,
+                src_x: 0,
+                src_y: 0,
+            },
+            t,
+        ));
+        paint(&mut truth, w, dest, &photo);
+        let types = replay(&q, &mut screen);
+        assert_eq!(
+            types,
+            [
+                msg::DISPLAY_DRAW_COPY,
+                msg::DISPLAY_DRAW_COPY,
+                msg::DISPLAY_COPY_BITS
+            ]
+        );
+        assert!(screen.pixels == truth, "JPEG, exact re-send, copy");
+        assert_eq!(c.encode_stats().jpeg, 2);
+        // never: no JPEG even on a slow link; nor to spice-html5.
+        let (mut c, q) = jpeg_client(w, h, WanCompression::Never);
+        c.set_link_slow(true);
+        c.apply_at(&q, DisplayItem::image(area, photo.clone(), None), t);
+        assert_eq!(c.encode_stats().jpeg, 0);
+        let (c, q) = jpeg_client(w, h, WanCompression::Always);
+        let mut c = c.for_html5();
+        c.apply_at(&q, DisplayItem::image(area, photo, None), t);
+        assert_eq!(c.encode_stats().jpeg, 0, "html5");
+    }
+
+    /// `area` of a `w`-wide screen, as BGRX rows.
+    fn crop(screen: &Screen, w: u32, area: Rect) -> Vec<u8> {
+        (area.top..area.bottom)
+            .flat_map(|y| {
+                let at = ((y * w + area.left) * 4) as usize;
+                screen.pixels[at..at + area.width() as usize * 4].to_vec()
+            })
+            .collect()
+    }
+
+    /// Paints `bgrx` at `area` of a `w`-wide BGRX picture (X kept 0, as the client shows).
+    fn paint(truth: &mut [u8], w: u32, area: Rect, bgrx: &[u8]) {
+        let row = area.width() as usize * 4;
+        for (i, y) in (area.top..area.bottom).enumerate() {
+            let at = ((y * w + area.left) * 4) as usize;
+            truth[at..at + row].copy_from_slice(&bgrx[i * row..(i + 1) * row]);
+        }
+    }
+
+    /// The client's picture after what `q` holds, which is then the truth.
+    fn screen_truth(q: &SendQueue, screen: &mut Screen) -> Vec<u8> {
+        replay(q, screen);
+        screen.pixels.clone()
     }
 
     proptest::proptest! {

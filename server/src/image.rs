@@ -19,6 +19,7 @@ pub mod image_type {
     pub const GLZ_RGB: u8 = 102;
     pub const ZLIB_GLZ_RGB: u8 = 107;
     pub const LZ4: u8 = 109;
+    pub const JPEG: u8 = 105;
     pub const FROM_CACHE: u8 = 103;
 }
 
@@ -126,7 +127,8 @@ fn raw_bitmap_flagged(
     }
 }
 
-/// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`).
+/// When GLZ images are wrapped in zlib (QEMU's `zlib-glz-wan-compression`), and when
+/// photographic images go as lossy JPEG (QEMU's `jpeg-wan-compression`, same values).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum WanCompression {
     /// When the client's link is the bottleneck: its send queue already holds a backlog when
@@ -146,7 +148,7 @@ impl FromStr for WanCompression {
             "always" | "on" => WanCompression::Always,
             other => {
                 return Err(format!(
-                    "unknown zlib-glz-wan-compression '{other}' (auto, never, always)"
+                    "unknown wan compression '{other}' (auto, never, always)"
                 ));
             }
         })
@@ -180,6 +182,10 @@ pub struct EncodeStats {
     pub glz: u64,
     pub zlib_glz: u64,
     pub lz4: u64,
+    /// Lossy JPEG images (slow links, `jpeg-wan-compression`), and the areas they covered
+    /// sent again losslessly once the link allowed or they went still.
+    pub jpeg: u64,
+    pub lossless_resends: u64,
     /// Images the client already had: sent as FROM_CACHE.
     pub from_cache: u64,
     /// Bytes of pixels given, and bytes of payload produced.
@@ -195,6 +201,8 @@ impl EncodeStats {
         self.glz += o.glz;
         self.zlib_glz += o.zlib_glz;
         self.lz4 += o.lz4;
+        self.jpeg += o.jpeg;
+        self.lossless_resends += o.lossless_resends;
         self.from_cache += o.from_cache;
         self.pixel_bytes += o.pixel_bytes;
         self.payload_bytes += o.payload_bytes;
@@ -306,6 +314,57 @@ impl ImageEncoder {
         for t in &self.totals {
             t.add(delta);
         }
+    }
+
+    /// `px` as a lossy JPEG SpiceImage at `quality`, if it is photographic enough to be
+    /// worth it (JPEG blurs text and flat UI and often makes it larger) and encodes; `None`
+    /// leaves it to the lossless path.
+    pub fn encode_jpeg(&mut self, px: &Pixels, quality: u8) -> Option<Vec<u8>> {
+        use saffron_codec::graduality::{Graduality, estimate};
+        let img = saffron_codec::ImageRef::packed(
+            px.width,
+            px.height,
+            saffron_codec::PixelFormat::Rgb32,
+            &px.bgrx,
+        )
+        .ok()?;
+        if px.bgrx.len() < MIN_SIZE_TO_COMPRESS || estimate(&img) == Graduality::Low {
+            return None;
+        }
+        let jpeg = match saffron_codec::mjpeg::encode(&img, quality) {
+            Ok(j) => j,
+            Err(e) => {
+                tracing::debug!(%e, "image not encoded as JPEG; sent lossless");
+                return None;
+            }
+        };
+        let size = u32::try_from(jpeg.len()).ok()?;
+        self.next_id = self.next_id.wrapping_add(1);
+        let mut out = Writer::with_capacity(DESCRIPTOR_SIZE + 4 + jpeg.len());
+        descriptor(
+            &mut out,
+            self.next_id,
+            image_type::JPEG,
+            0,
+            px.width,
+            px.height,
+        );
+        out.u32(size).bytes(&jpeg);
+        self.count(&EncodeStats {
+            jpeg: 1,
+            pixel_bytes: px.bgrx.len() as u64,
+            payload_bytes: jpeg.len() as u64,
+            ..EncodeStats::default()
+        });
+        Some(out.buf)
+    }
+
+    /// Counts an area sent again losslessly after a JPEG.
+    pub fn note_lossless_resend(&mut self) {
+        self.count(&EncodeStats {
+            lossless_resends: 1,
+            ..EncodeStats::default()
+        });
     }
 
     /// Counts a raw image the caller sent itself (uncompressed row bands).

@@ -18,6 +18,8 @@ pub mod http;
 pub mod image;
 pub mod inputs;
 pub mod link;
+pub mod link_estimate;
+mod lossy;
 pub mod main_channel;
 pub mod playback;
 mod record;

@@ -32,6 +32,8 @@ pub struct LinkedChannel {
     pub images: Arc<crate::image::ImageTotals>,
     /// The client was recognised as spice-html5 (see `LinkRequest::is_html5`).
     pub html5: bool,
+    /// A display channel's link estimate.
+    pub link: Mutex<Option<Arc<crate::link_estimate::LinkMonitor>>>,
 }
 
 /// One channel as `client_info` shows it.
@@ -55,6 +57,8 @@ pub struct ChannelInfo {
     pub display: Option<saffron_display::PipeStats>,
     /// A display channel's images by format (None for other channels).
     pub images: Option<crate::image::EncodeStats>,
+    /// A display channel's link estimate: latency, bandwidth, backlog, slow or not.
+    pub link: Option<crate::link_estimate::LinkInfo>,
 }
 
 /// One client (session) as `client_info` shows it.
@@ -160,6 +164,7 @@ impl Session {
             pipe: Mutex::new(None),
             images: Arc::default(),
             html5: link.html5,
+            link: Mutex::new(None),
         });
         self.channels
             .lock()
@@ -195,6 +200,12 @@ impl Session {
                     .map(|p| p.stats()),
                 images: (c.channel_type == crate::wire::channel::DISPLAY)
                     .then(|| c.images.snapshot()),
+                link: c
+                    .link
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_ref()
+                    .map(|l| l.info()),
             })
             .collect();
         ClientInfo {

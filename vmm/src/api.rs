@@ -291,6 +291,17 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                 "images": ch.images.map(|i| json!({
                     "raw": i.raw, "quic": i.quic, "lz": i.lz, "glz": i.glz,
                     "zlib_glz": i.zlib_glz, "lz4": i.lz4, "from_cache": i.from_cache,
+                    "jpeg": i.jpeg, "lossless_resends": i.lossless_resends,
+                })),
+                // Display channels: the link estimate (see server/src/link_estimate.rs).
+                "link": ch.link.map(|l| json!({
+                    "rtt_ms": l.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    "min_rtt_ms": l.min_rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    "bandwidth_bps": l.bits_per_sec,
+                    "backlog_bytes": l.backlog_bytes,
+                    "slow": l.slow,
+                    "rtt_samples": l.rtt_samples,
+                    "bandwidth_samples": l.bandwidth_samples,
                 })),
                 "bytes_received": ch.bytes_received,
             })

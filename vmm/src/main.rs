@@ -142,6 +142,11 @@ struct SpiceArgs {
     /// Wrap GLZ images in zlib (QEMU's zlib-glz-wan-compression): auto, never or always.
     #[arg(long, value_name = "WHEN", default_value = "auto")]
     spice_zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// Send photographic images as lossy JPEG (QEMU's jpeg-wan-compression): auto (when the
+    /// client's estimated link is below 10 Mbit/s), never or always. Lossy areas are sent
+    /// again losslessly once the link allows or they have been still for 3 s.
+    #[arg(long, value_name = "WHEN", default_value = "auto")]
+    spice_jpeg_wan_compression: saffron_server::WanCompression,
     /// Which regions redrawn like video go to clients as MJPEG streams (QEMU's
     /// streaming-video): off, all, or filter (only photographic ones, spice-server's
     /// heuristics). A stream's last frame is sent again losslessly when it goes still.
@@ -192,6 +197,7 @@ impl SpiceArgs {
             record_dir: self.record_spice.clone(),
             image_compression: self.spice_image_compression,
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
+            jpeg_wan_compression: self.spice_jpeg_wan_compression,
             streaming_video: self.spice_streaming_video,
             disable_copy_paste: self.spice_disable_copy_paste,
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
@@ -573,6 +579,50 @@ mod tests {
             device(&["--sound-socket", "/tmp/snd.sock"]),
             Some(PathBuf::from("/tmp/snd.sock"))
         );
+    }
+
+    /// `--spice-jpeg-wan-compression` reaches the server's configuration on both commands,
+    /// `auto` unless given, and refuses what QEMU would.
+    #[test]
+    fn jpeg_wan_compression_option() {
+        use saffron_server::WanCompression;
+        let run = [
+            "saffron",
+            "run",
+            "--kernel",
+            "k",
+            "--spice",
+            "127.0.0.1:5930",
+        ];
+        let device = [
+            "saffron",
+            "device",
+            "--socket",
+            "s",
+            "--spice",
+            "127.0.0.1:5930",
+        ];
+        for base in [&run[..], &device[..]] {
+            let jpeg = |extra: &[&str]| -> Result<WanCompression, String> {
+                let cli = Cli::try_parse_from([base, extra].concat()).map_err(|e| e.to_string())?;
+                let options = match cli.command {
+                    Cmd::Run(a) => a.spice.options(),
+                    Cmd::Device(a) => a.spice.options(),
+                    Cmd::VgaReplay(_) => unreachable!(),
+                };
+                let cfg = options.config("127.0.0.1:5930".parse().unwrap(), "vm")?;
+                Ok(cfg.jpeg_wan_compression)
+            };
+            assert_eq!(jpeg(&[]), Ok(WanCompression::Auto), "{base:?}");
+            for (arg, want) in [
+                ("always", WanCompression::Always),
+                ("never", WanCompression::Never),
+                ("auto", WanCompression::Auto),
+            ] {
+                assert_eq!(jpeg(&["--spice-jpeg-wan-compression", arg]), Ok(want));
+            }
+            assert!(jpeg(&["--spice-jpeg-wan-compression", "sometimes"]).is_err());
+        }
     }
 
     #[test]

@@ -38,6 +38,8 @@ pub struct SpiceOptions {
     pub image_compression: saffron_server::Compression,
     /// When GLZ images are wrapped in zlib.
     pub zlib_glz_wan_compression: saffron_server::WanCompression,
+    /// When photographic images go as lossy JPEG (QEMU's `jpeg-wan-compression`).
+    pub jpeg_wan_compression: saffron_server::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: saffron_server::StreamingVideo,
     /// No clipboard through the guest agent (QEMU's `disable-copy-paste`).
@@ -79,6 +81,7 @@ impl Default for SpiceOptions {
             record_dir: None,
             image_compression: saffron_server::Compression::default(),
             zlib_glz_wan_compression: saffron_server::WanCompression::default(),
+            jpeg_wan_compression: saffron_server::WanCompression::default(),
             streaming_video: saffron_server::StreamingVideo::default(),
             disable_copy_paste: false,
             disable_agent_file_xfer: false,
@@ -118,6 +121,7 @@ impl SpiceOptions {
         cfg.record_dir = self.record_dir.clone();
         cfg.image_compression = self.image_compression;
         cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
+        cfg.jpeg_wan_compression = self.jpeg_wan_compression;
         cfg.streaming_video = self.streaming_video;
         cfg.agent = saffron_server::AgentPolicy {
             copy_paste: !self.disable_copy_paste,
