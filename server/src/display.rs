@@ -209,6 +209,8 @@ pub(crate) struct ClientDisplay {
     monitors_cap: bool,
     /// The monitors last sent in a MONITORS_CONFIG (clients with the cap).
     sent_monitors: Option<Monitors>,
+    /// Where the heads this client shows are listed for `client_info`.
+    listed_heads: Option<Arc<Mutex<Vec<Head>>>>,
     image_id: u64,
     base_limit: usize,
     compression: Compression,
@@ -253,6 +255,7 @@ impl ClientDisplay {
             marked: false,
             monitors_cap,
             sent_monitors: None,
+            listed_heads: None,
             image_id: 0,
             base_limit,
             compression,
@@ -409,6 +412,9 @@ impl ClientDisplay {
                     return true;
                 };
                 let monitors = showable(monitors, w, h);
+                if let Some(listed) = &self.listed_heads {
+                    *listed.lock().unwrap_or_else(|e| e.into_inner()) = monitors.heads.clone();
+                }
                 if self.monitors_cap && self.sent_monitors.as_ref() != Some(&monitors) {
                     let body = monitors_config(&monitors);
                     let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, body, false);
@@ -716,6 +722,7 @@ pub(crate) fn run(
     };
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
+    client.listed_heads = Some(listed.heads.clone());
     client.set_streaming(
         shared.config.streaming_video,
         has_cap(&req.channel_caps, CAP_SIZED_STREAM),
@@ -850,6 +857,8 @@ mod tests {
     fn two_heads_go_out_in_one_monitors_config() {
         let q = SendQueue::new(1 << 20);
         let mut c = ClientDisplay::new(true, 1 << 20);
+        let listed = Arc::new(Mutex::new(Vec::new()));
+        c.listed_heads = Some(listed.clone());
         c.apply(
             &q,
             DisplayItem::SurfaceCreate(SurfaceInfo {
@@ -878,6 +887,8 @@ mod tests {
         want.extend(le(&[0, 0, 1024, 768, 0, 0, 0])); // id, surface, w, h, x, y, flags
         want.extend(le(&[1, 0, 640, 480, 1024, 0, 0]));
         assert_eq!(sent[0].1, want);
+        // client_info lists them.
+        assert_eq!(*listed.lock().unwrap(), two.heads);
         // The same again: nothing.
         c.apply(&q, DisplayItem::Monitors(two));
         assert!(q.take_all().is_empty());

@@ -32,6 +32,8 @@ pub struct LinkedChannel {
     pub images: Arc<crate::image::ImageTotals>,
     /// The client was recognised as spice-html5 (see `LinkRequest::is_html5`).
     pub html5: bool,
+    /// A display channel's heads, as its client was last told of them.
+    pub heads: Arc<Mutex<Vec<saffron_display::Head>>>,
 }
 
 /// One channel as `client_info` shows it.
@@ -55,6 +57,9 @@ pub struct ChannelInfo {
     pub display: Option<saffron_display::PipeStats>,
     /// A display channel's images by format (None for other channels).
     pub images: Option<crate::image::EncodeStats>,
+    /// A display channel's heads (monitors), as its client was last told of them (None for
+    /// other channels; empty before the first primary surface).
+    pub heads: Option<Vec<saffron_display::Head>>,
 }
 
 /// One client (session) as `client_info` shows it.
@@ -160,6 +165,7 @@ impl Session {
             pipe: Mutex::new(None),
             images: Arc::default(),
             html5: link.html5,
+            heads: Arc::default(),
         });
         self.channels
             .lock()
@@ -195,6 +201,8 @@ impl Session {
                     .map(|p| p.stats()),
                 images: (c.channel_type == crate::wire::channel::DISPLAY)
                     .then(|| c.images.snapshot()),
+                heads: (c.channel_type == crate::wire::channel::DISPLAY)
+                    .then(|| c.heads.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             })
             .collect();
         ClientInfo {

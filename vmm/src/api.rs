@@ -317,6 +317,8 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                     "zlib_glz": i.zlib_glz, "lz4": i.lz4, "from_cache": i.from_cache,
                 })),
                 "bytes_received": ch.bytes_received,
+                // Display channels: the heads (monitors) this client was told of.
+                "heads": ch.heads.as_deref().map(heads_json),
             })
         })
         .collect();
