@@ -105,6 +105,12 @@ pub struct QxlConfig {
 /// (QXL_CLIENT_MONITORS_MAX).
 pub const MAX_HEADS: u32 = QXL_CLIENT_MONITORS_MAX as u32;
 
+/// Heads by default: the connectors Linux's drm/qxl makes (its `num_heads` default, 4).
+/// QEMU's qxl sets no limit by default (`max_outputs=0`); a limit as large as the guest's
+/// own keeps every head a Linux guest can light, and a client that asks for more monitors
+/// than the guest has connectors gets no layout the guest cannot follow.
+pub const DEFAULT_HEADS: u32 = 4;
+
 impl Default for QxlConfig {
     fn default() -> Self {
         QxlConfig {
@@ -112,7 +118,7 @@ impl Default for QxlConfig {
             vram_size: 64 << 20,
             vram64_size: 0,
             preferred_resolution: None,
-            max_heads: 1,
+            max_heads: DEFAULT_HEADS,
         }
     }
 }
@@ -125,7 +131,7 @@ impl QxlConfig {
             vram_size: vram_mb.saturating_mul(1 << 20),
             vram64_size: vram64_mb.saturating_mul(1 << 20),
             preferred_resolution: None,
-            max_heads: 1,
+            max_heads: DEFAULT_HEADS,
         };
         cfg.validate()?;
         Ok(cfg)

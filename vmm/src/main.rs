@@ -80,8 +80,8 @@ struct QxlArgs {
     resolution: Option<(u32, u32)>,
     /// Heads (monitors) the device drives, 1 to 64 (QEMU's qxl `max_outputs`): how many heads
     /// of the guest's monitors config are shown to clients, and of a client's layout offered
-    /// to the guest.
-    #[arg(long, alias = "max-outputs", default_value_t = 1, value_name = "N")]
+    /// to the guest. Default 4, the connectors Linux's qxl driver makes.
+    #[arg(long, alias = "max-outputs", default_value_t = saffron_device::qxl::DEFAULT_HEADS, value_name = "N")]
     heads: u32,
 }
 
