@@ -95,7 +95,21 @@ pub struct QxlConfig {
     /// A resolution offered to the guest as its preferred mode (through the ROM's client
     /// monitors config, as QEMU's xres/yres do); `None` leaves the driver's 1024x768.
     pub preferred_resolution: Option<(u32, u32)>,
+    /// Heads (monitors) the device honours, 1 to [`MAX_HEADS`] (QEMU's qxl `max_outputs`):
+    /// at most this many heads of the guest's monitors config are shown and announced to
+    /// clients, and of a client's monitors config offered to the guest through the ROM.
+    pub max_heads: u32,
 }
+
+/// Most heads a device may have: what the ROM's client monitors config holds
+/// (QXL_CLIENT_MONITORS_MAX).
+pub const MAX_HEADS: u32 = QXL_CLIENT_MONITORS_MAX as u32;
+
+/// Heads by default: the connectors Linux's drm/qxl makes (its `num_heads` default, 4).
+/// QEMU's qxl sets no limit by default (`max_outputs=0`); a limit as large as the guest's
+/// own keeps every head a Linux guest can light, and a client that asks for more monitors
+/// than the guest has connectors gets no layout the guest cannot follow.
+pub const DEFAULT_HEADS: u32 = 4;
 
 impl Default for QxlConfig {
     fn default() -> Self {
@@ -104,6 +118,7 @@ impl Default for QxlConfig {
             vram_size: 64 << 20,
             vram64_size: 0,
             preferred_resolution: None,
+            max_heads: DEFAULT_HEADS,
         }
     }
 }
@@ -116,12 +131,14 @@ impl QxlConfig {
             vram_size: vram_mb.saturating_mul(1 << 20),
             vram64_size: vram64_mb.saturating_mul(1 << 20),
             preferred_resolution: None,
+            max_heads: DEFAULT_HEADS,
         };
         cfg.validate()?;
         Ok(cfg)
     }
 
-    fn validate(&self) -> Result<(), QxlError> {
+    /// Checks the sizes and the head count (also done by [`QxlDevice::new`]).
+    pub fn validate(&self) -> Result<(), QxlError> {
         let ok = |s: u64, min: u64, max: u64| s.is_power_of_two() && s >= min && s <= max;
         if !ok(self.ram_size, 2 * RAM_HEADER_SIZE, MAX_BAR_SIZE) {
             return Err(QxlError::BarSize("RAM (BAR0)", self.ram_size));
@@ -136,6 +153,9 @@ impl QxlConfig {
                 "64-bit VRAM (BAR4, larger than BAR1)",
                 self.vram64_size,
             ));
+        }
+        if !(1..=MAX_HEADS).contains(&self.max_heads) {
+            return Err(QxlError::Heads(self.max_heads));
         }
         Ok(())
     }
@@ -180,6 +200,9 @@ pub enum QxlError {
     /// BAR0 cannot hold the 256 KiB of VGA memory a legacy VGA needs.
     #[error("BAR0 of {0:#x} bytes is too small for a legacy VGA")]
     NoVga(u64),
+    /// A head count the ROM cannot describe.
+    #[error("{0} heads: a device has 1 to {MAX_HEADS}")]
+    Heads(u32),
 }
 
 /// Counters a front end or the control socket can report.
@@ -338,6 +361,7 @@ impl QxlDevice {
             memory.guest_memory().clone(),
             ram,
             N_SURFACES,
+            cfg.max_heads,
             irq,
         )?);
         let mut dev = QxlDevice {
@@ -553,12 +577,17 @@ impl QxlDevice {
     /// The ROM is written even when the guest's driver does not take the interrupt yet (not
     /// loaded, or an old driver whose `int_mask` is 0 or all ones, which QEMU reads as "no
     /// support"): a driver loading later reads the ROM at its start, as it reads
-    /// `--resolution`'s. Heads beyond the ROM's 64 are dropped, as QEMU caps them.
+    /// `--resolution`'s. Heads beyond the device's [`QxlConfig::max_heads`] are dropped, as
+    /// QEMU caps them at its `max_outputs`: the guest's driver sees a connector per head it is
+    /// offered, and this card shows no more than that many.
     pub fn set_client_monitors_config(
         &mut self,
         heads: &[QXLURect],
     ) -> Result<ClientMonitorsOutcome, QxlError> {
-        let heads = heads.get(..QXL_CLIENT_MONITORS_MAX).unwrap_or(heads);
+        let max = usize::try_from(self.shared.max_heads)
+            .unwrap_or(QXL_CLIENT_MONITORS_MAX)
+            .min(QXL_CLIENT_MONITORS_MAX);
+        let heads = heads.get(..max).unwrap_or(heads);
         let changed = self.rom.set_client_monitors_config(heads)?;
         if changed {
             self.rom_changed();
@@ -983,12 +1012,18 @@ mod tests {
         vram_size: 1 << 16,
         vram64_size: 0,
         preferred_resolution: None,
+        max_heads: 1,
     };
 
     fn device() -> (QxlDevice, FakeLine) {
+        device_with_heads(1)
+    }
+
+    fn device_with_heads(max_heads: u32) -> (QxlDevice, FakeLine) {
         let line = FakeLine::default();
         let mem = DeviceMemory::anonymous(SMALL.ram_size, SMALL.vram_size, 0).unwrap();
-        let dev = QxlDevice::new(SMALL, mem, Box::new(line.clone())).unwrap();
+        let cfg = QxlConfig { max_heads, ..SMALL };
+        let dev = QxlDevice::new(cfg, mem, Box::new(line.clone())).unwrap();
         (dev, line)
     }
 
@@ -1076,7 +1111,7 @@ mod tests {
 
     #[test]
     fn client_monitors_config_goes_to_the_rom_and_interrupts_a_ready_guest() {
-        let (mut dev, line) = device();
+        let (mut dev, line) = device_with_heads(4);
         let head = |w: u32, h: u32, x: u32| QXLURect {
             top: 0,
             left: x,
@@ -1122,11 +1157,11 @@ mod tests {
         // A guest reset keeps the client's layout (it lives in the shadow ROM too).
         dev.bar_write(bar::IO, port::RESET.into(), &[0]);
         assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 2);
-        // Hostile sizes: more heads than the ROM holds are capped, inverted ones refused.
+        // Hostile sizes: more heads than the device has are capped, inverted ones refused.
         put_header(&mut dev, RAM_OFF_INT_MASK, 0x27);
         let many = vec![head(1, 1, 0); 300];
         assert!(dev.set_client_monitors_config(&many).is_ok());
-        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 64);
+        assert_eq!(rom_u32(&mut dev, 0x84) & 0xffff, 4);
         let inverted = QXLURect {
             top: 5,
             left: 0,
@@ -1134,6 +1169,67 @@ mod tests {
             right: 1,
         };
         assert!(dev.set_client_monitors_config(&[inverted]).is_err());
+    }
+
+    /// Every head of a client's layout, up to the device's count, reaches the ROM (in order,
+    /// each where the client put it) with one interrupt; a one-head card offers head 0 only,
+    /// as QEMU's qxl with `max_outputs=1`.
+    #[test]
+    fn all_heads_up_to_the_device_count_reach_the_rom() {
+        let rect = |w: u32, h: u32, x: u32| QXLURect {
+            top: 0,
+            left: x,
+            bottom: h,
+            right: x + w,
+        };
+        let layout = [
+            rect(1024, 768, 0),
+            rect(800, 600, 1024),
+            rect(640, 480, 1824),
+            rect(320, 200, 2464),
+            rect(100, 100, 2784),
+        ];
+        for (max_heads, offered) in [(1u32, 1u32), (2, 2), (4, 4), (64, 5)] {
+            let (mut dev, line) = device_with_heads(max_heads);
+            put_header(&mut dev, RAM_OFF_INT_MASK, 0x27);
+            let out = dev.set_client_monitors_config(&layout).unwrap();
+            assert_eq!(out, ClientMonitorsOutcome::Raised);
+            assert!(line.last(), "{max_heads} heads: interrupt raised");
+            assert_eq!(get_header(&mut dev, RAM_OFF_INT_PENDING), 0x20);
+            let mut config = [0u8; 1028];
+            dev.bar_read(bar::ROM, 0x84, &mut config);
+            let word = |at: usize| u32::from_le_bytes(config[at..at + 4].try_into().unwrap());
+            assert_eq!(word(0) & 0xffff, offered, "{max_heads} heads: count");
+            for (i, r) in layout.iter().take(offered as usize).enumerate() {
+                // QXLURect: top, left, bottom, right.
+                let at = 4 + i * 16;
+                assert_eq!(
+                    [word(at), word(at + 4), word(at + 8), word(at + 12)],
+                    [r.top, r.left, r.bottom, r.right],
+                    "{max_heads} heads: head {i}"
+                );
+            }
+            // Nothing past the offered heads: a driver that reads all 64 sees no ghost.
+            assert!(config[4 + offered as usize * 16..].iter().all(|&b| b == 0));
+            let mut crc = [0u8; 4];
+            dev.bar_read(bar::ROM, 0x80, &mut crc);
+            assert_eq!(
+                u32::from_le_bytes(crc),
+                saffron_rom::monitors::crc32_le(0, &config)
+            );
+        }
+        // A head count the ROM cannot describe is refused at creation.
+        for bad in [0, 65, u32::MAX] {
+            let mem = DeviceMemory::anonymous(SMALL.ram_size, SMALL.vram_size, 0).unwrap();
+            let cfg = QxlConfig {
+                max_heads: bad,
+                ..SMALL
+            };
+            assert!(matches!(
+                QxlDevice::new(cfg, mem, Box::new(FakeLine::default())),
+                Err(QxlError::Heads(n)) if n == bad
+            ));
+        }
     }
 
     #[test]

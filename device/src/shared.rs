@@ -52,6 +52,8 @@ pub(crate) struct Shared {
     cursor_ring: CommandRing,
     release_ring: ReleaseRing,
     pub(crate) n_surfaces: u32,
+    /// Heads honoured (`QxlConfig::max_heads`).
+    pub(crate) max_heads: u32,
     pub(crate) line: Mutex<Line>,
     /// The port of the async operation in flight, if any (one at a time).
     pub(crate) async_op: Mutex<Option<u8>>,
@@ -65,6 +67,7 @@ impl Shared {
         mem: GuestMemoryMmap,
         ram: RamHeader,
         n_surfaces: u32,
+        max_heads: u32,
         sink: Box<dyn IrqLine>,
     ) -> Result<Self, saffron_rom::ram::RamError> {
         Ok(Shared {
@@ -74,6 +77,7 @@ impl Shared {
             mem,
             ram,
             n_surfaces,
+            max_heads,
             line: Mutex::new(Line {
                 level: false,
                 intx_disabled: false,
@@ -191,6 +195,10 @@ impl QxlInterface for DeviceInterface {
 
     fn n_surfaces(&self) -> u32 {
         self.0.n_surfaces
+    }
+
+    fn max_heads(&self) -> u32 {
+        self.0.max_heads
     }
 
     fn get_command(&self) -> Result<Option<QXLCommand>, RingFault> {

@@ -15,6 +15,7 @@ const CFG: QxlConfig = QxlConfig {
     vram_size: 256 << 10,
     vram64_size: 0,
     preferred_resolution: None,
+    max_heads: 1,
 };
 const BAR0: u64 = 0xf400_0000;
 const BAR1: u64 = 0xf800_0000;

@@ -19,6 +19,7 @@ const CFG: QxlConfig = QxlConfig {
     vram_size: 1 << 20,
     vram64_size: 0,
     preferred_resolution: None,
+    max_heads: 1,
 };
 const BAR0_ADDR: u32 = 0xf400_0000;
 const BAR1_ADDR: u32 = 0xf800_0000;

@@ -21,6 +21,7 @@ const CFG: QxlConfig = QxlConfig {
     vram_size: 1 << 20,
     vram64_size: 0,
     preferred_resolution: None,
+    max_heads: 1,
 };
 const BAR0: u32 = 0xf400_0000;
 const BAR1: u32 = 0xf800_0000;

@@ -5,7 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use crate::DisplaySource;
-use crate::item::{DisplayItem, Draw, DrawContent, Head, Pixels, SurfaceInfo};
+use crate::item::{DisplayItem, Draw, DrawContent, Head, Monitors, Pixels, SurfaceInfo};
 use crate::pipe::Pipe;
 use crate::rect::Rect;
 
@@ -41,13 +41,14 @@ impl Frame {
             .is_some_and(|n| n == self.bgrx.len() && n > 0)
     }
 
-    fn head(&self) -> Head {
-        self.head.unwrap_or(Head {
-            x: 0,
-            y: 0,
-            width: self.width,
-            height: self.height,
-        })
+    fn monitors(&self) -> Monitors {
+        match self.head {
+            Some(head) => Monitors {
+                max_allowed: 1,
+                heads: vec![head],
+            },
+            None => Monitors::whole(self.width, self.height),
+        }
     }
 
     /// The pixels of `area` (inside the frame).
@@ -97,8 +98,8 @@ impl FrameSource {
                 if let Some(area) = changed_rows(old, &frame) {
                     items.push(image(&frame, area));
                 }
-                if old.head() != frame.head() {
-                    items.push(DisplayItem::Monitors(frame.head()));
+                if old.head != frame.head {
+                    items.push(DisplayItem::Monitors(frame.monitors()));
                 }
             }
             old => {
@@ -134,7 +135,7 @@ fn initial(frame: &Frame) -> Vec<DisplayItem> {
             width: frame.width,
             height: frame.height,
         }),
-        DisplayItem::Monitors(frame.head()),
+        DisplayItem::Monitors(frame.monitors()),
         image(frame, Rect::of_size(frame.width, frame.height)),
     ]
 }

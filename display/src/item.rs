@@ -20,9 +20,10 @@ pub enum DisplayItem {
     /// (`src_x`, `src_y`), as they were before — the guest's COPY_BITS (a scroll): the client
     /// moves pixels it already has. Both rectangles lie inside the surface.
     CopyBits { area: Rect, src_x: u32, src_y: u32 },
-    /// What the guest's monitor shows of the primary (head 0 of its monitors config); the
-    /// whole surface when the guest set none.
-    Monitors(Head),
+    /// What the guest's monitors show of the primary: every enabled head of its monitors
+    /// config (up to the device's head count); one head of the whole surface when the guest
+    /// set none.
+    Monitors(Monitors),
     /// The device was reset: the guest's ids (surfaces, images) start over, so a consumer
     /// that keys anything by them must forget it. The server's pixmap cache is keyed by the
     /// pixels' content, so what clients hold stays right and nothing needs sending.
@@ -86,10 +87,41 @@ pub struct SurfaceInfo {
 /// A rectangle of the surface that one monitor shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
+    /// The monitor's id (the guest's head id; a client's index in its own layout).
+    pub id: u32,
     pub x: u32,
     pub y: u32,
     pub width: u32,
     pub height: u32,
+}
+
+/// The monitors a display client shows, all on the primary surface (one QXL device with
+/// several heads, as spice-server serves it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Monitors {
+    /// The most heads the guest may enable (SPICE's `max_allowed`; remote-viewer offers that
+    /// many displays). At least `heads.len()`.
+    pub max_allowed: u32,
+    /// The enabled heads, each non-empty and inside the surface, in the guest's order.
+    pub heads: Vec<Head>,
+}
+
+impl Monitors {
+    /// One monitor showing the whole `width` x `height` surface: what a guest without a
+    /// monitors config (or with no usable head in it) shows, as spice-server sets up for a
+    /// primary surface.
+    pub fn whole(width: u32, height: u32) -> Monitors {
+        Monitors {
+            max_allowed: 1,
+            heads: vec![Head {
+                id: 0,
+                x: 0,
+                y: 0,
+                width,
+                height,
+            }],
+        }
+    }
 }
 
 /// A drawing on the primary surface: `area` (inside the surface) now holds `content`.

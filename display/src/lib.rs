@@ -14,7 +14,7 @@ pub mod rect;
 pub mod watch;
 
 pub use frames::{Frame, FrameSource};
-pub use item::{DisplayItem, Draw, DrawContent, Head, Pixels, SurfaceInfo};
+pub use item::{DisplayItem, Draw, DrawContent, Head, Monitors, Pixels, SurfaceInfo};
 pub use pipe::{Pipe, PipeStats, Popped};
 pub use rect::Rect;
 pub use watch::Watch;

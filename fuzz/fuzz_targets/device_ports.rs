@@ -30,6 +30,7 @@ fuzz_target!(|data: &[u8]| {
         vram_size: VRAM_SIZE,
         vram64_size: 2 * VRAM_SIZE,
         preferred_resolution: None,
+        max_heads: 1,
     };
     let mem = saffron_device::DeviceMemory::anonymous(RAM_SIZE, VRAM_SIZE, 2 * VRAM_SIZE)
         .expect("memory");

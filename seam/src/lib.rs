@@ -101,6 +101,12 @@ pub trait QxlInterface: Send + 'static {
     fn memory(&self) -> &GuestMemoryMmap;
     /// The number of surfaces the ROM offers.
     fn n_surfaces(&self) -> u32;
+    /// How many heads of the guest's monitors config the device honours (QEMU's qxl
+    /// `max_outputs`): the worker shows and announces at most this many. One by default, a
+    /// single-monitor card.
+    fn max_heads(&self) -> u32 {
+        1
+    }
     /// Pops the next command-ring entry, raising DISPLAY if the guest waits for room.
     fn get_command(&self) -> Result<Option<QXLCommand>, RingFault>;
     /// Pops the next cursor-ring entry, raising CURSOR if the guest waits for room.

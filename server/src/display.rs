@@ -11,7 +11,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use saffron_display::{DisplayItem, DisplaySource, DrawContent, Head, Pipe, Pixels, Popped, Rect};
+use saffron_display::{
+    DisplayItem, DisplaySource, DrawContent, Head, Monitors, Pipe, Pixels, Popped, Rect,
+};
 use tracing::{debug, info};
 
 use crate::cache::{self, Lookup, PixmapCache};
@@ -142,19 +144,50 @@ pub fn bands(
         .map(move |top| top..top.saturating_add(rows).min(height))
 }
 
-/// A MONITORS_CONFIG body with one head on surface 0.
-fn monitors_config(head: Head) -> Vec<u8> {
-    let mut m = Writer::default();
-    m.u16(1) // count
-        .u16(1) // max allowed
-        .u32(0) // id
-        .u32(0) // surface id
-        .u32(head.width)
-        .u32(head.height)
-        .u32(head.x)
-        .u32(head.y)
-        .u32(0); // flags
-    m.buf
+/// Most heads one MONITORS_CONFIG announces: what a device can have (the ROM's client
+/// monitors config holds 64), so a worker bug cannot make a huge message.
+const MAX_HEADS: usize = 64;
+
+/// A MONITORS_CONFIG body (SpiceMsgDisplayMonitorsConfig): `count`, `max_allowed`, then per
+/// head its id, surface id (0: every head shows part of the one primary, as with one qxl
+/// device), width, height, x, y and flags (none, as spice-server sends).
+fn monitors_config(m: &Monitors) -> Vec<u8> {
+    let heads = m.heads.get(..MAX_HEADS).unwrap_or(&m.heads);
+    // At most 64 heads: both fit u16.
+    let count = u16::try_from(heads.len()).unwrap_or(u16::MAX);
+    let max_allowed = u16::try_from(m.max_allowed).unwrap_or(u16::MAX).max(count);
+    let mut w = Writer::default();
+    w.u16(count).u16(max_allowed);
+    for h in heads {
+        w.u32(h.id)
+            .u32(0) // surface id
+            .u32(h.width)
+            .u32(h.height)
+            .u32(h.x)
+            .u32(h.y)
+            .u32(0); // flags
+    }
+    w.buf
+}
+
+/// The heads of `m` a client can show on its `width` x `height` surface: non-empty and inside
+/// it (the worker already clips them; a stale item from before a new surface may not fit).
+/// None left: the whole surface, as spice-server announces a primary without a config.
+fn showable(m: Monitors, width: u32, height: u32) -> Monitors {
+    let fits = |h: &Head| {
+        h.width > 0
+            && h.height > 0
+            && u64::from(h.x) + u64::from(h.width) <= u64::from(width)
+            && u64::from(h.y) + u64::from(h.height) <= u64::from(height)
+    };
+    let heads: Vec<Head> = m.heads.into_iter().filter(fits).take(MAX_HEADS).collect();
+    if heads.is_empty() {
+        return Monitors::whole(width, height);
+    }
+    Monitors {
+        max_allowed: m.max_allowed,
+        heads,
+    }
 }
 
 /// What the client said in its DISPLAY_INIT: its cache and GLZ dictionary budgets.
@@ -183,8 +216,10 @@ pub(crate) struct ClientDisplay {
     surface: Option<(u32, u32)>,
     marked: bool,
     monitors_cap: bool,
-    /// The head last sent in a MONITORS_CONFIG (clients with the cap).
-    sent_head: Option<Head>,
+    /// The monitors last sent in a MONITORS_CONFIG (clients with the cap).
+    sent_monitors: Option<Monitors>,
+    /// Where the heads this client shows are listed for `client_info`.
+    listed_heads: Option<Arc<Mutex<Vec<Head>>>>,
     image_id: u64,
     base_limit: usize,
     compression: Compression,
@@ -236,7 +271,8 @@ impl ClientDisplay {
             surface: None,
             marked: false,
             monitors_cap,
-            sent_head: None,
+            sent_monitors: None,
+            listed_heads: None,
             image_id: 0,
             base_limit,
             compression,
@@ -428,7 +464,7 @@ impl ClientDisplay {
                 queue.set_limit(self.base_limit.max(frame.saturating_mul(2) + (1 << 16)));
                 self.surface = Some((info.width, info.height));
                 self.marked = false;
-                self.sent_head = None;
+                self.sent_monitors = None;
                 debug!(width = info.width, height = info.height, "surface created");
                 true
             }
@@ -439,23 +475,19 @@ impl ClientDisplay {
                 true
             }
             DisplayItem::Reset => true,
-            DisplayItem::Monitors(head) => {
+            DisplayItem::Monitors(monitors) => {
                 let Some((w, h)) = self.surface else {
                     return true;
                 };
-                let head = if head.width == 0 || head.height == 0 {
-                    Head {
-                        x: 0,
-                        y: 0,
-                        width: w,
-                        height: h,
-                    }
-                } else {
-                    head
-                };
-                if self.monitors_cap && self.sent_head != Some(head) {
-                    let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, monitors_config(head), false);
-                    self.sent_head = Some(head);
+                let monitors = showable(monitors, w, h);
+                if let Some(listed) = &self.listed_heads {
+                    *listed.lock().unwrap_or_else(|e| e.into_inner()) = monitors.heads.clone();
+                }
+                if self.monitors_cap && self.sent_monitors.as_ref() != Some(&monitors) {
+                    let body = monitors_config(&monitors);
+                    let _ = queue.push(msg::DISPLAY_MONITORS_CONFIG, body, false);
+                    debug!(heads = monitors.heads.len(), "monitors config sent");
+                    self.sent_monitors = Some(monitors);
                 }
                 true
             }
@@ -854,6 +886,7 @@ pub(crate) fn run(
     client.set_jpeg(shared.config.jpeg_wan_compression);
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
+    client.listed_heads = Some(listed.heads.clone());
     client.set_streaming(
         shared.config.streaming_video,
         has_cap(&req.channel_caps, CAP_SIZED_STREAM),
@@ -993,6 +1026,87 @@ mod tests {
         assert!(bs.windows(2).all(|w| w[0].end == w[1].start));
     }
 
+    /// Two heads side by side on one primary: one MONITORS_CONFIG with both, byte for byte as
+    /// SpiceMsgDisplayMonitorsConfig lays them out; a disabled or stale head is not
+    /// announced, and nothing showable means the whole surface.
+    #[test]
+    fn two_heads_go_out_in_one_monitors_config() {
+        let q = SendQueue::new(1 << 20);
+        let mut c = ClientDisplay::new(true, 1 << 20);
+        let listed = Arc::new(Mutex::new(Vec::new()));
+        c.listed_heads = Some(listed.clone());
+        c.apply(
+            &q,
+            DisplayItem::SurfaceCreate(SurfaceInfo {
+                width: 1664,
+                height: 768,
+            }),
+        );
+        q.take_all();
+        let head = |id, x, y, width, height| Head {
+            id,
+            x,
+            y,
+            width,
+            height,
+        };
+        let two = Monitors {
+            max_allowed: 4,
+            heads: vec![head(0, 0, 0, 1024, 768), head(1, 1024, 0, 640, 480)],
+        };
+        c.apply(&q, DisplayItem::Monitors(two.clone()));
+        let sent = q.take_all();
+        assert_eq!(sent.len(), 1);
+        assert_eq!(sent[0].0, msg::DISPLAY_MONITORS_CONFIG);
+        let le = |v: &[u32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut want = vec![2, 0, 4, 0]; // count 2, max_allowed 4
+        want.extend(le(&[0, 0, 1024, 768, 0, 0, 0])); // id, surface, w, h, x, y, flags
+        want.extend(le(&[1, 0, 640, 480, 1024, 0, 0]));
+        assert_eq!(sent[0].1, want);
+        // client_info lists them.
+        assert_eq!(*listed.lock().unwrap(), two.heads);
+        // The same again: nothing.
+        c.apply(&q, DisplayItem::Monitors(two));
+        assert!(q.take_all().is_empty());
+        // A zero-sized head and one past the surface are left out.
+        c.apply(
+            &q,
+            DisplayItem::Monitors(Monitors {
+                max_allowed: 4,
+                heads: vec![
+                    head(0, 0, 0, 0, 768),
+                    head(1, 1024, 0, 640, 480),
+                    head(2, 1600, 0, 640, 480),
+                ],
+            }),
+        );
+        let sent = q.take_all();
+        let mut want = vec![1, 0, 4, 0];
+        want.extend(le(&[1, 0, 640, 480, 1024, 0, 0]));
+        assert_eq!(sent[0].1, want);
+        // Nothing showable: the whole surface as one head.
+        c.apply(
+            &q,
+            DisplayItem::Monitors(Monitors {
+                max_allowed: 4,
+                heads: vec![head(0, 0, 0, 0, 0)],
+            }),
+        );
+        let sent = q.take_all();
+        let mut want = vec![1, 0, 1, 0];
+        want.extend(le(&[0, 0, 1664, 768, 0, 0, 0]));
+        assert_eq!(sent[0].1, want);
+        // A worker bug with thousands of heads still makes a bounded message.
+        let many = Monitors {
+            max_allowed: u32::MAX,
+            heads: (0..5000).map(|i| head(i, 0, 0, 1, 1)).collect(),
+        };
+        c.apply(&q, DisplayItem::Monitors(many));
+        let sent = q.take_all();
+        assert_eq!(&sent[0].1[..4], &[64, 0, 0xff, 0xff]);
+        assert_eq!(sent[0].1.len(), 4 + 64 * 28);
+    }
+
     #[test]
     fn a_new_surface_goes_out_whole_then_marked_and_monitors_follow_the_guest() {
         let q = SendQueue::new(1 << 20);
@@ -1002,14 +1116,9 @@ mod tests {
             width: 16,
             height: 8,
         };
-        let head = Head {
-            x: 0,
-            y: 0,
-            width: 16,
-            height: 8,
-        };
+        let head = Monitors::whole(16, 8);
         c.apply(&q, DisplayItem::SurfaceCreate(info));
-        c.apply(&q, DisplayItem::Monitors(head));
+        c.apply(&q, DisplayItem::Monitors(head.clone()));
         c.apply(&q, image(Rect::of_size(16, 8), |_, _| 7));
         assert_eq!(
             replay(&q, &mut screen),
@@ -1024,11 +1133,15 @@ mod tests {
         // The same head again: nothing; a new one: told, no pixels.
         c.apply(&q, DisplayItem::Monitors(head));
         assert!(q.take_all().is_empty());
-        let window = Head {
-            x: 4,
-            y: 2,
-            width: 10,
-            height: 6,
+        let window = Monitors {
+            max_allowed: 1,
+            heads: vec![Head {
+                id: 0,
+                x: 4,
+                y: 2,
+                width: 10,
+                height: 6,
+            }],
         };
         c.apply(&q, DisplayItem::Monitors(window));
         let sent = q.take_all();
@@ -1155,15 +1268,7 @@ mod tests {
                     height: h,
                 }),
             );
-            c.apply(
-                &q,
-                DisplayItem::Monitors(Head {
-                    x: 0,
-                    y: 0,
-                    width: w,
-                    height: h,
-                }),
-            );
+            c.apply(&q, DisplayItem::Monitors(Monitors::whole(w, h)));
             c.apply(
                 &q,
                 DisplayItem::image(Rect::of_size(w, h), pixels.clone(), None),

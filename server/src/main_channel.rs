@@ -229,6 +229,8 @@ pub(crate) fn client_heads(
                 });
             }
             Ok(saffron_display::Head {
+                // The client's own order is its monitor numbering (at most 64 heads).
+                id: u32::try_from(index).unwrap_or(u32::MAX),
                 x,
                 y,
                 width: m.width,
@@ -296,6 +298,7 @@ mod tests {
         assert_eq!(
             heads[1],
             saffron_display::Head {
+                id: 1,
                 x: 1024,
                 y: 0,
                 width: 800,

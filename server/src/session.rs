@@ -34,6 +34,8 @@ pub struct LinkedChannel {
     pub html5: bool,
     /// A display channel's link estimate.
     pub link: Mutex<Option<Arc<crate::link_estimate::LinkMonitor>>>,
+    /// A display channel's heads, as its client was last told of them.
+    pub heads: Arc<Mutex<Vec<saffron_display::Head>>>,
 }
 
 /// One channel as `client_info` shows it.
@@ -59,6 +61,9 @@ pub struct ChannelInfo {
     pub images: Option<crate::image::EncodeStats>,
     /// A display channel's link estimate: latency, bandwidth, backlog, slow or not.
     pub link: Option<crate::link_estimate::LinkInfo>,
+    /// A display channel's heads (monitors), as its client was last told of them (None for
+    /// other channels; empty before the first primary surface).
+    pub heads: Option<Vec<saffron_display::Head>>,
 }
 
 /// One client (session) as `client_info` shows it.
@@ -165,6 +170,7 @@ impl Session {
             images: Arc::default(),
             html5: link.html5,
             link: Mutex::new(None),
+            heads: Arc::default(),
         });
         self.channels
             .lock()
@@ -206,6 +212,8 @@ impl Session {
                     .unwrap_or_else(|e| e.into_inner())
                     .as_ref()
                     .map(|l| l.info()),
+                heads: (c.channel_type == crate::wire::channel::DISPLAY)
+                    .then(|| c.heads.lock().unwrap_or_else(|e| e.into_inner()).clone()),
             })
             .collect();
         ClientInfo {

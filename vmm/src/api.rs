@@ -183,7 +183,17 @@ impl Api {
             .get("path")
             .and_then(Value::as_str)
             .ok_or("screendump needs \"path\"")?;
-        let (width, height, rgb) = self.worker.screendump()?;
+        // One head's rectangle on request; the first head shown by default.
+        let (width, height, rgb) = match request.get("head") {
+            None | Some(Value::Null) => self.worker.screendump()?,
+            Some(h) => {
+                let id = h
+                    .as_u64()
+                    .and_then(|h| u32::try_from(h).ok())
+                    .ok_or("screendump \"head\" must be a head id")?;
+                self.worker.head_screendump(id)?
+            }
+        };
         let png = saffron_worker::encode_png(width, height, &rgb).map_err(|e| e.to_string())?;
         std::fs::write(path, png).map_err(|e| format!("cannot write {path}: {e}"))?;
         Ok(json!({"path": path, "width": width, "height": height}))
@@ -191,6 +201,11 @@ impl Api {
 
     fn stats(&self) -> Value {
         let worker = self.worker.stats();
+        // What the guest's monitors show of the primary, as display clients are told (kept
+        // out of the big `json!` below, which is at the macro's recursion limit).
+        let heads = worker
+            .as_ref()
+            .map(|w| json!({"max": w.max_heads, "shown": heads_json(&w.heads)}));
         let dev = lock(&self.device);
         let s = dev.stats();
         let regions: Vec<u64> = self
@@ -216,6 +231,7 @@ impl Api {
             "guest_bugs": s.guest_bugs,
             "last_guest_bug": s.last_guest_bug,
             "primary_creates": s.primary_creates,
+            "heads": heads,
             "worker": worker.map(|w| json!({
                 "draws": w.draws,
                 "dropped_draws": w.dropped_draws,
@@ -251,6 +267,14 @@ impl Api {
             })),
         })
     }
+}
+
+/// Heads as the control socket lists them.
+fn heads_json(heads: &[saffron_display::Head]) -> Value {
+    heads
+        .iter()
+        .map(|h| json!({"id": h.id, "x": h.x, "y": h.y, "width": h.width, "height": h.height}))
+        .collect()
 }
 
 /// The name QEMU and spice-server use for a Spice channel type.
@@ -304,6 +328,8 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                     "bandwidth_samples": l.bandwidth_samples,
                 })),
                 "bytes_received": ch.bytes_received,
+                // Display channels: the heads (monitors) this client was told of.
+                "heads": ch.heads.as_deref().map(heads_json),
             })
         })
         .collect();

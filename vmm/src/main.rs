@@ -78,6 +78,11 @@ struct QxlArgs {
     /// Preferred display resolution offered to the guest, e.g. 1280x800.
     #[arg(long, value_parser = parse_resolution)]
     resolution: Option<(u32, u32)>,
+    /// Heads (monitors) the device drives, 1 to 64 (QEMU's qxl `max_outputs`): how many heads
+    /// of the guest's monitors config are shown to clients, and of a client's layout offered
+    /// to the guest. Default 4, the connectors Linux's qxl driver makes.
+    #[arg(long, alias = "max-outputs", default_value_t = saffron_device::qxl::DEFAULT_HEADS, value_name = "N")]
+    heads: u32,
 }
 
 impl QxlArgs {
@@ -85,6 +90,8 @@ impl QxlArgs {
         let mut cfg = QxlConfig::from_mb(self.qxl_ram_mb, self.qxl_vram_mb, self.qxl_vram64_mb)
             .map_err(|e| e.to_string())?;
         cfg.preferred_resolution = self.resolution;
+        cfg.max_heads = self.heads;
+        cfg.validate().map_err(|e| e.to_string())?;
         Ok(cfg)
     }
 }

@@ -23,6 +23,7 @@ const SMALL: QxlConfig = QxlConfig {
     vram_size: 1 << 16,
     vram64_size: 0,
     preferred_resolution: None,
+    max_heads: 1,
 };
 const RAM_HEADER: u64 = (1 << 20) - 8192;
 

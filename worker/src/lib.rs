@@ -3,6 +3,7 @@
 //! cursor state, and hands commands back through the release ring.
 
 pub mod cursor;
+pub mod heads;
 pub mod pixel;
 pub mod publish;
 pub mod record;

@@ -9,7 +9,7 @@
 
 use std::sync::Arc;
 
-use saffron_display::{DisplayItem, Draw, DrawContent, Head, Pipe, Rect, SurfaceInfo};
+use saffron_display::{DisplayItem, Draw, DrawContent, Monitors, Pipe, Rect, SurfaceInfo};
 use saffron_ring::abi::{QXL_IMAGE_CACHE, SPICE_ROPD_OP_PUT};
 use saffron_ring::parse::{
     Bitmap, BitmapFormat, Brush, Clip, DrawBody, Drawable, Image, SurfaceFormat,
@@ -98,10 +98,10 @@ impl Publisher {
         pipe: Arc<Pipe>,
         mem: &M,
         primary: Option<&Surface>,
-        head: Head,
+        monitors: Monitors,
     ) {
         if let Some(s) = primary {
-            for item in initial_items(mem, s, head) {
+            for item in initial_items(mem, s, monitors) {
                 self.count(&item);
                 pipe.push(item);
             }
@@ -218,7 +218,7 @@ impl Publisher {
 }
 
 /// What a new client needs before any change: the surface and all of its pixels.
-pub fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<DisplayItem> {
+pub fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, monitors: Monitors) -> Vec<DisplayItem> {
     // The monitor before the pixels: clients (spice-gtk) show a display once they know its
     // monitor and have seen the MARK that follows the first drawing.
     let mut items = vec![
@@ -226,7 +226,7 @@ pub fn initial_items<M: GuestMemory>(mem: &M, s: &Surface, head: Head) -> Vec<Di
             width: s.width,
             height: s.height,
         }),
-        DisplayItem::Monitors(head),
+        DisplayItem::Monitors(monitors),
     ];
     items.extend(capture(mem, s, Rect::of_size(s.width, s.height), None));
     items

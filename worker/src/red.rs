@@ -18,9 +18,10 @@ use saffron_ring::parse::{
 };
 use tracing::{debug, info, warn};
 
-use saffron_display::{DisplayItem, Head, Pipe, Watch};
+use saffron_display::{DisplayItem, Head, Monitors, Pipe, Watch};
 
 use crate::cursor::{CursorState, CursorSummary};
+use crate::heads;
 use crate::publish::{self, PublishStats, Publisher};
 use crate::record::{Event, Recorder, Ring};
 use crate::render::{DrawKind, RenderError, Renderer};
@@ -39,9 +40,17 @@ pub type Screendump = Result<(u32, u32, Vec<u8>), String>;
 
 /// What the host side can ask the worker (the control socket).
 pub enum Query {
-    /// What the guest shows: the primary surface as packed RGB, cropped to head 0 of the
-    /// guest's monitors config when it set one.
+    /// What the guest shows: the primary surface as packed RGB, cropped to the first head
+    /// shown of the guest's monitors config when it set one.
     Screendump(Sender<Screendump>),
+    /// What head `id` of the guest's monitors config shows, as packed RGB; an error when no
+    /// shown head has that id.
+    HeadScreendump {
+        /// The head's id.
+        id: u32,
+        /// Where the answer goes.
+        reply: Sender<Screendump>,
+    },
     /// A surface's geometry and memory, if it exists.
     SurfaceInfo {
         /// The surface id.
@@ -107,6 +116,10 @@ pub struct WorkerStats {
     pub publish: PublishStats,
     /// Display clients subscribed now.
     pub display_subscribers: usize,
+    /// The heads shown now (what display clients were last told), empty without a primary.
+    pub heads: Vec<Head>,
+    /// How many heads the device honours.
+    pub max_heads: u32,
 }
 
 /// The device's [`QxlWorker`]: sends requests to the worker thread.
@@ -142,6 +155,16 @@ impl WorkerControl {
     pub fn screendump(&self) -> Screendump {
         let (tx, rx) = crossbeam_channel::bounded(1);
         if !self.query(Query::Screendump(tx)) {
+            return Err("the worker thread is gone".into());
+        }
+        rx.recv()
+            .map_err(|_| "the worker thread is gone".to_string())?
+    }
+
+    /// What head `id` shows, as RGB (see [`Query::HeadScreendump`]).
+    pub fn head_screendump(&self, id: u32) -> Screendump {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        if !self.query(Query::HeadScreendump { id, reply: tx }) {
             return Err("the worker thread is gone".into());
         }
         rx.recv()
@@ -248,8 +271,8 @@ struct RedWorker<I> {
     /// surface's state in the CREATE's release (the DESTROY command is written next to it)
     /// and frees it when the release arrives.
     held_creates: BTreeMap<u32, ReleaseInfo>,
-    /// The guest's last monitors config (MONITORS_CONFIG_ASYNC); head 0 is what the screen
-    /// shows of the primary.
+    /// The guest's last monitors config (MONITORS_CONFIG_ASYNC), as parsed; what its heads
+    /// show of the primary is [`heads::shown`] of it.
     monitors: Option<MonitorsConfig>,
     renderer: Renderer,
     cursor: CursorState,
@@ -312,10 +335,10 @@ impl<I: QxlInterface> RedWorker<I> {
                         .resync_with(&pipe, |area| vga.area_item(area));
                 }
                 Msg::Subscribe(pipe) => {
-                    let head = self.head();
+                    let monitors = self.monitors();
                     let mem = self.iface.memory();
                     self.publisher
-                        .subscribe(pipe, mem, self.surfaces.primary(), head);
+                        .subscribe(pipe, mem, self.surfaces.primary(), monitors);
                 }
                 Msg::Resync(pipe) => {
                     let mem = self.iface.memory();
@@ -336,14 +359,29 @@ impl<I: QxlInterface> RedWorker<I> {
         match q {
             Query::Screendump(tx) => {
                 let result = match self.surfaces.primary() {
-                    Some(s) => screendump::area_rgb(self.iface.memory(), s, self.scanout(s))
-                        .map_err(|e| e.to_string()),
+                    Some(s) => {
+                        let head = self.monitors().heads.first().copied();
+                        let area = head.map_or(Area::whole(s), area_of);
+                        screendump::area_rgb(self.iface.memory(), s, area)
+                            .map_err(|e| e.to_string())
+                    }
                     None => self
                         .vga
                         .screendump()
                         .unwrap_or_else(|| Err("no primary surface".to_string())),
                 };
                 let _ = tx.send(result);
+            }
+            Query::HeadScreendump { id, reply } => {
+                let result = match self.surfaces.primary() {
+                    Some(s) => match self.monitors().heads.iter().find(|h| h.id == id) {
+                        Some(h) => screendump::area_rgb(self.iface.memory(), s, area_of(*h))
+                            .map_err(|e| e.to_string()),
+                        None => Err(format!("no head {id} is shown")),
+                    },
+                    None => Err("no primary surface".to_string()),
+                };
+                let _ = reply.send(result);
             }
             Query::SurfaceInfo { id, reply } => {
                 let _ = reply.send(self.surfaces.get(id).ok().copied());
@@ -372,6 +410,10 @@ impl<I: QxlInterface> RedWorker<I> {
                 s.cursor = self.cursor.summary();
                 s.publish = self.publisher.stats();
                 s.display_subscribers = self.publisher.subscribers();
+                if self.surfaces.primary().is_some() {
+                    s.heads = self.monitors().heads;
+                }
+                s.max_heads = self.iface.max_heads();
                 let _ = tx.send(s);
             }
             Query::PrimarySize(tx) => {
@@ -455,8 +497,8 @@ impl<I: QxlInterface> RedWorker<I> {
                 };
                 // What clients show changed even if no pixel did.
                 if self.surfaces.primary().is_some() {
-                    let head = self.head();
-                    self.publisher.push(DisplayItem::Monitors(head));
+                    let monitors = self.monitors();
+                    self.publisher.push(DisplayItem::Monitors(monitors));
                 }
             }
             WorkerRequest::VgaFrame(frame) => {
@@ -546,41 +588,19 @@ impl<I: QxlInterface> RedWorker<I> {
         }
     }
 
-    /// What the screen shows of `primary`: head 0 of the guest's monitors config (its x, y,
-    /// width and height, clipped to the primary), as QEMU's qxl display does; the whole
-    /// primary without a config or when head 0 is empty or outside it.
-    fn scanout(&self, primary: &Surface) -> Area {
-        let head = self.monitors.as_ref().and_then(|m| m.heads.first());
-        head.and_then(|h| {
-            Area {
-                x: h.x,
-                y: h.y,
-                width: h.width,
-                height: h.height,
-            }
-            .clipped_to(primary)
-        })
-        .unwrap_or_else(|| Area::whole(primary))
-    }
-
-    /// What the monitor shows of the primary, for display clients.
-    fn head(&self) -> Head {
-        let a = self
+    /// What the guest's monitors show of the primary (see [`heads::shown`]); one empty head
+    /// while there is no primary.
+    fn monitors(&self) -> Monitors {
+        let (width, height) = self
             .surfaces
             .primary()
-            .map(|s| self.scanout(s))
-            .unwrap_or(Area {
-                x: 0,
-                y: 0,
-                width: 0,
-                height: 0,
-            });
-        Head {
-            x: a.x,
-            y: a.y,
-            width: a.width,
-            height: a.height,
-        }
+            .map_or((0, 0), |s| (s.width, s.height));
+        heads::shown(
+            self.monitors.as_ref(),
+            self.iface.max_heads(),
+            width,
+            height,
+        )
     }
 
     /// Tells display clients about the new primary: its size, its pixels, its monitor.
@@ -588,9 +608,9 @@ impl<I: QxlInterface> RedWorker<I> {
         if self.publisher.is_idle() {
             return;
         }
-        let head = self.head();
+        let monitors = self.monitors();
         if let Some(s) = self.surfaces.primary() {
-            for item in publish::initial_items(self.iface.memory(), s, head) {
+            for item in publish::initial_items(self.iface.memory(), s, monitors) {
                 self.publisher.push(item);
             }
         }
@@ -728,5 +748,15 @@ impl<I: QxlInterface> RedWorker<I> {
         };
         self.iface.release_resource(release.addr, release.id);
         ok
+    }
+}
+
+/// The surface area a (shown, hence clipped) head covers.
+fn area_of(h: Head) -> Area {
+    Area {
+        x: h.x,
+        y: h.y,
+        width: h.width,
+        height: h.height,
     }
 }

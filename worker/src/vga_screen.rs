@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use saffron_display::{DisplayItem, Head, Rect, SurfaceInfo};
+use saffron_display::{DisplayItem, Monitors, Rect, SurfaceInfo};
 use saffron_seam::VgaFrame;
 
 use crate::red::Screendump;
@@ -81,12 +81,7 @@ fn initial_items(f: &VgaFrame) -> Vec<DisplayItem> {
             width: f.width,
             height: f.height,
         }),
-        DisplayItem::Monitors(Head {
-            x: 0,
-            y: 0,
-            width: f.width,
-            height: f.height,
-        }),
+        DisplayItem::Monitors(Monitors::whole(f.width, f.height)),
     ];
     items.extend(image(f, Rect::of_size(f.width, f.height)));
     items

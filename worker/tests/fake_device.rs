@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use saffron_display::{DisplayItem, DrawContent, Head, Pipe, Popped, SurfaceInfo};
+use saffron_display::{DisplayItem, DrawContent, Head, Monitors, Pipe, Popped, SurfaceInfo};
 use saffron_ring::abi::{
     QXL_CMD_CURSOR, QXL_CMD_DRAW, QXL_CMD_MESSAGE, QXL_CMD_SURFACE, QXL_CURSOR_HIDE,
     QXL_CURSOR_SET, QXL_SURF_FLAG_KEEP_DATA, QXL_SURF_TYPE_PRIMARY, QXL_SURFACE_CMD_CREATE,
@@ -37,6 +37,8 @@ struct Record {
 struct FakeDevice {
     mem: GuestMemoryMmap,
     rec: Arc<Mutex<Record>>,
+    /// The device's head count (`QxlConfig::max_heads`).
+    heads: u32,
 }
 
 impl QxlInterface for FakeDevice {
@@ -45,6 +47,9 @@ impl QxlInterface for FakeDevice {
     }
     fn n_surfaces(&self) -> u32 {
         16
+    }
+    fn max_heads(&self) -> u32 {
+        self.heads
     }
     fn get_command(&self) -> Result<Option<QXLCommand>, RingFault> {
         Ok(self.rec.lock().unwrap().commands.pop_front())
@@ -95,10 +100,15 @@ fn setup() -> Setup {
 }
 
 fn setup_with(recorder: Option<Recorder>) -> Setup {
+    setup_device(recorder, 1)
+}
+
+fn setup_device(recorder: Option<Recorder>, heads: u32) -> Setup {
     let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM as usize)]).unwrap();
     let dev = FakeDevice {
         mem,
         rec: Arc::default(),
+        heads,
     };
     let (dispatcher, control) = match recorder {
         None => spawn(dev.clone()).unwrap(),
@@ -199,12 +209,7 @@ fn primary_frames_follow_the_surface_memory() {
     );
     assert_eq!(
         items.get(1),
-        Some(&DisplayItem::Monitors(Head {
-            x: 0,
-            y: 0,
-            width: w,
-            height: h
-        })),
+        Some(&DisplayItem::Monitors(Monitors::whole(w, h))),
         "no monitors config: the whole primary is shown"
     );
     // Nothing drawn: nothing more.
@@ -568,22 +573,30 @@ fn screendump_shows_head_0_of_the_monitors_config() {
     ));
     assert_eq!(
         items.get(1),
-        Some(&DisplayItem::Monitors(Head {
-            x: 5,
-            y: 3,
-            width: 20,
-            height: 10
+        Some(&DisplayItem::Monitors(Monitors {
+            max_allowed: 1,
+            heads: vec![Head {
+                id: 0,
+                x: 5,
+                y: 3,
+                width: 20,
+                height: 10
+            }]
         }))
     );
     // A new config reaches the subscribed client as it is set.
     monitors_config(&dev, &worker, 0x2000, &[head(1, 2, 3, 4)]);
     assert_eq!(
         drain(&pipe),
-        [DisplayItem::Monitors(Head {
-            x: 1,
-            y: 2,
-            width: 3,
-            height: 4
+        [DisplayItem::Monitors(Monitors {
+            max_allowed: 1,
+            heads: vec![Head {
+                id: 0,
+                x: 1,
+                y: 2,
+                width: 3,
+                height: 4
+            }]
         })]
     );
     // A head reaching past the primary is clipped to it.
@@ -603,6 +616,108 @@ fn screendump_shows_head_0_of_the_monitors_config() {
     sync(&worker, WorkerRequest::Memslots(Box::new(slots.clone())));
     sync(&worker, WorkerRequest::CreatePrimary(primary));
     assert_eq!(dims(&control), (w, h, (0, 0)));
+    assert!(dev.rec.lock().unwrap().bugs.is_empty());
+}
+
+/// A device with several heads: the worker keeps each head of the guest's config (up to the
+/// device's count), announces them all to display clients in one MONITORS item, dumps each
+/// one's rectangle, and lists them in its stats.
+#[test]
+fn every_head_up_to_the_device_count_is_kept_and_announced() {
+    let (dev, worker, control, slots) = setup_device(None, 2);
+    let (w, h) = (48u32, 16u32);
+    let create = QXLSurfaceCreate {
+        width: w,
+        height: h,
+        stride: (w * 4) as i32,
+        format: SPICE_SURFACE_FMT_32_xRGB,
+        position: 0,
+        mouse_mode: 0,
+        flags: QXL_SURF_FLAG_KEEP_DATA,
+        type_: QXL_SURF_TYPE_PRIMARY,
+        mem: make_phys(1, 0, 0x8000).unwrap(),
+    };
+    for y in 0..h {
+        for x in 0..w {
+            let px = (x << 16) | (y << 8);
+            dev.mem
+                .write_obj(px, GuestAddress(0x8000 + u64::from(y * w + x) * 4))
+                .unwrap();
+        }
+    }
+    let primary = parse_primary(&Context::new(&dev.mem, &slots, 16), &create).unwrap();
+    sync(&worker, WorkerRequest::CreatePrimary(primary));
+    let pipe = Arc::new(Pipe::new(1 << 20));
+    assert!(control.subscribe(pipe.clone()));
+    drain(&pipe);
+    let head = |id, x, y, width, height| QXLHead {
+        id,
+        surface_id: 0,
+        width,
+        height,
+        x,
+        y,
+        flags: 0,
+    };
+    // Linux's layout: heads side by side, a third beyond the device's two, a disabled one.
+    monitors_config(
+        &dev,
+        &worker,
+        0x2000,
+        &[
+            head(0, 0, 0, 32, 16),
+            head(1, 32, 4, 16, 12),
+            head(2, 0, 0, 8, 8),
+        ],
+    );
+    let want = |id, x, y, width, height| Head {
+        id,
+        x,
+        y,
+        width,
+        height,
+    };
+    assert_eq!(
+        drain(&pipe),
+        [DisplayItem::Monitors(Monitors {
+            max_allowed: 2,
+            heads: vec![want(0, 0, 0, 32, 16), want(1, 32, 4, 16, 12)],
+        })]
+    );
+    // Each head's dump is its rectangle: head 1's first pixel is (32, 4), its last (47, 15).
+    let (hw, hh, rgb) = control.head_screendump(1).unwrap();
+    assert_eq!((hw, hh), (16, 12));
+    assert_eq!(&rgb[..3], &[32, 4, 0]);
+    assert_eq!(&rgb[rgb.len() - 3..], &[47, 15, 0]);
+    assert_eq!(control.head_screendump(0).unwrap().0, 32);
+    assert!(control.head_screendump(2).is_err(), "beyond the device's 2");
+    // The plain screendump stays the first head's.
+    assert_eq!(control.screendump().unwrap().0, 32);
+    let stats = control.stats().unwrap();
+    assert_eq!(stats.max_heads, 2);
+    assert_eq!(stats.heads, [want(0, 0, 0, 32, 16), want(1, 32, 4, 16, 12)]);
+    // A new client hears of both heads before the pixels.
+    let late = Arc::new(Pipe::new(1 << 20));
+    assert!(control.subscribe(late.clone()));
+    let items = drain(&late);
+    assert!(matches!(
+        items.get(1),
+        Some(DisplayItem::Monitors(m)) if m.heads.len() == 2
+    ));
+    // Head 1 disabled (zero-sized, as drm/qxl leaves an unlit CRTC): no longer announced.
+    monitors_config(
+        &dev,
+        &worker,
+        0x2000,
+        &[head(0, 0, 0, 32, 16), head(1, 0, 0, 0, 0)],
+    );
+    assert_eq!(
+        drain(&pipe),
+        [DisplayItem::Monitors(Monitors {
+            max_allowed: 2,
+            heads: vec![want(0, 0, 0, 32, 16)],
+        })]
+    );
     assert!(dev.rec.lock().unwrap().bugs.is_empty());
 }
 

@@ -30,7 +30,7 @@ use args::Options;
 use error::{Error, Result};
 
 const USAGE: &str = "saffron-guest <agent-stub|find|bar-rw|log|irq|bench-memcpy|bench-ioport|fbhash|fbfill|\
-                     fbbench|fbcon-off|scroll|settle|sync|kms|qxl-surface|input|xwd|sound-play|sound-capture> \
+                     fbbench|fbcon-off|scroll|settle|sync|kms|heads|qxl-surface|input|xwd|sound-play|sound-capture> \
                      [--option value]...";
 
 /// Exit status for a failed probe.
@@ -55,6 +55,7 @@ fn dispatch(sub: &str, opts: Options) -> Result<()> {
         "settle" => cmd::fb::settle(opts),
         "sync" => cmd::sync::run(opts),
         "kms" => cmd::kms::run(opts),
+        "heads" => cmd::heads::run(opts),
         "qxl-surface" => cmd::qxl_surface::run(opts),
         "hostile" => cmd::hostile::run(opts),
         "input" => cmd::input::run(opts),

@@ -195,7 +195,7 @@ fn pick_mode(modes: &[DrmModeModeinfo], want: Option<(u32, u32)>) -> Option<DrmM
 }
 
 /// The CRTC for `conn`: the one its current encoder drives, else the first its encoders can.
-fn pick_crtc(card: &Card, res: &Resources, conn: &Connector) -> Result<u32> {
+pub(crate) fn pick_crtc(card: &Card, res: &Resources, conn: &Connector) -> Result<u32> {
     if conn.encoder_id != 0 {
         let enc = card.encoder(conn.encoder_id)?;
         if enc.crtc_id != 0 {
@@ -326,7 +326,7 @@ fn clip(r: Rect) -> DrmClipRect {
 }
 
 /// Copies `rect` of `img` into the buffer as XRGB8888.
-fn upload(
+pub(crate) fn upload(
     map: &SharedMapping,
     pitch: u32,
     img: &Image,

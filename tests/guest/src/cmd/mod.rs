@@ -7,6 +7,7 @@ pub mod cursor;
 pub mod fb;
 pub mod fbbench;
 pub mod find;
+pub mod heads;
 pub mod hostile;
 pub mod input;
 pub mod irq;
