@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use saffron_device::QxlConfig;
 use thiserror::Error;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::agent::AgentSocket;
 use crate::api::Api;
@@ -110,16 +110,30 @@ impl std::fmt::Debug for Vm {
     }
 }
 
+/// The `n` of the next [`runtime_dir`].
+static RUNTIME_NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A fresh private directory for one run's sockets: `saffron-<pid>-<n>` in the temp dir.
+///
+/// A name that exists already is skipped, never reused: it is a leftover of an earlier
+/// process that had our pid and was killed before it cleaned up, or someone else's (a
+/// directory made to catch our sockets), and either way not ours to enter or remove.
 fn runtime_dir() -> Result<PathBuf, RunError> {
     use std::os::unix::fs::DirBuilderExt;
-    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("saffron-{}-{n}", std::process::id()));
-    std::fs::DirBuilder::new()
-        .mode(0o700)
-        .create(&dir)
-        .map_err(|e| RunError::Io(format!("cannot create {}", dir.display()), e))?;
-    Ok(dir)
+    const TRIES: u32 = 64;
+    let mut tried = 0;
+    loop {
+        let n = RUNTIME_NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("saffron-{}-{n}", std::process::id()));
+        tried += 1;
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+            Ok(()) => return Ok(dir),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && tried < TRIES => {
+                warn!(dir = %dir.display(), "a leftover runtime directory is in the way; skipping it");
+            }
+            Err(e) => return Err(RunError::Io(format!("cannot create {}", dir.display()), e)),
+        }
+    }
 }
 
 impl Vm {
@@ -353,5 +367,26 @@ impl Drop for Vm {
             self.kill();
         }
         let _ = std::fs::remove_dir_all(&self.runtime_dir);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory left at the next name (a killed process that had our pid) is skipped,
+    /// not entered and not removed.
+    #[test]
+    fn a_leftover_runtime_directory_is_skipped() {
+        let n = RUNTIME_NEXT.load(Ordering::Relaxed);
+        let leftover = std::env::temp_dir().join(format!("saffron-{}-{n}", std::process::id()));
+        std::fs::create_dir(&leftover).unwrap();
+        let marker = leftover.join("theirs");
+        std::fs::write(&marker, b"x").unwrap();
+        let dir = runtime_dir().unwrap();
+        assert_ne!(dir, leftover);
+        assert!(marker.exists(), "the leftover is left alone");
+        std::fs::remove_dir_all(&leftover).unwrap();
+        std::fs::remove_dir(&dir).unwrap();
     }
 }
