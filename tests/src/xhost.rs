@@ -122,7 +122,9 @@ pub fn x_screenshot(display: &str) -> Result<(u32, u32, Vec<u8>), String> {
     parse_xwd(&out.stdout)
 }
 
-/// An XWD dump of a 24-bit TrueColor screen as packed RGB.
+/// An XWD dump of a 24-bit TrueColor screen as packed RGB. Its pixels take 32 bits or, on
+/// some of the tests' Xvfb screens (cause not pinned down), 24: the header's
+/// bits_per_pixel says which.
 pub fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
     let field = |i: usize| -> Result<u32, String> {
         d.get(i * 4..i * 4 + 4)
@@ -130,12 +132,17 @@ pub fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
             .ok_or_else(|| "truncated XWD header".to_string())
     };
     let (header, format, w, h) = (field(0)?, field(2)?, field(4)?, field(5)?);
-    let (byte_order, stride, ncolors) = (field(7)? as usize, field(12)? as usize, field(19)?);
-    let masks = (field(14)?, field(15)?, field(16)?);
+    let (byte_order, bpp, stride) = (field(7)? as usize, field(11)?, field(12)? as usize);
+    let (ncolors, masks) = (field(19)?, (field(14)?, field(15)?, field(16)?));
+    let px_bytes = match bpp {
+        24 => 3,
+        32 => 4,
+        _ => return Err(format!("unexpected XWD: {bpp} bits per pixel")),
+    };
     if format != 2
         || byte_order != 0
         || masks != (0xff0000, 0xff00, 0xff)
-        || stride < w as usize * 4
+        || stride < w as usize * px_bytes
     {
         return Err(format!(
             "unexpected XWD: format {format} byte order {byte_order} masks {masks:x?} stride {stride}"
@@ -147,7 +154,7 @@ pub fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
         .ok_or("truncated XWD pixels")?;
     let mut rgb = Vec::with_capacity((w * h * 3) as usize);
     for row in data.chunks_exact(stride) {
-        for px in row[..w as usize * 4].chunks_exact(4) {
+        for px in row[..w as usize * px_bytes].chunks_exact(px_bytes) {
             rgb.extend_from_slice(&[px[2], px[1], px[0]]);
         }
     }

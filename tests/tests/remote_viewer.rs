@@ -16,7 +16,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use saffron_tests::xhost::{Reaper, start_x};
+use saffron_tests::xhost::{Reaper, find_exact, start_x, x_screenshot};
 use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
 use saffron_vmm::spice::SpiceOptions;
 
@@ -26,73 +26,6 @@ const PASSWORD: &str = "saffron-rv-ticket";
 const PATTERNS: [&str; 3] = ["random:11", "solid:3366cc", "hgrad"];
 /// Typed into remote-viewer: lower and upper case, digits, shifted symbols, spaces.
 const TYPED: &str = "Saffron types: echo $((6*7)) > ok_A-Z/[1]!";
-
-/// The X screen as packed RGB, read with `xwd -root` (ZPixmap, 32 bits per pixel, LSB first).
-fn x_screenshot(display: &str) -> Result<(u32, u32, Vec<u8>), String> {
-    let out = Command::new("xwd")
-        .args(["-root", "-silent", "-display", display])
-        .output()
-        .map_err(|e| format!("cannot run xwd (apt-get install x11-apps): {e}"))?;
-    if !out.status.success() {
-        return Err(format!("xwd: {}", String::from_utf8_lossy(&out.stderr)));
-    }
-    parse_xwd(&out.stdout)
-}
-
-fn parse_xwd(d: &[u8]) -> Result<(u32, u32, Vec<u8>), String> {
-    let field = |i: usize| -> Result<u32, String> {
-        d.get(i * 4..i * 4 + 4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-            .ok_or_else(|| "truncated XWD header".to_string())
-    };
-    let (header, format, w, h) = (field(0)?, field(2)?, field(4)?, field(5)?);
-    let (byte_order, stride, ncolors) = (field(7)?, field(12)? as usize, field(19)?);
-    let masks = (field(14)?, field(15)?, field(16)?);
-    if format != 2
-        || byte_order != 0
-        || masks != (0xff0000, 0xff00, 0xff)
-        || stride < w as usize * 4
-    {
-        return Err(format!(
-            "unexpected XWD: format {format} byte order {byte_order} masks {masks:x?} stride {stride}"
-        ));
-    }
-    let start = header as usize + ncolors as usize * 12;
-    let data = d
-        .get(start..start + stride * h as usize)
-        .ok_or("truncated XWD pixels")?;
-    let mut rgb = Vec::with_capacity((w * h * 3) as usize);
-    for row in data.chunks_exact(stride) {
-        for px in row[..w as usize * 4].chunks_exact(4) {
-            rgb.extend_from_slice(&[px[2], px[1], px[0]]);
-        }
-    }
-    Ok((w, h, rgb))
-}
-
-/// Where the `gw` x `gh` RGB picture `guest` sits, 1:1, inside the screenshot, if anywhere.
-fn find_exact(shot: &(u32, u32, Vec<u8>), guest: &[u8], gw: u32, gh: u32) -> Option<(u32, u32)> {
-    let (sw, sh, ref px) = *shot;
-    if sw < gw || sh < gh {
-        return None;
-    }
-    let row = (gw * 3) as usize;
-    let first = &guest[..row];
-    for y in 0..=(sh - gh) {
-        for x in 0..=(sw - gw) {
-            let at = |yy: u32| ((y + yy) * sw + x) as usize * 3;
-            if &px[at(0)..at(0) + row] != first {
-                continue;
-            }
-            if (0..gh).all(|yy| {
-                px[at(yy)..at(yy) + row] == guest[(yy as usize) * row..(yy as usize + 1) * row]
-            }) {
-                return Some((x, y));
-            }
-        }
-    }
-    None
-}
 
 #[test]
 fn remote_viewer_shows_the_guest_screen() {

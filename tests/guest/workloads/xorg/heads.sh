@@ -1,10 +1,11 @@
 #!/bin/sh
-# heads: two monitors lit from a client's two-head layout, with no X and no agent.
+# heads: N monitors lit from a client's N-head layout, with no X and no agent.
+# $1 (saffron.args=N): how many heads, default 2.
 # Loads qxl (KMS, fbcon), then:
-#   sync label=ready: the host's client sends a two-head monitors config; the device writes it
+#   sync label=ready: the host's client sends an N-head monitors config; the device writes it
 #   into the ROM and raises CLIENT_MONITORS_CONFIG; the qxl driver re-reads it and reports
-#   its second connector connected;
-#   `saffron-guest heads --count 2` waits for both connectors, scans out one buffer per head
+#   its other connectors connected;
+#   `saffron-guest heads --count N` waits for N connectors, scans out one buffer per head
 #   (the driver lays them side by side on one primary surface and sends its monitors config),
 #   prints each head's digest (SAFFRON-HEAD) and holds them at sync label=heads, where the
 #   host compares what its client got for each head.
@@ -16,5 +17,5 @@
 step modprobe modprobe qxl
 step wait-card wait_for /dev/dri/card0 20
 step sync-ready saffron-guest sync --id 1 --label ready
-step heads saffron-guest heads --count 2 --wait-ms 30000 --sync 2
+step heads saffron-guest heads --count "${1:-2}" --wait-ms 30000 --sync 2
 exit "$failed"
