@@ -301,6 +301,15 @@ impl ClientDisplay {
         self.link_slow = slow;
     }
 
+    /// What the link estimate says now: whether the link is slow, and its rate. Only a slow
+    /// link's rate paces the streams: a fast link's samples may be limited by what we sent
+    /// (an ACK window of a 10 frames/s video measures 10 frames/s), and pacing by that would
+    /// lower the quality step by step for nothing.
+    pub(crate) fn set_link(&mut self, (slow, bits_per_sec): (bool, Option<u64>)) {
+        self.set_link_slow(slow);
+        self.streams.set_link_rate(bits_per_sec.filter(|_| slow));
+    }
+
     /// Whether images may go lossy now: never with `image-compression=off` (raw is what it
     /// promises), never to spice-html5 (it decodes a JPEG through an `Image` element and
     /// paints it when that loads, after drawings that followed it, which could leave the
@@ -769,7 +778,7 @@ fn encode_loop(
             continue;
         }
         let now = Instant::now();
-        client.set_link_slow(link.with(|e| e.is_slow(now)));
+        client.set_link(link.with(|e| (e.is_slow(now), e.bits_per_sec(now))));
         if !client.expire_streams(queue, now)
             || !client.stream_reports(queue, reports.take())
             || !client.refine_lossy(queue, now)
@@ -779,7 +788,8 @@ fn encode_loop(
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {
                 // The estimate as it is now, not as before the wait.
-                client.set_link_slow(link.with(|e| e.is_slow(Instant::now())));
+                let now = Instant::now();
+                client.set_link(link.with(|e| (e.is_slow(now), e.bits_per_sec(now))));
                 if !client.apply(queue, item) {
                     resync(queue, pipe, client);
                 }

@@ -110,6 +110,18 @@ const DROP_PERCENT: u64 = 10;
 const REPORT_CANNOT_DECODE: u32 = u32::MAX;
 /// Size of a STREAM_REPORT body.
 pub const STREAM_REPORT_SIZE: usize = 32;
+/// Longest the bytes waiting for a client (our queue and its socket's) may take on its
+/// estimated link before a stream frame is skipped: the client then gets fewer frames, each
+/// still fresh, instead of a backlog that grows (the bound is 1 s of data).
+const MAX_BACKLOG: Duration = Duration::from_millis(300);
+/// Share of the estimated link, in percent, the streams' frames aim to fill at
+/// [`TARGET_FPS`]; the rest is for pings, cursor and lossless pictures.
+const LINK_SHARE_PERCENT: u64 = 70;
+/// Frame rate the link-driven quality aims to afford: below the guest's 25-30 frames/s, above
+/// the 10/s a slow link must still deliver.
+const TARGET_FPS: u64 = 15;
+/// Frames averaged (exponentially) for a stream's frame size.
+const SIZE_AVERAGE: u64 = 4;
 /// Video codec type MJPEG; stream flag TOP_DOWN.
 const CODEC_MJPEG: u8 = 1;
 const STREAM_FLAG_TOP_DOWN: u8 = 1;
@@ -136,6 +148,12 @@ pub struct StreamStats {
     pub quality_up: u64,
     /// Reports refused: absurd values, or a stream (or stream generation) not live.
     pub reports_refused: u64,
+    /// Frames not sent because the client's link had [`MAX_BACKLOG`] of data waiting.
+    pub skipped_frames: u64,
+    /// Quality steps down and up taken because the frames did not fit, or fitted easily,
+    /// the client's estimated link.
+    pub link_quality_down: u64,
+    pub link_quality_up: u64,
 }
 
 impl StreamStats {
@@ -151,6 +169,9 @@ impl StreamStats {
         self.quality_down += o.quality_down;
         self.quality_up += o.quality_up;
         self.reports_refused += o.reports_refused;
+        self.skipped_frames += o.skipped_frames;
+        self.link_quality_down += o.link_quality_down;
+        self.link_quality_up += o.link_quality_up;
     }
 }
 
@@ -261,8 +282,10 @@ struct Active {
     id: u32,
     /// Which generation of `id` this is, for the client's reports.
     unique_id: u32,
-    /// JPEG quality of its frames, moved by the client's reports.
+    /// JPEG quality of its frames, moved by the client's reports and its link.
     quality: u8,
+    /// Average size of its recent frames, in bytes (0 before the first).
+    frame_bytes: u64,
     dest: Rect,
     last_time: Instant,
     /// The last frame and where it went: what is sent losslessly when the stream ends.
@@ -302,6 +325,8 @@ pub(crate) struct Streams {
     active: Vec<Active>,
     stats: StreamStats,
     totals: Option<Arc<StreamTotals>>,
+    /// The client's estimated link, bits per second (None: not measured).
+    link_bps: Option<u64>,
 }
 
 impl Streams {
@@ -318,7 +343,14 @@ impl Streams {
             active: Vec::new(),
             stats: StreamStats::default(),
             totals: None,
+            link_bps: None,
         }
+    }
+
+    /// What the link estimate says the client's link delivers now, in bits per second:
+    /// frames are skipped and their quality lowered to fit it (see [`Streams::image`]).
+    pub(crate) fn set_link_rate(&mut self, bits_per_sec: Option<u64>) {
+        self.link_bps = bits_per_sec.filter(|b| *b > 0);
     }
 
     /// Also counts into the server's totals.
@@ -404,6 +436,10 @@ impl Streams {
         let candidate =
             self.mode != StreamingVideo::Off && !self.disabled && area.area() >= MIN_STREAM_PIXELS;
         if candidate && let Some(i) = self.next_frame_of(area, now) {
+            if self.link_backed_up(queue) {
+                self.skip_frame(i, area, px, now);
+                return Offered::Frame;
+            }
             match self.send_frame(queue, i, area, px, now, mm_time) {
                 Some(true) => return Offered::Frame,
                 Some(false) => return Offered::Overflow,
@@ -461,6 +497,67 @@ impl Streams {
             });
         }
         self.traces.clear();
+    }
+
+    /// Whether the bytes waiting for the client (our queue and the socket's) would take more
+    /// than [`MAX_BACKLOG`] on its estimated link. Never true while the link is unmeasured.
+    fn link_backed_up(&self, queue: &SendQueue) -> bool {
+        let Some(bps) = self.link_bps else {
+            return false;
+        };
+        let waiting =
+            (queue.queued_bytes() as u64).saturating_add(queue.socket_backlog().unwrap_or(0));
+        let allowed = bps / 8 * MAX_BACKLOG.as_millis() as u64 / 1000;
+        waiting > allowed
+    }
+
+    /// Frame `px` of stream `i` is not sent: the stream goes on (and its end re-sends the
+    /// latest picture, this one if no other follows).
+    fn skip_frame(&mut self, i: usize, area: Rect, px: &Arc<Pixels>, now: Instant) {
+        if let Some(s) = self.active.get_mut(i) {
+            s.last_time = now;
+            s.last_area = area;
+            s.last_frame = px.clone();
+        }
+        self.count(StreamStats {
+            skipped_frames: 1,
+            ..StreamStats::default()
+        });
+    }
+
+    /// Moves stream `i`'s quality so that its frames fit the client's link at
+    /// [`TARGET_FPS`]: down a step when their average is over the budget, up a step (never
+    /// above [`DEFAULT_QUALITY`]) when under 60 % of it.
+    fn fit_link(&mut self, i: usize) {
+        let Some(bps) = self.link_bps else {
+            return;
+        };
+        let Some(s) = self.active.get_mut(i) else {
+            return;
+        };
+        let budget = bps / 8 * LINK_SHARE_PERCENT / 100 / TARGET_FPS;
+        let q = s.quality;
+        if s.frame_bytes > budget {
+            s.quality = q.saturating_sub(QUALITY_DOWN).max(mjpeg::MIN_QUALITY);
+        } else if s.frame_bytes * 10 < budget * 6 {
+            s.quality = q.saturating_add(QUALITY_UP).min(DEFAULT_QUALITY);
+        }
+        let (down, up) = (s.quality < q, s.quality > q);
+        if down || up {
+            debug!(
+                id = s.id,
+                from = q,
+                to = s.quality,
+                frame_bytes = s.frame_bytes,
+                budget,
+                "stream quality for the link"
+            );
+            self.count(StreamStats {
+                link_quality_down: u64::from(down),
+                link_quality_up: u64::from(up),
+                ..StreamStats::default()
+            });
+        }
     }
 
     /// The active stream `area` is the next frame of: its destination, or (clients taking
@@ -591,6 +688,7 @@ impl Streams {
             id,
             unique_id,
             quality: DEFAULT_QUALITY,
+            frame_bytes: 0,
             dest: area,
             last_time: now,
             last_area: area,
@@ -657,7 +755,14 @@ impl Streams {
         s.last_time = now;
         s.last_area = area;
         s.last_frame = px.clone();
+        let size = u64::from(size);
+        s.frame_bytes = if s.frame_bytes == 0 {
+            size
+        } else {
+            (s.frame_bytes * (SIZE_AVERAGE - 1) + size) / SIZE_AVERAGE
+        };
         let queued = queue.push(ty, w.buf, true).is_ok();
+        self.fit_link(i);
         self.count(StreamStats {
             frames: 1,
             sized_frames: u64::from(sized),
@@ -818,6 +923,73 @@ mod tests {
         assert!(screen.streams.is_empty());
         assert!(crop(&screen, area) == last, "the still picture is exact");
         assert_eq!(c.stream_stats().lossless_resends, 1);
+    }
+
+    /// On a slow link (100 kbit/s), frames larger than the link affords at [`TARGET_FPS`]
+    /// lower the stream's quality step by step, and the frames shrink.
+    #[test]
+    fn a_slow_link_lowers_the_stream_quality_until_frames_fit() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        c.set_link((true, Some(100_000)));
+        let area = Rect::new(40, 30, 200, 150).unwrap();
+        let (t0, gap) = (Instant::now(), Duration::from_millis(40));
+        let mut sizes = Vec::new();
+        for i in 0..40 {
+            play(&mut c, &q, area, i..i + 1, t0, gap, &big);
+            replay(&q, &mut screen);
+            if let Some((_, _, jpeg)) = screen.last_frames.get(&0) {
+                sizes.push(jpeg.len());
+            }
+        }
+        let s = c.stream_stats();
+        assert_eq!(s.created, 1, "{s:?}");
+        assert!(s.link_quality_down >= 2, "{s:?}");
+        assert_eq!(s.skipped_frames, 0, "nothing waited: {s:?}");
+        let (first, last) = (sizes[0], sizes[sizes.len() - 1]);
+        assert!(
+            last * 4 < first * 3,
+            "frames shrank: {first} -> {last} bytes"
+        );
+    }
+
+    /// On a slow link (500 kbit/s), frames are skipped while more than [`MAX_BACKLOG`] of data
+    /// waits for the client, so what waits stays near that bound; the stream's end re-sends
+    /// the latest picture (a skipped one) exactly. A fast link skips nothing.
+    #[test]
+    fn a_backed_up_slow_link_skips_frames_and_ends_exact() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(40, 30, 200, 150).unwrap();
+        let (t0, gap) = (Instant::now(), Duration::from_millis(40));
+        let (mut fast, fq, _) = client(StreamingVideo::Filter, false);
+        fast.set_link((false, Some(2_000_000)));
+        play(&mut fast, &fq, area, 0..60, t0, gap, &big);
+        let s = fast.stream_stats();
+        assert_eq!((s.skipped_frames, s.frames), (0, 41), "fast: {s:?}");
+
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        c.set_link((true, Some(500_000)));
+        play(&mut c, &q, area, 0..20, t0, gap, &big);
+        replay(&q, &mut screen);
+        // From the stream's second frame on, nobody reads the queue: it is the backlog.
+        let t = play(&mut c, &q, area, 20..60, t0, gap, &big);
+        let s = c.stream_stats();
+        assert!(s.skipped_frames > 0, "{s:?}");
+        assert_eq!(s.frames + s.skipped_frames, 41, "{s:?}");
+        let allowed = 500_000 / 8 * MAX_BACKLOG.as_millis() as usize / 1000;
+        let one_frame = (area.area() * 4) as usize;
+        assert!(
+            q.queued_bytes() <= allowed + one_frame,
+            "{} bytes wait, against {allowed} allowed",
+            q.queued_bytes()
+        );
+        replay(&q, &mut screen);
+        assert!(c.expire_streams(&q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
+        replay(&q, &mut screen);
+        assert!(
+            crop(&screen, area) == frame(area, 59, &big),
+            "the still picture is the last frame, exactly"
+        );
     }
 
     /// Frames more than 200 ms apart, frames too small, and text-like frames under `filter`
