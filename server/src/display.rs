@@ -905,6 +905,7 @@ pub(crate) fn run(
     );
     let reports = Arc::new(ReportSlot::default());
     client.streams.count_into(shared.stream_totals.clone());
+    client.streams.count_into(listed.streams.clone());
     if !shared.source.subscribe(pipe.clone()) {
         info!("no display source to subscribe to");
     }

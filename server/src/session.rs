@@ -30,6 +30,8 @@ pub struct LinkedChannel {
     pub pipe: Mutex<Option<Arc<saffron_display::Pipe>>>,
     /// A display channel's images by format.
     pub images: Arc<crate::image::ImageTotals>,
+    /// A display channel's video streams.
+    pub streams: Arc<crate::stream::StreamTotals>,
     /// The client was recognised as spice-html5 (see `LinkRequest::is_html5`).
     pub html5: bool,
     /// A display channel's link estimate.
@@ -59,6 +61,9 @@ pub struct ChannelInfo {
     pub display: Option<saffron_display::PipeStats>,
     /// A display channel's images by format (None for other channels).
     pub images: Option<crate::image::EncodeStats>,
+    /// A display channel's video streams: frames sent and skipped, quality steps (None for
+    /// other channels).
+    pub streams: Option<crate::stream::StreamStats>,
     /// A display channel's link estimate: latency, bandwidth, backlog, slow or not.
     pub link: Option<crate::link_estimate::LinkInfo>,
     /// A display channel's heads (monitors), as its client was last told of them (None for
@@ -168,6 +173,7 @@ impl Session {
             traffic: Arc::default(),
             pipe: Mutex::new(None),
             images: Arc::default(),
+            streams: Arc::default(),
             html5: link.html5,
             link: Mutex::new(None),
             heads: Arc::default(),
@@ -206,6 +212,8 @@ impl Session {
                     .map(|p| p.stats()),
                 images: (c.channel_type == crate::wire::channel::DISPLAY)
                     .then(|| c.images.snapshot()),
+                streams: (c.channel_type == crate::wire::channel::DISPLAY)
+                    .then(|| c.streams.snapshot()),
                 link: c
                     .link
                     .lock()

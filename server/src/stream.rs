@@ -324,7 +324,8 @@ pub(crate) struct Streams {
     traces: Vec<Trace>,
     active: Vec<Active>,
     stats: StreamStats,
-    totals: Option<Arc<StreamTotals>>,
+    /// Where the counts also go: the server's totals, the channel's for `client_info`.
+    totals: Vec<Arc<StreamTotals>>,
     /// The client's estimated link, bits per second (None: not measured).
     link_bps: Option<u64>,
 }
@@ -342,7 +343,7 @@ impl Streams {
             traces: Vec::with_capacity(TRACES),
             active: Vec::new(),
             stats: StreamStats::default(),
-            totals: None,
+            totals: Vec::new(),
             link_bps: None,
         }
     }
@@ -353,9 +354,9 @@ impl Streams {
         self.link_bps = bits_per_sec.filter(|b| *b > 0);
     }
 
-    /// Also counts into the server's totals.
+    /// Also counts into `totals` (the server's, the channel's).
     pub(crate) fn count_into(&mut self, totals: Arc<StreamTotals>) {
-        self.totals = Some(totals);
+        self.totals.push(totals);
     }
 
     pub(crate) fn stats(&self) -> StreamStats {
@@ -416,7 +417,7 @@ impl Streams {
 
     fn count(&mut self, d: StreamStats) {
         self.stats.add(&d);
-        if let Some(t) = &self.totals {
+        for t in &self.totals {
             t.add(&d);
         }
     }

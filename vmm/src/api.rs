@@ -136,16 +136,8 @@ impl Api {
                 "zlib_glz": i.zlib_glz, "lz4": i.lz4,
                 "pixel_bytes": i.pixel_bytes, "payload_bytes": i.payload_bytes,
             },
-            // Every display client's video streams so far: MJPEG frames and their bytes,
-            // and the last frames re-sent losslessly as streams went still.
-            "streams": {
-                "created": v.created, "destroyed": v.destroyed, "frames": v.frames,
-                "sized_frames": v.sized_frames, "frame_bytes": v.frame_bytes,
-                "pixel_bytes": v.pixel_bytes, "lossless_resends": v.lossless_resends,
-                // Client stream reports taken, the quality steps they caused, and refused ones.
-                "reports": v.reports, "quality_down": v.quality_down,
-                "quality_up": v.quality_up, "reports_refused": v.reports_refused,
-            },
+            // Every display client's video streams so far (see `streams_json`).
+            "streams": streams_json(&v),
         }))
     }
 
@@ -288,6 +280,21 @@ fn channel_name(channel_type: u8) -> String {
     }
 }
 
+/// Video stream counters: MJPEG frames and their bytes, the last frames re-sent losslessly
+/// as streams went still, client reports and the quality steps they caused, and the frames
+/// skipped and quality steps taken to fit a slow client's link.
+fn streams_json(v: &saffron_server::StreamStats) -> Value {
+    json!({
+        "created": v.created, "destroyed": v.destroyed, "frames": v.frames,
+        "sized_frames": v.sized_frames, "frame_bytes": v.frame_bytes,
+        "pixel_bytes": v.pixel_bytes, "lossless_resends": v.lossless_resends,
+        "reports": v.reports, "quality_down": v.quality_down,
+        "quality_up": v.quality_up, "reports_refused": v.reports_refused,
+        "skipped_frames": v.skipped_frames,
+        "link_quality_down": v.link_quality_down, "link_quality_up": v.link_quality_up,
+    })
+}
+
 /// One client of `client_info`: its session, where it is, its channels and what they moved.
 fn client_json(c: &saffron_server::ClientInfo) -> Value {
     let channels: Vec<Value> = c
@@ -317,6 +324,8 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
                     "zlib_glz": i.zlib_glz, "lz4": i.lz4, "from_cache": i.from_cache,
                     "jpeg": i.jpeg, "lossless_resends": i.lossless_resends,
                 })),
+                // Display channels: this client's video streams.
+                "streams": ch.streams.as_ref().map(streams_json),
                 // Display channels: the link estimate (see server/src/link_estimate.rs).
                 "link": ch.link.map(|l| json!({
                     "rtt_ms": l.rtt.map(|d| d.as_secs_f64() * 1000.0),
