@@ -5,10 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -16,84 +12,11 @@ use std::time::{Duration, Instant};
 use common::*;
 use saffron_server::client::{self, Session};
 use saffron_server::{Frame, NullInput, ServerConfig};
+use saffron_shaper::{Link, Shaper};
 
 /// The throttled link: rate and one-way delay.
 const RATE_BITS_PER_SEC: u64 = 2_000_000;
 const DELAY: Duration = Duration::from_millis(25);
-/// Bytes read at once by the proxy: about 6 ms of the link, so its pacing is smooth.
-const CHUNK: usize = 1460;
-
-/// A TCP proxy to `upstream` whose every connection is throttled while `throttled` is set.
-struct Proxy {
-    addr: SocketAddr,
-    throttled: Arc<AtomicBool>,
-}
-
-impl Proxy {
-    fn start(upstream: SocketAddr) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let throttled = Arc::new(AtomicBool::new(true));
-        let t = throttled.clone();
-        thread::spawn(move || {
-            for down in listener.incoming() {
-                let Ok(down) = down else { return };
-                let Ok(up) = TcpStream::connect(upstream) else {
-                    return;
-                };
-                let _ = down.set_nodelay(true);
-                let _ = up.set_nodelay(true);
-                pump(
-                    up.try_clone().unwrap(),
-                    down.try_clone().unwrap(),
-                    t.clone(),
-                );
-                pump(down, up, t.clone());
-            }
-        });
-        Proxy { addr, throttled }
-    }
-}
-
-/// Forwards `from` to `to`: while throttled, each chunk takes its time on a link of
-/// [`RATE_BITS_PER_SEC`] (the reader waits for it, so the sender's socket backs up as on a
-/// real slow link) and arrives [`DELAY`] after it was transmitted; unthrottled, at once.
-fn pump(mut from: TcpStream, mut to: TcpStream, throttled: Arc<AtomicBool>) {
-    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
-    thread::spawn(move || {
-        let mut buf = vec![0u8; CHUNK];
-        let mut link_free = Instant::now();
-        loop {
-            let n = match from.read(&mut buf) {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            };
-            let now = Instant::now();
-            if throttled.load(Ordering::Acquire) {
-                let on_wire = Duration::from_micros(n as u64 * 8_000_000 / RATE_BITS_PER_SEC);
-                link_free = link_free.max(now) + on_wire;
-                if tx.send((link_free + DELAY, buf[..n].to_vec())).is_err() {
-                    break;
-                }
-                thread::sleep(link_free.saturating_duration_since(Instant::now()));
-            } else {
-                link_free = now;
-                if tx.send((now, buf[..n].to_vec())).is_err() {
-                    break;
-                }
-            }
-        }
-    });
-    thread::spawn(move || {
-        for (at, data) in rx {
-            thread::sleep(at.saturating_duration_since(Instant::now()));
-            if to.write_all(&data).is_err() {
-                break;
-            }
-        }
-        let _ = to.shutdown(Shutdown::Write);
-    });
-}
 
 /// A `w x h` frame: a UI-like screen with a full-width photograph in rows `photo_rows`.
 fn frame(w: u32, h: u32, photo_rows: Option<std::ops::Range<u32>>) -> Frame {
@@ -162,11 +85,18 @@ fn a_slow_link_gets_jpeg_and_ends_exact_once_restored() {
     );
     let source = Arc::new(TestSource::default());
     let server = saffron_server::start(cfg, source.clone(), Arc::new(NullInput)).unwrap();
-    let proxy = Proxy::start(server.local_addr());
+    let proxy = Shaper::start(
+        server.local_addr(),
+        Link {
+            bits_per_sec: RATE_BITS_PER_SEC,
+            delay: DELAY,
+        },
+    )
+    .unwrap();
     let first = frame(w, h, None);
     source.set(first.clone());
 
-    let session = Session::connect(proxy.addr, "pw").unwrap();
+    let session = Session::connect(proxy.addr(), "pw").unwrap();
     let screen = read_display(session.display().unwrap());
     let took = wait_for("the first picture", Duration::from_secs(30), || {
         screen.lock().unwrap().pixels == *first.bgrx
@@ -217,7 +147,7 @@ fn a_slow_link_gets_jpeg_and_ends_exact_once_restored() {
     assert!(jpeg_bytes * 10 < band.len() as u64, "{jpeg_bytes} bytes");
 
     // The link is restored: the estimate says so, and the picture ends exact.
-    proxy.throttled.store(false, Ordering::Release);
+    proxy.set_throttled(false);
     let took = wait_for(
         "an exact picture and a fast estimate",
         Duration::from_secs(30),
