@@ -301,10 +301,22 @@ impl SendQueue {
             let n = (s.ack_window as usize).min(s.unacked_sizes.len());
             let bytes: usize = s.unacked_sizes.drain(..n).sum();
             let since = s.last_ack.replace(now);
+            // Still waiting for the client: sent and not ACKed, or queued. Under
+            // MIN_SAMPLE_BYTES the link was idle part of the window, and the window's rate is
+            // what we sent, not what the link can carry (a fast link under a small video would
+            // look slow).
+            let waiting = s
+                .unacked_sizes
+                .iter()
+                .sum::<usize>()
+                .saturating_add(s.bytes);
+            let busy = waiting as u64 >= crate::link_estimate::MIN_SAMPLE_BYTES;
             self.ready.notify_all();
             drop(s);
             // The first ACK has no previous one to time against.
-            if let Some(since) = since {
+            if let Some(since) = since
+                && busy
+            {
                 let observer = self
                     .ack_observer
                     .lock()
@@ -559,7 +571,9 @@ mod tests {
     }
 
     /// Each ACK tells the observer the wire bytes of the window it acknowledges and the time
-    /// since the previous ACK (none for the first: nothing to time it against).
+    /// since the previous ACK (none for the first: nothing to time it against), while at
+    /// least `MIN_SAMPLE_BYTES` still wait for the client (else the link idled and the rate
+    /// is only what we sent).
     #[test]
     fn acks_report_the_bytes_of_their_window() {
         #[derive(Default)]
@@ -574,7 +588,7 @@ mod tests {
         q.observe_acks(seen.clone());
         q.set_ack(2);
         q.on_ack_sync(1);
-        for n in [100usize, 200, 300, 400, 500] {
+        for n in [100usize, 200, 300, 20_000, 400] {
             q.push(9, vec![0; n], true).unwrap();
         }
         // SET_ACK (8 bytes) and the 100: the first window.
@@ -584,12 +598,21 @@ mod tests {
         }
         q.on_ack();
         assert!(seen.0.lock().unwrap().is_empty());
+        // 200 and 300, with 20 kB still queued behind them: the link was busy.
         for _ in 0..2 {
             q.next().unwrap();
         }
         q.on_ack();
         assert_eq!(*seen.0.lock().unwrap(), [(200 + h + 300 + h) as u64]);
+        // 20 kB and 400 with nothing behind: not a sample of the link.
+        for _ in 0..2 {
+            q.next().unwrap();
+        }
+        q.on_ack();
+        assert_eq!(seen.0.lock().unwrap().len(), 1);
         // An ACK of a stale generation says nothing.
+        q.push(9, vec![0; 30_000], true).unwrap();
+        q.push(9, vec![0; 30_000], true).unwrap();
         q.on_ack_sync(0);
         q.next().unwrap();
         q.on_ack();

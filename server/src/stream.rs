@@ -20,6 +20,15 @@
 //! the last frame sent again through the lossless image path, so that what the client
 //! keeps is exactly the guest's picture.
 //!
+//! # Slow links
+//! spice-server measures a client's link once, at connect, and then follows only the
+//! client's stream reports. We follow the link estimate (`link_estimate`) as it goes: while
+//! it calls a client's link slow, a frame is skipped when more than [`MAX_BACKLOG`] of data
+//! already waits for that client (our queue and its socket), and a stream's quality steps
+//! down while its frames exceed the share of the link that affords [`TARGET_FPS`]. The
+//! client gets fewer, smaller frames, each fresh, instead of a backlog that grows; a skipped
+//! frame is still the stream's latest picture, which its end re-sends exactly.
+//!
 //! # Time stamps
 //! Each frame carries the server's multimedia time (`Shared::mm_time`, the clock the main
 //! channel's INIT and the playback channel use), taken when it is encoded. spice-gtk shows a

@@ -48,8 +48,8 @@ const PHOTO_STEP: usize = 8;
 /// Noise seed of the photograph.
 const PHOTO_SEED: u32 = 1;
 
-/// Size of the window `--motion video` plays in (smaller if the framebuffer is).
-const VIDEO_SIZE: (usize, usize) = (320, 240);
+/// Default size of the window `--motion video` plays in (smaller if the framebuffer is).
+const VIDEO_SIZE: (u64, u64) = (320, 240);
 /// Pixels the view pans right and down per video frame, across a photograph twice the
 /// window's size.
 const VIDEO_PAN: (usize, usize) = (5, 3);
@@ -342,7 +342,7 @@ pub(crate) fn upload(
 
 /// `kms [--card /dev/dri/card0] [--width W --height H] [--fb-width FW --fb-height FH]
 /// [--x X --y Y] [--frames 60] [--fps 0] [--pattern hgrad] [--motion bars|photo|tiles|video]
-/// [--sync ID] [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX] [--interval-ms 0]`.
+/// [--video-width 320 --video-height 240] [--sync ID] [--sync-timeout-ms 60000] [--phase NAME] [--cursor-sync PREFIX] [--interval-ms 0]`.
 ///
 /// The framebuffer is the mode's size unless `--fb-width/--fb-height` make it larger; the CRTC
 /// then shows its `W x H` window from (`X`, `Y`) (default 0, 0). Frames draw over the whole
@@ -359,6 +359,8 @@ pub(crate) fn upload(
 /// clips= dirtyfb=ok|unsupported elapsed_ms= fb_width= fb_height= x= y= motion=`; with `--sync`,
 /// then `SAFFRON-SYNC id=ID label=kms` and (after the host's `go`) `SAFFRON-GO`, before the
 /// buffer is released.
+/// `--video-width/--video-height` set the window `--motion video` plays in (default
+/// 320x240; never larger than the framebuffer).
 /// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
 /// right around the timed frames, so that the host can sample its own counters over exactly
 /// that stretch (without the mode set, the first upload and the read-back).
@@ -388,6 +390,15 @@ pub fn run(mut opts: Options) -> Result<()> {
     }
     let pattern = Pattern::parse(&opts.take("pattern").unwrap_or_else(|| "hgrad".to_string()))?;
     let motion = Motion::parse(&opts.take("motion").unwrap_or_else(|| "bars".to_string()))?;
+    let video_size = (
+        opts.u64_or("video-width", VIDEO_SIZE.0, 8192)? as usize,
+        opts.u64_or("video-height", VIDEO_SIZE.1, 8192)? as usize,
+    );
+    if video_size.0 == 0 || video_size.1 == 0 {
+        return Err(Error::Usage(
+            "the video window must not be empty".to_string(),
+        ));
+    }
     let sync_id = opts.take("sync");
     let sync_timeout = opts.u64_or(
         "sync-timeout-ms",
@@ -527,7 +538,7 @@ pub fn run(mut opts: Options) -> Result<()> {
         p
     });
     let video = (motion == Motion::Video).then(|| {
-        let (vw, vh) = (VIDEO_SIZE.0.min(wu), VIDEO_SIZE.1.min(hu));
+        let (vw, vh) = (video_size.0.min(wu), video_size.1.min(hu));
         let film = crate::image::photo(2 * vw, 2 * vh, VIDEO_SEED);
         let window = video_rect(wu, hu, vw, vh);
         draw_video_frame(0, &film, window, &mut img);
