@@ -74,6 +74,8 @@ pub struct ServerConfig {
     pub jpeg_wan_compression: crate::image::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: crate::stream::StreamingVideo,
+    /// The encoders streams may use (QEMU's `video-codecs`; only `spice:mjpeg` is built).
+    pub video_codecs: crate::stream::VideoCodecs,
     /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
     /// which ends the connection). Only that client's own threads ever wait on it.
     pub write_timeout: Duration,
@@ -117,6 +119,7 @@ impl ServerConfig {
             zlib_glz_wan_compression: crate::image::WanCompression::default(),
             jpeg_wan_compression: crate::image::WanCompression::default(),
             streaming_video: crate::stream::StreamingVideo::default(),
+            video_codecs: crate::stream::VideoCodecs::default(),
             write_timeout: DEFAULT_WRITE_TIMEOUT,
             record_dir: None,
             agent: crate::vdi::AgentPolicy::default(),

@@ -49,6 +49,9 @@ const CAP_STREAM_REPORT: u32 = 4;
 const MAX_PENDING_REPORTS: usize = 64;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
+/// The client lists the video codecs it decodes (CAP_CODEC_*); without it, MJPEG only.
+const CAP_MULTI_CODEC: u32 = 8;
+const CAP_CODEC_MJPEG: u32 = 9;
 /// Resource type PIXMAP in an INVAL_LIST.
 const RES_TYPE_PIXMAP: u8 = 1;
 /// Surface format 32_xRGB; surface flag PRIMARY.
@@ -897,8 +900,20 @@ pub(crate) fn run(
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
     client.listed_heads = Some(listed.heads.clone());
+    // A client that lists its codecs and not MJPEG gets no streams: only lossless pictures.
+    let mjpeg = crate::stream::client_decodes_mjpeg(
+        has_cap(&req.channel_caps, CAP_MULTI_CODEC),
+        has_cap(&req.channel_caps, CAP_CODEC_MJPEG),
+    );
+    if !mjpeg {
+        info!("display client decodes no MJPEG: no video streams for it");
+    }
     client.set_streaming(
-        shared.config.streaming_video,
+        if mjpeg {
+            shared.config.streaming_video
+        } else {
+            crate::stream::StreamingVideo::Off
+        },
         has_cap(&req.channel_caps, CAP_SIZED_STREAM),
         has_cap(&req.channel_caps, CAP_STREAM_REPORT),
         shared.started,

@@ -46,6 +46,6 @@ pub use source::{
     Cursor, CursorKind, CursorShape, CursorSource, InputSink, KeyEvent, NoCursor, NullInput,
     PointerEvent,
 };
-pub use stream::{StreamStats, StreamingVideo};
+pub use stream::{StreamStats, StreamingVideo, VideoCodecs};
 pub use tls::TlsError;
 pub use vdi::AgentPolicy;

@@ -76,6 +76,75 @@ impl std::str::FromStr for StreamingVideo {
     }
 }
 
+/// QEMU's `video-codecs`: the encoders streams may use, best first, as `encoder:codec`
+/// pairs separated by `;` (`spice:mjpeg;gstreamer:h264`), or `auto`. This server has one
+/// encoder, its own MJPEG (`spice:mjpeg`, spice-server's default too); a list naming any
+/// other is refused, as QEMU refuses one that its spice-server cannot build (it exits with
+/// "Invalid video codecs"), rather than left to fall back silently.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VideoCodecs(String);
+
+/// Encoder and codec names `video-codecs` knows (spice-server's).
+const VIDEO_ENCODERS: [&str; 2] = ["spice", "gstreamer"];
+const VIDEO_CODECS: [&str; 5] = ["mjpeg", "vp8", "vp9", "h264", "h265"];
+
+impl Default for VideoCodecs {
+    fn default() -> Self {
+        VideoCodecs("auto".to_string())
+    }
+}
+
+impl std::str::FromStr for VideoCodecs {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s == "auto" {
+            return Ok(VideoCodecs::default());
+        }
+        let mut any = false;
+        for entry in s.split(';').filter(|e| !e.is_empty()) {
+            let Some((encoder, codec)) = entry.split_once(':') else {
+                return Err(format!(
+                    "video-codecs: {entry:?} is not encoder:codec (e.g. spice:mjpeg)"
+                ));
+            };
+            if !VIDEO_ENCODERS.contains(&encoder) {
+                return Err(format!(
+                    "video-codecs: unknown encoder {encoder:?} (spice or gstreamer)"
+                ));
+            }
+            if !VIDEO_CODECS.contains(&codec) {
+                return Err(format!(
+                    "video-codecs: unknown codec {codec:?} (mjpeg, vp8, vp9, h264 or h265)"
+                ));
+            }
+            if (encoder, codec) != ("spice", "mjpeg") {
+                return Err(format!(
+                    "video-codecs: {encoder}:{codec} is not built in; this server encodes \
+                     streams only as spice:mjpeg"
+                ));
+            }
+            any = true;
+        }
+        if !any {
+            return Err("video-codecs: no encoder:codec given (e.g. spice:mjpeg)".to_string());
+        }
+        Ok(VideoCodecs(s.to_string()))
+    }
+}
+
+impl std::fmt::Display for VideoCodecs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Whether a display client decodes MJPEG streams: one announcing MULTI_CODEC says which
+/// codecs it takes (CODEC_MJPEG among them or not); an older one takes MJPEG, the only
+/// codec there was (spice-server's rule).
+pub fn client_decodes_mjpeg(multi_codec: bool, codec_mjpeg: bool) -> bool {
+    !multi_codec || codec_mjpeg
+}
+
 impl std::fmt::Display for StreamingVideo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
@@ -933,6 +1002,36 @@ mod tests {
         assert!(screen.streams.is_empty());
         assert!(crop(&screen, area) == last, "the still picture is exact");
         assert_eq!(c.stream_stats().lossless_resends, 1);
+    }
+
+    /// `video-codecs` takes QEMU's syntax and refuses, with a reason, what is not built in.
+    #[test]
+    fn video_codecs_take_qemu_syntax_and_refuse_what_is_not_built() {
+        for ok in [
+            "auto",
+            "spice:mjpeg",
+            "spice:mjpeg;",
+            "spice:mjpeg;spice:mjpeg",
+        ] {
+            assert!(ok.parse::<VideoCodecs>().is_ok(), "{ok}");
+        }
+        for (bad, why) in [
+            ("", "no encoder"),
+            (";", "no encoder"),
+            ("mjpeg", "not encoder:codec"),
+            ("ffmpeg:mjpeg", "unknown encoder"),
+            ("spice:av1", "unknown codec"),
+            ("gstreamer:h264", "not built in"),
+            ("spice:mjpeg;gstreamer:vp8", "not built in"),
+        ] {
+            let e = bad.parse::<VideoCodecs>().unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+        assert_eq!(VideoCodecs::default().to_string(), "auto");
+        // Clients: an old one takes MJPEG; a MULTI_CODEC one only if it says so.
+        assert!(client_decodes_mjpeg(false, false));
+        assert!(client_decodes_mjpeg(true, true));
+        assert!(!client_decodes_mjpeg(true, false));
     }
 
     /// On a slow link (100 kbit/s), frames larger than the link affords at [`TARGET_FPS`]

@@ -159,6 +159,11 @@ struct SpiceArgs {
     /// heuristics). A stream's last frame is sent again losslessly when it goes still.
     #[arg(long, value_name = "MODE", default_value = "filter")]
     spice_streaming_video: saffron_server::StreamingVideo,
+    /// The encoders streams may use, best first (QEMU's video-codecs: `auto` or
+    /// `encoder:codec;...`). Only `spice:mjpeg`, our own MJPEG encoder, is built in; a list
+    /// naming another (gstreamer:h264, ...) is refused.
+    #[arg(long, value_name = "LIST", default_value = "auto")]
+    spice_video_codecs: saffron_server::VideoCodecs,
     /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
     /// agent's clipboard capabilities are hidden and clipboard messages dropped, both ways.
     #[arg(long)]
@@ -206,6 +211,7 @@ impl SpiceArgs {
             zlib_glz_wan_compression: self.spice_zlib_glz_wan_compression,
             jpeg_wan_compression: self.spice_jpeg_wan_compression,
             streaming_video: self.spice_streaming_video,
+            video_codecs: self.spice_video_codecs.clone(),
             disable_copy_paste: self.spice_disable_copy_paste,
             disable_agent_file_xfer: self.spice_disable_agent_file_xfer,
             sound: false,

@@ -42,6 +42,8 @@ pub struct SpiceOptions {
     pub jpeg_wan_compression: saffron_server::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: saffron_server::StreamingVideo,
+    /// The encoders streams may use (QEMU's `video-codecs`).
+    pub video_codecs: saffron_server::VideoCodecs,
     /// No clipboard through the guest agent (QEMU's `disable-copy-paste`).
     pub disable_copy_paste: bool,
     /// No file transfer through the guest agent (QEMU's `disable-agent-file-xfer`).
@@ -83,6 +85,7 @@ impl Default for SpiceOptions {
             zlib_glz_wan_compression: saffron_server::WanCompression::default(),
             jpeg_wan_compression: saffron_server::WanCompression::default(),
             streaming_video: saffron_server::StreamingVideo::default(),
+            video_codecs: saffron_server::VideoCodecs::default(),
             disable_copy_paste: false,
             disable_agent_file_xfer: false,
             sound: false,
@@ -123,6 +126,7 @@ impl SpiceOptions {
         cfg.zlib_glz_wan_compression = self.zlib_glz_wan_compression;
         cfg.jpeg_wan_compression = self.jpeg_wan_compression;
         cfg.streaming_video = self.streaming_video;
+        cfg.video_codecs = self.video_codecs.clone();
         cfg.agent = saffron_server::AgentPolicy {
             copy_paste: !self.disable_copy_paste,
             file_xfer: !self.disable_agent_file_xfer,
