@@ -50,6 +50,8 @@ const MAX_PENDING_REPORTS: usize = 64;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
 /// The client lists the video codecs it decodes (CAP_CODEC_*); without it, MJPEG only.
+/// How often a display encoder whose client's slow link is backed up looks again.
+const BACKED_UP_CHECK: Duration = Duration::from_millis(10);
 const CAP_MULTI_CODEC: u32 = 8;
 const CAP_CODEC_MJPEG: u32 = 9;
 /// Resource type PIXMAP in an INVAL_LIST.
@@ -787,6 +789,14 @@ fn encode_loop(
             || !client.refine_lossy(queue, now)
         {
             resync(queue, pipe, client);
+        }
+        // On a slow link, new drawings wait in the pipe (where later ones cover and replace
+        // them) while the client has more than it can take in a moment: what it gets is
+        // then fresh, and what waits for it stays within a fraction of a second. The
+        // socket's share of the backlog drains without telling us, hence the short sleep.
+        if client.streams.link_backed_up(queue) {
+            std::thread::sleep(BACKED_UP_CHECK);
+            continue;
         }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {

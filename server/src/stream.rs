@@ -579,8 +579,9 @@ impl Streams {
     }
 
     /// Whether the bytes waiting for the client (our queue and the socket's) would take more
-    /// than [`MAX_BACKLOG`] on its estimated link. Never true while the link is unmeasured.
-    fn link_backed_up(&self, queue: &SendQueue) -> bool {
+    /// than [`MAX_BACKLOG`] on its estimated slow link. Never true while the link is
+    /// unmeasured or fast.
+    pub(crate) fn link_backed_up(&self, queue: &SendQueue) -> bool {
         let Some(bps) = self.link_bps else {
             return false;
         };

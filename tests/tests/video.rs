@@ -446,14 +446,28 @@ fn a_throttled_remote_viewer_gets_a_paced_stream_and_ends_exact() {
          the fast client's {fast:?}; exact after the video (viewer, fast, time): {exact:?}",
         during.iter().all(|s| s.slow)
     );
+    // What the guest offered in that stretch (sent or skipped): under a loaded host a TCG
+    // guest draws fewer than its 30 frames/s, and the paced stream is judged against what
+    // there was to send. Without the pacing remote-viewer got 9.5 frames/s of 30, and the
+    // backlog below is what fails then.
+    let offered_rate = (offered(last) - offered(first)) as f64 / secs.max(0.001);
     assert!(
-        rate >= 10.0,
-        "remote-viewer got {rate:.1} frames/s behind the slow link: {slow:?}"
+        rate >= (0.5 * offered_rate).min(10.0),
+        "remote-viewer got {rate:.1} frames/s of the {offered_rate:.1} offered behind the \
+         slow link: {slow:?}"
     );
     let second = SLOW.bits_per_sec / 8;
+    let timeline: Vec<(u128, u64, u64)> = samples
+        .iter()
+        .map(|s| {
+            let ms = s.at.saturating_duration_since(first.at).as_millis();
+            (ms, s.backlog, s.streams.frames)
+        })
+        .collect();
     assert!(
         max_backlog <= second,
-        "{max_backlog} bytes waited for remote-viewer, over 1 s of its link ({second})"
+        "{max_backlog} bytes waited for remote-viewer, over 1 s of its link ({second}); \
+         (ms, backlog, frames): {timeline:?}"
     );
     assert!(
         slow.skipped_frames + slow.link_quality_down > 0,
