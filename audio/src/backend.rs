@@ -4,6 +4,14 @@
 //! the pacing thread when their audio would have finished playing — playback data goes to the
 //! [`PcmSink`] then, capture buffers are filled with silence. When no stream runs, the pacing
 //! thread sleeps on a condition variable: an idle card costs nothing.
+//!
+//! A hostile or buggy driver breaks at most its own queue: an avail index that claims more
+//! buffers than the ring holds puts that queue in an error state (its kicks are ignored)
+//! until the front end stops it, while the other queues go on. When the front end stops the
+//! rings (the VM pauses, or the guest resets the device), messages not yet played go back to
+//! the guest's ring rather than being completed later into a ring that may be a new one; and
+//! a control ring that starts again elsewhere than where it stopped means a reset, which
+//! resets the card.
 
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +23,7 @@ use tracing::{debug, warn};
 use vhost::vhost_user::message::{VhostUserProtocolFeatures, VhostUserVirtioFeatures};
 use vhost_user_backend::{VhostUserBackend, VringRwLock, VringT};
 use virtio_bindings::virtio_config::VIRTIO_F_VERSION_1;
-use virtio_queue::QueueOwnedT;
+use virtio_queue::{QueueOwnedT, QueueT};
 use vm_memory::{GuestAddressSpace, GuestMemoryAtomic, GuestMemoryMmap};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::event::{
@@ -45,6 +53,9 @@ const MAX_QUEUE_SIZE: usize = 1024;
 #[derive(Debug)]
 struct IoMessage {
     head: u16,
+    /// Its place in the queue's avail ring (what the ring's next-avail index was when it
+    /// was taken), to hand it back when the ring stops.
+    pos: u16,
     segs: Segments,
     /// Playback: the PCM bytes. Capture: empty (the buffer is `segs.writable_len - 8`).
     pcm: Vec<u8>,
@@ -68,11 +79,22 @@ struct State {
     vrings: Vec<VringRwLock>,
     mem: Option<Mem>,
     quit: bool,
+    /// Per queue: its avail ring was found lying (an index ahead by more than the ring
+    /// holds); kicks are ignored until the front end stops it.
+    broken: [bool; queue::COUNT],
+    /// Per queue: the next-avail index it had when the front end last stopped it, until the
+    /// first kick after it starts again.
+    stopped_at: [Option<u16>; queue::COUNT],
+    /// The pacing thread is completing messages outside the lock; stopping a ring waits for
+    /// it, so that nothing is completed into a stopped ring.
+    completing: bool,
 }
 
 struct Inner {
     state: Mutex<State>,
     wake: Condvar,
+    /// Signalled when the pacing thread has finished completing messages.
+    idle: Condvar,
     sink: Arc<dyn PcmSink>,
     source: Arc<dyn PcmSource>,
     stats: Stats,
@@ -144,8 +166,12 @@ impl SoundBackend {
                 vrings: Vec::new(),
                 mem: None,
                 quit: false,
+                broken: [false; queue::COUNT],
+                stopped_at: [None; queue::COUNT],
+                completing: false,
             }),
             wake: Condvar::new(),
+            idle: Condvar::new(),
             sink,
             source,
             stats: Stats::default(),
@@ -165,6 +191,16 @@ impl SoundBackend {
         ))
     }
 
+    /// The device is reset: the card's streams and every held message go (the rings they
+    /// came from are gone).
+    fn reset(&self, st: &mut State) {
+        st.card.reset();
+        st.tx.drain();
+        st.rx.drain();
+        self.inner.sink.stop();
+        self.inner.source.stop();
+    }
+
     /// The counters.
     pub fn stats(&self) -> &Stats {
         &self.inner.stats
@@ -176,7 +212,7 @@ impl SoundBackend {
 
     /// Answers the control queue's requests.
     fn control(&self, st: &mut State, mem: &GuestMemoryMmap, vring: &VringRwLock, chains: Chains) {
-        for (head, descs) in chains {
+        for (head, _, descs) in chains {
             let segs = match Segments::from_descriptors(descs, MAX_CONTROL_BYTES) {
                 Ok(s) => s,
                 Err(e) => {
@@ -274,7 +310,7 @@ impl SoundBackend {
         } else {
             (INPUT_STREAM, false)
         };
-        for (head, descs) in chains {
+        for (head, pos, descs) in chains {
             let segs = match Segments::from_descriptors(descs, MAX_IO_BYTES) {
                 Ok(s) => s,
                 Err(e) => {
@@ -300,7 +336,15 @@ impl SoundBackend {
                 Ok((pcm, bytes)) => {
                     tracing::trace!(queue = q, head, bytes, "I/O message queued");
                     let pacer = if playback { &mut st.tx } else { &mut st.rx };
-                    pacer.push(IoMessage { head, segs, pcm }, bytes);
+                    pacer.push(
+                        IoMessage {
+                            head,
+                            pos,
+                            segs,
+                            pcm,
+                        },
+                        bytes,
+                    );
                 }
                 Err(code) => {
                     self.refused();
@@ -311,24 +355,25 @@ impl SoundBackend {
     }
 }
 
-/// A kick's chains: head index and `(address, length, write-only)` per descriptor.
-type Chains = Vec<(u16, Vec<(vm_memory::GuestAddress, u32, bool)>)>;
+/// A kick's chains: head index, place in the avail ring, and `(address, length,
+/// write-only)` per descriptor.
+type Chains = Vec<(u16, u16, Vec<(vm_memory::GuestAddress, u32, bool)>)>;
 
-fn take_chains(vring: &VringRwLock, mem: &Mem) -> io::Result<Chains> {
+fn take_chains(vring: &VringRwLock, mem: &Mem) -> Result<Chains, virtio_queue::Error> {
     let guard = mem.memory();
     let mut state = vring.get_mut();
-    let iter = state
-        .get_queue_mut()
-        .iter(guard)
-        .map_err(|e| io::Error::other(format!("virtqueue: {e}")))?;
+    let queue = state.get_queue_mut();
+    let first = queue.next_avail();
+    let iter = queue.iter(guard)?;
     Ok(iter
-        .map(|chain| {
+        .enumerate()
+        .map(|(i, chain)| {
             let head = chain.head_index();
             let descs = chain
                 .clone()
                 .map(|d| (d.addr(), d.len(), d.is_write_only()))
                 .collect();
-            (head, descs)
+            (head, first.wrapping_add(i as u16), descs)
         })
         .collect())
 }
@@ -357,6 +402,7 @@ fn pace_loop(inner: &Inner) {
             continue;
         }
         let (vrings, mem) = (st.vrings.clone(), st.mem.clone());
+        st.completing = true;
         drop(st);
         if let Some(mem) = mem {
             let guard = mem.memory();
@@ -393,6 +439,8 @@ fn pace_loop(inner: &Inner) {
             }
         }
         st = inner.lock();
+        st.completing = false;
+        inner.idle.notify_all();
     }
 }
 
@@ -434,11 +482,67 @@ impl VhostUserBackend for SoundBackend {
 
     fn reset_device(&self) {
         let mut st = self.inner.lock();
-        st.card.reset();
-        st.tx.drain();
-        st.rx.drain();
-        self.inner.sink.stop();
-        self.inner.source.stop();
+        self.reset(&mut st);
+    }
+
+    /// The front end stops ring `index` (GET_VRING_BASE: the VM pauses, or the device is
+    /// reset or stopped). Messages still waiting to be played or filled go back to the
+    /// guest: the ring's next-avail index is moved back over them, so that the front end
+    /// offers them again if the same ring resumes; a reset ring forgets them, as the guest
+    /// does. Nothing is completed into a stopped ring.
+    fn stop_vring(&self, index: u32) -> io::Result<()> {
+        let mut st = self.inner.lock();
+        while st.completing {
+            st = self.inner.idle.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        let Ok(q) = u16::try_from(index) else {
+            return Ok(());
+        };
+        let Some(vring) = st.vrings.get(usize::from(q)).cloned() else {
+            return Ok(());
+        };
+        let held = match q {
+            queue::TX => st.tx.take_back(),
+            queue::RX => st.rx.take_back(),
+            _ => Vec::new(),
+        };
+        let next = vring.queue_next_avail();
+        let back = u16::try_from(held.len()).unwrap_or(u16::MAX);
+        let first = next.wrapping_sub(back);
+        let contiguous = held
+            .iter()
+            .enumerate()
+            .all(|(i, m)| m.token.pos == first.wrapping_add(i as u16));
+        if contiguous {
+            vring.set_queue_next_avail(first);
+        } else {
+            // Only a driver that had messages refused between the held ones gets here: the
+            // refused ones are already used, so the held ones cannot be offered again alone.
+            warn!(
+                queue = q,
+                held = held.len(),
+                "held I/O messages dropped with the stopped ring"
+            );
+        }
+        if !held.is_empty() {
+            debug!(
+                queue = q,
+                held = held.len(),
+                "ring stopped: messages handed back"
+            );
+        }
+        let q = usize::from(q);
+        if let Some(b) = st.broken.get_mut(q) {
+            *b = false;
+        }
+        // Where it stopped first since its last kick: a ring reset twice before any request
+        // is still seen as reset.
+        if let Some(s) = st.stopped_at.get_mut(q)
+            && s.is_none()
+        {
+            *s = Some(if contiguous { first } else { next });
+        }
+        Ok(())
     }
 
     fn exit_event(&self, _thread_index: usize) -> Option<(EventConsumer, EventNotifier)> {
@@ -470,7 +574,37 @@ impl VhostUserBackend for SoundBackend {
         if device_event == queue::EVENT {
             return Ok(());
         }
-        let chains = take_chains(vring, &mem)?;
+        let q = usize::from(device_event);
+        if let Some(stopped) = st.stopped_at.get_mut(q).and_then(Option::take)
+            && device_event == queue::CONTROL
+            && vring.queue_next_avail() != stopped
+        {
+            // The control ring starts again elsewhere than where it stopped: the guest
+            // reset the device and set up new rings. Its streams went with it.
+            debug!(stopped, "the control ring restarted: the card is reset");
+            self.reset(&mut st);
+        }
+        if st.broken.get(q).copied().unwrap_or(true) {
+            return Ok(());
+        }
+        // An error here ends this queue, never the daemon's loop (an error returned from
+        // here stops every queue): the queue's kicks are ignored until the front end stops
+        // it, as a device in need of reset would.
+        let chains = match take_chains(vring, &mem) {
+            Ok(c) => c,
+            Err(virtio_queue::Error::QueueNotReady) => return Ok(()),
+            Err(e) => {
+                warn!(
+                    queue = device_event,
+                    "virtqueue broken, ignored until reset: {e}"
+                );
+                self.refused();
+                if let Some(b) = st.broken.get_mut(q) {
+                    *b = true;
+                }
+                return Ok(());
+            }
+        };
         let guard = mem.memory();
         match device_event {
             queue::CONTROL => self.control(&mut st, &guard, vring, chains),

@@ -99,6 +99,16 @@ impl<T> Pacer<T> {
         self.queue.drain(..).collect()
     }
 
+    /// Every queued message, handed back unplayed while the stream keeps its state (the
+    /// front end stopped the ring: the messages go back to the guest's ring, and the stream
+    /// goes on where it was when the ring starts again). The head message will play from its
+    /// start, on a fresh clock.
+    pub fn take_back(&mut self) -> Vec<Queued<T>> {
+        self.head = None;
+        self.last_end = None;
+        self.queue.drain(..).collect()
+    }
+
     /// The messages whose time is over at `now`, in order, and when to look again (`None`
     /// when nothing is due later: the stream is not running or its queue is empty).
     pub fn poll(&mut self, now: Instant) -> (Vec<Played<T>>, Option<Instant>) {
@@ -141,6 +151,28 @@ mod tests {
     use super::*;
 
     const MS20: u32 = 48 * 20 * 4;
+
+    #[test]
+    fn messages_taken_back_leave_the_stream_running_on_a_fresh_clock() {
+        let mut p = Pacer::default();
+        let t0 = Instant::now();
+        p.start();
+        p.push(0, MS20);
+        p.push(1, MS20);
+        assert!(p.poll(t0).0.is_empty(), "the head plays until 20 ms");
+        let back = p.take_back();
+        assert_eq!(back.iter().map(|q| q.token).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(
+            p.running(),
+            "the stream's state is the card's, not the ring's"
+        );
+        // The same messages offered again, later: they play from their start then.
+        let t1 = t0 + Duration::from_secs(5);
+        p.push(0, MS20);
+        let (done, next) = p.poll(t1);
+        assert!(done.is_empty());
+        assert_eq!(next, Some(t1 + Duration::from_millis(20)));
+    }
 
     #[test]
     fn completes_back_to_back_at_real_time() {

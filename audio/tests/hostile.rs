@@ -330,3 +330,158 @@ fn capture_is_fed_silence_at_real_time_pace() {
         "capture is not playback"
     );
 }
+
+impl Rig {
+    /// A playback message of `pcm`, offered on TX; returns its status buffer's address.
+    fn play(&mut self, pcm: &[u8]) -> u64 {
+        let mut msg = words(&[0]);
+        msg.extend(pcm);
+        let r = self.buf(&msg, msg.len() as u32);
+        let st = self.buf(&[0; 8], 8);
+        self.offer(
+            abi::queue::TX,
+            &[(r, msg.len() as u32, false), (st, 8, true)],
+        );
+        st
+    }
+
+    /// Kicks queue `q` with nothing new offered.
+    fn kick(&self, q: u16) {
+        self.backend
+            .handle_event(q, EventSet::IN, &self.vrings, 0)
+            .unwrap();
+    }
+
+    fn refused(&self) -> u64 {
+        self.backend
+            .stats()
+            .refused
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+#[test]
+fn a_lying_avail_index_breaks_only_its_own_queue() {
+    let mut rig = Rig::new();
+    rig.control(&set_params(96 * 4), 4);
+    rig.control(&words(&[code::PCM_PREPARE, 0]), 4);
+    // The TX ring claims 200 buffers more than it holds: the kick is not an error of the
+    // daemon (which would stop every queue), only of this queue.
+    let avail = rig.queues[abi::queue::TX as usize].1;
+    rig.mem
+        .memory()
+        .write_obj(200u16, GuestAddress(avail.0 + 2))
+        .unwrap();
+    let before = rig.refused();
+    rig.kick(abi::queue::TX);
+    rig.kick(abi::queue::TX);
+    assert_eq!(
+        rig.refused(),
+        before + 1,
+        "one error, then the queue is ignored"
+    );
+    assert!(rig.used(abi::queue::TX).is_empty());
+    // The control queue still answers.
+    let w = rig.control(&words(&[code::PCM_INFO, 0, 2, 32]), 68);
+    assert_eq!(rig.u32_at(w), status::OK);
+    // Once the front end stops the ring (the guest resets the device), it works again.
+    rig.backend.stop_vring(u32::from(abi::queue::TX)).unwrap();
+    rig.mem
+        .memory()
+        .write_obj(0u16, GuestAddress(avail.0 + 2))
+        .unwrap();
+    rig.vrings[abi::queue::TX as usize].set_queue_next_avail(0);
+    rig.control(&words(&[code::PCM_START, 0]), 4);
+    let st = rig.play(&[5; 96 * 4]);
+    let t0 = Instant::now();
+    while rig.used(abi::queue::TX).is_empty() {
+        assert!(t0.elapsed() < Duration::from_secs(5), "TX still broken");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert_eq!(rig.u32_at(st), status::OK);
+}
+
+#[test]
+fn messages_held_when_the_ring_stops_go_back_to_the_guest() {
+    let mut rig = Rig::new();
+    // 100 ms periods, three of them queued and started.
+    rig.control(&set_params(4800 * 4), 4);
+    rig.control(&words(&[code::PCM_PREPARE, 0]), 4);
+    let mut expected = Vec::new();
+    for i in 0..3u8 {
+        let pcm = vec![i + 1; 4800 * 4];
+        expected.extend_from_slice(&pcm);
+        rig.play(&pcm);
+    }
+    rig.control(&words(&[code::PCM_START, 0]), 4);
+    std::thread::sleep(Duration::from_millis(30));
+    // The VM pauses: the front end stops the rings. None of the three has finished, so all
+    // go back (the ring's next-avail index moves back over them) and none is completed
+    // into the stopped ring, however long the pause.
+    for q in 0..abi::queue::COUNT as u32 {
+        rig.backend.stop_vring(q).unwrap();
+    }
+    assert_eq!(rig.vrings[abi::queue::TX as usize].queue_next_avail(), 0);
+    std::thread::sleep(Duration::from_millis(400));
+    assert!(
+        rig.used(abi::queue::TX).is_empty(),
+        "completed into a stopped ring"
+    );
+    assert!(rig.sink.pcm.lock().unwrap().is_empty());
+    // The VM resumes on the same rings: the front end kicks, the same messages are taken
+    // again and play in order, and the card kept its running stream.
+    rig.kick(abi::queue::CONTROL);
+    rig.kick(abi::queue::TX);
+    let t0 = Instant::now();
+    while rig.used(abi::queue::TX).len() < 3 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "playback stalled after resume"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(
+        *rig.sink.pcm.lock().unwrap(),
+        expected,
+        "each once, in order"
+    );
+    let w = rig.control(&words(&[code::PCM_STOP, 0]), 4);
+    assert_eq!(rig.u32_at(w), status::OK, "the stream was still running");
+}
+
+#[test]
+fn a_control_ring_that_restarts_elsewhere_resets_the_card() {
+    let mut rig = Rig::new();
+    rig.control(&set_params(96 * 4), 4);
+    rig.control(&words(&[code::PCM_PREPARE, 0]), 4);
+    rig.control(&words(&[code::PCM_START, 0]), 4);
+    rig.play(&[3; 96 * 4]);
+    // The guest resets the device: the rings stop, and start again from zero.
+    for q in 0..abi::queue::COUNT as u32 {
+        rig.backend.stop_vring(q).unwrap();
+    }
+    for q in [abi::queue::CONTROL, abi::queue::TX] {
+        let (d, a, u, _) = rig.queues[q as usize];
+        let m = rig.mem.memory();
+        m.write_obj(0u16, GuestAddress(a.0 + 2)).unwrap();
+        m.write_obj(0u16, GuestAddress(u.0 + 2)).unwrap();
+        rig.vrings[q as usize].set_queue_next_avail(0);
+        rig.vrings[q as usize].set_queue_next_used(0);
+        rig.queues[q as usize] = (d, a, u, 0);
+    }
+    // The new driver's first request finds a card as new: no stream to start.
+    let w = rig.control(&words(&[code::PCM_START, 0]), 4);
+    assert_eq!(
+        rig.u32_at(w),
+        status::BAD_MSG,
+        "the old stream survived the reset"
+    );
+    // And it sets the stream up again from the start.
+    let w = rig.control(&set_params(96 * 4), 4);
+    assert_eq!(rig.u32_at(w), status::OK);
+    std::thread::sleep(Duration::from_millis(20));
+    assert!(
+        rig.used(abi::queue::TX).is_empty(),
+        "the old ring's message completed into the new one"
+    );
+}
