@@ -173,7 +173,7 @@ struct SpiceArgs {
     spice_disable_agent_file_xfer: bool,
     /// Send the guest's sound as Opus to clients that decode it (QEMU's
     /// playback-compression): on or off (raw PCM to every client).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     spice_playback_compression: bool,
     /// Serve the web client's files (spice-html5) to browsers on the Spice ports: a plain
     /// GET of http://ADDR:PORT/ gives the client, connected back over WebSocket. Default:
@@ -183,7 +183,7 @@ struct SpiceArgs {
     spice_web_root: Option<PathBuf>,
     /// Client mouse mode through the guest agent when one is connected (QEMU's
     /// agent-mouse): on or off (only through the VM's tablet).
-    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off)]
+    #[arg(long, value_name = "on|off", default_value = "on", value_parser = parse_on_off, action = clap::ArgAction::Set)]
     spice_agent_mouse: bool,
 }
 
@@ -635,6 +635,45 @@ mod tests {
                 assert_eq!(jpeg(&["--spice-jpeg-wan-compression", arg]), Ok(want));
             }
             assert!(jpeg(&["--spice-jpeg-wan-compression", "sometimes"]).is_err());
+        }
+    }
+
+    /// QEMU's on/off options take a value (`--spice-agent-mouse off`), on both commands;
+    /// `on` unless given; anything else is refused.
+    #[test]
+    fn on_off_options_take_a_value() {
+        let run = ["saffron", "run", "--kernel", "k"];
+        let device = ["saffron", "device", "--socket", "s"];
+        for base in [&run[..], &device[..]] {
+            let opts = |extra: &[&str]| -> Result<(bool, bool), String> {
+                let cli = Cli::try_parse_from([base, extra].concat()).map_err(|e| e.to_string())?;
+                let o = match cli.command {
+                    Cmd::Run(a) => a.spice.options(),
+                    Cmd::Device(a) => a.spice.options(),
+                    Cmd::VgaReplay(_) => unreachable!(),
+                };
+                Ok((o.playback_compression, o.agent_mouse))
+            };
+            assert_eq!(opts(&[]), Ok((true, true)), "{base:?}");
+            assert_eq!(
+                opts(&["--spice-playback-compression", "off"]),
+                Ok((false, true))
+            );
+            assert_eq!(opts(&["--spice-agent-mouse", "off"]), Ok((true, false)));
+            assert_eq!(
+                opts(&[
+                    "--spice-agent-mouse",
+                    "on",
+                    "--spice-playback-compression",
+                    "on"
+                ]),
+                Ok((true, true))
+            );
+            assert!(opts(&["--spice-agent-mouse", "yes"]).is_err());
+            assert!(
+                opts(&["--spice-playback-compression"]).is_err(),
+                "needs a value"
+            );
         }
     }
 
