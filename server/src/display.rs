@@ -50,8 +50,6 @@ const MAX_PENDING_REPORTS: usize = 64;
 /// Client display cap LZ4_COMPRESSION.
 const CAP_LZ4_COMPRESSION: u32 = 5;
 /// The client lists the video codecs it decodes (CAP_CODEC_*); without it, MJPEG only.
-/// How often a display encoder whose client's slow link is backed up looks again.
-const BACKED_UP_CHECK: Duration = Duration::from_millis(10);
 const CAP_MULTI_CODEC: u32 = 8;
 const CAP_CODEC_MJPEG: u32 = 9;
 /// Resource type PIXMAP in an INVAL_LIST.
@@ -66,6 +64,13 @@ pub const DRAW_COPY_HEADER: usize =
     DRAW_COPY_IMAGE_OFFSET as usize + DESCRIPTOR_SIZE + BITMAP_HEADER_SIZE;
 /// How long the encoder waits for an item before it checks whether the client is gone.
 const IDLE_CHECK: Duration = Duration::from_millis(100);
+/// When, after a stream ends, spice-html5 gets the stream's area painted again from the
+/// surface. It decodes MJPEG frames through Image elements and paints each once it has
+/// loaded, even after the stream is destroyed; a frame still loading when the stream ended
+/// would land over the exact picture that followed it, and stay there.
+const HTML5_REPAINTS: [Duration; 2] = [Duration::from_millis(500), Duration::from_secs(2)];
+/// Repaints waiting at most; more are merged into one.
+const MAX_REPAINTS: usize = 16;
 /// How often the display channel pings its client for the link estimate: often enough that
 /// a link that changes shows within seconds, rarely enough to cost nothing (a plain ping is
 /// 18 bytes; see `link_estimate` for the occasional padded probe).
@@ -249,6 +254,9 @@ pub(crate) struct ClientDisplay {
     lossy: LossyAreas,
     /// The time of what is being applied (items are timed by when the encoder takes them).
     now: Instant,
+    /// spice-html5: areas of ended streams to paint again from the surface, and when (see
+    /// [`HTML5_REPAINTS`]).
+    repaints: Vec<(Instant, Rect)>,
 }
 
 impl ClientDisplay {
@@ -291,6 +299,7 @@ impl ClientDisplay {
             link_slow: false,
             lossy: LossyAreas::default(),
             now: Instant::now(),
+            repaints: Vec::new(),
         }
     }
 
@@ -384,6 +393,11 @@ impl ClientDisplay {
 
     /// Sends the last frames of ended streams, lossless, in order.
     fn resend(&mut self, queue: &SendQueue, resends: Vec<Resend>) -> bool {
+        if self.html5 {
+            for r in resends.iter().filter(|r| r.ends_stream) {
+                self.repaint_later(r.area);
+            }
+        }
         resends.into_iter().all(|r| {
             // A frame of another surface (stale) is not sent.
             !(self.fits(r.area) && r.pixels.is_consistent())
@@ -396,6 +410,36 @@ impl ClientDisplay {
         let mut resends = Vec::new();
         self.streams.touched(queue, area, &mut resends);
         self.resend(queue, resends)
+    }
+
+    /// Schedules the repaints of an ended stream's area for spice-html5.
+    fn repaint_later(&mut self, area: Rect) {
+        for after in HTML5_REPAINTS {
+            self.repaints.push((self.now + after, area));
+        }
+        if self.repaints.len() > MAX_REPAINTS {
+            let latest = self.repaints.iter().map(|r| r.0).max().unwrap_or(self.now);
+            let all = self
+                .repaints
+                .drain(..)
+                .map(|r| r.1)
+                .reduce(|a, b| a.union(&b));
+            self.repaints.extend(all.map(|a| (latest, a)));
+        }
+    }
+
+    /// The area due to be painted again from the surface at `now` (the union of the due
+    /// repaints), if any.
+    pub(crate) fn due_repaint(&mut self, now: Instant) -> Option<Rect> {
+        let mut due = None;
+        self.repaints.retain(|&(at, area)| {
+            if at > now {
+                return true;
+            }
+            due = Some(due.map_or(area, |d: Rect| d.union(&area)));
+            false
+        });
+        due
     }
 
     /// Restricts this client to what spice-html5 draws (see the field's documentation).
@@ -560,6 +604,11 @@ impl ClientDisplay {
                                 true
                             }
                             Offered::Overflow => false,
+                            Offered::Held => {
+                                // Sent exactly later, or covered by a later picture.
+                                self.lossy.overwritten(d.area);
+                                self.resend(queue, resends)
+                            }
                             Offered::Image => {
                                 let congested = queue.queued_bytes() > queue.limit() / 4;
                                 self.resend(queue, resends)
@@ -790,13 +839,12 @@ fn encode_loop(
         {
             resync(queue, pipe, client);
         }
-        // On a slow link, new drawings wait in the pipe (where later ones cover and replace
-        // them) while the client has more than it can take in a moment: what it gets is
-        // then fresh, and what waits for it stays within a fraction of a second. The
-        // socket's share of the backlog drains without telling us, hence the short sleep.
-        if client.streams.link_backed_up(queue) {
-            std::thread::sleep(BACKED_UP_CHECK);
-            continue;
+        if let Some(area) = client.due_repaint(now) {
+            debug!(
+                ?area,
+                "an ended stream's area painted again for spice-html5"
+            );
+            pipe.force_resync(area);
         }
         match pipe.pop(IDLE_CHECK) {
             Popped::Item(item) => {

@@ -346,13 +346,17 @@ pub fn next_quality(current: u8, report: &StreamReport) -> u8 {
 }
 
 /// A region seen redrawn, not (yet) a stream.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 struct Trace {
     dest: Rect,
     time: Instant,
     frames: u32,
     gradual: u32,
     last_gradual: u32,
+    /// The candidate's latest picture, not sent because the client's slow link was backed
+    /// up: sent losslessly before anything else touches its area, when the candidate goes
+    /// still, or dropped when a later picture (or the stream it becomes) covers it.
+    held: Option<Arc<Pixels>>,
 }
 
 /// A stream the client holds.
@@ -381,6 +385,9 @@ pub(crate) enum Offered {
     Overflow,
     /// Not a stream frame: the caller sends it through the image path.
     Image,
+    /// A repeated picture of a candidate region, held back while the client's slow link is
+    /// backed up (see [`Trace::held`]); the caller sends `resends` only.
+    Held,
 }
 
 /// A picture to send losslessly, in order, before anything else: the last frame of a stream
@@ -388,6 +395,9 @@ pub(crate) enum Offered {
 pub(crate) struct Resend {
     pub area: Rect,
     pub pixels: Arc<Pixels>,
+    /// It ends a stream (the client may still be decoding that stream's frames), rather
+    /// than being a held picture of a candidate.
+    pub ends_stream: bool,
 }
 
 /// One client's stream detector and streams.
@@ -529,9 +539,12 @@ impl Streams {
                 }
             }
         }
-        self.touched(queue, area, resends);
+        self.end_streams_over(queue, area, resends);
+        // Held pictures under this one go first, except its own candidate's: this picture
+        // covers that one.
+        self.release_held(area, Some(area).filter(|_| candidate), resends);
         if candidate {
-            self.trace(queue, area, px, now, mm_time)
+            self.trace(queue, area, px, now, mm_time, resends)
         } else {
             Offered::Image
         }
@@ -539,7 +552,14 @@ impl Streams {
 
     /// Something other than a frame changes `area` (or reads it, for a COPY_BITS source):
     /// every stream it overlaps ends, its last frame to be re-sent first.
+    /// Candidates' held pictures under it are sent first too.
     pub(crate) fn touched(&mut self, queue: &SendQueue, area: Rect, resends: &mut Vec<Resend>) {
+        self.end_streams_over(queue, area, resends);
+        self.release_held(area, None, resends);
+    }
+
+    /// Every stream `area` overlaps ends, its last frame to be re-sent first.
+    fn end_streams_over(&mut self, queue: &SendQueue, area: Rect, resends: &mut Vec<Resend>) {
         while let Some(i) = self
             .active
             .iter()
@@ -549,8 +569,37 @@ impl Streams {
         }
     }
 
-    /// Streams without a frame for [`STREAM_TIMEOUT`] end: the region went still.
+    /// The held pictures of candidates overlapping `area` (but the one at exactly `keep`)
+    /// go to `resends`.
+    fn release_held(&mut self, area: Rect, keep: Option<Rect>, resends: &mut Vec<Resend>) {
+        for t in &mut self.traces {
+            if Some(t.dest) != keep
+                && t.dest.intersect(&area).is_some()
+                && let Some(pixels) = t.held.take()
+            {
+                resends.push(Resend {
+                    area: t.dest,
+                    pixels,
+                    ends_stream: false,
+                });
+            }
+        }
+    }
+
+    /// Streams without a frame for [`STREAM_TIMEOUT`] end: the region went still. So do
+    /// candidates past [`DETECTION_GAP`]: their held pictures go.
     pub(crate) fn expire(&mut self, queue: &SendQueue, now: Instant, resends: &mut Vec<Resend>) {
+        for t in &mut self.traces {
+            if now.saturating_duration_since(t.time) > DETECTION_GAP
+                && let Some(pixels) = t.held.take()
+            {
+                resends.push(Resend {
+                    area: t.dest,
+                    pixels,
+                    ends_stream: false,
+                });
+            }
+        }
         while let Some(i) = self
             .active
             .iter()
@@ -662,6 +711,7 @@ impl Streams {
         resends.push(Resend {
             area: s.last_area,
             pixels: s.last_frame,
+            ends_stream: true,
         });
         self.count(StreamStats {
             destroyed: 1,
@@ -680,12 +730,16 @@ impl Streams {
         px: &Arc<Pixels>,
         now: Instant,
         mm_time: u32,
+        resends: &mut Vec<Resend>,
     ) -> Offered {
+        // The candidate at this place, if any, goes on (or, past the gap, starts again); its
+        // held picture is covered by this one either way.
         let prev = self
             .traces
             .iter()
-            .position(|t| t.dest == area && now.saturating_duration_since(t.time) <= DETECTION_GAP)
-            .map(|i| self.traces.swap_remove(i));
+            .position(|t| t.dest == area)
+            .map(|i| self.traces.swap_remove(i))
+            .filter(|t| now.saturating_duration_since(t.time) <= DETECTION_GAP);
         let gradual = match self.mode {
             StreamingVideo::Filter => is_gradual(px),
             _ => true,
@@ -696,7 +750,10 @@ impl Streams {
             frames: 0,
             gradual: 0,
             last_gradual: 0,
+            held: None,
         });
+        // This picture covers the candidate's held one, whatever becomes of it.
+        t.held = None;
         t.time = now;
         t.frames = t.frames.saturating_add(1);
         if gradual {
@@ -715,13 +772,29 @@ impl Streams {
             && self.active.len() < MAX_STREAMS;
         if !start {
             if self.traces.len() >= TRACES {
-                // The oldest candidate makes room.
+                // The oldest candidate makes room (its held picture goes now).
                 if let Some(oldest) = (0..self.traces.len()).min_by_key(|&i| self.traces[i].time) {
-                    self.traces.swap_remove(oldest);
+                    let gone = self.traces.swap_remove(oldest);
+                    if let Some(pixels) = gone.held {
+                        resends.push(Resend {
+                            area: gone.dest,
+                            pixels,
+                            ends_stream: false,
+                        });
+                    }
                 }
             }
+            // A repeated picture while the slow link is backed up waits: the next one may
+            // cover it, and the detection frames before a stream forms would otherwise pile
+            // up seconds of data for the client.
+            let offered = if t.frames > 1 && self.link_backed_up(queue) {
+                t.held = Some(px.clone());
+                Offered::Held
+            } else {
+                Offered::Image
+            };
             self.traces.push(t);
-            return Offered::Image;
+            return offered;
         }
         let id = (0..MAX_STREAMS as u32)
             .find(|id| self.active.iter().all(|s| s.id != *id))
@@ -1102,6 +1175,83 @@ mod tests {
         );
     }
 
+    /// Before a stream forms on a backed-up slow link, the repeated pictures of a candidate
+    /// region wait instead of piling up (each is a whole lossless picture); a drawing over the
+    /// region sends the held one first; the stream still forms at the 20th picture; and a
+    /// candidate that goes still gets its held picture sent. The client ends exact.
+    #[test]
+    fn a_backed_up_slow_link_holds_candidate_pictures() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(40, 30, 200, 150).unwrap();
+        let one_frame = (area.area() * 4) as usize;
+        let (t0, gap) = (Instant::now(), Duration::from_millis(40));
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        c.set_link((true, Some(500_000)));
+        // Nobody reads the queue: the first picture (raw, 77 kB) backs the link up.
+        play(&mut c, &q, area, 0..10, t0, gap, &big);
+        assert!(
+            q.queued_bytes() < one_frame + 1024,
+            "{} bytes wait: the held pictures were sent",
+            q.queued_bytes()
+        );
+        assert_eq!(c.stream_stats(), StreamStats::default());
+        replay(&q, &mut screen);
+        assert!(crop(&screen, area) == frame(area, 0, &big));
+        // A fill over part of the region: the held picture (frame 9) goes first.
+        let fill = Rect::new(100, 100, 200, 140).unwrap();
+        c.apply_at(
+            &q,
+            DisplayItem::Draw(Draw {
+                area: fill,
+                content: DrawContent::Fill(0x123456),
+            }),
+            t0 + gap * 10,
+        );
+        assert_eq!(
+            replay(&q, &mut screen),
+            [msg::DISPLAY_DRAW_COPY, msg::DISPLAY_DRAW_FILL]
+        );
+        let mut want = frame(area, 9, &big);
+        for y in 70..110 {
+            for x in 60..160 {
+                let i = ((y * 160 + x) * 4) as usize;
+                want[i..i + 4].copy_from_slice(&[0x56, 0x34, 0x12, 0]);
+            }
+        }
+        assert!(crop(&screen, area) == want, "held picture, then the fill");
+        // The candidate goes on and becomes a stream at its 20th picture, backed up or not.
+        let t = play(&mut c, &q, area, 10..30, t0, gap, &big);
+        let s = c.stream_stats();
+        assert_eq!(s.created, 1, "{s:?}");
+        assert!(
+            q.queued_bytes() < 2 * one_frame + 4096,
+            "{} bytes",
+            q.queued_bytes()
+        );
+        replay(&q, &mut screen);
+        assert!(c.expire_streams(&q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
+        replay(&q, &mut screen);
+        assert!(
+            crop(&screen, area) == frame(area, 29, &big),
+            "exact at the end"
+        );
+
+        // A candidate that goes still before it is a stream: its held picture is sent.
+        let (mut c, q, mut screen) = client(StreamingVideo::Filter, false);
+        c.set_link((true, Some(500_000)));
+        let t = play(&mut c, &q, area, 0..5, t0, gap, &big);
+        replay(&q, &mut screen);
+        assert!(crop(&screen, area) == frame(area, 0, &big));
+        assert!(c.expire_streams(&q, t + DETECTION_GAP / 2));
+        assert!(q.take_all().is_empty(), "not still yet");
+        assert!(c.expire_streams(&q, t + DETECTION_GAP + Duration::from_millis(1)));
+        replay(&q, &mut screen);
+        assert!(
+            crop(&screen, area) == frame(area, 4, &big),
+            "the held picture"
+        );
+    }
+
     /// Frames more than 200 ms apart, frames too small, and text-like frames under `filter`
     /// are not video; `all` takes the text, `off` nothing.
     #[test]
@@ -1216,6 +1366,50 @@ mod tests {
         let types = replay(&q, &mut screen);
         assert_eq!(types[0], msg::DISPLAY_STREAM_DESTROY);
         assert_eq!(types.last(), Some(&msg::DISPLAY_COPY_BITS));
+    }
+
+    /// spice-html5 paints a stream frame when its Image has loaded, even after the stream
+    /// ended: the area of a stream that ends gets painted again from the surface later,
+    /// twice; other clients' ended streams do not.
+    #[test]
+    fn an_ended_stream_is_painted_again_for_spice_html5_only() {
+        let big = corpus::photo(2 * W, 2 * H);
+        let area = Rect::new(0, 0, 160, 120).unwrap();
+        let fill = Rect::new(100, 100, 200, 140).unwrap();
+        let gap = Duration::from_millis(40);
+        for html5 in [true, false] {
+            let (c, q, _) = client(StreamingVideo::Filter, false);
+            let mut c = if html5 { c.for_html5() } else { c };
+            let t0 = Instant::now();
+            let t = play(&mut c, &q, area, 0..25, t0, gap, &big);
+            assert_eq!(
+                c.due_repaint(t + Duration::from_secs(10)),
+                None,
+                "still live"
+            );
+            let end = t + gap;
+            c.apply_at(
+                &q,
+                DisplayItem::Draw(Draw {
+                    area: fill,
+                    content: DrawContent::Fill(0x123456),
+                }),
+                end,
+            );
+            assert_eq!(c.stream_stats().lossless_resends, 1);
+            assert_eq!(c.due_repaint(end + Duration::from_millis(100)), None);
+            if html5 {
+                let first = c.due_repaint(end + Duration::from_millis(600));
+                assert_eq!(first, Some(area), "the first repaint");
+                assert_eq!(c.due_repaint(end + Duration::from_millis(700)), None);
+                assert_eq!(c.due_repaint(end + Duration::from_secs(3)), Some(area));
+            }
+            assert_eq!(
+                c.due_repaint(end + Duration::from_secs(10)),
+                None,
+                "{html5}"
+            );
+        }
     }
 
     fn report_bytes(id: u32, unique: u32, frames: u32, drops: u32, delay: i32) -> Vec<u8> {

@@ -365,25 +365,32 @@ fn css_cursor(chrome: &Chrome) -> Option<(Vec<u8>, u32, u32, u32, u32)> {
     Some((buf, info.width, info.height, hx, hy))
 }
 
-#[test]
-fn the_guest_cursor_shape_shows_in_the_page() {
-    let _g = serial_guard();
+/// A scratch folder named after `tag`, Chromium with its home in it, and options for the
+/// `workload` guest whose Spice server (with the test's password) serves spice-html5.
+fn page_rig(tag: &str, workload: &str) -> (PathBuf, Chrome, GuestOptions) {
     let web_root = default_web_root()
         .expect("spice-html5 is not installed (apt-get install spice-html5; ci/test does)");
-    let dir = std::env::temp_dir().join(format!("saffron-browser-cursor-{}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("saffron-browser-{tag}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let password_file = dir.join("password");
     std::fs::write(&password_file, format!("{PASSWORD}\n")).unwrap();
     let chrome = Chrome::start(&dir.join("home"), None)
         .unwrap_or_else(|e| panic!("cannot start Chromium: {e}"));
-    let mut opts = GuestOptions::new("qxl-cursor");
+    let mut opts = GuestOptions::new(workload);
     opts.spice = SpiceOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
         web_root: Some(web_root),
         ..SpiceOptions::default()
     };
+    (dir, chrome, opts)
+}
+
+#[test]
+fn the_guest_cursor_shape_shows_in_the_page() {
+    let _g = serial_guard();
+    let (dir, chrome, opts) = page_rig("cursor", "qxl-cursor");
     let mut shape = None;
     let mut hidden = String::new();
     let run = boot_guest_with_sync(
@@ -452,5 +459,86 @@ fn the_guest_cursor_shape_shows_in_the_page() {
         "the page's cursor differs from the guest's"
     );
     assert_eq!(hidden, "none", "the guest hid its cursor");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stream counters of the page's display channel (the only spice-html5 one).
+fn html5_streams(vm: &Vm) -> saffron_server::StreamStats {
+    vm.spice()
+        .expect("spice server")
+        .clients()
+        .iter()
+        .flat_map(|c| &c.channels)
+        .filter(|ch| ch.channel_type == 2 && ch.html5)
+        .find_map(|ch| ch.streams)
+        .unwrap_or_default()
+}
+
+/// A video played in the guest (`saffron-guest kms --motion video`, 320x240 at 25 frames/s)
+/// reaches the page as an MJPEG stream, which spice-html5 decodes frame by frame through
+/// Image elements; when the video stops, the stream ends, its last frame is sent again
+/// losslessly, and the page's canvas ends on exactly the guest's picture: no JPEG still
+/// decoding when the stream ended paints over the exact one.
+#[test]
+fn a_video_streams_to_the_page_and_the_page_ends_exact() {
+    let _g = serial_guard();
+    let (dir, chrome, mut opts) = page_rig("video", "qxl-video");
+    opts.args = vec!["100".into()];
+    let mut playing = None;
+    let mut still = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| {
+            let port = vm.spice().expect("spice server").local_addr().port();
+            match sync.get("label") {
+                "ready" => {
+                    open(
+                        &chrome,
+                        &format!("http://127.0.0.1:{port}/?password={PASSWORD}"),
+                    );
+                    shows_the_screen(&chrome, vm, "the console before the video");
+                }
+                "playing" => playing = Some(html5_streams(vm)),
+                "kms" => {
+                    let picture =
+                        shows_the_screen(&chrome, vm, "the still picture after the video");
+                    still = Some((picture, html5_streams(vm)));
+                }
+                other => panic!("unexpected sync {other}"),
+            }
+        },
+    );
+    drop(chrome);
+    run.assert_workload_ok("qxl-video");
+    let playing = playing.expect("the page's counters while the video played");
+    let ((w, h, digest), end) = still.expect("the page's picture after the video");
+    println!("browser video: while playing {playing:?}; at the end {end:?}");
+    assert!(
+        playing.created >= 1,
+        "no stream to the page by frame 60: {playing:?}"
+    );
+    assert!(
+        end.frames >= 20,
+        "few frames went to the page as a stream: {end:?}"
+    );
+    assert!(
+        end.lossless_resends >= 1,
+        "the stream's last frame was not re-sent losslessly: {end:?}"
+    );
+    let recs = run.records();
+    let kms = with_tag(&recs, "KMS")
+        .into_iter()
+        .find(|r| r.fields.contains_key("sha256"))
+        .expect("the guest's KMS record");
+    assert_eq!(
+        (u64::from(w), u64::from(h)),
+        (kms.num("width"), kms.num("height"))
+    );
+    assert_eq!(
+        digest,
+        kms.get("sha256"),
+        "the page's canvas differs from the guest's KMS buffer after the video"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
