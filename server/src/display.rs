@@ -391,7 +391,7 @@ impl ClientDisplay {
         self.resend(queue, resends)
     }
 
-    /// Sends the last frames of ended streams, lossless, in order.
+    /// Sends, in order, the last frames of ended streams (lossless) and held pictures.
     fn resend(&mut self, queue: &SendQueue, resends: Vec<Resend>) -> bool {
         if self.html5 {
             for r in resends.iter().filter(|r| r.ends_stream) {
@@ -399,9 +399,11 @@ impl ClientDisplay {
             }
         }
         resends.into_iter().all(|r| {
-            // A frame of another surface (stale) is not sent.
+            // A frame of another surface (stale) is not sent. A stream's last frame goes
+            // exactly; a held picture as any picture would (lossy on a slow link, refined
+            // later).
             !(self.fits(r.area) && r.pixels.is_consistent())
-                || self.image(queue, r.area, &r.pixels, false, false)
+                || self.image(queue, r.area, &r.pixels, false, !r.ends_stream)
         })
     }
 
