@@ -986,6 +986,14 @@ mod tests {
             .collect()
     }
 
+    /// What was queued reaches the client, then the region stays still after `t` until its
+    /// stream ends (its last frame re-sent), and that reaches the client too.
+    fn go_still(c: &mut ClientDisplay, q: &SendQueue, screen: &mut Screen, t: Instant) {
+        replay(q, screen);
+        assert!(c.expire_streams(q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
+        replay(q, screen);
+    }
+
     /// Frame `i` of a video at `area`: a window of a larger photograph that pans.
     fn frame(area: Rect, i: u32, big: &[u8]) -> Vec<u8> {
         let (bw, off) = (2 * W, i * 3);
@@ -1166,9 +1174,7 @@ mod tests {
             "{} bytes wait, against {allowed} allowed",
             q.queued_bytes()
         );
-        replay(&q, &mut screen);
-        assert!(c.expire_streams(&q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
-        replay(&q, &mut screen);
+        go_still(&mut c, &q, &mut screen, t);
         assert!(
             crop(&screen, area) == frame(area, 59, &big),
             "the still picture is the last frame, exactly"
@@ -1228,9 +1234,7 @@ mod tests {
             "{} bytes",
             q.queued_bytes()
         );
-        replay(&q, &mut screen);
-        assert!(c.expire_streams(&q, t + STREAM_TIMEOUT + Duration::from_millis(1)));
-        replay(&q, &mut screen);
+        go_still(&mut c, &q, &mut screen, t);
         assert!(
             crop(&screen, area) == frame(area, 29, &big),
             "exact at the end"
