@@ -607,7 +607,8 @@ impl ClientDisplay {
                             }
                             Offered::Overflow => false,
                             Offered::Held => {
-                                // Sent exactly later, or covered by a later picture.
+                                // Sent later (before anything touches it), or covered
+                                // by a later picture.
                                 self.lossy.overwritten(d.area);
                                 self.resend(queue, resends)
                             }

@@ -354,9 +354,20 @@ struct Trace {
     gradual: u32,
     last_gradual: u32,
     /// The candidate's latest picture, not sent because the client's slow link was backed
-    /// up: sent losslessly before anything else touches its area, when the candidate goes
-    /// still, or dropped when a later picture (or the stream it becomes) covers it.
+    /// up: sent (as any picture) before anything else touches its area or when the candidate
+    /// goes still, or dropped when a later picture (or the stream it becomes) covers it.
     held: Option<Arc<Pixels>>,
+}
+
+impl Trace {
+    /// Its held picture, to be sent now.
+    fn take_held(&mut self) -> Option<Resend> {
+        self.held.take().map(|pixels| Resend {
+            area: self.dest,
+            pixels,
+            ends_stream: false,
+        })
+    }
 }
 
 /// A stream the client holds.
@@ -573,15 +584,8 @@ impl Streams {
     /// go to `resends`.
     fn release_held(&mut self, area: Rect, keep: Option<Rect>, resends: &mut Vec<Resend>) {
         for t in &mut self.traces {
-            if Some(t.dest) != keep
-                && t.dest.intersect(&area).is_some()
-                && let Some(pixels) = t.held.take()
-            {
-                resends.push(Resend {
-                    area: t.dest,
-                    pixels,
-                    ends_stream: false,
-                });
+            if Some(t.dest) != keep && t.dest.intersect(&area).is_some() {
+                resends.extend(t.take_held());
             }
         }
     }
@@ -590,14 +594,8 @@ impl Streams {
     /// candidates past [`DETECTION_GAP`]: their held pictures go.
     pub(crate) fn expire(&mut self, queue: &SendQueue, now: Instant, resends: &mut Vec<Resend>) {
         for t in &mut self.traces {
-            if now.saturating_duration_since(t.time) > DETECTION_GAP
-                && let Some(pixels) = t.held.take()
-            {
-                resends.push(Resend {
-                    area: t.dest,
-                    pixels,
-                    ends_stream: false,
-                });
+            if now.saturating_duration_since(t.time) > DETECTION_GAP {
+                resends.extend(t.take_held());
             }
         }
         while let Some(i) = self
@@ -630,7 +628,7 @@ impl Streams {
     /// Whether the bytes waiting for the client (our queue and the socket's) would take more
     /// than [`MAX_BACKLOG`] on its estimated slow link. Never true while the link is
     /// unmeasured or fast.
-    pub(crate) fn link_backed_up(&self, queue: &SendQueue) -> bool {
+    fn link_backed_up(&self, queue: &SendQueue) -> bool {
         let Some(bps) = self.link_bps else {
             return false;
         };
@@ -774,14 +772,7 @@ impl Streams {
             if self.traces.len() >= TRACES {
                 // The oldest candidate makes room (its held picture goes now).
                 if let Some(oldest) = (0..self.traces.len()).min_by_key(|&i| self.traces[i].time) {
-                    let gone = self.traces.swap_remove(oldest);
-                    if let Some(pixels) = gone.held {
-                        resends.push(Resend {
-                            area: gone.dest,
-                            pixels,
-                            ends_stream: false,
-                        });
-                    }
+                    resends.extend(self.traces.swap_remove(oldest).take_held());
                 }
             }
             // A repeated picture while the slow link is backed up waits: the next one may
