@@ -239,6 +239,25 @@ impl Chrome {
         v.as_object()?.values().next()?.as_str().map(str::to_string)
     }
 
+    /// Moves the mouse to (`x`, `y`) of the viewport (CSS pixels) and clicks the left button
+    /// there, as a user would: Chromium fires mousemove, mousedown and mouseup at that point.
+    pub fn click_at(&self, x: i64, y: i64) -> Result<(), String> {
+        let actions = json!({"actions": [{
+            "type": "pointer",
+            "id": "mouse",
+            "parameters": {"pointerType": "mouse"},
+            "actions": [
+                {"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x, "y": y},
+                {"type": "pointerDown", "button": 0},
+                {"type": "pause", "duration": 50},
+                {"type": "pointerUp", "button": 0},
+            ],
+        }]});
+        self.cmd("POST", "actions", actions)?;
+        // Forget the pressed state, so that a later action starts from nothing held.
+        self.cmd("DELETE", "actions", Value::Null).map(|_| ())
+    }
+
     /// Types `text` into element `id` as a user would (ChromeDriver presses Shift for the
     /// characters that need it on a US keyboard).
     pub fn send_keys(&self, id: &str, text: &str) -> Result<(), String> {

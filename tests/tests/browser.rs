@@ -13,7 +13,9 @@
 //! - a spice-gtk-like client connected at the same time still gets GLZ and LZ4, while the
 //!   page's display channel only ever got what spice-html5 draws;
 //! - the guest's hardware cursor shape (a second, short guest) becomes the page's CSS cursor,
-//!   pixel for pixel, with its hot spot, and its hiding hides it.
+//!   pixel for pixel, with its hot spot, and its hiding hides it;
+//! - a click on the page's canvas, once html5 is in the client mouse mode, is the guest's
+//!   virtio tablet at exactly that pixel with a left button press and release.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -21,7 +23,9 @@ use std::time::{Duration, Instant};
 use saffron_server::client::{Screen, Session};
 use saffron_server::wire::msg;
 use saffron_tests::webdriver::Chrome;
-use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
+use saffron_tests::{
+    GuestOptions, boot_guest_with_sync, records, serial_guard, sha256_hex, with_tag,
+};
 use saffron_vmm::run::Vm;
 use saffron_vmm::spice::{SpiceOptions, default_web_root};
 use serde_json::{Value, json};
@@ -540,5 +544,172 @@ fn a_video_streams_to_the_page_and_the_page_ends_exact() {
         kms.get("sha256"),
         "the page's canvas differs from the guest's KMS buffer after the video"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Where the page is ready for a click in the client mouse mode: spice-html5's main
+/// connection (the canvas's `sc`) switched to the client mode (2) and its inputs channel is up;
+/// until then html5 sends positions as relative motion, or nothing at all. Returns where the
+/// canvas's pixel (0, 0) is in the viewport (html5 sends the mouse event's offsetX and offsetY,
+/// which start inside the canvas's border), and the viewport's size; or null.
+const MOUSE_READY: &str = r#"
+const c = document.getElementById('spice_surface_0');
+if (!c || !c.sc || c.sc.mouse_mode !== 2 || !c.sc.inputs || c.sc.inputs.state !== 'ready') {
+    return null;
+}
+const r = c.getBoundingClientRect();
+return [r.left + c.clientLeft, r.top + c.clientTop, window.innerWidth, window.innerHeight];
+"#;
+
+/// One guest input event as the `input` workload printed it: (node, type, code, value).
+fn guest_event(r: &saffron_tests::Record) -> Option<(String, u16, u16, i64)> {
+    if r.tag != "EV" {
+        return None;
+    }
+    Some((
+        r.get("node").to_string(),
+        r.get("type").parse().ok()?,
+        r.get("code").parse().ok()?,
+        r.get("value").parse().ok()?,
+    ))
+}
+
+/// The page's own click on the display canvas: the browser asks for the client mouse mode,
+/// and a click at pixel (X, Y) of the guest's screen becomes the guest's virtio tablet at
+/// exactly that position (the axis range scaled as the VMM promises) with a left button press
+/// and release; F12 typed into the page reaches the guest's keyboard and ends its reading.
+#[test]
+fn a_click_in_the_page_reaches_the_guest_tablet_at_that_pixel() {
+    const EV_KEY: u16 = 1;
+    const EV_ABS: u16 = 3;
+    const BTN_LEFT: u16 = 0x110;
+    const KEY_F12: u16 = 88;
+    const AT: (u32, u32) = (200, 600);
+    let _g = serial_guard();
+    let (dir, chrome, mut opts) = page_rig("mouse", "input");
+    let (tx, tap) = std::sync::mpsc::channel::<String>();
+    opts.serial_tap = Some(tx);
+    opts.timeout = Duration::from_secs(240);
+    let mut chrome = Some(chrome);
+    let mut tap = Some(tap);
+    let mut clicker = None;
+    let run = boot_guest_with_sync(
+        &opts,
+        |_| {},
+        |sync, vm| {
+            assert_eq!(
+                sync.get("label"),
+                "ready",
+                "one sync, with the devices open"
+            );
+            let chrome = chrome.take().expect("one sync");
+            let tap = tap.take().expect("one sync");
+            let port = vm.spice().expect("spice server").local_addr().port();
+            open(
+                &chrome,
+                &format!("http://127.0.0.1:{port}/?password={PASSWORD}"),
+            );
+            let (w, h, _) = shows_the_screen(&chrome, vm, "the console");
+            // The guest reads its devices once this returns: click from a thread, and
+            // wait there for the guest to report the click before ending it with F12.
+            clicker = Some(std::thread::spawn(move || {
+                let started = Instant::now();
+                let at = loop {
+                    let v = chrome
+                        .execute(MOUSE_READY, json!([]))
+                        .unwrap_or(Value::Null);
+                    if let Some(a) = v.as_array() {
+                        let n = |i: usize| a.get(i).and_then(Value::as_f64).unwrap_or(-1.0);
+                        break (n(0), n(1), n(2), n(3));
+                    }
+                    if started.elapsed() > SHOW_WITHIN {
+                        return Err(format!("the page never got the client mouse mode: {v}"));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                };
+                let (left, top, vw, vh) = at;
+                let x = (left + f64::from(AT.0)).round() as i64;
+                let y = (top + f64::from(AT.1)).round() as i64;
+                if left.fract() != 0.0 || top.fract() != 0.0 || x >= vw as i64 || y >= vh as i64 {
+                    return Err(format!(
+                        "the canvas is at {at:?}: pixel {AT:?} not clickable"
+                    ));
+                }
+                chrome.click_at(x, y)?;
+                let deadline = Instant::now() + Duration::from_secs(30);
+                let mut released = false;
+                while !released {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let Ok(line) = tap.recv_timeout(left) else {
+                        return Err("the guest reported no button release within 30 s".into());
+                    };
+                    released = records(&line)
+                        .iter()
+                        .filter_map(guest_event)
+                        .any(|(_, ty, code, v)| (ty, code, v) == (EV_KEY, BTN_LEFT, 0));
+                }
+                let canvas = chrome.find("#spice_surface_0").ok_or("no canvas")?;
+                chrome.send_keys(&canvas, "\u{E03C}")?;
+                Ok((w, h))
+            }));
+        },
+    );
+    let clicked = clicker
+        .expect("the guest never got ready")
+        .join()
+        .expect("the clicking thread panicked");
+    let (w, h) = clicked.unwrap_or_else(|e| panic!("{e}\nserial:\n{}", run.serial));
+    run.assert_workload_ok("input");
+
+    let recs = run.records();
+    let node_of = |name: &str| {
+        with_tag(&recs, "INPUTDEV")
+            .into_iter()
+            .find(|r| r.get("name") == name)
+            .unwrap_or_else(|| panic!("no {name}; serial:\n{}", run.serial))
+    };
+    let tablet = node_of("QEMU_Virtio_Tablet");
+    let keyboard = node_of("AT_Translated_Set_2_keyboard");
+    // Pixel → axis value: pixel 0 is the axis minimum, the last pixel its maximum.
+    let scale = |pixel: u32, size: u32, axis: &str| {
+        let min = tablet
+            .get(&format!("abs_{axis}_min"))
+            .parse::<i64>()
+            .unwrap();
+        let max = tablet
+            .get(&format!("abs_{axis}_max"))
+            .parse::<i64>()
+            .unwrap();
+        min + i64::from(pixel) * (max - min) / i64::from(size - 1)
+    };
+    let want_tablet = vec![
+        (EV_ABS, 0, scale(AT.0, w, "x")),
+        (EV_ABS, 1, scale(AT.1, h, "y")),
+        (EV_KEY, BTN_LEFT, 1),
+        (EV_KEY, BTN_LEFT, 0),
+    ];
+    let events: Vec<_> = recs.iter().filter_map(guest_event).collect();
+    let on = |node: &str| -> Vec<(u16, u16, i64)> {
+        events
+            .iter()
+            .filter(|(n, ty, _, v)| {
+                n == node && *ty != 0 && *ty != 4 && !(*ty == EV_KEY && *v == 2)
+            })
+            .map(|(_, ty, code, v)| (*ty, *code, *v))
+            .collect()
+    };
+    assert_eq!(
+        on(tablet.get("node")),
+        want_tablet,
+        "the tablet's events for a click at {AT:?} of {w}x{h}; serial:\n{}",
+        run.serial
+    );
+    assert_eq!(
+        on(keyboard.get("node")),
+        [(EV_KEY, KEY_F12, 1), (EV_KEY, KEY_F12, 0)],
+        "the keyboard's events; serial:\n{}",
+        run.serial
+    );
+    println!("browser mouse: {AT:?} of {w}x{h} → {want_tablet:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }
