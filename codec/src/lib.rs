@@ -17,6 +17,7 @@ pub mod lz;
 pub mod lz4;
 pub mod mjpeg;
 pub mod quic;
+pub mod yuv;
 pub mod zlib_glz;
 
 pub use image::{DecodedImage, ImageError, ImageRef, PixelFormat};

@@ -30,6 +30,7 @@ pub mod stream;
 pub mod ticket;
 pub mod tls;
 pub mod vdi;
+pub mod vp8;
 pub mod web;
 pub mod wire;
 pub mod ws;
