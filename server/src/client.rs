@@ -473,11 +473,15 @@ pub struct Screen {
     pub cache: std::collections::HashMap<u64, (u32, u32, Vec<u8>)>,
     /// Live video streams, by id: their destination (left, top, right, bottom).
     pub streams: std::collections::BTreeMap<u32, [u32; 4]>,
+    /// The codec (`SPICE_VIDEO_CODEC_TYPE`) of each stream created, by id (the last one to
+    /// have that id).
+    pub stream_codecs: std::collections::BTreeMap<u32, u8>,
     /// STREAM_CREATE, STREAM_DATA(_SIZED) and STREAM_DESTROY messages seen.
     pub streams_created: u64,
     pub stream_frames: u64,
     pub streams_destroyed: u64,
-    /// The last frame of each stream: its destination, mm-time and JPEG bytes. Frames are not
+    /// The last frame of each stream: its destination, mm-time and bytes (JPEG or VP8).
+    /// Frames are not
     /// painted: a real client shows them later, at their mm-time, and the server ends every
     /// stream with its last frame sent losslessly.
     pub last_frames: std::collections::BTreeMap<u32, ([u32; 4], u32, Vec<u8>)>,
@@ -556,14 +560,16 @@ impl Screen {
             msg::DISPLAY_INVAL_ALL_PIXMAPS => self.cache.clear(),
             msg::DISPLAY_STREAM_CREATE => {
                 let id = u32_at(body, 4)?;
-                // flags TOP_DOWN, codec MJPEG, then the stamp and the sizes.
-                if body.get(8..10) != Some(&[1, 1]) {
-                    return proto("stream that is not top-down MJPEG");
-                }
+                // flags TOP_DOWN, codec MJPEG or VP8, then the stamp and the sizes.
+                let codec = match body.get(8..10) {
+                    Some(&[1, c @ (1 | 2)]) => c,
+                    _ => return proto("stream that is not top-down MJPEG or VP8"),
+                };
                 let dest = self.stream_rect(body, 34)?;
                 if self.streams.insert(id, dest).is_some() {
                     return proto(format!("STREAM_CREATE of live stream {id}"));
                 }
+                self.stream_codecs.insert(id, codec);
                 self.streams_created += 1;
             }
             msg::DISPLAY_STREAM_DATA | msg::DISPLAY_STREAM_DATA_SIZED => {

@@ -27,7 +27,7 @@ use crate::link_estimate::LinkMonitor;
 use crate::lossy::{LossyArea, LossyAreas};
 use crate::server::Shared;
 use crate::session::Session;
-use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams};
+use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams, VideoCodec};
 use crate::tls::Stream;
 use crate::wire::{FULL_HEADER_SIZE, Reader, Writer, has_cap, msg};
 
@@ -51,7 +51,6 @@ const MAX_PENDING_REPORTS: usize = 64;
 const CAP_LZ4_COMPRESSION: u32 = 5;
 /// The client lists the video codecs it decodes (CAP_CODEC_*); without it, MJPEG only.
 const CAP_MULTI_CODEC: u32 = 8;
-const CAP_CODEC_MJPEG: u32 = 9;
 /// Resource type PIXMAP in an INVAL_LIST.
 const RES_TYPE_PIXMAP: u8 = 1;
 /// Surface format 32_xRGB; surface flag PRIMARY.
@@ -367,6 +366,11 @@ impl ClientDisplay {
     ) {
         self.streams = Streams::new(mode, sized_cap, report_cap);
         self.clock = clock;
+    }
+
+    /// The codecs new streams may use, best first (see `stream::client_codecs`).
+    pub(crate) fn set_stream_codecs(&mut self, codecs: Vec<VideoCodec>) {
+        self.streams.set_codecs(codecs);
     }
 
     /// The server's multimedia time now, in ms (wraps), as `Shared::mm_time`.
@@ -759,19 +763,82 @@ struct InitSlot {
 
 /// Where the reader thread leaves the client's stream reports for the encoder thread.
 #[derive(Default)]
-struct ReportSlot(Mutex<Vec<StreamReport>>);
+struct ReportSlot(Mutex<FromReader>);
+
+/// What the channel's reader hands the encoder thread about streams.
+#[derive(Default)]
+struct FromReader {
+    reports: Vec<StreamReport>,
+    /// The codecs a new PREFERRED_VIDEO_CODEC_TYPE asks for, not yet applied.
+    codecs: Option<Vec<VideoCodec>>,
+}
 
 impl ReportSlot {
     fn push(&self, r: StreamReport) {
         let mut v = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if v.len() < MAX_PENDING_REPORTS {
-            v.push(r);
+        if v.reports.len() < MAX_PENDING_REPORTS {
+            v.reports.push(r);
         }
     }
 
-    fn take(&self) -> Vec<StreamReport> {
+    fn set_codecs(&self, codecs: Vec<VideoCodec>) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).codecs = Some(codecs);
+    }
+
+    fn take(&self) -> FromReader {
         std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
     }
+}
+
+/// What decides a display client's stream codecs: ours, and what it said it decodes.
+struct StreamCodecs {
+    ours: Vec<VideoCodec>,
+    multi_codec: bool,
+    caps: Vec<u32>,
+    html5: bool,
+}
+
+impl StreamCodecs {
+    /// The codecs, best first, for a client that prefers `preferred` (wire codec types).
+    /// spice-html5 plays VP8 through a `<video>` element laid over its canvas, whose
+    /// buffering and placement our stream ends (the exact last frame painted into the
+    /// canvas) do not control: it gets MJPEG, which it paints into the canvas itself.
+    fn for_client(&self, preferred: &[u8]) -> Vec<VideoCodec> {
+        let mut list = crate::stream::client_codecs(
+            &self.ours,
+            self.multi_codec,
+            |cap| has_cap(&self.caps, cap),
+            preferred,
+        );
+        if self.html5 {
+            list.retain(|&c| c == VideoCodec::Mjpeg);
+        }
+        list
+    }
+}
+
+/// Why a PREFERRED_VIDEO_CODEC_TYPE was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+enum PreferredCodecsError {
+    #[error("PREFERRED_VIDEO_CODEC_TYPE of {0} bytes")]
+    Empty(usize),
+    #[error("PREFERRED_VIDEO_CODEC_TYPE says {said} codecs and holds {have}")]
+    Count { said: usize, have: usize },
+}
+
+/// A PREFERRED_VIDEO_CODEC_TYPE body: a count, then that many codec types (u8 each), best
+/// first. Unknown types are kept (they rank nothing of ours).
+fn parse_preferred_codecs(body: &[u8]) -> Result<&[u8], PreferredCodecsError> {
+    let (&n, list) = body
+        .split_first()
+        .ok_or(PreferredCodecsError::Empty(body.len()))?;
+    if list.len() != usize::from(n) {
+        return Err(PreferredCodecsError::Count {
+            said: usize::from(n),
+            have: list.len(),
+        });
+    }
+    Ok(list)
 }
 
 impl InitSlot {
@@ -836,8 +903,12 @@ fn encode_loop(
         }
         let now = Instant::now();
         client.set_link(link.with(|e| (e.is_slow(now), e.bits_per_sec(now))));
+        let from_reader = reports.take();
+        if let Some(codecs) = from_reader.codecs {
+            client.set_stream_codecs(codecs);
+        }
         if !client.expire_streams(queue, now)
-            || !client.stream_reports(queue, reports.take())
+            || !client.stream_reports(queue, from_reader.reports)
             || !client.refine_lossy(queue, now)
         {
             resync(queue, pipe, client);
@@ -961,24 +1032,24 @@ pub(crate) fn run(
     client.images.count_into(shared.image_totals.clone());
     client.images.count_into(listed.images.clone());
     client.listed_heads = Some(listed.heads.clone());
-    // A client that lists its codecs and not MJPEG gets no streams: only lossless pictures.
-    let mjpeg = crate::stream::client_decodes_mjpeg(
-        has_cap(&req.channel_caps, CAP_MULTI_CODEC),
-        has_cap(&req.channel_caps, CAP_CODEC_MJPEG),
-    );
-    if !mjpeg {
-        info!("display client decodes no MJPEG: no video streams for it");
+    // A client that decodes none of our codecs gets no streams: only lossless pictures.
+    let codecs = StreamCodecs {
+        ours: shared.config.video_codecs.order().to_vec(),
+        multi_codec: has_cap(&req.channel_caps, CAP_MULTI_CODEC),
+        caps: req.channel_caps.clone(),
+        html5: req.is_html5(),
+    };
+    let first = codecs.for_client(&[]);
+    if first.is_empty() {
+        info!("display client decodes none of our video codecs: no video streams for it");
     }
     client.set_streaming(
-        if mjpeg {
-            shared.config.streaming_video
-        } else {
-            crate::stream::StreamingVideo::Off
-        },
+        shared.config.streaming_video,
         has_cap(&req.channel_caps, CAP_SIZED_STREAM),
         has_cap(&req.channel_caps, CAP_STREAM_REPORT),
         shared.started,
     );
+    client.set_stream_codecs(first);
     let reports = Arc::new(ReportSlot::default());
     client.streams.count_into(shared.stream_totals.clone());
     client.streams.count_into(listed.streams.clone());
@@ -1036,6 +1107,16 @@ pub(crate) fn run(
                     Err(e) => debug!(%e, "stream report refused"),
                 }
             }
+            Event::Message(msg::MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE, body) => {
+                match parse_preferred_codecs(body) {
+                    Ok(list) => {
+                        let chosen = codecs.for_client(list);
+                        debug!(?list, ?chosen, "client's preferred video codecs");
+                        reports.set_codecs(chosen);
+                    }
+                    Err(e) => debug!(%e, "preferred video codecs refused"),
+                }
+            }
             Event::Message(ty, _) => debug!(ty, "ignored display message"),
             Event::Pong(id) => {
                 link.with(|e| e.pong(id, Instant::now()));
@@ -1077,6 +1158,33 @@ mod tests {
             .flat_map(|(x, y)| (f(x, y) & 0xff_ffff).to_le_bytes())
             .collect();
         DisplayItem::image(area, bgrx, None)
+    }
+
+    /// PREFERRED_VIDEO_CODEC_TYPE: a count and that many types, nothing else; and html5
+    /// gets MJPEG whatever it announces.
+    #[test]
+    fn preferred_codecs_are_checked_and_html5_gets_mjpeg() {
+        assert_eq!(parse_preferred_codecs(&[2, 2, 1]), Ok(&[2u8, 1][..]));
+        assert_eq!(parse_preferred_codecs(&[0]), Ok(&[][..]));
+        assert_eq!(
+            parse_preferred_codecs(&[]),
+            Err(PreferredCodecsError::Empty(0))
+        );
+        assert_eq!(
+            parse_preferred_codecs(&[3, 1]),
+            Err(PreferredCodecsError::Count { said: 3, have: 1 })
+        );
+        let caps = vec![(1 << 8) | (1 << 9) | (1 << 10)];
+        let mut c = StreamCodecs {
+            ours: vec![VideoCodec::Vp8, VideoCodec::Mjpeg],
+            multi_codec: true,
+            caps,
+            html5: false,
+        };
+        assert_eq!(c.for_client(&[]), [VideoCodec::Vp8, VideoCodec::Mjpeg]);
+        assert_eq!(c.for_client(&[1]), [VideoCodec::Mjpeg, VideoCodec::Vp8]);
+        c.html5 = true;
+        assert_eq!(c.for_client(&[2]), [VideoCodec::Mjpeg]);
     }
 
     #[test]

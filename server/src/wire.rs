@@ -119,6 +119,7 @@ pub mod msg {
     pub const DISPLAY_STREAM_DATA_SIZED: u16 = 316;
     pub const DISPLAY_STREAM_ACTIVATE_REPORT: u16 = 319;
     pub const MSGC_DISPLAY_STREAM_REPORT: u16 = 102;
+    pub const MSGC_DISPLAY_PREFERRED_VIDEO_CODEC_TYPE: u16 = 105;
     pub const DISPLAY_DRAW_FILL: u16 = 302;
     pub const DISPLAY_DRAW_COPY: u16 = 304;
     pub const DISPLAY_SURFACE_CREATE: u16 = 314;

@@ -159,9 +159,11 @@ struct SpiceArgs {
     /// heuristics). A stream's last frame is sent again losslessly when it goes still.
     #[arg(long, value_name = "MODE", default_value = "filter")]
     spice_streaming_video: saffron_server::StreamingVideo,
-    /// The encoders streams may use, best first (QEMU's video-codecs: `auto` or
-    /// `encoder:codec;...`). Only `spice:mjpeg`, our own MJPEG encoder, is built in; a list
-    /// naming another (gstreamer:h264, ...) is refused.
+    /// The codecs streams may use, best first (QEMU's video-codecs: `auto` or
+    /// `encoder:codec;...`). Built in: `spice:mjpeg` (also `gstreamer:mjpeg`) and
+    /// `gstreamer:vp8` (libvpx); a list naming another (gstreamer:h264, ...) is refused.
+    /// `auto` is VP8, then MJPEG for clients that do not decode VP8 (spice-html5 always
+    /// gets MJPEG); a client's PREFERRED_VIDEO_CODEC_TYPE reorders the list for it.
     #[arg(long, value_name = "LIST", default_value = "auto")]
     spice_video_codecs: saffron_server::VideoCodecs,
     /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
