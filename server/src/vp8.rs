@@ -5,12 +5,32 @@
 //!
 //! # Why VP8 (and libvpx)
 //! The issue asked for one codec that spice-gtk decodes through GStreamer, H.264 or VP8,
-//! chosen by bytes at equal quality and by encode CPU. Measured in a scratch benchmark
-//! (`openh264` 0.9 against libvpx 1.12, both single-threaded real-time CBR, 25 frames/s,
-//! panning photo with a moving block): see `../shared`-independent figures in this
-//! module's [`tests`] and the closing note of the video issue. Beyond the figures, VP8 is
-//! the codec spice-html5 decodes too, its decoder is in a GStreamer package clients already
-//! have, and its encoder is a Debian library (openh264 is a bundled C++ build).
+//! chosen by bytes at equal quality and by encode CPU. A scratch benchmark (not kept: it
+//! needs openh264) encoded 100 frames of a panning photo-like picture with a moving block,
+//! 25 frames/s, one thread, real-time CBR, with libvpx 1.12 (`cpu-used` 8) and `openh264`
+//! 0.9 (camera real-time mode), and decoded every frame:
+//!
+//! | size, target | VP8: kbit/s, Y PSNR, encode ms | H.264: kbit/s, Y PSNR, encode ms |
+//! |---|---|---|
+//! | 320x240, 300k | 270, 39.3 dB, 1.0–1.2 | 302, 36.3 dB, 0.6 (3 frames skipped) |
+//! | 320x240, 1000k | 708, 48.4 dB, 1.0–1.2 | 977, 44.0 dB, 0.8–1.2 |
+//! | 640x480, 300k | 266, 35.4 dB, 3.2–4.2 | 304, 34.3 dB, 1.6–1.8 (3 skipped) |
+//! | 640x480, 1000k | 895, 43.7 dB, 2.9–3.1 | 1008, 36.3 dB, 2.4–3.1 (2 skipped) |
+//!
+//! openh264's default scene-change detection costs it 3–5 dB here (an IDR every 17
+//! frames); with it off the two are within a few tenths of a dB at equal rate, H.264 up to
+//! 2x cheaper at 640x480 — but only when its build finds `nasm` (without it, silently, its
+//! encode is 3x slower), and its screen-content mode ignored the rate. VP8 decided it: equal
+//! or better bytes at equal quality, CPU within 2x and far below a frame's time, its
+//! decoder in the GStreamer package spice-gtk's MJPEG path already needs
+//! (gstreamer1.0-plugins-good; H.264 needs gstreamer1.0-libav), spice-html5 decodes it too,
+//! and its encoder is a Debian library rather than a bundled C++ build.
+//!
+//! Two settings come from that benchmark: libvpx's first key frame, left alone, spends the
+//! whole initial buffer (116 KB at 640x480 and 1 Mbit/s, nearly a second of that link) and
+//! starves the frames after it, so key frames are capped at 3x an average frame and the
+//! rate buffer is short (1 s); and a positive `cpu-used` lets libvpx pick its speed from
+//! the time a frame may take, so a loaded host gets faster, larger frames, not late ones.
 //!
 //! # One encoder per stream
 //! A stream's frames depend on the ones before them, so each stream owns an [`Encoder`] of
@@ -56,10 +76,11 @@ pub enum Vp8Error {
 
 /// The largest side a VP8 frame can have (14 bits).
 pub const MAX_SIDE: u32 = 16383;
-/// libvpx's speed for real-time VP8 (`cpu-used`): higher is faster and larger; spice-server's
-/// GStreamer pipeline uses `cpu-used=4 deadline=1` ... we favour CPU, the link estimate
-/// keeps the size in check.
-const CPU_USED: c_int = 10;
+/// libvpx's `cpu-used` for real-time VP8: positive, it lets libvpx choose its speed so that
+/// a frame takes at most (16 - CPU_USED)/16 of the frame time.
+const CPU_USED: c_int = 8;
+/// The largest key frame, in percent of an average frame (see the module's doc).
+const MAX_INTRA_PERCENT: c_int = 300;
 /// Frames between key frames at most, so a decoder that lost its way recovers.
 const KEY_INTERVAL: c_uint = 250;
 
@@ -144,6 +165,14 @@ impl Encoder {
                 CPU_USED,
             )
         };
+        // SAFETY: as above; VP8E_SET_MAX_INTRA_BITRATE_PCT takes an unsigned int.
+        let intra = unsafe {
+            vpx_sys::vpx_codec_control_(
+                &mut ctx,
+                vp8e_enc_control_id::VP8E_SET_MAX_INTRA_BITRATE_PCT as c_int,
+                MAX_INTRA_PERCENT as c_uint,
+            )
+        };
         // SAFETY: a null image asks libvpx to allocate one (freed in Drop); sizes checked.
         let img = unsafe {
             vpx_sys::vpx_img_alloc(
@@ -164,6 +193,7 @@ impl Encoder {
             key_next: true,
         };
         ok("cpu-used", speed)?;
+        ok("max-intra-rate", intra)?;
         if img.is_null() {
             return Err(Vp8Error::NoFrame);
         }
@@ -389,6 +419,10 @@ mod tests {
             assert_eq!(key, i == 0 || i == 30, "frame {i}");
             keys += usize::from(key);
             bytes += vp8.len();
+            if i == 0 {
+                // Capped at 3x an average frame (4,000 bytes at this rate), with slack.
+                assert!(vp8.len() < 16_000, "first key frame {} bytes", vp8.len());
+            }
             let (dw, dh, got) = dec.decode(&vp8).unwrap();
             assert_eq!((dw, dh), (w, h));
             if i >= 5 {

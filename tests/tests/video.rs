@@ -3,11 +3,13 @@
 //! a 320x240 "video" through KMS at 25 frames/s (`saffron-guest kms --motion video`: a view
 //! panning across a photograph, a new picture every frame).
 //!
-//! - The server detects the region as video and sends it as an MJPEG stream (STREAM_CREATE,
-//!   STREAM_DATA), far smaller than the lossless images of the same frames would be.
+//! - The server detects the region as video and sends it as a stream (STREAM_CREATE,
+//!   STREAM_DATA): VP8 by default (remote-viewer decodes it with GStreamer's vp8dec), MJPEG
+//!   when `--spice-video-codecs spice:mjpeg` says so; either is far smaller than the
+//!   lossless images of the same frames would be.
 //! - While it plays (the guest pauses for half a second after frame 60), remote-viewer's
 //!   picture of the window is within 30 dB PSNR of the guest's frame: the client decodes and
-//!   shows our MJPEG frames as they come.
+//!   shows our frames as they come.
 //! - When the video stops, the stream ends and its last frame goes again losslessly: the
 //!   screenshot of remote-viewer is then exactly the guest's own picture (the guest's digest
 //!   of its KMS buffer), every pixel of it.
@@ -16,6 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use saffron_codec::{ImageRef, PixelFormat, quic};
+use saffron_server::stream::{VideoCodec, VideoCodecs};
 use saffron_shaper::{Link, Shaper};
 use saffron_tests::xhost::{Reaper, find_exact, start_x, x_screenshot};
 use saffron_tests::{GuestOptions, boot_guest_with_sync, serial_guard, sha256_hex, with_tag};
@@ -93,8 +96,19 @@ fn start_viewer(display: &str, dir: &std::path::Path, port: u16) -> Reaper {
     Reaper(child)
 }
 
+/// remote-viewer announces VP8 (GStreamer's vp8dec) and MJPEG; by default it gets VP8.
 #[test]
-fn a_video_reaches_remote_viewer_as_a_stream_and_ends_exact() {
+fn a_video_reaches_remote_viewer_as_a_vp8_stream_and_ends_exact() {
+    remote_viewer_video(VideoCodecs::default(), VideoCodec::Vp8);
+}
+
+/// With `--spice-video-codecs spice:mjpeg`, the same video goes as MJPEG.
+#[test]
+fn a_video_reaches_remote_viewer_as_an_mjpeg_stream_and_ends_exact() {
+    remote_viewer_video("spice:mjpeg".parse().unwrap(), VideoCodec::Mjpeg);
+}
+
+fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec) {
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-video-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,6 +121,7 @@ fn a_video_reaches_remote_viewer_as_a_stream_and_ends_exact() {
     opts.spice = SpiceOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
+        video_codecs: codecs,
         ..SpiceOptions::default()
     };
     let mut viewer: Option<Reaper> = None;
@@ -180,7 +195,8 @@ fn a_video_reaches_remote_viewer_as_a_stream_and_ends_exact() {
     );
     let (psnr, exact, during) = seen.playing.expect("a screenshot while the video played");
     println!(
-        "video: while playing, remote-viewer's window at {psnr:.1} dB (exact: {exact}); {during:?}"
+        "video ({want:?}): while playing, remote-viewer's window at {psnr:.1} dB (exact: \
+         {exact}); {during:?}"
     );
     assert!(during.created >= 1, "no stream by frame 60: {during:?}");
     assert!(
@@ -206,6 +222,11 @@ fn a_video_reaches_remote_viewer_as_a_stream_and_ends_exact() {
         seen.quic_bytes
     );
     assert!(s.created >= 1, "no stream was created: {s:?}");
+    let vp8 = match want {
+        VideoCodec::Vp8 => s.frames,
+        VideoCodec::Mjpeg => 0,
+    };
+    assert_eq!(s.vp8_frames, vp8, "every frame {want:?}: {s:?}");
     // 20 frames are sent lossless before a stream starts, and the pause after frame 60
     // (longer than the stream's 1 s still timeout with the host's screenshot) ends the
     // first stream, so the second is detected again: 100 - 2 x 20 at most, less what the
@@ -217,7 +238,7 @@ fn a_video_reaches_remote_viewer_as_a_stream_and_ends_exact() {
     let per_frame = s.frame_bytes / s.frames.max(1);
     assert!(
         per_frame * 3 < seen.quic_bytes as u64,
-        "MJPEG frames ({per_frame} bytes) are not well below lossless QUIC ({} bytes)",
+        "{want:?} frames ({per_frame} bytes) are not well below lossless QUIC ({} bytes)",
         seen.quic_bytes
     );
     assert!(
@@ -272,8 +293,8 @@ fn display_channel(
         .find(|ch| ch.channel_type == saffron_server::wire::channel::DISPLAY)
 }
 
-/// A video behind a slow link, with remote-viewer through a userspace shaper at 1 Mbit/s and
-/// 50 ms round trip, and our library client connected directly at the same time:
+/// A video behind a slow link, with remote-viewer (VP8) through a userspace shaper at 1 Mbit/s
+/// and 50 ms round trip, and our library client (MJPEG) connected directly at the same time:
 /// - the server calls remote-viewer's link slow and fits its stream to it (frames skipped
 ///   while data waits, quality lowered while frames are too big), so remote-viewer still gets
 ///   at least 10 frames/s, and never more than 1 s of data waits for it;
@@ -474,6 +495,16 @@ fn a_throttled_remote_viewer_gets_a_paced_stream_and_ends_exact() {
         "the slow client's stream was not fitted to its link: {slow:?}"
     );
     assert!(fast.created >= 1, "the fast client got a stream: {fast:?}");
+    // Codecs per client: remote-viewer decodes VP8 (the default's first choice), our
+    // library client announces no codecs and gets MJPEG.
+    assert!(
+        slow.frames > 0 && slow.vp8_frames == slow.frames,
+        "remote-viewer's stream is VP8: {slow:?}"
+    );
+    assert_eq!(
+        fast.vp8_frames, 0,
+        "the library client's is MJPEG: {fast:?}"
+    );
     assert_eq!(
         (fast.skipped_frames, fast.link_quality_down),
         (0, 0),
