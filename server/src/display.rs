@@ -27,7 +27,7 @@ use crate::link_estimate::LinkMonitor;
 use crate::lossy::{LossyArea, LossyAreas};
 use crate::server::Shared;
 use crate::session::Session;
-use crate::stream::{Offered, Resend, StreamReport, StreamingVideo, Streams, VideoCodec};
+use crate::stream::{Drawing, Offered, Resend, StreamReport, StreamingVideo, Streams, VideoCodec};
 use crate::tls::Stream;
 use crate::wire::{FULL_HEADER_SIZE, Reader, Writer, has_cap, msg};
 
@@ -365,6 +365,7 @@ impl ClientDisplay {
         clock: Instant,
     ) {
         self.streams = Streams::new(mode, sized_cap, report_cap);
+        self.streams.set_clip_cap(!self.html5);
         self.clock = clock;
     }
 
@@ -452,6 +453,7 @@ impl ClientDisplay {
     pub(crate) fn for_html5(mut self) -> ClientDisplay {
         self.html5 = true;
         self.monitors_cap = false;
+        self.streams.set_clip_cap(false);
         self.images = ImageEncoder::new(self.compression, WanCompression::Never, false);
         self
     }
@@ -587,7 +589,10 @@ impl ClientDisplay {
                 match d.content {
                     DrawContent::Fill(color) => {
                         self.lossy.overwritten(d.area);
-                        self.unstream(queue, d.area)
+                        let mut resends = Vec::new();
+                        self.streams
+                            .drawn_over(queue, d.area, Drawing::Fill(color), &mut resends);
+                        self.resend(queue, resends)
                             && self.drawn(queue, msg::DISPLAY_DRAW_FILL, draw_fill(d.area, color))
                     }
                     DrawContent::Image(px) => {

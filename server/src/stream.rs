@@ -293,6 +293,13 @@ const TARGET_FPS: u64 = 15;
 const SIZE_AVERAGE: u64 = 4;
 /// Stream flag TOP_DOWN.
 const STREAM_FLAG_TOP_DOWN: u8 = 1;
+/// SpiceClip types.
+const CLIP_NONE: u8 = 0;
+const CLIP_RECTS: u8 = 1;
+/// Drawings a stream may have over it, and rectangles its visible part may take, before
+/// one more ends it instead of clipping it.
+const MAX_OCCLUDERS: usize = 8;
+const MAX_CLIP_RECTS: usize = 32;
 /// VP8 bits per pixel of a stream's frames at [`DEFAULT_QUALITY`], in thousandths, at
 /// [`VP8_RATE_FPS`]: the rate a stream's encoder aims at before reports and the link move it
 /// (scaled by quality, as MJPEG's quality scales its frames).
@@ -315,6 +322,10 @@ pub struct StreamStats {
     /// Of which VP8 frames (the rest MJPEG), and of those key frames.
     pub vp8_frames: u64,
     pub vp8_key_frames: u64,
+    /// STREAM_CLIP messages: a drawing over part of a stream clipped it (rather than
+    /// ending it), or a frame painted over such a drawing and the clip was lifted.
+    pub clips: u64,
+    pub unclips: u64,
     /// Bytes of JPEG in them, and the raw pixel bytes they carried.
     pub frame_bytes: u64,
     pub pixel_bytes: u64,
@@ -342,6 +353,8 @@ impl StreamStats {
         self.sized_frames += o.sized_frames;
         self.vp8_frames += o.vp8_frames;
         self.vp8_key_frames += o.vp8_key_frames;
+        self.clips += o.clips;
+        self.unclips += o.unclips;
         self.frame_bytes += o.frame_bytes;
         self.pixel_bytes += o.pixel_bytes;
         self.lossless_resends += o.lossless_resends;
@@ -489,6 +502,107 @@ struct Active {
     /// The last frame and where it went: what is sent losslessly when the stream ends.
     last_area: Rect,
     last_frame: Arc<Pixels>,
+    /// Drawings over part of it since its frames last covered them: the client clips the
+    /// stream's frames to `dest` minus these, and shows the drawings exactly.
+    occluded: Occlusion,
+}
+
+/// What lies over part of a stream: the rectangles (inside its destination) and their
+/// pixels as the client shows them, to tell whether a later frame paints the same there.
+#[derive(Default)]
+struct Occlusion {
+    rects: Vec<Rect>,
+    /// Per pixel of the destination (row-major): Some(BGRX) where a drawing is over it.
+    pixels: Vec<Option<[u8; 4]>>,
+}
+
+impl Occlusion {
+    fn is_empty(&self) -> bool {
+        self.rects.is_empty()
+    }
+
+    /// Whether the frame `px` at `area` paints, wherever a drawing lies, what the drawing
+    /// showed (the X byte aside).
+    fn agrees(&self, dest: Rect, area: Rect, px: &Pixels) -> bool {
+        let Some(a) = area.intersect(&dest) else {
+            return true;
+        };
+        let dw = dest.width() as usize;
+        (a.top..a.bottom).all(|y| {
+            (a.left..a.right).all(|x| {
+                let d = (y - dest.top) as usize * dw + (x - dest.left) as usize;
+                let f =
+                    ((y - area.top) as usize * px.width as usize + (x - area.left) as usize) * 4;
+                match (self.pixels.get(d), px.bgrx.get(f..f + 3)) {
+                    (Some(Some(want)), Some(got)) => want[..3] == *got,
+                    _ => true,
+                }
+            })
+        })
+    }
+}
+
+/// What a drawing over a stream shows: a colour, or pixels of its area.
+#[derive(Clone, Copy)]
+pub(crate) enum Drawing<'a> {
+    Fill(u32),
+    Image(&'a Pixels),
+}
+
+impl Drawing<'_> {
+    /// The drawing's pixel at (x, y) of the surface, its area starting at `area`.
+    fn at(&self, area: Rect, x: u32, y: u32) -> [u8; 4] {
+        match self {
+            Drawing::Fill(c) => c.to_le_bytes(),
+            Drawing::Image(px) => {
+                let i =
+                    ((y - area.top) as usize * px.width as usize + (x - area.left) as usize) * 4;
+                px.bgrx
+                    .get(i..i + 4)
+                    .and_then(|p| p.try_into().ok())
+                    .unwrap_or([0; 4])
+            }
+        }
+    }
+}
+
+/// `dest` minus `holes`, as rectangles that do not overlap.
+fn subtract(dest: Rect, holes: &[Rect]) -> Vec<Rect> {
+    let mut parts = vec![dest];
+    for h in holes {
+        let mut next = Vec::with_capacity(parts.len() + 3);
+        for p in parts {
+            let Some(i) = p.intersect(h) else {
+                next.push(p);
+                continue;
+            };
+            // Above, below, then left and right of the hole within its rows.
+            next.extend(Rect::new(p.left, p.top, p.right, i.top));
+            next.extend(Rect::new(p.left, i.bottom, p.right, p.bottom));
+            next.extend(Rect::new(p.left, i.top, i.left, i.bottom));
+            next.extend(Rect::new(i.right, i.top, p.right, i.bottom));
+        }
+        parts = next.into_iter().filter(|r| !r.is_empty()).collect();
+    }
+    parts
+}
+
+/// A STREAM_CLIP body: the stream's frames show only in `visible` (None: everywhere).
+fn stream_clip(id: u32, visible: Option<&[Rect]>) -> Vec<u8> {
+    let mut w = Writer::with_capacity(16 + visible.map_or(0, |v| v.len() * 16));
+    w.u32(id);
+    match visible {
+        None => {
+            w.u8(CLIP_NONE);
+        }
+        Some(v) => {
+            w.u8(CLIP_RECTS).u32(v.len() as u32);
+            for &r in v {
+                rect(&mut w, r);
+            }
+        }
+    }
+    w.buf
 }
 
 /// What became of an image offered to [`Streams::image`].
@@ -534,6 +648,9 @@ pub(crate) struct Streams {
     link_bps: Option<u64>,
     /// The codecs new streams may use, best first (empty: no streams).
     codecs: Vec<VideoCodec>,
+    /// The client clips stream frames (STREAM_CLIP): a drawing over part of a stream clips
+    /// it instead of ending it. spice-html5 ignores clips.
+    clip_cap: bool,
 }
 
 impl Streams {
@@ -552,7 +669,105 @@ impl Streams {
             totals: Vec::new(),
             link_bps: None,
             codecs: vec![VideoCodec::Mjpeg],
+            clip_cap: true,
         }
+    }
+
+    /// Whether the client honours STREAM_CLIP (spice-html5 does not).
+    pub(crate) fn set_clip_cap(&mut self, clip: bool) {
+        self.clip_cap = clip;
+    }
+
+    /// A drawing (`what`) over `area` that is not a stream frame: a stream it covers only
+    /// in part goes on, clipped around it (STREAM_CLIP), when the client clips; otherwise
+    /// (or past [`MAX_OCCLUDERS`]) the stream ends, its last frame re-sent first. Held
+    /// pictures under it are sent first.
+    pub(crate) fn drawn_over(
+        &mut self,
+        queue: &SendQueue,
+        area: Rect,
+        what: Drawing<'_>,
+        resends: &mut Vec<Resend>,
+    ) {
+        self.occlude(queue, area, what, resends);
+        self.release_held(area, None, resends);
+    }
+
+    /// The streams `area` overlaps are clipped around `what` or end (see `drawn_over`).
+    fn occlude(
+        &mut self,
+        queue: &SendQueue,
+        area: Rect,
+        what: Drawing<'_>,
+        resends: &mut Vec<Resend>,
+    ) {
+        let mut i = 0;
+        while i < self.active.len() {
+            let s = &self.active[i];
+            let Some(over) = s.dest.intersect(&area) else {
+                i += 1;
+                continue;
+            };
+            let visible =
+                (self.clip_cap && over != s.dest && s.occluded.rects.len() < MAX_OCCLUDERS)
+                    .then(|| {
+                        let mut holes = s.occluded.rects.clone();
+                        holes.push(over);
+                        subtract(s.dest, &holes)
+                    })
+                    .filter(|v| !v.is_empty() && v.len() <= MAX_CLIP_RECTS);
+            let Some(visible) = visible else {
+                self.end(queue, i, resends);
+                continue;
+            };
+            let s = &mut self.active[i];
+            let dw = s.dest.width() as usize;
+            if s.occluded.pixels.is_empty() {
+                s.occluded.pixels = vec![None; dw * s.dest.height() as usize];
+            }
+            for y in over.top..over.bottom {
+                for x in over.left..over.right {
+                    let d = (y - s.dest.top) as usize * dw + (x - s.dest.left) as usize;
+                    if let Some(p) = s.occluded.pixels.get_mut(d) {
+                        *p = Some(what.at(area, x, y));
+                    }
+                }
+            }
+            s.occluded.rects.push(over);
+            let _ = queue.push(
+                msg::DISPLAY_STREAM_CLIP,
+                stream_clip(s.id, Some(&visible)),
+                false,
+            );
+            debug!(id = s.id, rects = visible.len(), "stream clipped");
+            self.count(StreamStats {
+                clips: 1,
+                ..StreamStats::default()
+            });
+            i += 1;
+        }
+    }
+
+    /// A frame `px` at `area` of stream `i` is the guest's picture there now: where it does
+    /// not show what the drawings over the stream showed, they are gone (painted over), and
+    /// the clip is lifted before the frame goes.
+    fn frame_over_drawings(&mut self, queue: &SendQueue, i: usize, area: Rect, px: &Pixels) {
+        let Some(s) = self.active.get_mut(i) else {
+            return;
+        };
+        if s.occluded.is_empty() || s.occluded.agrees(s.dest, area, px) {
+            return;
+        }
+        s.occluded = Occlusion::default();
+        let _ = queue.push(msg::DISPLAY_STREAM_CLIP, stream_clip(s.id, None), false);
+        debug!(
+            id = s.id,
+            "stream unclipped: a frame painted over its drawings"
+        );
+        self.count(StreamStats {
+            unclips: 1,
+            ..StreamStats::default()
+        });
     }
 
     /// The codecs new streams may use, best first (see [`client_codecs`]); streams already
@@ -667,7 +882,7 @@ impl Streams {
             && area.area() >= MIN_STREAM_PIXELS;
         if candidate && let Some(i) = self.next_frame_of(area, now) {
             if self.link_backed_up(queue) {
-                self.skip_frame(i, area, px, now);
+                self.skip_frame(queue, i, area, px, now);
                 return Offered::Frame;
             }
             match self.send_frame(queue, i, area, px, now, mm_time) {
@@ -680,7 +895,7 @@ impl Streams {
                 }
             }
         }
-        self.end_streams_over(queue, area, resends);
+        self.occlude(queue, area, Drawing::Image(px), resends);
         // Held pictures under this one go first, except its own candidate's: this picture
         // covers that one.
         self.release_held(area, Some(area).filter(|_| candidate), resends);
@@ -770,7 +985,15 @@ impl Streams {
 
     /// Frame `px` of stream `i` is not sent: the stream goes on (and its end re-sends the
     /// latest picture, this one if no other follows).
-    fn skip_frame(&mut self, i: usize, area: Rect, px: &Arc<Pixels>, now: Instant) {
+    fn skip_frame(
+        &mut self,
+        queue: &SendQueue,
+        i: usize,
+        area: Rect,
+        px: &Arc<Pixels>,
+        now: Instant,
+    ) {
+        self.frame_over_drawings(queue, i, area, px);
         if let Some(s) = self.active.get_mut(i) {
             s.last_time = now;
             s.last_area = area;
@@ -850,11 +1073,23 @@ impl Streams {
             s.id.to_le_bytes().to_vec(),
             false,
         );
-        resends.push(Resend {
-            area: s.last_area,
-            pixels: s.last_frame,
-            ends_stream: true,
-        });
+        if s.occluded.is_empty() {
+            resends.push(Resend {
+                area: s.last_area,
+                pixels: s.last_frame,
+                ends_stream: true,
+            });
+        } else {
+            // The drawings over it are exact on the client, and newer than the last frame
+            // there: only the rest of the last frame goes again.
+            for r in subtract(s.last_area, &s.occluded.rects) {
+                resends.push(Resend {
+                    area: r,
+                    pixels: Arc::new(crop(&s.last_frame, s.last_area, r)),
+                    ends_stream: true,
+                });
+            }
+        }
         self.count(StreamStats {
             destroyed: 1,
             lossless_resends: 1,
@@ -997,6 +1232,7 @@ impl Streams {
             last_time: now,
             last_area: area,
             last_frame: px.clone(),
+            occluded: Occlusion::default(),
         });
         self.count(StreamStats {
             created: 1,
@@ -1035,6 +1271,7 @@ impl Streams {
         mm_time: u32,
     ) -> Option<bool> {
         let img = ImageRef::packed(px.width, px.height, PixelFormat::Rgb32, &px.bgrx).ok()?;
+        self.frame_over_drawings(queue, i, area, px);
         let quality = self.active.get(i)?.quality;
         let kbps = self.vp8_kbps(area, quality);
         let s = self.active.get_mut(i)?;
@@ -1095,6 +1332,24 @@ impl Streams {
 fn is_gradual(px: &Pixels) -> bool {
     ImageRef::packed(px.width, px.height, PixelFormat::Rgb32, &px.bgrx)
         .is_ok_and(|img| graduality::estimate(&img) != Graduality::Low)
+}
+
+/// The part `r` (inside `area`) of `px`, the pixels of `area`.
+fn crop(px: &Pixels, area: Rect, r: Rect) -> Pixels {
+    let row = px.width as usize * 4;
+    let (x0, w) = ((r.left - area.left) as usize * 4, r.width() as usize * 4);
+    let bgrx = (r.top..r.bottom)
+        .flat_map(|y| {
+            let at = (y - area.top) as usize * row + x0;
+            px.bgrx.get(at..at + w).unwrap_or(&[]).iter().copied()
+        })
+        .collect();
+    Pixels {
+        width: r.width(),
+        height: r.height(),
+        bgrx,
+        guest_id: None,
+    }
 }
 
 /// A SpiceRect: top, left, bottom, right.
@@ -1247,6 +1502,28 @@ mod tests {
         assert!(screen.streams.is_empty());
         assert!(crop(&screen, area) == last, "the still picture is exact");
         assert_eq!(c.stream_stats().lossless_resends, 1);
+    }
+
+    /// A rectangle minus holes: pieces that do not overlap, cover exactly the rest.
+    #[test]
+    fn subtracting_rectangles_leaves_exactly_the_rest() {
+        let dest = Rect::new(10, 10, 60, 40).unwrap();
+        let holes = [
+            Rect::new(50, 0, 80, 20).unwrap(),
+            Rect::new(20, 20, 30, 30).unwrap(),
+            Rect::new(0, 35, 15, 90).unwrap(),
+        ];
+        let parts = subtract(dest, &holes);
+        for y in 0..100 {
+            for x in 0..100 {
+                let p = Rect::new(x, y, x + 1, y + 1).unwrap();
+                let want = dest.contains(&p) && holes.iter().all(|h| h.intersect(&p).is_none());
+                let n = parts.iter().filter(|r| r.contains(&p)).count();
+                assert_eq!(n, usize::from(want), "({x}, {y})");
+            }
+        }
+        assert!(subtract(dest, &[dest]).is_empty());
+        assert_eq!(subtract(dest, &[]), [dest]);
     }
 
     /// `video-codecs` takes QEMU's syntax and refuses, with a reason, what is not built in.
@@ -1572,7 +1849,7 @@ mod tests {
     /// last frame goes lossless before it, so the client's picture is exact. A client with
     /// SIZED_STREAM gets a smaller frame inside the stream as STREAM_DATA_SIZED.
     #[test]
-    fn other_drawings_end_a_stream_exactly_and_smaller_frames_are_sized() {
+    fn drawings_clip_a_stream_and_its_end_is_exact_and_smaller_frames_are_sized() {
         let big = corpus::photo(2 * W, 2 * H);
         let area = Rect::new(0, 0, 160, 120).unwrap();
         let t0 = Instant::now();
@@ -1588,37 +1865,81 @@ mod tests {
         let types = replay(&q, &mut screen);
         assert_eq!(types.last(), Some(&msg::DISPLAY_STREAM_DATA_SIZED));
         assert_eq!(screen.last_frames.get(&0).unwrap().0, [0, 0, 160, 100]);
+        // A fill over its corner: the stream is clipped around it and goes on.
         let fill = Rect::new(100, 100, 200, 140).unwrap();
-        c.apply_at(
-            &q,
+        let fill_item = || {
             DisplayItem::Draw(Draw {
                 area: fill,
                 content: DrawContent::Fill(0x123456),
-            }),
-            t + gap * 2,
+            })
+        };
+        c.apply_at(&q, fill_item(), t + gap * 2);
+        let types = replay(&q, &mut screen);
+        assert_eq!(
+            types,
+            [msg::DISPLAY_STREAM_CLIP, msg::DISPLAY_DRAW_FILL],
+            "clipped, not ended"
+        );
+        // A frame that paints over the fill (the fill is gone): the clip is lifted first.
+        c.apply_at(
+            &q,
+            DisplayItem::image(area, frame(area, 26, &big), None),
+            t + gap * 3,
+        );
+        let types = replay(&q, &mut screen);
+        assert_eq!(types, [msg::DISPLAY_STREAM_CLIP, msg::DISPLAY_STREAM_DATA]);
+        // The fill again, then a frame that leaves it (a window over the video): still
+        // clipped; then the stream goes still and only the rest of its last frame is sent
+        // again, the fill staying exact.
+        c.apply_at(&q, fill_item(), t + gap * 4);
+        let mut last = frame(area, 27, &big);
+        for y in 100..120 {
+            for x in 100..160 {
+                let i = ((y * 160 + x) * 4) as usize;
+                last[i..i + 4].copy_from_slice(&[0x56, 0x34, 0x12, 0]);
+            }
+        }
+        c.apply_at(
+            &q,
+            DisplayItem::image(area, last.clone(), None),
+            t + gap * 5,
         );
         let types = replay(&q, &mut screen);
         assert_eq!(
             types,
             [
-                msg::DISPLAY_STREAM_DESTROY,
-                msg::DISPLAY_DRAW_COPY,
-                msg::DISPLAY_DRAW_FILL
+                msg::DISPLAY_STREAM_CLIP,
+                msg::DISPLAY_DRAW_FILL,
+                msg::DISPLAY_STREAM_DATA
             ]
         );
-        let mut want = frame(inner, 25, &big);
-        want.extend_from_slice(&crop(&screen, Rect::new(0, 100, 160, 120).unwrap()));
-        for y in 100..120 {
-            for x in 100..160 {
-                let i = ((y * 160 + x) * 4) as usize;
-                want[i..i + 4].copy_from_slice(&[0x56, 0x34, 0x12, 0]);
-            }
-        }
-        assert!(crop(&screen, area) == want);
+        let st = c.stream_stats();
+        assert_eq!(
+            (st.created, st.clips, st.unclips, st.destroyed),
+            (1, 2, 1, 0)
+        );
+        go_still(&mut c, &q, &mut screen, t + gap * 5);
+        assert!(screen.streams.is_empty());
+        assert!(crop(&screen, area) == last, "exact, fill included");
+        // A drawing over all of a stream ends it.
+        let t = play(&mut c, &q, area, 0..25, t + gap * 40, gap, &big);
+        replay(&q, &mut screen);
+        c.apply_at(
+            &q,
+            DisplayItem::Draw(Draw {
+                area: Rect::new(0, 0, 200, 140).unwrap(),
+                content: DrawContent::Fill(0x654321),
+            }),
+            t + gap,
+        );
+        let types = replay(&q, &mut screen);
+        assert_eq!(types[0], msg::DISPLAY_STREAM_DESTROY);
+        assert_eq!(types.last(), Some(&msg::DISPLAY_DRAW_FILL));
+        let t = t + gap;
         // A new stream, then a scroll reading it: ended first as well.
         let t = play(&mut c, &q, area, 0..25, t + gap * 3, gap, &big);
         replay(&q, &mut screen);
-        assert_eq!(c.stream_stats().created, 2);
+        assert_eq!(c.stream_stats().created, 3);
         c.apply_at(
             &q,
             DisplayItem::CopyBits {
@@ -1661,7 +1982,14 @@ mod tests {
                 }),
                 end,
             );
-            assert_eq!(c.stream_stats().lossless_resends, 1);
+            // html5 ignores STREAM_CLIP: a drawing over part of its stream ends it; another
+            // client's stream is clipped around the drawing and goes on.
+            let st = c.stream_stats();
+            assert_eq!(
+                (st.lossless_resends, st.clips),
+                if html5 { (1, 0) } else { (0, 1) },
+                "{html5}"
+            );
             assert_eq!(c.due_repaint(end + Duration::from_millis(100)), None);
             if html5 {
                 let first = c.due_repaint(end + Duration::from_millis(600));
