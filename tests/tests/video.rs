@@ -30,6 +30,11 @@ const SCREEN: (u32, u32) = (1024, 768);
 const WINDOW: (u32, u32, u32, u32) = (352, 264, 320, 240);
 /// Frames the guest plays (4 s at 25 frames/s).
 const FRAMES: u64 = 100;
+/// With `kms --overlay-at`, the pop-up over the window's top-right corner (`overlay_rect` in
+/// the guest tool: 140x90, half its width and two thirds of its height over the window), and
+/// the frame it comes at.
+const OVERLAY: (u32, u32, u32, u32) = (602, 234, 140, 90);
+const OVERLAY_AT: u64 = 40;
 
 /// What the host saw at the guest's syncs.
 #[derive(Default)]
@@ -39,6 +44,8 @@ struct Seen {
     /// While playing: PSNR of remote-viewer's window against the guest's frame, whether it
     /// was exact, and the stream counters then.
     playing: Option<(f64, bool, saffron_server::StreamStats)>,
+    /// While playing, with the pop-up: whether remote-viewer showed it exactly.
+    overlay_exact: Option<bool>,
     /// The digest of the exact guest picture remote-viewer showed after the video, and how
     /// long after the guest stopped.
     still: Option<(String, Duration)>,
@@ -96,19 +103,41 @@ fn start_viewer(display: &str, dir: &std::path::Path, port: u16) -> Reaper {
     Reaper(child)
 }
 
-/// remote-viewer announces VP8 (GStreamer's vp8dec) and MJPEG; by default it gets VP8.
+/// remote-viewer announces VP8 (GStreamer's vp8dec) and MJPEG; by default it gets VP8. A
+/// pop-up comes over the video's corner at frame 40: the stream goes on, clipped around it
+/// (STREAM_CLIP), and remote-viewer shows the pop-up exactly while the video plays.
 #[test]
-fn a_video_reaches_remote_viewer_as_a_vp8_stream_and_ends_exact() {
-    remote_viewer_video(VideoCodecs::default(), VideoCodec::Vp8);
+fn a_video_reaches_remote_viewer_as_a_vp8_stream_clipped_by_a_popup_and_ends_exact() {
+    remote_viewer_video(VideoCodecs::default(), VideoCodec::Vp8, true);
 }
 
-/// With `--spice-video-codecs spice:mjpeg`, the same video goes as MJPEG.
+/// With `--spice-video-codecs spice:mjpeg`, the same video (no pop-up) goes as MJPEG.
 #[test]
 fn a_video_reaches_remote_viewer_as_an_mjpeg_stream_and_ends_exact() {
-    remote_viewer_video("spice:mjpeg".parse().unwrap(), VideoCodec::Mjpeg);
+    remote_viewer_video("spice:mjpeg".parse().unwrap(), VideoCodec::Mjpeg, false);
 }
 
-fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec) {
+/// The `w x h` region at (`x`, `y`) of the guest's screen (`gw` wide) and of the screenshot
+/// (`sw` wide, the screen shown at `at`), both packed RGB; None if either is short.
+fn regions(
+    guest: &[u8],
+    gw: u32,
+    shot: &[u8],
+    sw: u32,
+    at: (u32, u32),
+    (x, y, w, h): (u32, u32, u32, u32),
+) -> Option<(Vec<u8>, Vec<u8>)> {
+    let (mut want, mut got) = (Vec::new(), Vec::new());
+    for yy in y..y + h {
+        let g = ((yy * gw + x) * 3) as usize;
+        let s = (((at.1 + yy) * sw + at.0 + x) * 3) as usize;
+        want.extend_from_slice(guest.get(g..g + (w * 3) as usize)?);
+        got.extend_from_slice(shot.get(s..s + (w * 3) as usize)?);
+    }
+    Some((want, got))
+}
+
+fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec, overlay: bool) {
     let _g = serial_guard();
     let dir = std::env::temp_dir().join(format!("saffron-video-test-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -118,6 +147,11 @@ fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec) {
 
     let mut opts = GuestOptions::new("qxl-video");
     opts.args = vec![FRAMES.to_string()];
+    if overlay {
+        let (_, _, w, h) = WINDOW;
+        opts.args.extend([w, h, 25].map(|n| n.to_string()));
+        opts.args.push(OVERLAY_AT.to_string());
+    }
     opts.spice = SpiceOptions {
         addr: Some("127.0.0.1:0".parse().unwrap()),
         password_file: Some(password_file),
@@ -162,6 +196,10 @@ fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec) {
                     }
                     let psnr = saffron_codec::mjpeg::psnr(&want, &got);
                     seen.playing = Some((psnr, want == got, spice.stream_totals()));
+                    if overlay {
+                        seen.overlay_exact = regions(&guest, gw, &px, sw, (sx, sy), OVERLAY)
+                            .map(|(want, got)| want == got);
+                    }
                 }
                 "kms" => {
                     let stopped = Instant::now();
@@ -203,6 +241,18 @@ fn remote_viewer_video(codecs: VideoCodecs, want: VideoCodec) {
         psnr >= 30.0,
         "remote-viewer's picture while playing is {psnr:.1} dB from the guest's frame"
     );
+    if overlay {
+        assert!(
+            during.clips >= 1 && during.destroyed == 0 && during.created == 1,
+            "the pop-up clipped the live stream rather than ending it: {during:?}"
+        );
+        assert_eq!(
+            seen.overlay_exact,
+            Some(true),
+            "remote-viewer showed the pop-up over the playing video exactly; see {}",
+            dir.display()
+        );
+    }
     let recs = run.records();
     let kms = with_tag(&recs, "KMS")
         .into_iter()

@@ -48,6 +48,8 @@ const PHOTO_STEP: usize = 8;
 /// Noise seed of the photograph.
 const PHOTO_SEED: u32 = 1;
 
+/// Size of the pop-up `--overlay-at` puts over the video window.
+const OVERLAY_SIZE: (usize, usize) = (140, 90);
 /// Default size of the window `--motion video` plays in (smaller if the framebuffer is).
 const VIDEO_SIZE: (u64, u64) = (320, 240);
 /// Pixels the view pans right and down per video frame, across a photograph twice the
@@ -130,6 +132,41 @@ fn video_rect(w: usize, h: usize, vw: usize, vh: usize) -> Rect {
         y: (h - vh) / 2,
         w: vw,
         h: vh,
+    }
+}
+
+/// A pop-up over the video window's top-right corner (a menu over a playing video): partly
+/// over the window, partly beside it; bars of two greys in a dark frame.
+fn overlay_rect(window: Rect, w: usize, h: usize) -> Rect {
+    let (ow, oh) = (OVERLAY_SIZE.0.min(w), OVERLAY_SIZE.1.min(h));
+    Rect {
+        x: (window.x + window.w).saturating_sub(ow / 2).min(w - ow),
+        y: window.y.saturating_sub(oh / 3).min(h - oh),
+        w: ow,
+        h: oh,
+    }
+}
+
+/// The pop-up's picture, `r`-sized.
+fn overlay_image(r: Rect) -> Image {
+    let mut rgb = Vec::with_capacity(r.w * r.h * 3);
+    for y in 0..r.h {
+        for x in 0..r.w {
+            let edge = x < 2 || y < 2 || x + 2 >= r.w || y + 2 >= r.h;
+            let v: u8 = if edge {
+                40
+            } else if (y / 12) % 2 == 0 {
+                230
+            } else {
+                205
+            };
+            rgb.extend_from_slice(&[v, v, v.saturating_add(10)]);
+        }
+    }
+    Image {
+        width: r.w,
+        height: r.h,
+        rgb,
     }
 }
 
@@ -360,7 +397,9 @@ pub(crate) fn upload(
 /// then `SAFFRON-SYNC id=ID label=kms` and (after the host's `go`) `SAFFRON-GO`, before the
 /// buffer is released.
 /// `--video-width/--video-height` set the window `--motion video` plays in (default
-/// 320x240; never larger than the framebuffer).
+/// 320x240; never larger than the framebuffer). `--overlay-at N` (video only) puts a pop-up
+/// over the window's top-right corner before frame N, drawn as its own dirty rectangle, and
+/// keeps it on top of every later frame (as a compositor keeps a menu over a video).
 /// With `--phase NAME` (benchmarks), `SAFFRON-PHASE name=NAME begin` and `... end` are printed
 /// right around the timed frames, so that the host can sample its own counters over exactly
 /// that stretch (without the mode set, the first upload and the read-back).
@@ -410,6 +449,7 @@ pub fn run(mut opts: Options) -> Result<()> {
     let fb_size = (opts.take_u64("fb-width")?, opts.take_u64("fb-height")?);
     let origin = (opts.u64_or("x", 0, 8192)?, opts.u64_or("y", 0, 8192)?);
     let interval = Duration::from_millis(opts.u64_or("interval-ms", 0, 60_000)?);
+    let overlay_at = opts.take_u64("overlay-at")?;
     opts.finish()?;
     let want = match (width, height) {
         (None, None) => None,
@@ -588,6 +628,8 @@ pub fn run(mut opts: Options) -> Result<()> {
     let start = Instant::now();
     // Where the pace counts from: the start, or the end of a hold.
     let (mut pace_from, mut pace_frame) = (start, 0usize);
+    // The pop-up of `--overlay-at`, once drawn: where, and its picture.
+    let mut overlay: Option<(Rect, Image)> = None;
     for i in 0..frames {
         if fps_pace > 0 {
             let due = std::time::Duration::from_secs((i - pace_frame) as u64) / fps_pace as u32;
@@ -595,8 +637,25 @@ pub fn run(mut opts: Options) -> Result<()> {
                 std::thread::sleep(wait);
             }
         }
+        if let (Some(at), Some((_, window))) = (overlay_at, &video)
+            && at == i as u64
+        {
+            let r = overlay_rect(*window, wu, hu);
+            let pop = overlay_image(r);
+            img.paste(&pop, Rect { x: 0, y: 0, ..r }, r.x, r.y);
+            upload(map, dumb.pitch, &img, r, &mut row)?;
+            dirty(&[clip(r)])?;
+            n_clips += 1;
+            overlay = Some((r, pop));
+        }
         let rects = match (&photo, &video, motion) {
-            (_, Some((film, window)), _) => draw_video_frame(i + 1, film, *window, &mut img),
+            (_, Some((film, window)), _) => {
+                let rects = draw_video_frame(i + 1, film, *window, &mut img);
+                if let Some((r, pop)) = &overlay {
+                    img.paste(pop, Rect { x: 0, y: 0, ..*r }, r.x, r.y);
+                }
+                rects
+            }
             (Some(p), _, _) => draw_photo_frame(i, &base, p, &mut img),
             (None, _, Motion::Tiles) => draw_tile_frame(i, &tiles, &mut img),
             (None, _, _) => draw_frame(i, &base, &mut img),
@@ -808,6 +867,19 @@ mod tests {
 
     /// Tile frames alternate the two tiles at a cell, then move on; cells stay inside the
     /// picture and do not overlap.
+    #[test]
+    fn the_overlay_lies_partly_over_the_video_window() {
+        let window = video_rect(1024, 768, 320, 240);
+        let r = overlay_rect(window, 1024, 768);
+        assert_eq!((r.w, r.h), OVERLAY_SIZE);
+        let over_x = (window.x + window.w).saturating_sub(r.x).min(r.w);
+        let over_y = (r.y + r.h).saturating_sub(window.y).min(r.h);
+        assert!(over_x > 0 && over_x < r.w, "{r:?} over {window:?}");
+        assert!(over_y > 0 && over_y < r.h, "{r:?} over {window:?}");
+        let img = overlay_image(r);
+        assert_eq!(img.rgb.len(), r.w * r.h * 3);
+    }
+
     #[test]
     fn video_frames_change_the_window_only_and_pan_back_and_forth() {
         let film = crate::image::photo(64, 48, VIDEO_SEED);
