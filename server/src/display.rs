@@ -375,7 +375,7 @@ impl ClientDisplay {
     }
 
     /// The server's multimedia time now, in ms (wraps), as `Shared::mm_time`.
-    fn mm_time(&self) -> u32 {
+    pub(crate) fn mm_time(&self) -> u32 {
         self.clock.elapsed().as_millis() as u32
     }
 
@@ -875,6 +875,8 @@ struct FromClient<'a> {
     init: &'a InitSlot,
     reports: &'a ReportSlot,
     link: &'a LinkMonitor,
+    /// Whether the guest's audio plays (its time stamps then drive the client's clock).
+    playback: &'a crate::playback::Playback,
 }
 
 /// The encoder thread's loop: items from the pipe to messages in the queue, waiting while the
@@ -891,6 +893,7 @@ fn encode_loop(
         init,
         reports,
         link,
+        playback,
     } = from;
     // Clients send DISPLAY_INIT right after linking; the first picture waits a moment for
     // it, so that it may already use the client's GLZ dictionary and cache.
@@ -911,6 +914,15 @@ fn encode_loop(
         let from_reader = reports.take();
         if let Some(codecs) = from_reader.codecs {
             client.set_stream_codecs(codecs);
+        }
+        // Frames that came late: the client's clock goes further behind ours.
+        if let Some(need) = from_reader
+            .reports
+            .iter()
+            .filter_map(|r| crate::stream::required_latency(r, session.mm_latency()))
+            .max()
+        {
+            session.raise_mm_latency(need, client.mm_time(), playback.playing());
         }
         if !client.expire_streams(queue, now)
             || !client.stream_reports(queue, from_reader.reports)
@@ -1088,6 +1100,7 @@ pub(crate) fn run(
                     init: &init,
                     reports: &reports,
                     link: &link,
+                    playback: &shared.playback,
                 },
             );
             pipe.close();

@@ -34,8 +34,6 @@ const CAP_NAME_AND_UUID: u32 = 1;
 pub(crate) const AGENT_TOKENS: u32 = crate::agent_link::AGENT_TOKENS;
 /// The client-side main channel cap AGENT_CONNECTED_TOKENS.
 const CAP_AGENT_CONNECTED_TOKENS: u32 = 2;
-/// mm-time in INIT is "now − 400 ms" so that streams have playback slack (spec §6.4).
-const MM_TIME_DELTA: u32 = 400;
 /// How often the server pings the client.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Pings remembered for their round trip; older ones are forgotten, so a client that never
@@ -62,6 +60,7 @@ pub(crate) fn run(
         None,
     )?;
     let queue = ch.queue().clone();
+    session.set_main_queue(queue.clone());
 
     let supported = shared.supported_mouse_modes();
     let mut agent = AgentInbox::with_policy(AGENT_TOKENS, shared.config.agent);
@@ -78,7 +77,9 @@ pub(crate) fn run(
                 .u32(u32::from(session.mouse_mode.load(Ordering::Acquire)))
                 .u32(u32::from(agent_connected))
                 .u32(AGENT_TOKENS)
-                .u32(shared.mm_time().wrapping_sub(MM_TIME_DELTA))
+                // mm-time: the session's latency (spec §6.4) behind ours, the slack
+                // stream frames have before their time.
+                .u32(shared.mm_time().wrapping_sub(session.mm_latency()))
                 .u32(0);
             let _ = queue.push(msg::MAIN_INIT, w.buf, false);
         },

@@ -3,13 +3,14 @@
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rsa::rand_core::{OsRng, RngCore};
 
-use crate::conn::Traffic;
+use crate::conn::{SendQueue, Traffic};
+use crate::wire::msg;
 
 /// Mouse mode bits (SpiceMouseMode).
 pub const MOUSE_MODE_SERVER: u16 = 1;
@@ -81,6 +82,9 @@ pub struct ClientInfo {
     pub mouse_mode: u16,
     /// The last main-channel ping round trip (`None` until the first PONG).
     pub rtt: Option<Duration>,
+    /// How far behind the server's multimedia clock the client's runs, ms (grows when its
+    /// stream reports say frames came late).
+    pub mm_latency: u32,
     /// The linked channels, main first, in link order.
     pub channels: Vec<ChannelInfo>,
 }
@@ -92,6 +96,14 @@ pub struct ChannelLink {
     pub websocket: bool,
     pub html5: bool,
 }
+
+/// How far behind the server's multimedia clock a client's starts (the INIT's time is now
+/// minus this): the slack stream frames have to reach the client before their time to be
+/// shown (spice-server's `MM_TIME_DELTA`).
+pub const MM_TIME_DELTA: u32 = 400;
+/// The most a client's multimedia latency grows to (spice-server bounds the client's playback
+/// delay at 5 s too): frames later than that are late, whatever a client reports.
+pub const MAX_MM_LATENCY: u32 = 5000;
 
 /// One client's session.
 pub struct Session {
@@ -107,6 +119,11 @@ pub struct Session {
     pub rtt: Mutex<Option<Duration>>,
     /// The channels linked now (each removes itself when it ends).
     channels: Mutex<Vec<Arc<LinkedChannel>>>,
+    /// How far behind the server's multimedia clock the client's runs, ms: starts at
+    /// [`MM_TIME_DELTA`] and only grows, as the client's stream reports say frames came late.
+    mm_latency: AtomicU32,
+    /// The main channel's queue, where MULTI_MEDIA_TIME goes.
+    main_queue: Mutex<Option<Arc<SendQueue>>>,
 }
 
 /// A channel's place in its session's list; dropping it (when the channel ends) takes the
@@ -139,6 +156,53 @@ impl Drop for ChannelRegistration {
 }
 
 impl Session {
+    /// The client's multimedia latency now, ms (see [`MM_TIME_DELTA`]).
+    pub fn mm_latency(&self) -> u32 {
+        self.mm_latency.load(Ordering::Acquire)
+    }
+
+    /// The main channel's queue (MULTI_MEDIA_TIME goes there).
+    pub(crate) fn set_main_queue(&self, queue: Arc<SendQueue>) {
+        *self.main_queue.lock().unwrap_or_else(|e| e.into_inner()) = Some(queue);
+    }
+
+    /// The client needs `latency` ms between a frame's time stamp and its showing (a stream
+    /// report said frames came late): a latency above the current one (bounded by
+    /// [`MAX_MM_LATENCY`]) becomes the session's, and the client's clock is set back to the
+    /// server's multimedia time `now_mm` minus it with MULTI_MEDIA_TIME, as spice-server
+    /// does; a lower one changes nothing (the latency only grows). While `audio_playing`, the
+    /// playback channel's time stamps drive the client's clock (spice-gtk sets it from each
+    /// audio packet), so no MULTI_MEDIA_TIME is sent. Returns the time sent, if any.
+    pub(crate) fn raise_mm_latency(
+        &self,
+        latency: u32,
+        now_mm: u32,
+        audio_playing: bool,
+    ) -> Option<u32> {
+        let latency = latency.min(MAX_MM_LATENCY);
+        let before = self.mm_latency.fetch_max(latency, Ordering::AcqRel);
+        if latency <= before || audio_playing {
+            return None;
+        }
+        let time = now_mm.wrapping_sub(latency);
+        let queue = self.main_queue.lock().unwrap_or_else(|e| e.into_inner());
+        let queue = queue.as_ref()?;
+        tracing::debug!(
+            session = self.id,
+            from = before,
+            to = latency,
+            "multimedia latency raised"
+        );
+        queue
+            .push(
+                msg::MAIN_MULTI_MEDIA_TIME,
+                time.to_le_bytes().to_vec(),
+                false,
+            )
+            .ok()?;
+        Some(time)
+    }
+
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
@@ -229,6 +293,7 @@ impl Session {
             peer: self.peer,
             mouse_mode: self.mouse_mode.load(Ordering::Acquire),
             rtt: *self.rtt.lock().unwrap_or_else(|e| e.into_inner()),
+            mm_latency: self.mm_latency(),
             channels,
         }
     }
@@ -271,6 +336,8 @@ impl Sessions {
             sockets: Mutex::new(Vec::new()),
             rtt: Mutex::new(None),
             channels: Mutex::new(Vec::new()),
+            mm_latency: AtomicU32::new(MM_TIME_DELTA),
+            main_queue: Mutex::new(None),
         });
         map.insert(id, s.clone());
         s
@@ -321,5 +388,45 @@ impl Sessions {
         for (_, s) in all {
             s.close();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The latency only grows, up to its bound; each rise sets the client's clock back with
+    /// MULTI_MEDIA_TIME (now minus the new latency), except while audio drives that clock.
+    #[test]
+    fn mm_latency_only_grows_and_each_rise_tells_the_client() {
+        let sessions = Sessions::default();
+        let s = sessions.create(1, None);
+        assert_eq!(s.mm_latency(), MM_TIME_DELTA);
+        // No main channel yet: raised, but nothing to tell.
+        assert_eq!(s.raise_mm_latency(450, 10_000, false), None);
+        assert_eq!(s.mm_latency(), 450);
+        let q = SendQueue::new(1 << 16);
+        s.set_main_queue(q.clone());
+        assert_eq!(s.raise_mm_latency(700, 10_000, false), Some(9_300));
+        assert_eq!(
+            q.take_all(),
+            [(msg::MAIN_MULTI_MEDIA_TIME, 9_300u32.to_le_bytes().to_vec())]
+        );
+        // Lower or equal: nothing.
+        assert_eq!(s.raise_mm_latency(600, 11_000, false), None);
+        assert_eq!(s.raise_mm_latency(700, 11_000, false), None);
+        // Absurd: bounded. Wraps with the clock.
+        assert_eq!(
+            s.raise_mm_latency(u32::MAX, 100, false),
+            Some(100u32.wrapping_sub(MAX_MM_LATENCY))
+        );
+        assert_eq!(s.mm_latency(), MAX_MM_LATENCY);
+        q.take_all();
+        // While audio plays, the playback channel owns the client's clock.
+        let s = sessions.create(1, None);
+        s.set_main_queue(q.clone());
+        assert_eq!(s.raise_mm_latency(900, 10_000, true), None);
+        assert_eq!(s.mm_latency(), 900);
+        assert!(q.take_all().is_empty());
     }
 }

@@ -460,6 +460,24 @@ pub fn next_quality(current: u8, report: &StreamReport) -> u8 {
     q.clamp(mjpeg::MIN_QUALITY, DEFAULT_QUALITY)
 }
 
+/// Added to a late frame's lateness when the client's multimedia latency is raised, so that
+/// the next frames are not just barely on time.
+const LATENCY_MARGIN_MS: u32 = 100;
+
+/// The multimedia latency (ms) a client needs after `report`, when it says the last frame
+/// came late (a negative delay): the `current` latency plus the lateness plus a margin.
+/// None when the frame was on time (or the report says the client cannot decode).
+pub fn required_latency(report: &StreamReport, current: u32) -> Option<u32> {
+    if report.cannot_decode() || report.last_frame_delay >= 0 {
+        return None;
+    }
+    Some(
+        current
+            .saturating_add(report.last_frame_delay.unsigned_abs())
+            .saturating_add(LATENCY_MARGIN_MS),
+    )
+}
+
 /// A region seen redrawn, not (yet) a stream.
 #[derive(Clone, Debug)]
 struct Trace {
@@ -1502,6 +1520,21 @@ mod tests {
         assert!(screen.streams.is_empty());
         assert!(crop(&screen, area) == last, "the still picture is exact");
         assert_eq!(c.stream_stats().lossless_resends, 1);
+    }
+
+    /// A late frame in a report raises the latency by its lateness and a margin.
+    #[test]
+    fn late_frames_need_more_latency() {
+        let mut r = StreamReport::parse(&[0u8; STREAM_REPORT_SIZE]).unwrap();
+        r.num_frames = 5;
+        r.last_frame_delay = 20;
+        assert_eq!(required_latency(&r, 400), None, "on time");
+        r.last_frame_delay = -150;
+        assert_eq!(required_latency(&r, 400), Some(650));
+        r.last_frame_delay = i32::MIN;
+        assert_eq!(required_latency(&r, 400), Some(400 + (1u32 << 31) + 100));
+        r.num_frames = u32::MAX;
+        assert_eq!(required_latency(&r, 400), None, "cannot decode");
     }
 
     /// A rectangle minus holes: pieces that do not overlap, cover exactly the rest.

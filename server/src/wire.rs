@@ -93,6 +93,7 @@ pub mod msg {
     pub const MAIN_INIT: u16 = 103;
     pub const MAIN_CHANNELS_LIST: u16 = 104;
     pub const MAIN_MOUSE_MODE: u16 = 105;
+    pub const MAIN_MULTI_MEDIA_TIME: u16 = 106;
     pub const MAIN_NAME: u16 = 113;
     pub const MAIN_UUID: u16 = 114;
     pub const MAIN_AGENT_CONNECTED: u16 = 107;

@@ -292,6 +292,8 @@ fn streams_json(v: &saffron_server::StreamStats) -> Value {
         "quality_up": v.quality_up, "reports_refused": v.reports_refused,
         "skipped_frames": v.skipped_frames,
         "link_quality_down": v.link_quality_down, "link_quality_up": v.link_quality_up,
+        "vp8_frames": v.vp8_frames, "vp8_key_frames": v.vp8_key_frames,
+        "clips": v.clips, "unclips": v.unclips,
     })
 }
 
@@ -350,6 +352,9 @@ fn client_json(c: &saffron_server::ClientInfo) -> Value {
             _ => "server",
         },
         "rtt_ms": c.rtt.map(|d| d.as_secs_f64() * 1000.0),
+        // How far behind the server's multimedia clock the client's runs (stream frames'
+        // slack; raised when its reports say frames came late).
+        "mm_latency_ms": c.mm_latency,
         "bytes_sent": c.channels.iter().map(|ch| ch.bytes_sent).sum::<u64>(),
         "bytes_received": c.channels.iter().map(|ch| ch.bytes_received).sum::<u64>(),
         "channels": channels,
