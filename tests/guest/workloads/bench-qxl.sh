@@ -23,6 +23,10 @@
 #                   grain) moved 8 pixels right and down per frame over a plain WxH dumb buffer,
 #                   DIRTYFB clips for its old and new place
 #                   -> SAFFRON-KMS width= height= frames= fps= ... motion=photo
+#   video-640x480   saffron-guest kms --motion video: VIDEO_FRAMES frames of a 640x480 "video"
+#                   (a view panning across a photograph, a new picture every frame) in the
+#                   middle of a 1024x768 KMS screen, paced at 30 frames/s
+#                   -> SAFFRON-KMS width=1024 height=768 frames= fps= ... motion=video
 #   latency         saffron-guest kms --interval-ms 200: LAT_FRAMES frames at 1024x768 (as in
 #                   kms-WxH), each followed by 200 ms of sleep, so that the host can time each
 #                   one from the device's NOTIFY_CMD to the client holding its last update
@@ -36,9 +40,9 @@
 # A pause between phases lets the device drain the previous one before the next begins.
 # Runs every step, prints SAFFRON-STEP after each, and exits 1 if any failed.
 # saffron.args=FB_FRAMES,KMS_FRAMES,FBCON_LINES,PHOTO_FRAMES,PHOTO_SIZE,X_REPS,XTERM_LINES,
-# LAT_FRAMES,WxH...: default 60,120,400,300,1024x768,0,0,0,1024x768,1920x1080 (the WxH are the
-# kms phases); FBCON_LINES, PHOTO_FRAMES, X_REPS, XTERM_LINES or LAT_FRAMES 0 leaves that
-# phase out.
+# LAT_FRAMES,VIDEO_FRAMES,WxH...: default 60,120,400,300,1024x768,0,0,0,0,1024x768,1920x1080
+# (the WxH are the kms phases); FBCON_LINES, PHOTO_FRAMES, X_REPS, XTERM_LINES, LAT_FRAMES or
+# VIDEO_FRAMES 0 leaves that phase out.
 
 fb_frames=${1:-60}
 kms_frames=${2:-120}
@@ -48,8 +52,9 @@ photo_size=${5:-1024x768}
 x_reps=${6:-0}
 xterm_lines=${7:-0}
 lat_frames=${8:-0}
-if [ "$#" -gt 8 ]; then
-    shift 8
+video_frames=${9:-0}
+if [ "$#" -gt 9 ]; then
+    shift 9
 else
     set --
 fi
@@ -121,6 +126,12 @@ if [ -e /dev/dri/card0 ]; then
         step "photo-$photo_size" saffron-guest kms --width "${photo_size%x*}" \
             --height "${photo_size#*x}" --frames "$photo_frames" --pattern solid:284058 \
             --motion photo --phase "photo-$photo_size"
+        step settle saffron-guest settle --ms 1000
+    fi
+    if [ "$video_frames" -gt 0 ]; then
+        step video-640x480 saffron-guest kms --width 1024 --height 768 --frames "$video_frames" \
+            --fps 30 --pattern solid:202020 --motion video --video-width 640 --video-height 480 \
+            --phase video-640x480
         step settle saffron-guest settle --ms 1000
     fi
     if [ "$lat_frames" -gt 0 ]; then

@@ -11,6 +11,13 @@
 //! commands, copy-bits and video stream frames; `streams`: stream frames alone). It ends when
 //! stdin closes or the server closes the display channel.
 //!
+//! `"vp8"` counts the stream frames of VP8 streams among `streams`.
+//!
+//! With `SPICE_PROBE_CODECS=LIST` (comma-separated `mjpeg`, `vp8`; default `mjpeg`, what
+//! spice-gtk without GStreamer's VP8 decoder announces) it announces those stream codecs.
+//! With `SPICE_PROBE_LINK=BITS_PER_SEC,DELAY_MS` it connects through a userspace shaper
+//! (`saffron-shaper`) making a link of that rate and one-way delay, both ways.
+//!
 //! With `SPICE_PROBE_TIMES=FILE` in the environment it also writes to FILE, per update, the
 //! wall-clock time at which it arrived (seconds since the epoch, to the microsecond, one per
 //! line): ci/bench-qxl matches them with QEMU's own time stamps of the guest's NOTIFY_CMD to
@@ -31,9 +38,13 @@ use saffron_server::client::{Channel, ClientError, Session};
 const PIXMAP_CACHE_PIXELS: i64 = 80 * 1024 * 1024 / 4;
 const GLZ_WINDOW_PIXELS: i32 = 12 * 1024 * 1024 / 4;
 /// Display caps spice-gtk offers without GL: sized stream, monitors config, composite,
-/// A8 surface, LZ4, multi-codec, MJPEG.
-const DISPLAY_CAPS: u32 =
-    (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8) | (1 << 9);
+/// A8 surface, LZ4, multi-codec; then the codecs (`CODEC_MJPEG` 9, `CODEC_VP8` 10).
+const DISPLAY_CAPS: u32 = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 3) | (1 << 5) | (1 << 8);
+const CAP_CODEC_MJPEG: u32 = 9;
+const CAP_CODEC_VP8: u32 = 10;
+const STREAM_CREATE: u16 = 122;
+const STREAM_DESTROY: u16 = 125;
+const CODEC_VP8: u8 = 2;
 
 const MSGC_DISPLAY_INIT: u16 = 101;
 const SET_ACK: u16 = 3;
@@ -50,6 +61,7 @@ struct Counters {
     messages: AtomicU64,
     updates: AtomicU64,
     streams: AtomicU64,
+    vp8: AtomicU64,
     surfaces: AtomicU64,
 }
 
@@ -72,6 +84,12 @@ fn display_loop(
     init.extend(GLZ_WINDOW_PIXELS.to_le_bytes());
     d.send(MSGC_DISPLAY_INIT, &init)?;
     let (mut window, mut received) = (0u32, 0u32);
+    // The ids of live VP8 streams.
+    let mut vp8 = std::collections::BTreeSet::new();
+    let id_of = |body: &[u8], at: usize| {
+        body.get(at..at + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
     loop {
         let before = d.bytes_read;
         let (ty, body) = d.read()?;
@@ -91,6 +109,23 @@ fn display_loop(
         }
         if matches!(ty, STREAM_DATA | STREAM_DATA_SIZED) {
             c.streams.fetch_add(1, Relaxed);
+            if id_of(&body, 0).is_some_and(|id| vp8.contains(&id)) {
+                c.vp8.fetch_add(1, Relaxed);
+            }
+        }
+        if ty == STREAM_CREATE
+            && let Some(id) = id_of(&body, 4)
+        {
+            if body.get(9) == Some(&CODEC_VP8) {
+                vp8.insert(id);
+            } else {
+                vp8.remove(&id);
+            }
+        }
+        if ty == STREAM_DESTROY
+            && let Some(id) = id_of(&body, 0)
+        {
+            vp8.remove(&id);
         }
         if ty == SURFACE_CREATE {
             c.surfaces.fetch_add(1, Relaxed);
@@ -118,6 +153,42 @@ fn main() {
         std::process::exit(2);
     };
     let password = args.get(1).cloned().unwrap_or_default();
+    let mut caps = DISPLAY_CAPS;
+    let codecs = std::env::var("SPICE_PROBE_CODECS").unwrap_or_else(|_| "mjpeg".into());
+    for codec in codecs.split(',').filter(|c| !c.is_empty()) {
+        caps |= 1
+            << match codec {
+                "mjpeg" => CAP_CODEC_MJPEG,
+                "vp8" => CAP_CODEC_VP8,
+                other => {
+                    eprintln!("spice-probe: SPICE_PROBE_CODECS: unknown codec {other:?}");
+                    std::process::exit(2);
+                }
+            };
+    }
+    // Through a shaped link, if asked: the shaper lives as long as the process.
+    let mut shaper = None;
+    if let Ok(link) = std::env::var("SPICE_PROBE_LINK") {
+        let parsed = link
+            .split_once(',')
+            .and_then(|(b, d)| Some((b.parse::<u64>().ok()?, d.parse::<u64>().ok()?)));
+        let Some((bits_per_sec, delay_ms)) = parsed else {
+            eprintln!("spice-probe: SPICE_PROBE_LINK must be BITS_PER_SEC,DELAY_MS, not {link:?}");
+            std::process::exit(2);
+        };
+        let link = saffron_shaper::Link {
+            bits_per_sec,
+            delay: Duration::from_millis(delay_ms),
+        };
+        match saffron_shaper::Shaper::start(addr, link) {
+            Ok(s) => shaper = Some(s),
+            Err(e) => {
+                eprintln!("spice-probe: shaper: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
+    let addr = shaper.as_ref().map_or(addr, |s| s.addr());
     let session = match Session::connect(addr, &password) {
         Ok(s) => s,
         Err(e) => {
@@ -125,7 +196,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let display = match session.open(2, &[DISPLAY_CAPS]) {
+    let display = match session.open(2, &[caps]) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("spice-probe: display channel: {e}");
@@ -167,12 +238,13 @@ fn main() {
         }
         let c = &counters;
         println!(
-            "{{\"t\":{:.3},\"bytes\":{},\"messages\":{},\"updates\":{},\"streams\":{},\"surfaces\":{}}}",
+            "{{\"t\":{:.3},\"bytes\":{},\"messages\":{},\"updates\":{},\"streams\":{},\"vp8\":{},\"surfaces\":{}}}",
             started.elapsed().as_secs_f64(),
             c.bytes.load(Relaxed),
             c.messages.load(Relaxed),
             c.updates.load(Relaxed),
             c.streams.load(Relaxed),
+            c.vp8.load(Relaxed),
             c.surfaces.load(Relaxed),
         );
     }
