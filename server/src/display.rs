@@ -27,7 +27,10 @@ use crate::link_estimate::LinkMonitor;
 use crate::lossy::{LossyArea, LossyAreas};
 use crate::server::Shared;
 use crate::session::Session;
-use crate::stream::{Drawing, Offered, Resend, StreamReport, StreamingVideo, Streams, VideoCodec};
+use crate::stream::{
+    Drawing, Offered, Resend, StreamReport, StreamingVideo, Streams, VideoCodec,
+    parse_preferred_codecs,
+};
 use crate::tls::Stream;
 use crate::wire::{FULL_HEADER_SIZE, Reader, Writer, has_cap, msg};
 
@@ -822,30 +825,6 @@ impl StreamCodecs {
     }
 }
 
-/// Why a PREFERRED_VIDEO_CODEC_TYPE was refused.
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-enum PreferredCodecsError {
-    #[error("PREFERRED_VIDEO_CODEC_TYPE of {0} bytes")]
-    Empty(usize),
-    #[error("PREFERRED_VIDEO_CODEC_TYPE says {said} codecs and holds {have}")]
-    Count { said: usize, have: usize },
-}
-
-/// A PREFERRED_VIDEO_CODEC_TYPE body: a count, then that many codec types (u8 each), best
-/// first. Unknown types are kept (they rank nothing of ours).
-fn parse_preferred_codecs(body: &[u8]) -> Result<&[u8], PreferredCodecsError> {
-    let (&n, list) = body
-        .split_first()
-        .ok_or(PreferredCodecsError::Empty(body.len()))?;
-    if list.len() != usize::from(n) {
-        return Err(PreferredCodecsError::Count {
-            said: usize::from(n),
-            have: list.len(),
-        });
-    }
-    Ok(list)
-}
-
 impl InitSlot {
     fn set(&self, init: DisplayInit) {
         let mut slot = self.init.lock().unwrap_or_else(|e| e.into_inner());
@@ -1186,11 +1165,11 @@ mod tests {
         assert_eq!(parse_preferred_codecs(&[0]), Ok(&[][..]));
         assert_eq!(
             parse_preferred_codecs(&[]),
-            Err(PreferredCodecsError::Empty(0))
+            Err(crate::stream::PreferredCodecsError::Empty(0))
         );
         assert_eq!(
             parse_preferred_codecs(&[3, 1]),
-            Err(PreferredCodecsError::Count { said: 3, have: 1 })
+            Err(crate::stream::PreferredCodecsError::Count { said: 3, have: 1 })
         );
         let caps = vec![(1 << 8) | (1 << 9) | (1 << 10)];
         let mut c = StreamCodecs {

@@ -206,6 +206,30 @@ impl std::fmt::Display for VideoCodecs {
     }
 }
 
+/// Why a PREFERRED_VIDEO_CODEC_TYPE was refused.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum PreferredCodecsError {
+    #[error("PREFERRED_VIDEO_CODEC_TYPE of {0} bytes")]
+    Empty(usize),
+    #[error("PREFERRED_VIDEO_CODEC_TYPE says {said} codecs and holds {have}")]
+    Count { said: usize, have: usize },
+}
+
+/// A PREFERRED_VIDEO_CODEC_TYPE body: a count, then that many codec types (u8 each), best
+/// first. Unknown types are kept (they rank nothing of ours).
+pub fn parse_preferred_codecs(body: &[u8]) -> Result<&[u8], PreferredCodecsError> {
+    let (&n, list) = body
+        .split_first()
+        .ok_or(PreferredCodecsError::Empty(body.len()))?;
+    if list.len() != usize::from(n) {
+        return Err(PreferredCodecsError::Count {
+            said: usize::from(n),
+            have: list.len(),
+        });
+    }
+    Ok(list)
+}
+
 /// The codecs a display client gets streams in, best first: the server's list (`ours`), in
 /// the order of the client's PREFERRED_VIDEO_CODEC_TYPE where it gave one (codecs it did not
 /// name follow, in our order), keeping only those it decodes: a client announcing
