@@ -74,7 +74,8 @@ pub struct ServerConfig {
     pub jpeg_wan_compression: crate::image::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: crate::stream::StreamingVideo,
-    /// The encoders streams may use (QEMU's `video-codecs`; only `spice:mjpeg` is built).
+    /// The codecs streams may use (QEMU's `-spice video-codec=`: spice-server's video-codecs
+    /// list; MJPEG and VP8 are built).
     pub video_codecs: crate::stream::VideoCodecs,
     /// A linked client that accepts no bytes for this long is dropped (its writer gives up,
     /// which ends the connection). Only that client's own threads ever wait on it.

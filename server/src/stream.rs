@@ -112,8 +112,9 @@ impl VideoCodec {
     }
 }
 
-/// QEMU's `video-codecs`: the encoders streams may use, best first, as `encoder:codec`
-/// pairs separated by `;` (`spice:mjpeg;gstreamer:vp8`), or `auto`. spice-server names its
+/// spice-server's `video-codecs` (QEMU's `-spice video-codec=`): the encoders streams may
+/// use, best first, as `encoder:codec` pairs separated by `;` (`spice:mjpeg;gstreamer:vp8`),
+/// or `auto`. spice-server names its
 /// own MJPEG encoder `spice:mjpeg` and its GStreamer ones `gstreamer:CODEC`; we build MJPEG
 /// and VP8 (libvpx, in process), and take `gstreamer:mjpeg` and `gstreamer:vp8` as those
 /// codecs, so that a QEMU command line's list means here what it means there. A list naming

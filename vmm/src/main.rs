@@ -159,12 +159,17 @@ struct SpiceArgs {
     /// heuristics). A stream's last frame is sent again losslessly when it goes still.
     #[arg(long, value_name = "MODE", default_value = "filter")]
     spice_streaming_video: saffron_server::StreamingVideo,
-    /// The codecs streams may use, best first (QEMU's video-codecs: `auto` or
-    /// `encoder:codec;...`). Built in: `spice:mjpeg` (also `gstreamer:mjpeg`) and
+    /// The codecs streams may use, best first (QEMU's `-spice video-codec=`, also accepted as
+    /// --spice-video-codec; spice-server's video-codecs list: `auto` or `encoder:codec;...`). Built in: `spice:mjpeg` (also `gstreamer:mjpeg`) and
     /// `gstreamer:vp8` (libvpx); a list naming another (gstreamer:h264, ...) is refused.
     /// `auto` is VP8, then MJPEG for clients that do not decode VP8 (spice-html5 always
     /// gets MJPEG); a client's PREFERRED_VIDEO_CODEC_TYPE reorders the list for it.
-    #[arg(long, value_name = "LIST", default_value = "auto")]
+    #[arg(
+        long,
+        value_name = "LIST",
+        default_value = "auto",
+        alias = "spice-video-codec"
+    )]
     spice_video_codecs: saffron_server::VideoCodecs,
     /// No clipboard between clients and the guest agent (QEMU's disable-copy-paste): the
     /// agent's clipboard capabilities are hidden and clipboard messages dropped, both ways.
@@ -677,6 +682,33 @@ mod tests {
                 "needs a value"
             );
         }
+    }
+
+    /// `--spice-video-codecs` takes spice-server's list, also under QEMU's singular name;
+    /// a codec that is not built is refused at the command line.
+    #[test]
+    fn video_codecs_option_takes_qemus_name_too() {
+        use saffron_server::stream::VideoCodec;
+        let base = ["saffron", "device", "--socket", "s"];
+        let order = |extra: &[&str]| -> Result<Vec<VideoCodec>, String> {
+            let cli =
+                Cli::try_parse_from([&base[..], extra].concat()).map_err(|e| e.to_string())?;
+            match cli.command {
+                Cmd::Device(a) => Ok(a.spice.options().video_codecs.order().to_vec()),
+                _ => unreachable!(),
+            }
+        };
+        assert_eq!(order(&[]), Ok(vec![VideoCodec::Vp8, VideoCodec::Mjpeg]));
+        assert_eq!(
+            order(&["--spice-video-codecs", "spice:mjpeg"]),
+            Ok(vec![VideoCodec::Mjpeg])
+        );
+        assert_eq!(
+            order(&["--spice-video-codec", "gstreamer:vp8;spice:mjpeg"]),
+            Ok(vec![VideoCodec::Vp8, VideoCodec::Mjpeg])
+        );
+        let e = order(&["--spice-video-codecs", "gstreamer:h264"]).unwrap_err();
+        assert!(e.contains("not built in"), "{e}");
     }
 
     #[test]

@@ -42,7 +42,8 @@ pub struct SpiceOptions {
     pub jpeg_wan_compression: saffron_server::WanCompression,
     /// Which regions redrawn like video go as streams (QEMU's `streaming-video`).
     pub streaming_video: saffron_server::StreamingVideo,
-    /// The encoders streams may use (QEMU's `video-codecs`).
+    /// The codecs streams may use (QEMU's `-spice video-codec=`, a spice-server video-codecs
+    /// list).
     pub video_codecs: saffron_server::VideoCodecs,
     /// No clipboard through the guest agent (QEMU's `disable-copy-paste`).
     pub disable_copy_paste: bool,
