@@ -803,25 +803,20 @@ struct StreamCodecs {
     ours: Vec<VideoCodec>,
     multi_codec: bool,
     caps: Vec<u32>,
-    html5: bool,
 }
 
 impl StreamCodecs {
     /// The codecs, best first, for a client that prefers `preferred` (wire codec types).
-    /// spice-html5 plays VP8 through a `<video>` element laid over its canvas, whose
-    /// buffering and placement our stream ends (the exact last frame painted into the
-    /// canvas) do not control: it gets MJPEG, which it paints into the canvas itself.
+    /// spice-html5 announces VP8 when the browser's MediaSource plays WebM VP8, and plays
+    /// such a stream in a `<video>` element over its canvas, removed at STREAM_DESTROY, after
+    /// which our lossless last frame is painted into the canvas.
     fn for_client(&self, preferred: &[u8]) -> Vec<VideoCodec> {
-        let mut list = crate::stream::client_codecs(
+        crate::stream::client_codecs(
             &self.ours,
             self.multi_codec,
             |cap| has_cap(&self.caps, cap),
             preferred,
-        );
-        if self.html5 {
-            list.retain(|&c| c == VideoCodec::Mjpeg);
-        }
-        list
+        )
     }
 }
 
@@ -1033,7 +1028,6 @@ pub(crate) fn run(
         ours: shared.config.video_codecs.order().to_vec(),
         multi_codec: has_cap(&req.channel_caps, CAP_MULTI_CODEC),
         caps: req.channel_caps.clone(),
-        html5: req.is_html5(),
     };
     let first = codecs.for_client(&[]);
     if first.is_empty() {
@@ -1157,10 +1151,10 @@ mod tests {
         DisplayItem::image(area, bgrx, None)
     }
 
-    /// PREFERRED_VIDEO_CODEC_TYPE: a count and that many types, nothing else; and html5
-    /// gets MJPEG whatever it announces.
+    /// PREFERRED_VIDEO_CODEC_TYPE: a count and that many types, nothing else; it orders the
+    /// codecs the client announced.
     #[test]
-    fn preferred_codecs_are_checked_and_html5_gets_mjpeg() {
+    fn preferred_codecs_are_checked_and_order_the_clients_codecs() {
         assert_eq!(parse_preferred_codecs(&[2, 2, 1]), Ok(&[2u8, 1][..]));
         assert_eq!(parse_preferred_codecs(&[0]), Ok(&[][..]));
         assert_eq!(
@@ -1172,16 +1166,18 @@ mod tests {
             Err(crate::stream::PreferredCodecsError::Count { said: 3, have: 1 })
         );
         let caps = vec![(1 << 8) | (1 << 9) | (1 << 10)];
-        let mut c = StreamCodecs {
+        let c = StreamCodecs {
             ours: vec![VideoCodec::Vp8, VideoCodec::Mjpeg],
             multi_codec: true,
             caps,
-            html5: false,
         };
         assert_eq!(c.for_client(&[]), [VideoCodec::Vp8, VideoCodec::Mjpeg]);
         assert_eq!(c.for_client(&[1]), [VideoCodec::Mjpeg, VideoCodec::Vp8]);
-        c.html5 = true;
-        assert_eq!(c.for_client(&[2]), [VideoCodec::Mjpeg]);
+        let mjpeg_only = StreamCodecs {
+            caps: vec![(1 << 8) | (1 << 9)],
+            ..c
+        };
+        assert_eq!(mjpeg_only.for_client(&[2]), [VideoCodec::Mjpeg]);
     }
 
     #[test]

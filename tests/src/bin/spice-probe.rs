@@ -16,7 +16,9 @@
 //! With `SPICE_PROBE_CODECS=LIST` (comma-separated `mjpeg`, `vp8`; default `mjpeg`, what
 //! spice-gtk without GStreamer's VP8 decoder announces) it announces those stream codecs.
 //! With `SPICE_PROBE_LINK=BITS_PER_SEC,DELAY_MS` it connects through a userspace shaper
-//! (`saffron-shaper`) making a link of that rate and one-way delay, both ways.
+//! (`saffron-shaper`), which makes a link of that rate and one-way delay, both ways, from the
+//! line `shape` on stdin on (before it, bytes pass at once: a benchmark throttles only the
+//! phase it measures, not the backlog of the ones before).
 //!
 //! With `SPICE_PROBE_TIMES=FILE` in the environment it also writes to FILE, per update, the
 //! wall-clock time at which it arrived (seconds since the epoch, to the microsecond, one per
@@ -181,7 +183,10 @@ fn main() {
             delay: Duration::from_millis(delay_ms),
         };
         match saffron_shaper::Shaper::start(addr, link) {
-            Ok(s) => shaper = Some(s),
+            Ok(s) => {
+                s.set_throttled(false);
+                shaper = Some(s);
+            }
             Err(e) => {
                 eprintln!("spice-probe: shaper: {e}");
                 std::process::exit(1);
@@ -233,8 +238,13 @@ fn main() {
     let _ = main.set_timeout(Duration::from_secs(3600));
     std::thread::spawn(move || while main.read().is_ok() {});
     for line in std::io::stdin().lock().lines() {
-        if line.is_err() {
+        let Ok(line) = line else {
             break;
+        };
+        if line.trim() == "shape"
+            && let Some(s) = &shaper
+        {
+            s.set_throttled(true);
         }
         let c = &counters;
         println!(
