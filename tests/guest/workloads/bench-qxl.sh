@@ -41,8 +41,8 @@
 # Runs every step, prints SAFFRON-STEP after each, and exits 1 if any failed.
 # saffron.args=FB_FRAMES,KMS_FRAMES,FBCON_LINES,PHOTO_FRAMES,PHOTO_SIZE,X_REPS,XTERM_LINES,
 # LAT_FRAMES,VIDEO_FRAMES,WxH...: default 60,120,400,300,1024x768,0,0,0,0,1024x768,1920x1080
-# (the WxH are the kms phases); FBCON_LINES, PHOTO_FRAMES, X_REPS, XTERM_LINES, LAT_FRAMES or
-# VIDEO_FRAMES 0 leaves that phase out.
+# (the WxH are the kms phases); FB_FRAMES, KMS_FRAMES, FBCON_LINES, PHOTO_FRAMES, X_REPS,
+# XTERM_LINES, LAT_FRAMES or VIDEO_FRAMES 0 leaves that phase out.
 
 fb_frames=${1:-60}
 kms_frames=${2:-120}
@@ -100,8 +100,10 @@ if [ -e /dev/fb0 ]; then
     step settle saffron-guest settle --ms 1000
     step idle idle_phase 2000
     step settle saffron-guest settle --ms 500
-    step fb saffron-guest fbbench --frames "$fb_frames" --phase fb
-    step settle saffron-guest settle --ms 1000
+    if [ "$fb_frames" -gt 0 ]; then
+        step fb saffron-guest fbbench --frames "$fb_frames" --phase fb
+        step settle saffron-guest settle --ms 1000
+    fi
     if [ "$fbcon_lines" -gt 0 ]; then
         # Back to text mode: fbcon redraws the whole console; let that drain first.
         step fbcon-text saffron-guest fbcon-off --kd text
@@ -115,6 +117,7 @@ else
     skip fb no-fb0
 fi
 if [ -e /dev/dri/card0 ]; then
+    [ "$kms_frames" -gt 0 ] || set --
     for size in "$@"; do
         w=${size%x*}
         h=${size#*x}
