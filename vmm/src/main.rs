@@ -162,8 +162,8 @@ struct SpiceArgs {
     /// The codecs streams may use, best first (QEMU's `-spice video-codec=`, also accepted as
     /// --spice-video-codec; spice-server's video-codecs list: `auto` or `encoder:codec;...`). Built in: `spice:mjpeg` (also `gstreamer:mjpeg`) and
     /// `gstreamer:vp8` (libvpx); a list naming another (gstreamer:h264, ...) is refused.
-    /// `auto` is VP8, then MJPEG for clients that do not decode VP8; a client's
-    /// PREFERRED_VIDEO_CODEC_TYPE reorders the list for it.
+    /// `auto` is VP8, then MJPEG for clients that do not decode VP8 (spice-html5 gets MJPEG
+    /// unless it asks for VP8); a client's PREFERRED_VIDEO_CODEC_TYPE reorders the list.
     #[arg(
         long,
         value_name = "LIST",
